@@ -1,0 +1,28 @@
+# Two entry points, each sets up .venv on first use:
+#   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
+#   make test        -> the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.shortcutlab-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# torchattacks (a test oracle) pins an old `requests` it never imports: install it without dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps "torchattacks==3.5.1"
+	touch $(STAMP)
+
+.PHONY: setup reproduce test clean
+setup: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/shortcutlab reproduce $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) artifacts grades .pytest_cache

@@ -1,0 +1,7 @@
+"""shortcutlab: a test-driven course on shortcut learning with Colored MNIST."""
+from __future__ import annotations
+
+from shortcutlab.errors import DataError, ShortcutlabError
+
+__version__ = "0.1.0"
+__all__ = ["DataError", "ShortcutlabError", "__version__"]

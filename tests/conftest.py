@@ -1,0 +1,58 @@
+"""Test-wide setup: a private cache folder, no network, one torch thread per test process."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+# Set before shortcutlab is imported anywhere: tests never touch the network or the user's cache.
+os.environ["SHORTCUTLAB_OFFLINE"] = "1"
+os.environ.setdefault("SHORTCUTLAB_CACHE", tempfile.mkdtemp(prefix="shortcutlab-test-cache-"))
+os.environ.pop("SHORTCUTLAB_DATA", None)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    yield
+
+
+def write_idx(path, array, gz: bool) -> None:
+    """Write a uint8 array as an MNIST IDX file (images magic 2051 for 3-D, labels 2049 for 1-D)."""
+    import gzip
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = (2051 if array.ndim == 3 else 2049).to_bytes(4, "big")
+    header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    payload = header + array.tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+
+
+def make_fake_mnist(root, n_train: int = 300, n_test: int = 100, gz: bool = True, seed: int = 0):
+    """A torchvision-layout MNIST folder (root/MNIST/raw) of blocky synthetic digits; returns root."""
+    import numpy as np
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            row = 4 + 2 * label
+            images[i, row:row + 4, 6:22] = rng.integers(180, 256)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, gz)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, gz)
+    return root
+
+
+@pytest.fixture
+def fake_mnist(tmp_path):
+    return make_fake_mnist(tmp_path / "data")
