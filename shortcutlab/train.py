@@ -1,0 +1,206 @@
+"""The one training loop (``fit``), evaluation, confusion matrices, and the recipes that plug into fit."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from shortcutlab.data import NUM_CLASSES, ColoredMNIST
+from shortcutlab.models import class_logits
+
+Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Data = Union[ColoredMNIST, Tensors]
+
+
+def as_tensors(data: Data) -> Tensors:
+    """(images (N, 3, 28, 28), labels (N,), color_ids (N,)) of a split or of such a tuple."""
+    if isinstance(data, ColoredMNIST):
+        return data.tensors()
+    images, labels, color_ids = data
+    if images.dim() != 4 or len(images) != len(labels) or len(labels) != len(color_ids):
+        raise ValueError(f"expected images (N, 3, H, W), labels (N,), color_ids (N,); got "
+                         f"{tuple(images.shape)}, {tuple(labels.shape)}, {tuple(color_ids.shape)}")
+    return images, labels, color_ids
+
+
+class Recipe(Protocol):
+    """A training objective: (model, images, labels, color_ids, generator) -> (loss, class logits)."""
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 color_ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def erm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, color_ids: torch.Tensor,
+        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain cross-entropy (empirical risk minimisation): the cheater's recipe."""
+    logits = class_logits(model(images))
+    return F.cross_entropy(logits, labels), logits
+
+
+def random_colors(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n palette ids (n,) int64 drawn uniformly."""
+    return torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """CE + weight * symmetric KL between predictions on x and on x recolored at random (task 4)."""
+
+    weight: float = 2.0
+
+    def __call__(self, model, images, labels, color_ids, generator):
+        from shortcutlab.debias import consistency_objective
+
+        return consistency_objective(model, images, labels, random_colors(len(images), generator), self.weight)
+
+
+@dataclass(frozen=True)
+class GradientReversal:
+    """GRLNet objective on randomly recolored images: CE(digit) + color_weight * CE(color) (task 4)."""
+
+    color_weight: float = 0.5
+
+    def __call__(self, model, images, labels, color_ids, generator):
+        from shortcutlab.data import recolor
+        from shortcutlab.debias import grl_objective
+
+        new_colors = random_colors(len(images), generator)
+        return grl_objective(model, recolor(images, new_colors), labels, new_colors, self.color_weight)
+
+
+def confusion(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Confusion matrix (num_classes, num_classes) int64, rows = true label, columns = prediction."""
+    index = labels.long() * num_classes + predictions.long()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+@dataclass
+class EvalResult:
+    accuracy: float  # in [0, 1]
+    loss: float  # mean cross-entropy per sample
+    confusion: torch.Tensor  # (10, 10) int64, rows = true label
+    predictions: torch.Tensor  # (N,) int64
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Class logits (N, C) in eval mode without gradients; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([class_logits(model(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, data: Data, batch_size: int = 2048) -> EvalResult:
+    """Accuracy, mean CE loss and confusion matrix of ``model`` on a split (eval mode, mode restored)."""
+    images, labels, _ = as_tensors(data)
+    logits = predict_logits(model, images, batch_size)
+    predictions = logits.argmax(dim=1)
+    return EvalResult(
+        accuracy=float((predictions == labels).float().mean()),
+        loss=float(F.cross_entropy(logits, labels)),
+        confusion=confusion(predictions, labels, logits.shape[1]),
+        predictions=predictions,
+    )
+
+
+@dataclass
+class History:
+    """Per-epoch curves: ``metrics[name]`` lists one value per epoch (train_loss, val_accuracy, ...)."""
+
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def log(self, name: str, value: float) -> None:
+        self.metrics.setdefault(name, []).append(float(value))
+
+    def to_dict(self) -> dict:
+        return {"metrics": self.metrics, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "History":
+        return cls(metrics={k: list(v) for k, v in payload["metrics"].items()}, seconds=payload["seconds"])
+
+
+def fit(
+    model: nn.Module,
+    train: Data,
+    *,
+    recipe: Recipe = erm,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    eval_sets: dict[str, Data] | None = None,
+    checkpoint: str | Path | None = None,
+    on_epoch_start: Callable[[nn.Module, int], None] | None = None,
+    quiet: bool = False,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` in place with Adam on ``recipe``; log train loss/accuracy and each eval set per epoch.
+
+    Deterministic on CPU for a seed (batch order and recipe randomness come from one generator).
+    With ``checkpoint``, the final weights and history are saved there (see ``save_checkpoint``).
+    """
+    if epochs < 0 or batch_size <= 0 or lr <= 0:
+        raise ValueError(f"need epochs >= 0, batch_size > 0 and lr > 0; got {epochs}, {batch_size}, {lr}")
+    images, labels, color_ids = as_tensors(train)
+    evals = {name: as_tensors(d) for name, d in (eval_sets or {}).items()}
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = History()
+    start = time.perf_counter()
+    steps_per_epoch = -(-len(images) // batch_size)
+    with tqdm(total=epochs * steps_per_epoch, desc=desc, disable=quiet, leave=False, unit="batch") as bar:
+        for epoch in range(epochs):
+            if on_epoch_start is not None:
+                on_epoch_start(model, epoch)
+            model.train()
+            order = torch.randperm(len(images), generator=generator)
+            total_loss, correct = 0.0, 0
+            for i in range(0, len(images), batch_size):
+                batch = order[i:i + batch_size]
+                loss, logits = recipe(model, images[batch], labels[batch], color_ids[batch], generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += float(loss.detach()) * len(batch)
+                correct += int((logits.argmax(dim=1) == labels[batch]).sum())
+                bar.update(1)
+            history.log("train_loss", total_loss / len(images))
+            history.log("train_accuracy", correct / len(images))
+            for name, data in evals.items():
+                result = evaluate(model, data)
+                history.log(f"{name}_loss", result.loss)
+                history.log(f"{name}_accuracy", result.accuracy)
+            bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if k.endswith("accuracy")})
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, model, history)
+    return history
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, history: History, meta: dict | None = None) -> None:
+    """Write weights, history and metadata atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"state_dict": model.state_dict(), "history": history.to_dict(), "meta": meta or {}}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module) -> tuple[History, dict]:
+    """Load weights saved by ``save_checkpoint`` into ``model``; returns (history, meta)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return History.from_dict(payload["history"]), payload.get("meta", {})
