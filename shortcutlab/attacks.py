@@ -1,0 +1,158 @@
+"""Targeted adversarial attacks: L_inf projected gradient descent towards a chosen class.
+
+Images are float32 (N, 3, H, W) in [0, 1]; targets int64 (N,). Models return class logits (N, K),
+or a tuple whose first element is the class logits (GRLNet returns (digit_logits, color_logits)).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortcutlab.interpret import class_logits
+
+__all__ = ["AttackResult", "targeted_pgd"]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Per-sample outcome for N images: images (N, 3, H, W) in [0, 1], success (N,) bool, confidence (N,) final
+    target probability, steps (N,) int64 updates until success first held (0: at the start, -1: never)."""
+
+    images: torch.Tensor
+    success: torch.Tensor
+    steps: torch.Tensor
+    confidence: torch.Tensor
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, then give each back its own previous mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        # Per module, because model.train(was_training) would flatten mixed train/eval modes.
+        for module, training in modes:
+            module.training = training
+
+
+def _check_arguments(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    stop_confidence: float | None,
+) -> None:
+    """Raise ValueError unless the attack arguments are what targeted_pgd expects."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected images of shape (N, C, H, W), got {got}")
+    if not images.is_floating_point():
+        raise ValueError(f"expected floating-point images in [0, 1], got dtype {images.dtype}")
+    # The negated comparison also rejects NaN, which would silently poison the sign of the gradient.
+    if images.numel() > 0 and not bool(((images >= 0) & (images <= 1)).all()):
+        raise ValueError(
+            f"expected images in [0, 1], got values in [{images.min().item():g}, {images.max().item():g}]"
+        )
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 1:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"expected targets of shape (N,) = ({images.shape[0]},), got {got}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise ValueError(f"expected integer (int64) targets, got dtype {targets.dtype}")
+    if targets.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"expected one target per image, got {targets.shape[0]} targets for {images.shape[0]} images"
+        )
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"expected eps >= 0 (L_inf radius in [0, 1] pixel units), got {eps}")
+    if not math.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"expected alpha >= 0 (step size in [0, 1] pixel units), got {alpha}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"expected steps to be an int >= 0, got {steps!r}")
+    if stop_confidence is not None and not 0 < stop_confidence <= 1:
+        raise ValueError(f"expected stop_confidence in (0, 1] or None, got {stop_confidence}")
+
+
+def _check_logits(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """Raise ValueError unless logits are (N, K) and every target lies in [0, K)."""
+    if logits.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"expected the model to return logits for {targets.shape[0]} images, got shape {tuple(logits.shape)}"
+        )
+    num_classes = logits.shape[1]
+    if targets.numel() > 0 and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(
+            f"expected targets in [0, {num_classes}) for a {num_classes}-class model, "
+            f"got values in [{targets.min().item()}, {targets.max().item()}]"
+        )
+
+
+def targeted_pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    eps: float = 0.05,
+    alpha: float = 0.01,
+    steps: int = 40,
+    random_start: bool = False,
+    stop_confidence: float | None = None,
+    generator: torch.Generator | None = None,
+) -> AttackResult:
+    """Targeted L_inf PGD: signed descent of CE(f(x), targets), steps of alpha, projected into the eps-ball and [0, 1].
+
+    images (N, 3, H, W) in [0, 1]; targets (N,) int64 in [0, K); eps, alpha in pixel units of the [0, 1] scale."""
+    _check_arguments(images, targets, eps, alpha, steps, stop_confidence)
+    originals = images.detach().clone()
+    targets = targets.detach().to(device=originals.device, dtype=torch.int64)
+    n = originals.shape[0]
+
+    x = originals.clone()
+    if random_start:
+        # uniform_ on an empty_like, as torchattacks does, so generator=None draws the same noise it does.
+        noise = torch.empty_like(originals).uniform_(-eps, eps, generator=generator)
+        x = torch.clamp(originals + noise, min=0, max=1)
+
+    first_success = torch.full((n,), -1, dtype=torch.int64, device=originals.device)
+    frozen = torch.zeros(n, dtype=torch.bool, device=originals.device)
+    with _eval_mode(model):
+        for k in range(steps + 1):
+            update = k < steps
+            # Set explicitly so the attack also works under a caller's torch.no_grad(); the last pass only evaluates.
+            with torch.set_grad_enabled(update):
+                x_var = x.detach().requires_grad_(update)
+                logits = class_logits(model(x_var))
+                if k == 0:
+                    _check_logits(logits, targets)
+                # Mean reduction as torchattacks does; samples stay independent because the model is in eval mode.
+                loss = F.cross_entropy(logits, targets) if update else None
+
+            confidence = logits.detach().softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
+            if stop_confidence is None:
+                # Nobody is frozen, to stay identical to torchattacks; a sample may later leave the target
+                # class again, so success (final state) can be False while steps (first hit) is >= 0.
+                reached = logits.detach().argmax(dim=1) == targets
+            else:
+                reached = confidence >= stop_confidence
+                frozen = frozen | reached
+            first_success = torch.where(reached & (first_success < 0), k, first_success)
+            if not update or bool(frozen.all()):
+                break
+
+            # Gradient w.r.t. the input only, so the model's parameter .grad stays untouched.
+            (grad,) = torch.autograd.grad(loss, x_var)
+            stepped = x - alpha * grad.sign()
+            delta = torch.clamp(stepped - originals, min=-eps, max=eps)
+            stepped = torch.clamp(originals + delta, min=0, max=1)
+            x = torch.where(frozen[:, None, None, None], x, stepped)
+
+    # `reached`/`confidence` come from the last forward pass, which saw exactly the returned images.
+    return AttackResult(images=x.detach(), success=reached, steps=first_success, confidence=confidence)
+
