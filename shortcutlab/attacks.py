@@ -6,15 +6,13 @@ or a tuple whose first element is the class logits (GRLNet returns (digit_logits
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.interpret import class_logits
+from shortcutlab.models import class_logits, eval_mode
 
 __all__ = ["AttackResult", "targeted_pgd"]
 
@@ -28,19 +26,6 @@ class AttackResult:
     success: torch.Tensor
     steps: torch.Tensor
     confidence: torch.Tensor
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, then give each back its own previous mode."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        # Per module, because model.train(was_training) would flatten mixed train/eval modes.
-        for module, training in modes:
-            module.training = training
 
 
 def _check_arguments(
@@ -122,7 +107,7 @@ def targeted_pgd(
 
     first_success = torch.full((n,), -1, dtype=torch.int64, device=originals.device)
     frozen = torch.zeros(n, dtype=torch.bool, device=originals.device)
-    with _eval_mode(model):
+    with eval_mode(model):
         for k in range(steps + 1):
             update = k < steps
             # Set explicitly so the attack also works under a caller's torch.no_grad(); the last pass only evaluates.

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.interpret import class_logits
+from shortcutlab.models import class_logits
 
 __all__ = [
     "consistency_loss",

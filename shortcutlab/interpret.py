@@ -5,25 +5,17 @@ whose first element is the class logits (GRLNet returns (digit_logits, color_log
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["activation_maximization", "class_logits", "grad_cam", "total_variation"]
+from shortcutlab.models import class_logits, eval_mode
+
+__all__ = ["activation_maximization", "grad_cam", "total_variation"]
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
-def class_logits(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """Class logits (N, K) from a model output: the tensor itself, or the first element of a tuple/list."""
-    logits = output[0] if isinstance(output, (tuple, list)) else output
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"expected class logits of shape (N, num_classes), got {got}")
-    return logits
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -36,19 +28,6 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     vertical = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().sum(dim=(1, 2, 3))
     horizontal = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().sum(dim=(1, 2, 3))
     return vertical + horizontal
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, then give each back its own previous mode."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        # Per module, because model.train(was_training) would flatten mixed train/eval modes.
-        for module, training in modes:
-            module.training = training
 
 
 def activation_maximization(
@@ -70,7 +49,7 @@ def activation_maximization(
     # Drawn on the CPU so a seeded generator gives the same start on every device.
     x = (0.4 + 0.2 * torch.rand((1, *image_shape), generator=generator)).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         with torch.no_grad():
             num_classes = class_logits(model(x)).shape[1]
         if isinstance(target_class, bool) or not isinstance(target_class, int) or not 0 <= target_class < num_classes:
@@ -125,7 +104,7 @@ def grad_cam(
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
     try:
-        with _eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             # Detached so that no gradient can flow back into the caller's tensor.
             logits = class_logits(model(images.detach()))
             activations = _single_feature_map(captured)

@@ -1,6 +1,9 @@
 """Networks of the study: the SimpleCNN baseline and the gradient-reversal GRLNet."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -112,6 +115,23 @@ class GRLNet(nn.Module):
         return self.classifier(h), self.color_head(grad_reverse(h, self.strength))
 
 
-def class_logits(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The (N, num_classes) class logits of a model output: the tensor itself, or a tuple's first element."""
-    return output[0] if isinstance(output, (tuple, list)) else output
+def class_logits(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Class logits (N, K) from a model output: the tensor itself, or the first element of a tuple/list."""
+    logits = output[0] if isinstance(output, (tuple, list)) else output
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"expected class logits of shape (N, num_classes), got {got}")
+    return logits
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, then give each back its own previous mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        # Per module, because model.train(was_training) would flatten mixed train/eval modes.
+        for module, training in modes:
+            module.training = training

@@ -39,8 +39,10 @@ class ModelSpec:
     train_limit: int | None = None  # None: the whole train split
 
     def fingerprint(self) -> str:
-        text = repr((getattr(self.factory, "__name__", self.factory), self.recipe, self.epochs, self.lr,
-                     self.batch_size, self.train_limit))
+        def name(obj) -> str:  # stable across processes, unlike a function's repr with its address
+            return getattr(obj, "__qualname__", None) or repr(obj)
+
+        text = repr((name(self.factory), name(self.recipe), self.epochs, self.lr, self.batch_size, self.train_limit))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -296,3 +298,25 @@ def run_study(config: StudyConfig) -> dict:
     (out / "report.md").write_text(render_report(study.results))
     study.log(f"done in {study.results['timing']['total_seconds']:.1f} s: {out / 'report.md'}")
     return study.results
+
+
+def default_artifacts() -> Path:
+    """Where ``pretrained`` caches models: $SHORTCUTLAB_ARTIFACTS, else ./artifacts."""
+    import os
+
+    return Path(os.environ.get("SHORTCUTLAB_ARTIFACTS", "artifacts"))
+
+
+def pretrained(name: str, data: str | None = None, out: str | Path | None = None, seed: int = 42,
+               quiet: bool = False) -> nn.Module:
+    """A trained study model (``cheater``, ...) from the ``shortcutlab reproduce`` cache, trained on demand.
+
+    ``data`` as for ``--data`` (default: the embedded digits); ``out`` the artifacts folder to share.
+    """
+    if name not in MODEL_SPECS:
+        raise ShortcutlabError(f"no model {name!r}; choose one of {', '.join(MODEL_SPECS)}")
+    from shortcutlab.data import EMBEDDED
+
+    config = StudyConfig(data=data if data is not None else EMBEDDED, out=Path(out) if out else default_artifacts(),
+                         seed=seed, quiet=quiet)
+    return Study(config).model(name)

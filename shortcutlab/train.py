@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shortcutlab.data import NUM_CLASSES, ColoredMNIST
-from shortcutlab.models import class_logits
+from shortcutlab.models import class_logits, eval_mode
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Data = Union[ColoredMNIST, Tensors]
@@ -74,10 +74,36 @@ class GradientReversal:
         return grl_objective(model, recolor(images, new_colors), labels, new_colors, self.color_weight)
 
 
-def confusion(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Confusion matrix (num_classes, num_classes) int64, rows = true label, columns = prediction."""
     index = labels.long() * num_classes + predictions.long()
     return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer) -> float:
+    """One pass of cross-entropy training over ``loader`` (yielding (images, labels, color_ids));
+    returns the mean loss per sample."""
+    model.train()
+    total, count = 0.0, 0
+    for images, labels, _ in loader:
+        loss = F.cross_entropy(class_logits(model(images)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(labels)
+        count += len(labels)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader) -> float:
+    """Fraction in [0, 1] of samples of ``loader`` classified correctly (eval mode, no grad, mode restored)."""
+    correct, count = 0, 0
+    with eval_mode(model):
+        for images, labels, _ in loader:
+            correct += int((class_logits(model(images)).argmax(dim=1) == labels).sum())
+            count += len(labels)
+    return correct / max(count, 1)
 
 
 @dataclass
@@ -91,12 +117,8 @@ class EvalResult:
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Class logits (N, C) in eval mode without gradients; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([class_logits(model(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def evaluate(model: nn.Module, data: Data, batch_size: int = 2048) -> EvalResult:
@@ -107,7 +129,7 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 2048) -> EvalResult
     return EvalResult(
         accuracy=float((predictions == labels).float().mean()),
         loss=float(F.cross_entropy(logits, labels)),
-        confusion=confusion(predictions, labels, logits.shape[1]),
+        confusion=confusion_matrix(predictions, labels, logits.shape[1]),
         predictions=predictions,
     )
 

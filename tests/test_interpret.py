@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.interpret import activation_maximization, class_logits, grad_cam, total_variation
+from shortcutlab.interpret import activation_maximization, grad_cam, total_variation
+from shortcutlab.models import class_logits
 from shortcutlab.models import SimpleCNN
 
 

@@ -1,0 +1,70 @@
+"""Does `shortcutlab reproduce` run the study end to end, cache its models and fail with clear messages?"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from shortcutlab.cli import main
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.study import parse_tasks
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "artifacts"
+    assert main(["reproduce", "--quick", "--tasks", "0,1", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_results_report_and_figures(quick_run):
+    results = json.loads((quick_run / "results.json").read_text())
+    splits = results["data"]["splits"]
+    assert results["data"]["source"] == "embedded"
+    assert {name: splits[name]["size"] for name in splits} == {"train": 3600, "val": 400, "hard_test": 1000}
+    assert splits["hard_test"]["dominant_rate"] == 0.0
+    assert abs(splits["train"]["dominant_rate"] - 0.95) < 0.01
+    cheater = results["models"]["cheater"]
+    assert {"easy_val_accuracy", "hard_test_accuracy", "train_seconds"} <= set(cheater)
+    # the shortcut shows even on the small embedded subset
+    assert cheater["easy_val_accuracy"] >= 0.85 and cheater["hard_test_accuracy"] <= 0.25
+    assert results["timing"]["total_seconds"] > 0
+    report = (quick_run / "report.md").read_text()
+    assert "| Hard test | 6.25% |" in report and "## Task 0" in report
+    for relative in results["figures"].values():
+        assert (quick_run / relative).stat().st_size > 5000
+        assert f"]({relative})" in report
+
+
+@pytest.mark.slow
+def test_reproduce_reuses_the_cached_model_unless_forced(quick_run, capsys):
+    first = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
+    assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--quiet"]) == 0
+    again = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
+    assert again["cached"] and again["hard_test_accuracy"] == first["hard_test_accuracy"]
+
+
+def test_parse_tasks_accepts_lists_and_names_known_tasks():
+    assert parse_tasks("1,0, 1") == (0, 1)
+    with pytest.raises(ShortcutlabError, match="0, 1"):
+        parse_tasks("0,99")
+    with pytest.raises(ShortcutlabError, match="comma-separated"):
+        parse_tasks("zero")
+
+
+def test_bad_tasks_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["reproduce", "--tasks", "7", "--out", str(tmp_path)]) == 2
+    assert "unknown task" in capsys.readouterr().err
+
+
+def test_missing_data_folder_exits_2_naming_it(tmp_path, capsys):
+    assert main(["reproduce", "--tasks", "0", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
+    assert "absent" in capsys.readouterr().err
+
+
+def test_module_entry_point_shows_help():
+    done = subprocess.run([sys.executable, "-m", "shortcutlab", "reproduce", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--quick" in done.stdout

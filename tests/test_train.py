@@ -1,0 +1,121 @@
+"""Does the one training loop train deterministically, evaluate honestly and checkpoint safely?"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from shortcutlab.data import EMBEDDED, ColoredMNIST
+from shortcutlab.models import GRLNet, SimpleCNN, class_logits
+from shortcutlab.train import (Consistency, GradientReversal, History, as_tensors, confusion_matrix, erm, evaluate, fit,
+                               load_checkpoint, predict_logits, save_checkpoint)
+
+
+def color_coded_batch(n: int = 64, seed: int = 0):
+    """A toy set whose label is fully readable from the image's mean color (class = brightest channel)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=generator)
+    images = torch.rand(n, 3, 28, 28, generator=generator) * 0.2
+    images[torch.arange(n), labels] += 0.7
+    return images, labels, labels.clone()
+
+
+def test_simple_cnn_maps_images_to_ten_logits_and_exposes_its_layers():
+    model = SimpleCNN()
+    x = torch.rand(5, 3, 28, 28)
+    assert model(x).shape == (5, 10)
+    assert isinstance(model.target_layer[0], nn.Conv2d)
+    assert model.features(x).shape == (5, 128)
+    assert model.target_layer(model.block2(model.block1(x))).shape[-2:] == (7, 7)
+
+
+def test_confusion_counts_rows_as_true_labels():
+    predictions = torch.tensor([0, 1, 1, 2, 2, 2])
+    labels = torch.tensor([0, 0, 1, 2, 2, 1])
+    matrix = confusion_matrix(predictions, labels, num_classes=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 2]]
+    assert matrix.dtype == torch.int64
+
+
+def test_evaluate_reports_accuracy_loss_confusion_and_restores_train_mode():
+    model = SimpleCNN()
+    images, labels, colors = color_coded_batch(40)
+    model.train()
+    result = evaluate(model, (images, labels, colors))
+    assert model.training, "evaluate must restore the model's mode"
+    logits = predict_logits(model, images)
+    assert result.accuracy == pytest.approx(float((logits.argmax(1) == labels).float().mean()))
+    assert result.loss == pytest.approx(float(nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    assert int(result.confusion.sum()) == 40 and result.confusion.shape == (10, 10)
+
+
+def test_predict_logits_uses_eval_mode_without_gradients():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.9), nn.Linear(3 * 28 * 28, 10))
+    x = torch.rand(8, 3, 28, 28)
+    a, b = predict_logits(model, x, batch_size=3), predict_logits(model, x, batch_size=8)
+    torch.testing.assert_close(a, b)  # dropout off, batching irrelevant
+    assert not a.requires_grad
+
+
+def test_fit_learns_a_color_coded_task_and_logs_history_per_epoch():
+    data = color_coded_batch(128)
+    model = SimpleCNN(width=4, hidden=16)
+    history = fit(model, data, epochs=8, lr=1e-2, batch_size=16, eval_sets={"val": color_coded_batch(64, 1)},
+                  quiet=True)
+    assert set(history.metrics) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 8 for v in history.metrics.values())
+    assert history.metrics["train_loss"][-1] < history.metrics["train_loss"][0]
+    assert history.metrics["val_accuracy"][-1] > 0.9
+    assert history.seconds > 0
+
+
+def test_fit_is_deterministic_for_a_seed():
+    data = color_coded_batch(64)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = SimpleCNN(width=4, hidden=16)
+        fit(model, data, epochs=2, batch_size=16, seed=11, quiet=True)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_fit_rejects_bad_hyperparameters():
+    with pytest.raises(ValueError, match="batch_size > 0"):
+        fit(SimpleCNN(), color_coded_batch(8), batch_size=0, quiet=True)
+
+
+def test_as_tensors_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match=r"labels \(N,\)"):
+        as_tensors((torch.rand(4, 3, 28, 28), torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long)))
+
+
+def test_checkpoint_round_trip_restores_weights_history_and_meta(tmp_path):
+    model = SimpleCNN(width=4, hidden=16)
+    history = History({"train_loss": [1.0, 0.5]}, seconds=2.0)
+    save_checkpoint(tmp_path / "m.pt", model, history, {"seed": 1})
+    other = SimpleCNN(width=4, hidden=16)
+    loaded, meta = load_checkpoint(tmp_path / "m.pt", other)
+    assert meta == {"seed": 1} and loaded.metrics == history.metrics and loaded.seconds == 2.0
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_fit_writes_a_checkpoint_when_asked(tmp_path):
+    fit(SimpleCNN(width=4, hidden=16), color_coded_batch(16), epochs=1, checkpoint=tmp_path / "c.pt", quiet=True)
+    assert (tmp_path / "c.pt").exists()
+
+
+def test_erm_recipe_is_cross_entropy():
+    model = SimpleCNN(width=4, hidden=16)
+    images, labels, colors = color_coded_batch(8)
+    loss, logits = erm(model, images, labels, colors, torch.Generator())
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(class_logits(model(images)), labels))
+
+
+def test_debiasing_recipes_plug_into_fit():
+    ds = ColoredMNIST("train", root=EMBEDDED, limit=64)
+    for model, recipe in ((SimpleCNN(width=4, hidden=16), Consistency(2.0)),
+                          (GRLNet(width=4, hidden=16), GradientReversal(0.5))):
+        history = fit(model, ds, recipe=recipe, epochs=1, batch_size=32, quiet=True)
+        assert torch.isfinite(torch.tensor(history.metrics["train_loss"])).all()
