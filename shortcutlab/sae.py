@@ -59,8 +59,8 @@ def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor
         raise ValueError(f"{b_name} must have the shape of {a_name} {tuple(a.shape)}, got {tuple(b.shape)}")
 
 
-def _check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> None:
-    _check_positive_int("num_classes" if name == "labels" else f"number of {name} groups", num_classes)
+def _check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int, count_name: str) -> None:
+    _check_positive_int(count_name, num_classes)
     if not isinstance(labels, torch.Tensor) or labels.shape != (n,):
         got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"{name} must have shape ({n},), one per row of f, got {got}")
@@ -91,7 +91,7 @@ class SparseAutoencoder(nn.Module):
         # Random unit directions with a tied encoder start every latent alive and near-orthogonal.
         directions = torch.randn(d_hidden, d_in, generator=generator)
         directions = directions / directions.norm(dim=1, keepdim=True)
-        self.W_enc = nn.Parameter(directions.T.clone())
+        self.W_enc = nn.Parameter(directions.T.contiguous())
         self.b_enc = nn.Parameter(torch.zeros(d_hidden))
         self.W_dec = nn.Parameter(directions)
         self.b_dec = nn.Parameter(torch.zeros(d_in))
@@ -192,11 +192,10 @@ def resample_dead_latents(
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
 ) -> int:
-    """Re-initialise the latents where ``dead`` (d_hidden,) bool is True; returns how many.
+    """Re-initialise the latents where ``dead`` (d_hidden,) bool is True from inputs x (N, d_in); returns how many.
 
-    Each gets the unit direction of the reconstruction error of an input of x (N, d_in),
-    drawn with probability proportional to squared loss; the encoder row is that direction
-    scaled to 0.2x the mean alive encoder norm, the encoder bias 0, and its Adam state zeroed.
+    Decoder row: the unit reconstruction error of an input drawn with p ~ loss^2; encoder
+    row: the same, at 0.2x the mean alive encoder norm; encoder bias and Adam state: zero.
     """
     if not isinstance(dead, torch.Tensor) or dead.dtype != torch.bool or dead.shape != (sae.d_hidden,):
         got = f"{tuple(dead.shape)} {dead.dtype}" if isinstance(dead, torch.Tensor) else type(dead).__name__
@@ -225,7 +224,7 @@ def resample_dead_latents(
     sae.b_enc[dead_ids] = 0.0
 
     if optimizer is not None:
-        # Stale Adam moments would immediately push the new rows back where the dead ones were.
+        # Stale moments would keep moving the new rows with the dead latents' gradient history.
         for param, index in ((sae.W_dec, (dead_ids,)), (sae.W_enc, (slice(None), dead_ids)), (sae.b_enc, (dead_ids,))):
             for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
                 moment = optimizer.state.get(param, {}).get(key)
@@ -254,20 +253,21 @@ def _rescale_(sae: SparseAutoencoder, factor: float) -> None:
 def train_sae(
     activations: torch.Tensor,
     d_hidden: int,
-    l1: float = 1e-3,
-    epochs: int = 20,
+    l1: float = 0.1,
+    epochs: int = 8,
     batch_size: int = 256,
-    lr: float = 1e-3,
-    resample_every: int | None = 1000,
+    lr: float = 3e-3,
+    resample_every: int | None = 500,
     seed: int = 0,
     quiet: bool = True,
     *,
     sae: SparseAutoencoder | None = None,
 ) -> tuple[SparseAutoencoder, dict[str, list[float]]]:
-    """Train an SAE on activations (N, d_in); returns it (working on raw activations) and per-epoch history.
+    """Train an SAE on activations (N, d_in); returns it and per-epoch history (lists of floats).
 
-    Inputs are divided by s = sqrt(mean_n ||x - mean(x)||^2) during training, so ``l1`` is
-    scale-free and the reconstruction term is an FVU; the returned SAE has s folded back in.
+    Training sees x / s, s = sqrt(mean_n ||x - mean(x)||^2), so the loss's reconstruction term
+    is an FVU and ``l1`` is scale-free; s is folded back, so the SAE works on raw activations.
+    ``sae`` continues training that SAE in place instead of a fresh one seeded by ``seed``.
     """
     _check_matrix("activations", activations, what="d_in")
     _check_positive_int("d_hidden", d_hidden)
@@ -303,56 +303,57 @@ def train_sae(
     else:
         _rescale_(sae, 1.0 / scale)
     sae.normalize_decoder_()
-    sae.train()
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
 
+    # Per epoch: loss (on x / s), mse (per element, raw scale), fvu, l0, dead_fraction (silent
+    # all epoch) and the number of latents resampled.
     history: dict[str, list[float]] = {k: [] for k in ("loss", "mse", "fvu", "l0", "dead_fraction", "resampled")}
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
     fired_in_window = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
     step = 0
-    bar = tqdm(range(epochs), desc="train SAE", unit="epoch", disable=quiet)
-    for _ in bar:
-        loss_sum = squared_error = 0.0
-        active_count = 0
-        resampled = 0
-        fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
-        for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
-            batch = x[index]
-            x_hat, f = sae(batch)
-            loss = sae_loss(batch, x_hat, f, l1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            _project_decoder_grad_(sae)
-            optimizer.step()
-            sae.normalize_decoder_()
-            step += 1
+    try:
+        bar = tqdm(range(epochs), desc="train SAE", unit="epoch", disable=quiet)
+        for _ in bar:
+            loss_sum = squared_error = 0.0
+            active_count = 0
+            resampled = 0
+            fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
+            for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
+                batch = x[index]
+                x_hat, f = sae(batch)
+                loss = sae_loss(batch, x_hat, f, l1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                _project_decoder_grad_(sae)
+                optimizer.step()
+                sae.normalize_decoder_()
+                step += 1
 
-            with torch.no_grad():
-                active = f > 0
-                fired_in_window |= active.any(dim=0)
-                fired_in_epoch |= active.any(dim=0)
-                active_count += int(active.sum())
-                squared_error += float((x_hat - batch).pow(2).sum())
-                loss_sum += float(loss) * batch.shape[0]
-            # Revive only with a full window still to come, so new latents get trained.
-            if resample_every is not None and step % resample_every == 0:
-                if step + resample_every <= total_steps:
-                    resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
-                fired_in_window.zero_()
+                with torch.no_grad():
+                    active = f > 0
+                    fired_in_window |= active.any(dim=0)
+                    fired_in_epoch |= active.any(dim=0)
+                    active_count += int(active.sum())
+                    squared_error += float((x_hat - batch).pow(2).sum())
+                    loss_sum += float(loss) * batch.shape[0]
+                # Revive only with a full window still to come, so new latents get trained.
+                if resample_every is not None and step % resample_every == 0:
+                    if step + resample_every <= total_steps:
+                        resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
+                    fired_in_window.zero_()
 
-        # Running statistics over the epoch's batches (the SAE moves during the epoch);
-        # x has unit total variance, so the summed squared error per row is the FVU.
-        history["loss"].append(loss_sum / n)
-        history["fvu"].append(squared_error / n)
-        history["mse"].append(squared_error * scale**2 / (n * d_in))
-        history["l0"].append(active_count / n)
-        history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
-        history["resampled"].append(float(resampled))
-        bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
-
-    _rescale_(sae, scale)
-    sae.eval()
+            # Running statistics over the epoch's batches (the SAE moves during the epoch);
+            # x has unit total variance, so the summed squared error per row is the FVU.
+            history["loss"].append(loss_sum / n)
+            history["fvu"].append(squared_error / n)
+            history["mse"].append(squared_error * scale**2 / (n * d_in))
+            history["l0"].append(active_count / n)
+            history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
+            history["resampled"].append(float(resampled))
+            bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
+    finally:
+        _rescale_(sae, scale)  # also on interruption, so a passed-in SAE is never left scaled
     return sae, history
 
 
@@ -365,7 +366,7 @@ def latent_label_correlation(f: torch.Tensor, labels: torch.Tensor, num_classes:
     A constant latent or an absent/ubiquitous class has no defined correlation and gets 0.
     """
     _check_matrix("f", f, what="H")
-    _check_labels("labels", labels, f.shape[0], num_classes)
+    _check_labels("labels", labels, f.shape[0], num_classes, "num_classes")
     f64 = f.detach().double()
     onehot = F.one_hot(labels.long(), num_classes).to(f64)
     f_centered = f64 - f64.mean(dim=0)
@@ -382,7 +383,7 @@ def group_variance_explained(f: torch.Tensor, groups: torch.Tensor, num_groups: 
     f (N, H); groups (N,) int in [0, num_groups). A constant latent gets 0.
     """
     _check_matrix("f", f, what="H")
-    _check_labels("groups", groups, f.shape[0], num_groups)
+    _check_labels("groups", groups, f.shape[0], num_groups, "num_groups")
     f64 = f.detach().double()
     onehot = F.one_hot(groups.long(), num_groups).to(f64)
     counts = onehot.sum(dim=0)
@@ -401,6 +402,9 @@ def latent_selectivity(
 
     Only meaningful where color and digit are independent (e.g. the hard test or random recoloring).
     """
+    _check_matrix("f", f, what="H")
+    _check_labels("color_ids", color_ids, f.shape[0], num_colors, "num_colors")
+    _check_labels("labels", labels, f.shape[0], num_classes, "num_classes")
     return group_variance_explained(f, color_ids, num_colors) - group_variance_explained(f, labels, num_classes)
 
 
