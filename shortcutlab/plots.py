@@ -63,25 +63,6 @@ def color_given_digit_heatmaps(matrices: Mapping[str, torch.Tensor]) -> Figure:
     return fig
 
 
-def confusion_matrix_figure(matrix: torch.Tensor, title: str) -> Figure:
-    """A confusion matrix (rows = true digit) with counts written in the cells."""
-    fig, ax = plt.subplots(figsize=(5, 4.4))
-    values = matrix.numpy()
-    ax.imshow(values, cmap="Blues")
-    for (i, j), count in np.ndenumerate(values):
-        if count:
-            ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=6,
-                    color="white" if count > values.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true digit")
-    ax.set_xticks(range(values.shape[1]))
-    ax.set_yticks(range(values.shape[0]))
-    accuracy = np.trace(values) / max(values.sum(), 1)
-    ax.set_title(f"{title} (accuracy {accuracy:.1%})")
-    fig.tight_layout()
-    return fig
-
-
 def recolor_proof(images: torch.Tensor, predictions: Mapping[str, Sequence[int]],
                   confidences: Mapping[str, Sequence[float]], true_label: int) -> Figure:
     """One digit in all ten colors (10, 3, 28, 28), with each model's prediction and confidence under it."""
@@ -126,3 +107,115 @@ def save(fig: Figure, path) -> None:
     """Write ``fig`` as PNG and close it (keeps memory flat when the study makes dozens of figures)."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def image_grid(rows: Mapping[str, torch.Tensor], column_titles: Sequence[str] | None = None,
+               title: str = "") -> Figure:
+    """One row per name of images (k, 3, H, W), e.g. activation maximization per model and class."""
+    n_cols = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.0, len(rows) * 1.15), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            _hide_axes(ax)
+            if c < len(images):
+                ax.imshow(to_hwc(images[c]))
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0 and column_titles is not None:
+                ax.set_title(column_titles[c], fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def cam_overlay(ax, image: torch.Tensor, cam: torch.Tensor, caption: str = "") -> None:
+    """Draw image (3, H, W) with a Grad-CAM map (H, W) in [0, 1] blended over it."""
+    ax.imshow(to_hwc(image))
+    ax.imshow(cam.detach().cpu().numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    _hide_axes(ax)
+    if caption:
+        ax.set_title(caption, fontsize=7)
+
+
+def cam_panels(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor, Sequence[str]]], title: str = "") -> Figure:
+    """Rows of Grad-CAM overlays: name -> (images (k, 3, H, W), cams (k, H, W), captions)."""
+    n_cols = max(len(images) for images, _, _ in rows.values())
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 1.15, len(rows) * 1.35), squeeze=False)
+    for r, (name, (images, cams, captions)) in enumerate(rows.items()):
+        for c in range(n_cols):
+            if c < len(images):
+                cam_overlay(axes[r, c], images[c], cams[c], captions[c])
+            else:
+                axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attack_figure(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor, str]]) -> Figure:
+    """Per model: original, adversarial, delta (centred at gray) and delta x10, with a caption."""
+    fig, axes = plt.subplots(len(rows), 4, figsize=(6.4, 1.75 * len(rows)), squeeze=False)
+    for r, (name, (original, adversarial, caption)) in enumerate(rows.items()):
+        delta = adversarial - original
+        panels = (original, adversarial, 0.5 + delta, 0.5 + 10 * delta)
+        for c, (image, label) in enumerate(zip(panels, ("original", "adversarial", "delta", "delta x10"))):
+            axes[r, c].imshow(to_hwc(image))
+            _hide_axes(axes[r, c])
+            if r == 0:
+                axes[r, c].set_title(label, fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+        axes[r, 1].set_xlabel(caption, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+           title: str) -> Figure:
+    """Line plot of name -> (x values, y values)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latent_panels(images: torch.Tensor, top: torch.Tensor, latents: Sequence[int],
+                  captions: Sequence[str]) -> Figure:
+    """For each latent, its top-activating images: images (N, 3, H, W), top (H_latents, k) row indices."""
+    k = top.shape[1]
+    fig, axes = plt.subplots(len(latents), k, figsize=(k * 0.9, len(latents) * 1.0), squeeze=False)
+    for r, (latent, caption) in enumerate(zip(latents, captions)):
+        for c in range(k):
+            axes[r, c].imshow(to_hwc(images[top[latent, c]]))
+            _hide_axes(axes[r, c])
+        axes[r, 0].set_ylabel(caption, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(matrices: Mapping[str, torch.Tensor], title: str) -> Figure:
+    """Side-by-side confusion matrices (rows = true digit), one per model."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        values = matrix.numpy()
+        ax.imshow(values, cmap="Blues")
+        for (i, j), count in np.ndenumerate(values):
+            if count:
+                ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=5,
+                        color="white" if count > values.max() / 2 else "black")
+        accuracy = np.trace(values) / max(values.sum(), 1)
+        ax.set_title(f"{name} ({accuracy:.1%})", fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true digit")
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_yticks(range(values.shape[0]))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
