@@ -4,7 +4,7 @@ from __future__ import annotations
 from shortcutlab.errors import DataError, ShortcutlabError
 
 __version__ = "0.1.0"
-__all__ = ["DataError", "ShortcutlabError", "__version__", "pretrained"]
+__all__ = ["DataError", "ShortcutlabError", "__version__", "check", "pretrained"]
 
 
 def pretrained(name: str, **kwargs):
@@ -12,3 +12,12 @@ def pretrained(name: str, **kwargs):
     from shortcutlab.study import pretrained as load
 
     return load(name, **kwargs)
+
+
+def check(name: str, function, /, **kwargs) -> None:
+    """Run the visible checks of ``name`` ("<lesson id>.<function>", e.g. "03_gradcam.grad_cam") on
+    ``function`` and print a short report; raises an AssertionError if any fails (see shortcutlab.grading)."""
+    __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame in tracebacks
+    from shortcutlab.grading.notebook import check_in_notebook
+
+    return check_in_notebook(name, function, _depth=2, **kwargs)

@@ -19,6 +19,43 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from shortcutlab.grading.report import render_json, render_submission, render_table
+    from shortcutlab.grading.runner import grade
+
+    def progress(result) -> None:
+        if not args.quiet:
+            head = render_submission(result, details=False)[0]
+            print(f"graded {head}", file=sys.stderr, flush=True)
+
+    # With --json, stdout carries the JSON document and nothing else, whatever gets printed meanwhile.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        report = grade(args.paths, lesson=args.lesson, jobs=args.jobs, seed=args.seed, course=args.course,
+                       on_result=progress)
+    sys.stdout.write((render_json(report) if args.json else render_table(report)) + "\n")
+    return 1 if any(s.error for s in report.submissions) else 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from shortcutlab.release import check_release, release
+
+    if args.check:
+        stale = check_release(args.solutions, args.lessons)
+        for name in stale:
+            print(f"out of sync: {Path(args.lessons) / name}", file=sys.stderr)
+        if stale:
+            print(f"run `shortcutlab release --solutions {args.solutions} --lessons {args.lessons}`", file=sys.stderr)
+        return 1 if stale else 0
+    changed = release(args.solutions, args.lessons)
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print(f"{args.lessons} is up to date with {args.solutions}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shortcutlab", description="A test-driven course on shortcut learning.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -36,6 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=int, default=42, help="seed of splits, colors and training (default 42)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     reproduce.set_defaults(run=_reproduce)
+    grade = verbs.add_parser("grade", help="grade lesson notebooks or .py files against the autograder checks",
+                             description="Grade submissions (.ipynb or .py; folders are searched), each in its own "
+                             "process. Exit code 0: all graded; 1: some submission could not be graded (see its "
+                             "error); 2: bad arguments or course.yml.")
+    grade.add_argument("paths", nargs="+", metavar="PATH", help="submissions: notebooks, .py files or folders")
+    grade.add_argument("--lesson", metavar="ID", help="lesson of every submission (default: from each file name)")
+    grade.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: CPU count)")
+    grade.add_argument("--json", action="store_true", help="print one JSON document to stdout and nothing else")
+    grade.add_argument("--seed", type=int, help="seed of the checks' random inputs (default: a new one per run)")
+    grade.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    grade.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    grade.set_defaults(run=_grade)
+    release = verbs.add_parser("release", help="generate lessons/ (student notebooks) from solutions/",
+                               description="Write each lesson from its solution notebook: solution regions become "
+                               "stubs, outputs are cleared. Exit code 1 with --check when lessons are out of sync.")
+    release.add_argument("--solutions", default="solutions", metavar="DIR",
+                         help="solution notebooks (default ./solutions)")
+    release.add_argument("--lessons", default="lessons", metavar="DIR", help="lesson notebooks (default ./lessons)")
+    release.add_argument("--check", action="store_true", help="write nothing; list lessons that differ and exit 1")
+    release.set_defaults(run=_release)
     return parser
 
 

@@ -1,0 +1,429 @@
+"""Checks of lesson 01: SimpleCNN, train_one_epoch, accuracy, confusion_matrix (shortcutlab.models / train are the
+reference).
+
+SimpleCNN may be any reasonable CNN, so it is graded on behaviour (shapes, a convolutional target layer, it
+learns). The training and evaluation functions are graded on small models of the checks' own (never the
+student's SimpleCNN, so one wrong answer does not cost another) and compared with the reference.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from shortcutlab.data import colorize
+from shortcutlab.grading import (CheckFailure, check, expect_close, expect_dtype, expect_equal, expect_finite,
+                                 expect_shape, expect_true)
+
+# Bound at import, before any submission runs, so a submission cannot swap the reference.
+from shortcutlab.data import smooth_texture as reference_smooth_texture
+from shortcutlab.train import confusion_matrix as reference_confusion_matrix
+from shortcutlab.train import train_one_epoch as reference_train_one_epoch
+
+NUM_CLASSES = 10
+IMAGE = (3, 28, 28)
+
+
+def _generator(seed: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + salt)
+
+
+def _color_coded(n: int, seed: int, salt: int, balanced: bool = False) -> tuple[torch.Tensor, ...]:
+    """Images (n, 3, 28, 28) of a square stroke whose color is the label: a task any CNN learns fast.
+    ``balanced``: every class equally often, so guessing the class frequencies cannot lower the loss."""
+    g = _generator(seed, salt)
+    labels = torch.randperm(n, generator=g) % NUM_CLASSES if balanced else torch.randint(0, NUM_CLASSES, (n,),
+                                                                                          generator=g)
+    strokes = torch.zeros(n, 28, 28)
+    for i in range(n):
+        top, left = (int(v) for v in torch.randint(2, 14, (2,), generator=g))
+        strokes[i, top:top + 12, left:left + 8] = 1.0
+    images = colorize(strokes, labels, reference_smooth_texture(n, generator=g))
+    return images, labels, labels.clone()
+
+
+def _loader(data: tuple[torch.Tensor, ...], batch_size: int) -> DataLoader:
+    """Batches of (images, labels, color_ids) in order; the last batch is smaller."""
+    return DataLoader(TensorDataset(*data), batch_size=batch_size, shuffle=False)
+
+
+class _Small(nn.Module):
+    """A tiny CNN (N, 3, 28, 28) -> (N, 10) with dropout, seeded: the model the loop checks train."""
+
+    def __init__(self, seed: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+            self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * 7 * 7, NUM_CLASSES))
+        self.modes: list[bool] = []  # training flag of every submodule, at each forward
+        self.grad_enabled: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(all(m.training for m in self.modules()) if self.training else
+                          any(m.training for m in self.modules()))
+        self.grad_enabled.append(torch.is_grad_enabled())
+        return self.head(self.features(x))
+
+
+class _SGD:
+    """Plain SGD with the optimizer interface train_one_epoch uses (zero_grad, step, param_groups).
+
+    Visible checks avoid torch.optim: creating the first torch optimizer in a process imports torch._dynamo,
+    seconds a student would wait for in a check cell.
+    """
+
+    def __init__(self, params, lr: float) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.param_groups = [{"params": self.params, "lr": lr}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.sub_(self.param_groups[0]["lr"] * p.grad)
+
+
+class _Adam(_SGD):
+    """Adam (betas 0.9, 0.999; eps 1e-8), same interface as _SGD."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr)
+        self.t = 0
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        for p, (m, v) in zip(self.params, self.moments):
+            if p.grad is None:
+                continue
+            m.mul_(0.9).add_(p.grad, alpha=0.1)
+            v.mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+            step = (m / (1 - 0.9**self.t)) / ((v / (1 - 0.999**self.t)).sqrt() + 1e-8)
+            p.sub_(self.param_groups[0]["lr"] * step)
+
+
+def _parameters(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _number(value: object, what: str) -> float:
+    """A Python float from a number or a one-element tensor."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise CheckFailure(f"{what} should return a number (a Python float), got {type(value).__name__}"
+                       + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else "")
+                       + ". Hint: return total / count as a float, e.g. with loss.item()")
+
+
+# ----------------------------------------------------------------------------- SimpleCNN
+
+
+def _new_model(SimpleCNN) -> nn.Module:
+    model = SimpleCNN()
+    expect_true(isinstance(model, nn.Module), f"SimpleCNN() should build an nn.Module, got {type(model).__name__}. "
+                "Hint: class SimpleCNN(nn.Module) with super().__init__() first in __init__")
+    return model
+
+
+def _logits(model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    out = model(x)
+    expect_shape(out, (x.shape[0], NUM_CLASSES), what,
+                 hint="end with a linear layer to 10 outputs, one logit per digit (no softmax needed)")
+    expect_dtype(out, torch.float32, what)
+    expect_finite(out, what)
+    return out
+
+
+@check("SimpleCNN")
+def test_simple_cnn_maps_images_to_ten_logits(SimpleCNN, seed):
+    """(N, 3, 28, 28) images give (N, 10) finite float32 logits that depend on the image."""
+    n = int(torch.randint(2, 7, (1,), generator=_generator(seed, 1)))
+    model = _new_model(SimpleCNN)
+    x, _, _ = _color_coded(n, seed, 2)
+    out = _logits(model, x, f"SimpleCNN()(images of shape ({n}, 3, 28, 28))")
+    noise = torch.rand(x.shape, generator=_generator(seed, 3))
+    other = _logits(model, noise, "SimpleCNN()(other images)")
+    expect_true(not torch.allclose(out, other, rtol=0, atol=1e-6), "SimpleCNN gives the same logits for different "
+                "images: the output must be computed from the input")
+
+
+@check("SimpleCNN")
+def test_simple_cnn_exposes_a_convolutional_target_layer(SimpleCNN, seed):
+    """``model.target_layer`` is a submodule whose output is a 4-D feature map (N, C, H, W), for Grad-CAM."""
+    model = _new_model(SimpleCNN)
+    expect_true(hasattr(model, "target_layer"), "SimpleCNN has no attribute target_layer. Hint: keep the last "
+                "convolutional block as self.target_layer (or a property returning it)")
+    target = model.target_layer
+    expect_true(isinstance(target, nn.Module), f"model.target_layer should be a layer (nn.Module), got "
+                f"{type(target).__name__}")
+    expect_true(any(m is target for m in model.modules()), "model.target_layer is not one of the model's own "
+                "layers; it must be the module the forward pass goes through")
+    seen: list[object] = []
+    handle = target.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        model(_color_coded(3, seed, 3)[0])
+    finally:
+        handle.remove()
+    expect_true(seen, "the forward pass never runs model.target_layer; use the layer itself in forward")
+    feature_map = seen[-1]
+    expect_true(isinstance(feature_map, torch.Tensor) and feature_map.dim() == 4 and feature_map.shape[0] == 3,
+                "model.target_layer should output a feature map (N, C, H, W); it output "
+                + (f"shape {tuple(feature_map.shape)}" if isinstance(feature_map, torch.Tensor) else
+                   type(feature_map).__name__)
+                + ". Hint: pick a convolutional block, not a linear layer")
+    expect_true(feature_map.shape[-1] >= 2 and feature_map.shape[-2] >= 2,
+                f"model.target_layer's feature map is only {tuple(feature_map.shape[-2:])} pixels; Grad-CAM needs a "
+                "spatial map (e.g. 7x7): pick an earlier convolutional block")
+
+
+@check("SimpleCNN")
+def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
+    """A few Adam steps on 20 images whose color gives the label bring the loss well down."""
+    x, labels, _ = _color_coded(20, seed, 4, balanced=True)
+    model = _new_model(SimpleCNN).train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    expect_true(parameters, "SimpleCNN has no trainable parameters. Hint: create layers in __init__ as attributes "
+                "(self.conv = nn.Conv2d(...)), not inside forward")
+    optimizer = _Adam(parameters, lr=5e-3)
+    losses = []
+    for _ in range(15):
+        loss = F.cross_entropy(_logits(model, x, "SimpleCNN's output"), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    # The reference ends below 0.55 of its first loss on every seed tried; a model that cannot use the image
+    # stays at 1.0 (balanced classes).
+    expect_true(min(losses[-3:]) < 0.8 * losses[0],
+                f"SimpleCNN does not learn: 15 Adam steps (lr 5e-3) on 20 images whose label is their color take the "
+                f"loss from {losses[0]:.3f} only to {min(losses[-3:]):.3f}. Hint: conv layers with ReLU, pooling, "
+                "then linear layers; make sure every layer is used in forward and nothing is detached")
+
+
+@check("SimpleCNN", hidden=True)
+def test_simple_cnn_treats_each_image_independently(SimpleCNN, seed):
+    """In eval mode, an image's logits do not depend on the other images of its batch."""
+    model = _new_model(SimpleCNN).eval()
+    x, _, _ = _color_coded(4, seed, 5)
+    with torch.no_grad():
+        batch = _logits(model, x, "SimpleCNN's output")
+        single = torch.cat([_logits(model, x[i:i + 1], "SimpleCNN's output on one image") for i in range(4)])
+    expect_close(batch, single, "logits of images run as a batch vs one at a time", atol=1e-4, rtol=1e-4,
+                 hint="do not mix samples of a batch (e.g. flatten with x.flatten(1) or x.view(x.size(0), -1))")
+
+
+# ----------------------------------------------------------------------------- train_one_epoch
+
+
+def _train_both(train_one_epoch, seed: int, n: int, batch_size: int, make_optimizer, salt: int):
+    """Run the student's and the reference's epoch from identical models; returns both (loss, model) pairs."""
+    data = _color_coded(n, seed, salt)
+    mine, theirs = _Small(seed), _Small(seed)
+    got = train_one_epoch(mine, _loader(data, batch_size), make_optimizer(mine.parameters()))
+    expected = reference_train_one_epoch(theirs, _loader(data, batch_size), make_optimizer(theirs.parameters()))
+    return (got, mine), (expected, theirs), data
+
+
+def _loss_hint(got: float, data, seed: int, batch_size: int) -> str:
+    """Recognise averaging per batch instead of per sample, and summing, from the value returned."""
+    model = _Small(seed)
+    optimizer = _SGD(model.parameters(), lr=0.1)
+    losses, sizes = [], []
+    for images, labels, _ in _loader(data, batch_size):
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        sizes.append(len(labels))
+    if abs(got - sum(losses) / len(losses)) < 1e-5:
+        return "that is the mean of the batch losses; weight each batch's loss by its size (the last batch is smaller)"
+    if abs(got - sum(l * s for l, s in zip(losses, sizes))) < 1e-3:
+        return "that is the total loss; divide by the number of samples"
+    if abs(got - sum(losses)) < 1e-4:
+        return "that is the sum of the batch losses; return the mean loss per sample"
+    return "return sum(batch loss * batch size) / number of samples, with each batch's loss taken before its step"
+
+
+@check("train_one_epoch")
+def test_train_one_epoch_returns_the_mean_loss_per_sample(train_one_epoch, seed):
+    """40 samples in batches of 16, 16 and 8: the returned value is the mean cross-entropy per sample."""
+    (got, _), (expected, _), data = _train_both(train_one_epoch, seed, 40, 16,
+                                                lambda p: _SGD(p, lr=0.1), 10)
+    value = _number(got, "train_one_epoch")
+    expect_close(value, expected, "the loss train_one_epoch returned", atol=1e-5, rtol=1e-4,
+                 hint=_loss_hint(value, data, seed, 16))
+
+
+@check("train_one_epoch")
+def test_train_one_epoch_takes_one_optimizer_step_per_batch(train_one_epoch, seed):
+    """After the epoch the weights equal the reference's: zero_grad, backward and step once per batch."""
+    (_, mine), (_, theirs), _ = _train_both(train_one_epoch, seed, 40, 16, lambda p: _SGD(p, lr=0.1), 11)
+    before = _parameters(_Small(seed))
+    after = _parameters(mine)
+    hint = "for each batch: optimizer.zero_grad(), loss.backward(), optimizer.step()"
+    if torch.equal(after, before):
+        hint = "the weights did not change at all: call optimizer.step() after loss.backward()"
+    expect_close(after, _parameters(theirs), "the model's weights after one epoch", atol=1e-5, rtol=1e-4, hint=hint)
+
+
+@check("train_one_epoch")
+def test_train_one_epoch_puts_the_model_in_train_mode(train_one_epoch, seed):
+    """A model handed over in eval mode is trained in train mode (dropout on)."""
+    data = _color_coded(20, seed, 12)
+    model = _Small(seed, dropout=0.5).eval()
+    train_one_epoch(model, _loader(data, 8), _SGD(model.parameters(), lr=0.01))
+    expect_true(model.modes, "train_one_epoch never called the model")
+    expect_true(all(model.modes), "the model ran in eval mode during training. Hint: call model.train() at the "
+                "start of train_one_epoch (the model may arrive in eval mode, e.g. after accuracy)")
+    expect_true(all(model.grad_enabled), "train_one_epoch ran the model without gradients (torch.no_grad); "
+                "training needs them")
+
+
+@check("train_one_epoch", hidden=True)
+def test_train_one_epoch_matches_the_reference_with_adam(train_one_epoch, seed):
+    """Another optimizer (Adam) and batch size (7 over 30 samples): same loss and weights as the reference."""
+    (got, mine), (expected, theirs), _ = _train_both(train_one_epoch, seed, 30, 7,
+                                                     lambda p: torch.optim.Adam(p, lr=1e-2), 13)
+    expect_close(_number(got, "train_one_epoch"), expected, "the loss train_one_epoch returned (Adam, batches of 7)",
+                 atol=1e-5, rtol=1e-4)
+    expect_close(_parameters(mine), _parameters(theirs), "the weights after one epoch with Adam", atol=1e-4,
+                 rtol=1e-3, hint="use the optimizer you are given; do not create your own")
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def _labelled_for(model: nn.Module, data, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The data relabelled so exactly the first ``k`` samples match the model's prediction."""
+    images, _, colors = data
+    with torch.no_grad():
+        was = model.training
+        predicted = model.eval()(images).argmax(dim=1)
+        model.train(was)
+    labels = predicted.clone()
+    labels[k:] = (predicted[k:] + 1) % NUM_CLASSES
+    model.modes.clear()
+    model.grad_enabled.clear()
+    return images, labels, colors
+
+
+def _accuracy(accuracy, model: nn.Module, loader) -> float:
+    return _number(accuracy(model, loader), "accuracy")
+
+
+@check("accuracy")
+def test_accuracy_counts_correct_predictions_over_all_samples(accuracy, seed):
+    """37 samples in batches of 10, 10, 10, 7, with exactly k right: accuracy is k / 37, a fraction in [0, 1]."""
+    g = _generator(seed, 20)
+    k = int(torch.randint(5, 33, (1,), generator=g))
+    model = _Small(seed)
+    data = _labelled_for(model, _color_coded(37, seed, 21), k)
+    order = torch.randperm(37, generator=g)
+    data = tuple(t[order] for t in data)
+    got = _accuracy(accuracy, model, _loader(data, 10))
+    hint = "count correct predictions over all batches and divide by the number of samples"
+    if abs(got - 100 * k / 37) < 1e-3:
+        hint = "return a fraction in [0, 1], not a percentage"
+    expect_close(got, k / 37, f"accuracy with {k} of 37 predictions right", atol=1e-6, rtol=0, hint=hint)
+
+
+@check("accuracy")
+def test_accuracy_runs_the_model_in_eval_mode(accuracy, seed):
+    """Dropout must be off while evaluating: the model runs in eval mode."""
+    model = _Small(seed, dropout=0.5).train()
+    data = _labelled_for(model, _color_coded(24, seed, 22), 12)
+    _accuracy(accuracy, model, _loader(data, 8))
+    expect_true(model.modes, "accuracy never called the model")
+    expect_true(not any(model.modes), "the model ran in train mode (dropout active) while evaluating. Hint: call "
+                "model.eval() before the loop")
+
+
+@check("accuracy")
+def test_accuracy_gives_the_model_back_in_its_mode(accuracy, seed):
+    """A model in train mode is in train mode after the call; one in eval mode stays in eval mode."""
+    data = _color_coded(16, seed, 23)
+    for mode in (True, False):
+        model = _Small(seed, dropout=0.5).train(mode)
+        _accuracy(accuracy, model, _loader(data, 8))
+        after = [m.training for m in model.modules()]
+        expect_true(all(t == mode for t in after),
+                    f"the model was in {'train' if mode else 'eval'} mode before accuracy but not after it. Hint: "
+                    "remember was_training = model.training, and call model.train(was_training) at the end")
+
+
+@check("accuracy")
+def test_accuracy_computes_no_gradients(accuracy, seed):
+    """Evaluation needs no autograd graph: the model runs under torch.no_grad()."""
+    model = _Small(seed)
+    data = _color_coded(16, seed, 24)
+    _accuracy(accuracy, model, _loader(data, 8))
+    expect_true(model.grad_enabled, "accuracy never called the model")
+    expect_true(not any(model.grad_enabled), "accuracy ran the model with gradients enabled. Hint: decorate it with "
+                "@torch.no_grad() or put the loop inside `with torch.no_grad():`")
+
+
+# ----------------------------------------------------------------------------- confusion_matrix
+
+
+def _predictions(seed: int, n: int, classes: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = _generator(seed, salt)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    right = torch.rand(n, generator=g) < 0.5
+    predictions = torch.where(right, labels, torch.randint(0, classes, (n,), generator=g))
+    return predictions, labels
+
+
+def _matrix(confusion_matrix, predictions, labels, classes: int | None = None) -> torch.Tensor:
+    args = (predictions.clone(), labels.clone()) + ((classes,) if classes is not None else ())
+    out = confusion_matrix(*args)
+    size = classes or NUM_CLASSES
+    what = f"confusion_matrix of {len(labels)} predictions" + (f" with num_classes={classes}" if classes else "")
+    expect_shape(out, (size, size), what, hint=f"one row and one column per class: ({size}, {size})")
+    expect_dtype(out, torch.int64, what, hint="counts are integers: build the matrix with dtype=torch.long")
+    return out
+
+
+@check("confusion_matrix")
+def test_confusion_matrix_counts_pairs_with_true_labels_as_rows(confusion_matrix, seed):
+    """Entry [t, p] counts samples of true label t predicted as p."""
+    predictions, labels = _predictions(seed, 200, NUM_CLASSES, 30)
+    out = _matrix(confusion_matrix, predictions, labels)
+    expected = reference_confusion_matrix(predictions, labels)
+    hint = "entry [t, p] counts samples with true label t and prediction p"
+    if torch.equal(out, expected.T):
+        hint = "the matrix is transposed: rows must be true labels, columns predictions"
+    expect_equal(out, expected, "the confusion matrix", hint=hint)
+
+
+@check("confusion_matrix")
+def test_confusion_matrix_is_ten_by_ten_even_with_missing_classes(confusion_matrix, seed):
+    """Labels and predictions only in 0..5 still give a 10 x 10 matrix whose entries sum to N."""
+    predictions, labels = _predictions(seed, 50, 6, 31)
+    out = _matrix(confusion_matrix, predictions, labels)
+    expect_equal(out.sum(), 50, "the sum of all entries of the confusion matrix (one count per sample)")
+    expect_equal(out, reference_confusion_matrix(predictions, labels),
+                 "the confusion matrix of labels and predictions in 0..5",
+                 hint="the size comes from num_classes (default 10), not from the largest label present")
+
+
+@check("confusion_matrix", hidden=True)
+def test_confusion_matrix_supports_other_class_counts(confusion_matrix, seed):
+    """num_classes=3 and num_classes=12 give 3 x 3 and 12 x 12 matrices."""
+    for classes in (3, 12):
+        predictions, labels = _predictions(seed, 80, classes, 32 + classes)
+        out = _matrix(confusion_matrix, predictions, labels, classes)
+        expect_equal(out, reference_confusion_matrix(predictions, labels, classes),
+                     f"the confusion matrix with num_classes={classes}")

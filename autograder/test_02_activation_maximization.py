@@ -1,0 +1,308 @@
+"""Checks of lesson 02: total_variation and activation_maximization (shortcutlab.interpret is the reference).
+
+Activation maximization is not fully determined (optimizer details vary), so it is graded on behaviour
+with tiny hand-built models whose best images are known; total variation is compared with the reference.
+Checks that run optimisation steps take ``total_variation`` too: the student's activation_maximization calls it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shortcutlab.data import COLOR_NAMES, PALETTE
+from shortcutlab.grading import (
+    CheckFailure,
+    check,
+    expect_close,
+    expect_dtype,
+    expect_finite,
+    expect_range,
+    expect_shape,
+    expect_tensor,
+    expect_true,
+)
+
+# Bound at import, before any submission runs, so a submission cannot swap the reference.
+from shortcutlab.interpret import total_variation as reference_total_variation
+
+IMAGE = (3, 28, 28)
+
+
+def _generator(seed: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + salt)
+
+
+# ----------------------------------------------------------------------------- total_variation
+
+
+def _tv_hint(images: torch.Tensor, got: torch.Tensor) -> str:
+    """The usual slips, recognised from the value they produce."""
+    dv = images[:, :, 1:, :] - images[:, :, :-1, :]
+    dh = images[:, :, :, 1:] - images[:, :, :, :-1]
+    slips = {
+        "only vertical differences are counted: add the horizontal ones (x[..., :, 1:] - x[..., :, :-1])":
+            dv.abs().sum(dim=(1, 2, 3)),
+        "only horizontal differences are counted: add the vertical ones (x[..., 1:, :] - x[..., :-1, :])":
+            dh.abs().sum(dim=(1, 2, 3)),
+        "the differences look squared; total variation uses their absolute value (.abs())":
+            dv.pow(2).sum(dim=(1, 2, 3)) + dh.pow(2).sum(dim=(1, 2, 3)),
+        "the differences look averaged; total variation sums them over channels and pixels":
+            dv.abs().mean(dim=(1, 2, 3)) + dh.abs().mean(dim=(1, 2, 3)),
+    }
+    for hint, value in slips.items():
+        if got.shape == value.shape and torch.allclose(got.detach().double(), value.double(), atol=1e-4, rtol=1e-4):
+            return hint
+    return "per image, sum |vertical| + |horizontal| neighbour differences over channels and pixels"
+
+
+def _call_tv(total_variation, images: torch.Tensor) -> torch.Tensor:
+    got = expect_tensor(total_variation(images.clone()), "total_variation(images)")
+    n = images.shape[0]
+    if got.shape != (n,):
+        hint = " Sum over channels and pixels (dims 1, 2, 3), not over the batch." if got.numel() == 1 else ""
+        raise CheckFailure(
+            f"total_variation should return one value per image, shape ({n},) for images of shape "
+            f"{tuple(images.shape)}; got shape {tuple(got.shape)}.{hint}"
+        )
+    return got
+
+
+@check("total_variation")
+def test_total_variation_matches_reference_on_random_images(total_variation, seed):
+    """Random batch of random size (N, C, H, W), non-square."""
+    g = _generator(seed, 1)
+    n, c = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
+    h, w = (int(v) for v in torch.randint(3, 12, (2,), generator=g))
+    w += h == w  # non-square catches swapped height/width
+    images = torch.rand(n, c, h, w, generator=g)
+    got = _call_tv(total_variation, images)
+    expect_close(
+        got, reference_total_variation(images), f"total_variation of images {tuple(images.shape)}",
+        atol=1e-4, rtol=1e-5, hint=_tv_hint(images, got),
+    )
+
+
+@check("total_variation")
+def test_total_variation_of_a_small_worked_example(total_variation, seed):
+    """One 1-channel 2x3 image of small integers, so the message can show the arithmetic."""
+    g = _generator(seed, 2)
+    image = torch.randint(0, 6, (1, 1, 2, 3), generator=g).float()
+    got = _call_tv(total_variation, image)
+    rows = image[0, 0].long().tolist()
+    vertical = int((image[..., 1:, :] - image[..., :-1, :]).abs().sum())
+    horizontal = int((image[..., :, 1:] - image[..., :, :-1]).abs().sum())
+    expected = torch.tensor([float(vertical + horizontal)])
+    expect_close(
+        got, expected, f"total_variation of the 1x1x2x3 image with rows {rows}", atol=1e-5, rtol=0,
+        hint=f"vertical |row2 - row1| sums to {vertical}, horizontal |right - left| sums to {horizontal}; "
+        f"{_tv_hint(image, got)}",
+    )
+
+
+@check("total_variation", hidden=True)
+def test_total_variation_samples_are_independent(total_variation, seed):
+    """Changing one image changes only its own entry."""
+    g = _generator(seed, 3)
+    images = torch.rand(4, 3, 9, 7, generator=g)
+    before = _call_tv(total_variation, images)
+    k = int(torch.randint(0, 4, (1,), generator=g))
+    changed = images.clone()
+    changed[k] = torch.rand(3, 9, 7, generator=g)
+    after = _call_tv(total_variation, changed)
+    others = [i for i in range(4) if i != k]
+    expect_close(after[others], before[others], f"total variation of the images other than image {k}",
+                 atol=1e-5, rtol=1e-5, hint="each image's value must depend on that image only")
+    expect_close(after[k], reference_total_variation(changed)[k], f"total variation of the changed image {k}",
+                 atol=1e-4, rtol=1e-5)
+
+
+@check("total_variation", hidden=True)
+def test_total_variation_is_differentiable_with_the_reference_gradient(total_variation, seed):
+    """activation_maximization backpropagates through TV, so its gradient must be the reference's."""
+    g = _generator(seed, 4)
+    images = torch.rand(3, 3, 8, 8, generator=g)
+    weights = torch.rand(3, generator=g) + 0.5
+    x = images.clone().requires_grad_(True)
+    out = _call_tv(total_variation, x)
+    expect_true(out.requires_grad, "total_variation's result is not connected to the images' autograd graph; "
+                "use torch operations only (no .item(), .numpy(), .detach() or torch.no_grad())")
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    ref_x = images.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad((reference_total_variation(ref_x) * weights).sum(), ref_x)
+    expect_close(grad, expected, "gradient of total_variation with respect to the images", atol=1e-4, rtol=1e-4,
+                 hint="use absolute differences summed per image")
+
+
+# ----------------------------------------------------------------------------- activation_maximization
+
+
+class _Template(nn.Module):
+    """Linear per-pixel readout, logits (N, K) = scale * x W / sqrt(D); its best image is 1 where W_k > 0, else 0."""
+
+    def __init__(self, seed: int, num_classes: int = 10, scale: float = 30.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        d = IMAGE[0] * IMAGE[1] * IMAGE[2]
+        self.drop = nn.Dropout(dropout)
+        self.weight = nn.Parameter(torch.randn(d, num_classes, generator=_generator(seed, 10)) * scale / d**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(x.flatten(1)) @ self.weight
+
+
+class _ColorCheater(nn.Module):
+    """A shortcut model: logit_c = -scale * ||mean RGB of x - PALETTE[c]||^2, so class c is 'whatever is colored c'."""
+
+    def __init__(self, scale: float = 20.0) -> None:
+        super().__init__()
+        self.palette = nn.Parameter(PALETTE.clone())
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean_rgb = x.mean(dim=(2, 3))
+        return -self.scale * (mean_rgb[:, None, :] - self.palette[None]).pow(2).sum(dim=2)
+
+
+class _ModeRecorder(nn.Module):
+    """Records the training flag of every submodule at each forward pass."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(any(m.training for m in self.modules()))
+        return self.inner(x)
+
+
+def _target(seed: int, salt: int, num_classes: int = 10) -> int:
+    return int(torch.randint(0, num_classes, (1,), generator=_generator(seed, salt)))
+
+
+def _run_actmax(activation_maximization, model: nn.Module, target: int, seed: int, **kwargs) -> torch.Tensor:
+    """Call the student's function with a seeded generator; check it returns one image (1, 3, 28, 28)."""
+    x = activation_maximization(model, target, generator=_generator(seed, 99), **kwargs)
+    x = expect_tensor(x, "activation_maximization(...)")
+    expect_shape(x, (1, *IMAGE), "activation_maximization's image")
+    expect_finite(x, "activation_maximization's image")
+    return x
+
+
+@check("activation_maximization")
+def test_activation_maximization_returns_one_detached_image_in_unit_range(
+    activation_maximization, total_variation, seed
+):
+    """A strong linear model drives pixels past 0 and 1, so an unclamped image leaves the range."""
+    model = _Template(seed)
+    x = _run_actmax(activation_maximization, model, _target(seed, 20), seed, steps=30)
+    expect_dtype(x, torch.float32, "activation_maximization's image")
+    expect_true(not x.requires_grad, "the returned image still requires grad: return x.detach()")
+    expect_range(x, 0.0, 1.0, "activation_maximization's image",
+                 hint="clamp the image to [0, 1] after every optimizer step (with torch.no_grad(): x.clamp_(0, 1))")
+
+
+@check("activation_maximization")
+def test_activation_maximization_with_zero_steps_returns_the_noisy_start(activation_maximization, seed):
+    """With steps=0 the result is the start image U(0.4, 0.6), drawn from the given generator."""
+    x = _run_actmax(activation_maximization, _Template(seed), _target(seed, 21), seed, steps=0)
+    lo, hi = float(x.min()), float(x.max())
+    hint = "start from 0.4 + 0.2 * torch.rand((1, 3, 28, 28), generator=generator)"
+    expect_true(lo >= 0.4 - 1e-6 and hi <= 0.6 + 1e-6,
+                f"with steps=0 the image should be the start, uniform noise in [0.4, 0.6]; got values in "
+                f"[{lo:.3f}, {hi:.3f}]. Hint: {hint}")
+    # U(0.4, 0.6) has mean 0.5 and std 0.2 / sqrt(12) = 0.058; a constant or narrower start is not it
+    std, mean = float(x.std()), float(x.mean())
+    expect_true(0.045 < std < 0.07 and abs(mean - 0.5) < 0.01,
+                f"with steps=0 the image should be uniform noise in [0.4, 0.6] (mean 0.5, std 0.058); got mean "
+                f"{mean:.3f}, std {std:.3f}. Hint: {hint}")
+    again = _run_actmax(activation_maximization, _Template(seed), _target(seed, 21), seed, steps=0)
+    expect_true(torch.equal(x, again), "two calls with identically seeded generators gave different start "
+                f"images. Hint: draw the noise with torch.rand(..., generator=generator)")
+
+
+@check("activation_maximization")
+def test_activation_maximization_raises_the_class_logit(activation_maximization, total_variation, seed):
+    """Gradient *ascent*: the target logit must end well above its value on a gray image, and be the top class."""
+    model = _Template(seed)
+    target = _target(seed, 22)
+    x = _run_actmax(activation_maximization, model, target, seed, steps=30)
+    with torch.no_grad():
+        logits = model(x)[0]
+        gray = model(torch.full((1, *IMAGE), 0.5))[0]
+    gain = float(logits[target] - gray[target])
+    expect_true(gain > 5.0,
+                f"the class-{target} logit should rise: it is {float(logits[target]):.2f} on your image vs "
+                f"{float(gray[target]):.2f} on a plain gray image. Hint: maximise logit - l2*||x||^2 - tv*TV(x), "
+                "i.e. minimise its negative (loss = -objective) with the optimizer")
+    expect_true(int(logits.argmax()) == target,
+                f"class {target} should be the top class on your image; the model predicts "
+                f"{int(logits.argmax())}. Hint: maximise the logit of target_class, not of another class")
+
+
+@check("activation_maximization")
+def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
+    activation_maximization, total_variation, seed
+):
+    """A model that classifies by mean color: its class-c image must be painted PALETTE[c]."""
+    target = _target(seed, 23, num_classes=9)  # not gray (9): the noisy start already has that mean color
+    x = _run_actmax(activation_maximization, _ColorCheater(), target, seed, steps=60)
+    mean_rgb = x.detach().mean(dim=(0, 2, 3))
+    distances = (PALETTE - mean_rgb).norm(dim=1)
+    nearest = int(distances.argmin())
+    wanted = tuple(round(v, 2) for v in PALETTE[target].tolist())
+    got = tuple(round(v, 2) for v in mean_rgb.tolist())
+    expect_true(
+        nearest == target and float(distances[target]) < 0.15,
+        f"this model scores class {target} by how close an image's mean color is to {COLOR_NAMES[target]} "
+        f"{wanted}; your class-{target} image has mean color {got} (closest to {COLOR_NAMES[nearest]}). "
+        "Hint: ascend the class logit with Adam from the noisy start, keeping the image in [0, 1]",
+    )
+
+
+@check("activation_maximization")
+def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mode(
+    activation_maximization, total_variation, seed
+):
+    """Dropout must be off while optimising, and a model in train mode must be given back in train mode."""
+    model = _ModeRecorder(_Template(seed, dropout=0.5)).train()
+    _run_actmax(activation_maximization, model, _target(seed, 24), seed, steps=3)
+    expect_true(bool(model.seen), "activation_maximization never called the model")
+    expect_true(not any(model.seen), "the model ran in train mode (dropout active) during activation "
+                "maximization. Hint: call model.eval() before optimising")
+    expect_true(all(m.training for m in model.modules()),
+                "the model was in train mode before the call but not after it. Hint: remember "
+                "model.training at the start and restore it with model.train(was_training) at the end")
+    model = _ModeRecorder(_Template(seed, dropout=0.5)).eval()
+    _run_actmax(activation_maximization, model, _target(seed, 24), seed, steps=1)
+    expect_true(not any(m.training for m in model.modules()),
+                "the model was in eval mode before the call but in train mode after it; give it back as it came")
+
+
+@check("activation_maximization", hidden=True)
+def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
+    activation_maximization, total_variation, seed
+):
+    """With a salt-and-pepper optimum, a large TV weight must give a much smoother image than tv=0."""
+    model = _Template(seed, scale=3.0)
+    target = _target(seed, 25)
+    rough = _run_actmax(activation_maximization, model, target, seed, steps=60, tv=0.0, l2=0.0)
+    smooth = _run_actmax(activation_maximization, model, target, seed, steps=60, tv=0.05, l2=0.0)
+    tv_rough, tv_smooth = (float(reference_total_variation(v.detach())) for v in (rough, smooth))
+    expect_true(tv_smooth < 0.6 * tv_rough,
+                f"with tv=0.05 the image should be much smoother than with tv=0: its total variation is "
+                f"{tv_smooth:.1f} vs {tv_rough:.1f}. Hint: the objective subtracts tv * TV(x) (a penalty)")
+
+
+@check("activation_maximization", hidden=True)
+def test_activation_maximization_is_reproducible_and_leaves_the_model_unchanged(
+    activation_maximization, total_variation, seed
+):
+    """Same seeded generator, same image; the model's parameters are inputs, not things to optimise."""
+    model = _Template(seed)
+    before = model.weight.detach().clone()
+    target = _target(seed, 26)
+    a = _run_actmax(activation_maximization, model, target, seed, steps=5)
+    b = _run_actmax(activation_maximization, model, target, seed, steps=5)
+    expect_true(torch.equal(model.weight.detach(), before),
+                "activation_maximization changed the model's parameters; optimise only the image")
+    expect_true(torch.equal(a, b), "two calls with identically seeded generators gave different images")

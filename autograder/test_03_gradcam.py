@@ -1,0 +1,278 @@
+"""Checks of lesson 03: grad_cam (shortcutlab.interpret.grad_cam is the reference).
+
+Grad-CAM is fully determined, so maps are compared with the reference on tiny seeded conv nets; the
+side effects that a comparison cannot see (hooks, model mode, parameter gradients) have their own checks.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_dtype, expect_shape, expect_true
+
+# Bound at import, before any submission runs, so a submission cannot swap the reference.
+from shortcutlab.interpret import grad_cam as reference_grad_cam
+from shortcutlab.models import SimpleCNN
+
+NUM_CLASSES = 5
+
+
+def _generator(seed: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + salt)
+
+
+class _TinyNet(nn.Module):
+    """Conv + BatchNorm + Dropout net: (N, 3, 28, 28) -> logits (N, 5); ``target_layer`` outputs (N, 6, 7, 7).
+
+    BatchNorm has non-default running statistics and Dropout is active in train mode, so train mode
+    gives different maps from eval mode.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(4))
+            self.target_layer = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+            self.head = nn.Sequential(nn.Dropout(0.3), nn.Flatten(), nn.Linear(6 * 7 * 7, NUM_CLASSES))
+            with torch.no_grad():
+                self.train()
+                for _ in range(2):
+                    self.stem(torch.rand(8, 3, 28, 28) * 0.8)
+        # Graded models arrive in train mode, as they do straight out of a training loop.
+        self.train()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.target_layer(self.stem(x)))
+
+
+def _images(seed: int, n: int, salt: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, 28, 28, generator=_generator(seed, salt))
+
+
+def _nonzero_targets(model: nn.Module, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Targets that differ from the predicted class and whose reference map is not all zero."""
+    with torch.no_grad():
+        predicted = model.eval()(images).argmax(dim=1)
+    model.train()
+    shifts = torch.randint(1, NUM_CLASSES, (images.shape[0],), generator=_generator(seed, 2))
+    targets = (predicted + shifts) % NUM_CLASSES
+    for _ in range(NUM_CLASSES):
+        peaks = reference_grad_cam(model, model.target_layer, images, targets).amax(dim=(1, 2))
+        dead = (peaks == 0) | (targets == predicted)
+        if not bool(dead.any()):
+            break
+        targets = torch.where(dead, (targets + 1) % NUM_CLASSES, targets)
+    return targets
+
+
+def _cam_slips(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Maps (N, H, W) that the usual slips produce, to recognise a wrong answer and name its cause."""
+    captured: list[torch.Tensor] = []
+    handle = model.target_layer.register_forward_hook(lambda m, i, o: captured.append(o))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            logits = model(images)
+            (grads,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), captured[0], retain_graph=True)
+            predicted = logits.argmax(dim=1)
+            (grads_pred,) = torch.autograd.grad(logits.gather(1, predicted[:, None]).sum(), captured[0])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    acts = captured[0].detach()
+    size = images.shape[-2:]
+
+    def finish(raw: torch.Tensor, relu: bool = True, mode: str = "bilinear", corners: bool | None = False,
+               norm: str = "own") -> torch.Tensor:
+        cam = F.relu(raw) if relu else raw
+        cam = F.interpolate(cam[:, None], size=size, mode=mode, align_corners=corners)[:, 0]
+        if norm == "own":
+            peak = cam.amax(dim=(1, 2), keepdim=True)
+            return cam / torch.where(peak > 0, peak, torch.ones_like(peak))
+        if norm == "global":
+            return cam / cam.max().clamp_min(1e-12)
+        return cam
+
+    mean_w = (grads.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1)
+    return {
+        "the maps are not passed through a ReLU: keep only positive evidence, F.relu(sum_k w_k A_k)":
+            finish(mean_w, relu=False),
+        "channel weights should be the spatial *mean* of the gradients, grads.mean(dim=(2, 3))":
+            finish((grads.amax(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
+        "upsample with mode='bilinear' (align_corners=False), not nearest":
+            finish(mean_w, mode="nearest", corners=None),
+        "upsample with align_corners=False (the default), not True": finish(mean_w, corners=True),
+        "each map must be divided by its own max (amax over dims (1, 2)), not by the max of the whole batch":
+            finish(mean_w, norm="global"),
+        "the maps are not normalised: divide each map by its own max so that it peaks at 1": finish(mean_w, norm=None),
+        "these are the maps of the predicted classes: use the given targets when they are not None":
+            finish((grads_pred.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
+    }
+
+
+def _hint(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, got: torch.Tensor) -> str:
+    for hint, value in _cam_slips(model, images, targets).items():
+        if got.shape == value.shape and torch.allclose(got.detach().float(), value, atol=1e-4):
+            return hint
+    return ("weights = mean over (h, w) of d score / d A; map = ReLU(sum_k w_k A_k), bilinear upsampling, "
+            "divided by its own max; run the model in eval mode")
+
+
+def _expect_maps_close(got: torch.Tensor, expected: torch.Tensor, what: str, hint) -> None:
+    """expect_close with atol 1e-4; the hint (a callable, as it reruns the model) is computed only on failure."""
+    try:
+        expect_close(got, expected, what, atol=1e-4, rtol=0)
+    except CheckFailure:
+        expect_close(got, expected, what, atol=1e-4, rtol=0, hint=hint() if callable(hint) else hint)
+
+
+def _call(grad_cam, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """The student's maps, checked to be a float32 tensor (N, H, W)."""
+    args = (model, model.target_layer, images.clone()) + (() if targets is None else (targets.clone(),))
+    maps = grad_cam(*args)
+    if not isinstance(maps, torch.Tensor):
+        raise CheckFailure(f"grad_cam should return a torch.Tensor, got {type(maps).__name__}")
+    n, _, h, w = images.shape
+    if maps.shape == (n, 1, h, w):
+        raise CheckFailure(f"grad_cam should return maps of shape (N, H, W) = {(n, h, w)}, got (N, 1, H, W) "
+                           f"{tuple(maps.shape)}. Hint: drop the channel dimension, e.g. cams[:, 0]")
+    expect_shape(maps, (n, h, w), f"grad_cam maps of images {tuple(images.shape)}")
+    expect_dtype(maps, torch.float32, "grad_cam maps")
+    return maps
+
+
+@check("grad_cam")
+def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
+    """Maps of a random batch for given targets (none of them the predicted class), model handed over in train mode."""
+    n = int(torch.randint(3, 6, (1,), generator=_generator(seed, 3)))
+    model, images = _TinyNet(seed), _images(seed, n)
+    targets = _nonzero_targets(model, images, seed)
+    expected = reference_grad_cam(model, model.target_layer, images, targets)
+    got = _call(grad_cam, model, images, targets)
+    _expect_maps_close(got, expected, "grad_cam map", lambda: _hint(model, images, targets, got))
+
+
+@check("grad_cam")
+def test_grad_cam_maps_lie_in_unit_interval_and_each_peaks_at_one(grad_cam, seed):
+    """Every map is in [0, 1] and reaches exactly 1 (each map divided by its own max)."""
+    model = _TinyNet(seed + 1000)
+    images = _images(seed, 4, salt=4)
+    targets = _nonzero_targets(model, images, seed)
+    got = _call(grad_cam, model, images, targets)
+    for i in range(images.shape[0]):
+        low, high = float(got[i].min()), float(got[i].max())
+        expect_true(low >= -1e-6, f"map {i} has negative values (min {low:.4f}). Hint: apply F.relu to the "
+                    "weighted sum of activations")
+        expect_true(abs(high - 1.0) < 1e-4, f"map {i} should peak at exactly 1, its max is {high:.4f}. Hint: "
+                    "divide each map by its own max, cams.amax(dim=(1, 2), keepdim=True)")
+
+
+@check("grad_cam")
+def test_grad_cam_uses_the_given_targets_and_defaults_to_the_predicted_class(grad_cam, seed):
+    """targets=None means the predicted classes; explicit targets change the maps."""
+    model, images = _TinyNet(seed + 2000), _images(seed, 3, salt=5)
+    with torch.no_grad():
+        predicted = model.eval()(images).argmax(dim=1)
+    model.train()
+    targets = _nonzero_targets(model, images, seed)
+    explicit = _call(grad_cam, model, images, targets)
+    _expect_maps_close(explicit, reference_grad_cam(model, model.target_layer, images, targets),
+                       f"grad_cam map for targets {targets.tolist()}", lambda: _hint(model, images, targets, explicit))
+    default = _call(grad_cam, model, images, None)
+
+    def default_hint() -> str:
+        # If targets=None agrees with passing the predictions, the slip is elsewhere: name that one.
+        own = _call(grad_cam, model, images, predicted)
+        if torch.allclose(own, default, atol=1e-5):
+            return _hint(model, images, predicted, default)
+        return "with targets=None, use the predicted classes logits.argmax(dim=1) (model in eval mode)"
+
+    _expect_maps_close(default, reference_grad_cam(model, model.target_layer, images, predicted),
+                       "grad_cam map with targets=None", default_hint)
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_matches_reference_on_simplecnn_target_layer(grad_cam, seed):
+    """The lesson's own architecture, at SimpleCNN.target_layer (7x7 maps upsampled to 28x28)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SimpleCNN(num_classes=NUM_CLASSES, width=4, hidden=16)
+    images = _images(seed, 3, salt=6)
+    targets = _nonzero_targets(model, images, seed)
+    got = _call(grad_cam, model, images, targets)
+    _expect_maps_close(got, reference_grad_cam(model, model.target_layer, images, targets),
+                       "grad_cam map on SimpleCNN", lambda: _hint(model, images, targets, got))
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_samples_are_independent(grad_cam, seed):
+    """The batched maps equal the maps of each image alone."""
+    model, images = _TinyNet(seed + 3000), _images(seed, 3, salt=7)
+    targets = _nonzero_targets(model, images, seed)
+    batched = _call(grad_cam, model, images, targets)
+    for i in range(3):
+        alone = _call(grad_cam, model, images[i : i + 1], targets[i : i + 1])
+        expect_close(batched[i], alone[0], f"map of image {i} in a batch vs alone", atol=1e-4, rtol=0,
+                     hint="normalise each map by its own max, and run in eval mode so samples do not interact")
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_leaves_no_hooks_behind(grad_cam, seed):
+    """Every hook registered on the model is removed, and a second call gives the same maps."""
+    model, images = _TinyNet(seed + 4000), _images(seed, 2, salt=8)
+    targets = _nonzero_targets(model, images, seed)
+    first = _call(grad_cam, model, images, targets)
+    for name, module in model.named_modules():
+        hooks = [h for h in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+                 if getattr(module, h, None)]
+        expect_true(not hooks, f"grad_cam left {', '.join(hooks)} on module {name or 'model'!r}. Hint: keep the "
+                    "handle of register_forward_hook and call handle.remove() (in a finally block)")
+    second = _call(grad_cam, model, images, targets)
+    expect_close(second, first, "grad_cam map on a second call", atol=1e-6, rtol=0)
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_runs_in_eval_mode_and_restores_the_mode(grad_cam, seed):
+    """Maps are those of eval mode (no dropout, running BatchNorm stats), and the model is given back as it came."""
+    model, images = _TinyNet(seed + 5000), _images(seed, 3, salt=9)
+    targets = _nonzero_targets(model, images, seed)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    got = _call(grad_cam, model, images, targets)
+    expect_true(all(m.training for m in model.modules()),
+                "the model was in train mode before grad_cam but not after; give it back in the mode it came in")
+    expect_true(all(torch.equal(buffers[k], v) for k, v in model.state_dict().items()),
+                "grad_cam changed the model's parameters or BatchNorm running statistics: run it in eval mode")
+    _expect_maps_close(got, reference_grad_cam(model, model.target_layer, images, targets), "grad_cam map",
+                       lambda: _hint(model, images, targets, got))
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_leaves_parameter_gradients_untouched(grad_cam, seed):
+    """Only the activations' gradient is needed: parameters' .grad must stay as they were (None or a value)."""
+    model, images = _TinyNet(seed + 6000), _images(seed, 2, salt=10)
+    params = list(model.parameters())
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, float(i)) if i % 2 else None
+    _call(grad_cam, model, images, None)
+    for (name, p), i in zip(model.named_parameters(), range(len(params))):
+        before = None if i % 2 == 0 else torch.full_like(p, float(i))
+        unchanged = p.grad is None if before is None else (p.grad is not None and torch.equal(p.grad, before))
+        expect_true(unchanged, f"grad_cam changed {name}.grad. Hint: get the activations' gradient with "
+                    "torch.autograd.grad(score, activations) instead of score.backward()")
+
+
+@check("grad_cam", hidden=True)
+def test_grad_cam_all_zero_map_stays_zero_without_nan(grad_cam, seed):
+    """A layer whose output is all zero gives all-zero maps, not NaN from 0 / 0."""
+    model, images = _TinyNet(seed + 7000), _images(seed, 2, salt=11)
+    with torch.no_grad():
+        model.target_layer[0].weight.zero_()
+        model.target_layer[0].bias.fill_(-1.0)
+    got = _call(grad_cam, model, images, None)
+    expect_true(bool(torch.isfinite(got).all()), "an all-zero map became NaN. Hint: divide by the max only where "
+                "it is > 0, e.g. torch.where(peak > 0, peak, torch.ones_like(peak))")
+    expect_close(got, torch.zeros_like(got), "all-zero grad_cam map", atol=1e-6, rtol=0)

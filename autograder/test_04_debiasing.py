@@ -1,0 +1,573 @@
+"""Checks of lesson 04: symmetric_kl, consistency_loss, grad_reverse, GRLNet and grl_loss.
+
+The losses are determined and compared with shortcutlab.debias; GRLNet's architecture is not, so it is
+graded on behaviour: output shapes, and gradients measured against finite differences of its own forward.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortcutlab.data import NUM_CLASSES, colorize, recolor, smooth_texture
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true
+
+# Bound at import, before any submission runs, so a submission cannot swap the reference.
+from shortcutlab.debias import consistency_loss as reference_consistency_loss
+from shortcutlab.debias import grl_loss as reference_grl_loss
+from shortcutlab.debias import symmetric_kl as reference_symmetric_kl
+
+
+def _generator(seed: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + salt)
+
+
+def _uniform(g: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def _scalar(value: object, what: str) -> torch.Tensor:
+    """A loss must be a one-element tensor (a 0-d scalar), so that .backward() works on it."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailure(f"{what} should be a scalar torch.Tensor (so that .backward() works), got "
+                           f"{type(value).__name__}")
+    if value.numel() != 1:
+        raise CheckFailure(f"{what} should be a scalar (shape ()), got shape {tuple(value.shape)}. Hint: take the "
+                           "mean over the batch (.mean()), not a per-sample vector")
+    return value.reshape(())
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
+    return bool(torch.isclose(a.detach().double(), b.detach().double(), atol=tol, rtol=1e-4).all())
+
+
+def _grads(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool = False) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+# ----------------------------------------------------------------------------- symmetric_kl
+
+
+def _kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(softmax a || softmax b) (N,)."""
+    la, lb = F.log_softmax(a, dim=1), F.log_softmax(b, dim=1)
+    return (la.exp() * (la - lb)).sum(dim=1)
+
+
+def _skl_hint(p: torch.Tensor, q: torch.Tensor, got: torch.Tensor) -> str:
+    kl_pq, kl_qp = _kl(p, q), _kl(q, p)
+    slips = {
+        "the 1/2 is missing: average the two directions, 0.5 * (KL(p||q) + KL(q||p))": (kl_pq + kl_qp).mean(),
+        "only KL(p||q) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + KL(q||p))": kl_pq.mean(),
+        "only KL(q||p) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + KL(q||p))": kl_qp.mean(),
+        "the batch is summed; take the mean over the N samples": 0.5 * (kl_pq + kl_qp).sum(),
+        "the mean is over all N*C entries; sum over classes (dim=1), then take the mean over samples":
+            0.5 * (kl_pq + kl_qp).mean() / p.shape[1],
+    }
+    for hint, value in slips.items():
+        if _close(got, value):
+            return hint
+    return "with log_p = F.log_softmax(logits_p, dim=1) (and log_q), KL(p||q) per row is (p * (log_p - log_q)).sum(1)"
+
+
+def _random_logits(seed: int, salt: int, scale: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = _generator(seed, salt)
+    n, c = int(torch.randint(2, 7, (1,), generator=g)), int(torch.randint(3, 11, (1,), generator=g))
+    return scale * torch.randn(n, c, generator=g), scale * torch.randn(n, c, generator=g)
+
+
+@check("symmetric_kl")
+def test_symmetric_kl_matches_reference_on_random_logits(symmetric_kl, seed):
+    """Random (N, C) logit pairs; value = 1/2 [KL(p||q) + KL(q||p)] averaged over the batch."""
+    p, q = _random_logits(seed, 1)
+    got = _scalar(symmetric_kl(p.clone(), q.clone()), f"symmetric_kl of two {tuple(p.shape)} logit batches")
+    expected = reference_symmetric_kl(p, q)
+    try:
+        expect_close(got, expected, "symmetric_kl", atol=1e-5, rtol=1e-4)
+    except CheckFailure:
+        expect_close(got, expected, "symmetric_kl", atol=1e-5, rtol=1e-4, hint=_skl_hint(p, q, got))
+
+
+@check("symmetric_kl")
+def test_symmetric_kl_is_symmetric_and_zero_for_equal_distributions(symmetric_kl, seed):
+    """Swapping the arguments changes nothing; equal logits, or logits shifted by a per-row constant, give 0."""
+    p, q = _random_logits(seed, 2)
+    forward = _scalar(symmetric_kl(p.clone(), q.clone()), "symmetric_kl(p, q)")
+    backward = _scalar(symmetric_kl(q.clone(), p.clone()), "symmetric_kl(q, p)")
+    expect_close(backward, forward, "symmetric_kl(q, p) compared with symmetric_kl(p, q)", atol=1e-6, rtol=1e-5,
+                 hint="KL alone is not symmetric; average KL(p||q) and KL(q||p)")
+    shift = torch.randn(p.shape[0], 1, generator=_generator(seed, 3)) * 3
+    expect_close(_scalar(symmetric_kl(p.clone(), p + shift), "symmetric_kl(p, p + c)"), 0.0,
+                 "symmetric_kl of logits that differ by a per-row constant (same softmax)", atol=1e-5, rtol=0,
+                 hint="compare the softmax distributions (log_softmax), not the raw logits")
+
+
+@check("symmetric_kl")
+def test_symmetric_kl_stays_finite_for_large_logits(symmetric_kl, seed):
+    """Logits in the hundreds make softmax underflow to 0; log_softmax keeps the value and gradient finite."""
+    p, q = _random_logits(seed, 4, scale=150.0)
+    p, q = p.requires_grad_(True), q.clone()
+    got = _scalar(symmetric_kl(p, q), "symmetric_kl of large logits")
+    hint = "use F.log_softmax for log p and log q; torch.log(softmax(...)) gives log(0) = -inf and then NaN"
+    expect_finite(got, "symmetric_kl of logits of size ~150", hint=hint)
+    expected = reference_symmetric_kl(p.detach(), q)
+    try:
+        expect_close(got, expected, "symmetric_kl of large logits", atol=1e-3, rtol=1e-4)
+    except CheckFailure:
+        expect_close(got, expected, "symmetric_kl of large logits", atol=1e-3, rtol=1e-4,
+                     hint=_skl_hint(p.detach(), q, got.detach()))
+    expect_true(got.requires_grad, "symmetric_kl's result is not connected to the logits' autograd graph; use "
+                "torch operations only (no .item(), .detach() or torch.no_grad())")
+    (grad,) = torch.autograd.grad(got, p)
+    expect_finite(grad, "the gradient of symmetric_kl for large logits", hint=hint)
+
+
+@check("symmetric_kl", hidden=True)
+def test_symmetric_kl_gradient_matches_reference(symmetric_kl, seed):
+    """consistency_loss backpropagates through it, so its gradient must be the reference's."""
+    p, q = _random_logits(seed, 5)
+    p1, q1 = p.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    got = _grads(_scalar(symmetric_kl(p1, q1), "symmetric_kl"), [p1, q1])
+    p2, q2 = p.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    expected = _grads(reference_symmetric_kl(p2, q2), [p2, q2])
+    for name, a, b in zip(("logits_p", "logits_q"), got, expected):
+        expect_close(a, b, f"gradient of symmetric_kl with respect to {name}", atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- consistency_loss
+
+
+class _ColorReader(nn.Module):
+    """A small conv net whose logits depend strongly on color, so recoloring changes its predictions."""
+
+    def __init__(self, seed: int, tuple_output: bool = False) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.conv = nn.Conv2d(3, 4, 5, stride=4)
+            self.head = nn.Linear(4 * 6 * 6, NUM_CLASSES)
+            with torch.no_grad():
+                # Large weights make recoloring move the softmax a lot, so a missing or misdirected
+                # consistency term changes the loss far beyond the tolerance.
+                self.conv.weight.mul_(3.0)
+                self.head.weight.mul_(10.0)
+        self.tuple_output = tuple_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.head(F.relu(self.conv(x)).flatten(1))
+        return (logits, -logits[:, :3]) if self.tuple_output else logits
+
+
+def _colored_batch(seed: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images (n, 3, 28, 28) drawn like Colored MNIST, labels (n,), new color ids (n,)), labels != new ids."""
+    g = _generator(seed, 20)
+    blobs = F.interpolate(torch.rand(n, 1, 7, 7, generator=g), size=28, mode="bilinear", align_corners=False)
+    digits = ((blobs[:, 0] - 0.55) * 6).clamp(0, 1)
+    colors = torch.randint(0, 9, (n,), generator=g)  # hued colors (not gray 9), which recolor repaints exactly
+    images = colorize(digits, colors, smooth_texture(n, g))
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    new_ids = (labels + torch.randint(1, NUM_CLASSES, (n,), generator=g)) % NUM_CLASSES
+    return images, labels, new_ids
+
+
+def _consistency_parts(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, new_ids: torch.Tensor):
+    """(CE of the original images, logits of the originals, logits of the recolored images)."""
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    original = logits_of(images)
+    return F.cross_entropy(original, labels), original, logits_of(recolor(images, new_ids))
+
+
+def _consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got) -> torch.Tensor:
+    """CE + weight * symmetric_kl with the reference symmetric_kl, or with the student's own where that is closer
+    to ``got``: a wrong symmetric_kl costs points on symmetric_kl, not here as well. Differentiable."""
+    expected = reference_consistency_loss(model, images, labels, new_ids, weight)
+    try:
+        ce, original, recolored = _consistency_parts(model, images, labels, new_ids)
+        own = ce + weight * _scalar(symmetric_kl(original, recolored), "symmetric_kl")
+    except Exception:  # noqa: BLE001 - the student's symmetric_kl may be missing or broken
+        return expected
+    if not bool(torch.isfinite(own)):
+        return expected
+    return own if float((got - own.detach()).abs()) < float((got - expected.detach()).abs()) else expected
+
+
+def _consistency_hint(model, images, labels, new_ids, weight, got) -> str:
+    with torch.no_grad():
+        ce, original, recolored = _consistency_parts(model, images, labels, new_ids)
+        kl = reference_symmetric_kl(original, recolored)
+        _, _, with_labels = _consistency_parts(model, images, labels, labels)
+        slips = {
+            "the cross-entropy term CE(f(x), labels) is missing": weight * kl,
+            f"the penalty is scaled by 2.0, not by the weight argument ({weight:.3g})": ce + 2.0 * kl,
+            "the penalty is zero: compare the logits of the images with those of "
+            "recolor(images, new_color_ids)": ce,
+            "the images are recolored with the labels; recolor them with new_color_ids":
+                ce + weight * reference_symmetric_kl(original, with_labels),
+            "the penalty is not scaled: multiply symmetric_kl by weight": ce + kl,
+        }
+    for hint, value in slips.items():
+        if _close(got, value):
+            return hint
+    return "loss = F.cross_entropy(f(x), labels) + weight * symmetric_kl(f(x), f(recolor(x, new_color_ids)))"
+
+
+def _check_consistency(consistency_loss, symmetric_kl, model, images, labels, new_ids, weight, what,
+                       pass_weight: bool = True) -> torch.Tensor:
+    args = (model, images.clone(), labels.clone(), new_ids.clone()) + ((weight,) if pass_weight else ())
+    got = _scalar(consistency_loss(*args), what)
+    expected = _consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got.detach())
+    try:
+        expect_close(got, expected, what, atol=1e-5, rtol=2e-5)
+    except CheckFailure:
+        expect_close(got, expected, what, atol=1e-5, rtol=2e-5,
+                     hint=_consistency_hint(model, images, labels, new_ids, weight, got))
+    return got
+
+
+@check("consistency_loss")
+def test_consistency_loss_matches_ce_plus_weight_times_symmetric_kl(consistency_loss, symmetric_kl, seed):
+    """A random weight, a color-sensitive model and Colored-MNIST-like images recolored with new_color_ids."""
+    images, labels, new_ids = _colored_batch(seed)
+    weight = _uniform(_generator(seed, 21), 0.3, 1.5)  # well away from the default 2.0
+    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed), images, labels, new_ids, weight,
+                       f"consistency_loss with weight={weight:.3g}")
+
+
+@check("consistency_loss")
+def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss, symmetric_kl, seed):
+    """weight=0 leaves only CE(f(x), labels) on the original images."""
+    images, labels, new_ids = _colored_batch(seed + 1)
+    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 1), images, labels, new_ids, 0.0,
+                       "consistency_loss with weight=0")
+
+
+@check("consistency_loss", hidden=True)
+def test_consistency_loss_default_weight_is_two(consistency_loss, symmetric_kl, seed):
+    """Called without weight, the penalty weight is 2.0."""
+    images, labels, new_ids = _colored_batch(seed + 2)
+    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 2), images, labels, new_ids, 2.0,
+                       "consistency_loss with the default weight", pass_weight=False)
+
+
+@check("consistency_loss", hidden=True)
+def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, symmetric_kl, seed):
+    """A GRLNet-style model returns (class_logits, other_logits): use the first element."""
+    images, labels, new_ids = _colored_batch(seed + 3)
+    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 3, tuple_output=True), images, labels,
+                       new_ids, 1.5, "consistency_loss of a model returning (class_logits, other_logits)")
+
+
+@check("consistency_loss", hidden=True)
+def test_consistency_loss_backpropagates_into_the_model(consistency_loss, symmetric_kl, seed):
+    """The loss trains the model: its parameter gradients equal those of the formula."""
+    images, labels, new_ids = _colored_batch(seed + 4)
+    model, weight = _ColorReader(seed + 4), 1.0
+    params = list(model.parameters())
+    got = _check_consistency(consistency_loss, symmetric_kl, model, images, labels, new_ids, weight,
+                             "consistency_loss")
+    expect_true(got.requires_grad, "consistency_loss is not connected to the model's parameters; do not detach "
+                "the logits or compute under torch.no_grad()")
+    got_grads = _grads(got, params)
+    expected = _grads(_consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got.detach()), params)
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, expected):
+        expect_close(a, b, f"gradient of consistency_loss with respect to {name}", atol=1e-4, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- grad_reverse
+
+
+def _reverse_setup(seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    g = _generator(seed, salt)
+    shape = tuple(int(s) for s in torch.randint(1, 5, (int(torch.randint(1, 4, (1,), generator=g)),), generator=g))
+    return torch.randn(shape, generator=g), torch.randn(shape, generator=g), _uniform(g, 1.5, 3.0)  # far from 1
+
+
+@check("grad_reverse")
+def test_grad_reverse_is_the_identity_in_the_forward_pass(grad_reverse, seed):
+    """The output has the input's shape and values, whatever the strength."""
+    x, _, strength = _reverse_setup(seed, 30)
+    out = grad_reverse(x.clone(), strength)
+    expect_shape(out, tuple(x.shape), f"grad_reverse(x, {strength:.3g}) for x of shape {tuple(x.shape)}")
+    expect_close(out, x, "grad_reverse(x) in the forward pass", atol=0, rtol=0,
+                 hint="the forward pass returns x unchanged (x.view_as(x)); only the backward pass reverses")
+
+
+@check("grad_reverse")
+def test_grad_reverse_multiplies_the_gradient_by_minus_strength(grad_reverse, seed):
+    """d/dx sum(w * grad_reverse(x, s)) = -s * w, and -w with the default strength 1."""
+    x, w, strength = _reverse_setup(seed, 31)
+    for s, args in ((strength, (strength,)), (1.0, ())):
+        leaf = x.clone().requires_grad_(True)
+        out = grad_reverse(leaf, *args)
+        expect_true(isinstance(out, torch.Tensor) and out.requires_grad,
+                    "grad_reverse's output is not connected to x's autograd graph: call your autograd.Function "
+                    "with .apply(x, strength)")
+        (grad,) = torch.autograd.grad((out * w).sum(), leaf)
+        what = f"gradient through grad_reverse(x{', strength=%.3g' % s if args else ''})"
+        if _close(grad, w):
+            hint = "the gradient is not reversed: backward returns -strength * grad_output"
+        elif args and _close(grad, -w):
+            hint = "the strength is ignored: backward returns -strength * grad_output"
+        elif _close(grad, s * w):
+            hint = "the sign is missing: backward returns -strength * grad_output"
+        else:
+            hint = "backward returns (-strength * grad_output, None): one gradient per input of forward"
+        expect_close(grad, -s * w, what, atol=1e-6, rtol=1e-5, hint=hint)
+
+
+@check("grad_reverse", hidden=True)
+def test_grad_reverse_reverses_only_what_flows_through_it(grad_reverse, seed):
+    """In y = B(grad_reverse(A(x), s)), A's gradient is -s times the plain one and B's is unchanged."""
+    g = _generator(seed, 32)
+    a, b = torch.randn(5, 4, generator=g), torch.randn(3, 5, generator=g)
+    x, strength = torch.randn(6, 4, generator=g), _uniform(g, 1.5, 3.0)
+
+    def loss(reverse: bool) -> list[torch.Tensor]:
+        a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        hidden = torch.tanh(x @ a1.T)
+        hidden = grad_reverse(hidden, strength) if reverse else hidden
+        return _grads((hidden @ b1.T).pow(2).sum(), [a1, b1])
+
+    (ga, gb), (pa, pb) = loss(True), loss(False)
+    expect_close(ga, -strength * pa, "gradient of the layer before grad_reverse", atol=1e-5, rtol=1e-4,
+                 hint="backward returns -strength * grad_output")
+    expect_close(gb, pb, "gradient of the layer after grad_reverse", atol=1e-5, rtol=1e-4,
+                 hint="the forward pass must return x unchanged")
+
+
+# ----------------------------------------------------------------------------- GRLNet
+
+
+def _build_grlnet(GRLNet, seed: int, num_colors: int, strength: float) -> nn.Module:
+    """A small GRLNet (width 4, hidden 64 where the constructor takes them), seeded, in float64."""
+    try:
+        accepted = inspect.signature(GRLNet).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    size = {k: v for k, v in (("width", 4), ("hidden", 64)) if k in accepted}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GRLNet(num_classes=NUM_CLASSES, num_colors=num_colors, strength=strength, **size)
+    expect_true(isinstance(model, nn.Module), f"GRLNet(...) should build an nn.Module, got {type(model).__name__}")
+    return model.double().eval()
+
+
+def _grl_outputs(model: nn.Module, x: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
+    out = model(x)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CheckFailure(f"GRLNet's forward should return a pair (digit_logits, color_logits), got {got}. Hint: "
+                           "return self.backbone.classifier(h), self.color_head(grad_reverse(h, self.strength))")
+    n = x.shape[0]
+    expect_shape(out[0], (n, NUM_CLASSES), "GRLNet's digit_logits (first output)")
+    expect_shape(out[1], (n, num_colors), f"GRLNet's color_logits (second output) for num_colors={num_colors}")
+    return out[0], out[1]
+
+
+def _directional_derivatives(model: nn.Module, x: torch.Tensor, num_colors: int, seed: int):
+    """Per parameter: (name, autograd and finite-difference derivatives of the digit and the color objective)."""
+    g = _generator(seed, 40)
+    w_digit = torch.randn(x.shape[0], NUM_CLASSES, generator=g, dtype=torch.float64)
+    w_color = torch.randn(x.shape[0], num_colors, generator=g, dtype=torch.float64)
+
+    def objectives() -> tuple[torch.Tensor, torch.Tensor]:
+        digit, color = _grl_outputs(model, x, num_colors)
+        return (digit * w_digit).sum(), (color * w_color).sum()
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    expect_true(bool(params), "GRLNet has no trainable parameters: build its layers in __init__ as nn.Modules")
+    digit, color = objectives()
+    auto_digit, auto_color = _grads(digit, params, retain_graph=True), _grads(color, params)
+    rows = []
+    with torch.no_grad():
+        for (name, p), ad, ac in zip(named, auto_digit, auto_color):
+            direction = torch.randn(p.shape, generator=g, dtype=p.dtype)
+            # Tiny steps in float64: rounding stays ~1e-8 and few ReLU/max-pool kinks are crossed.
+            h = 1e-8 * max(1.0, float(p.abs().max()))
+            p.add_(h * direction)
+            d_plus, c_plus = objectives()
+            p.sub_(2 * h * direction)
+            d_minus, c_minus = objectives()
+            p.add_(h * direction)
+            fd_digit, fd_color = float(d_plus - d_minus) / (2 * h), float(c_plus - c_minus) / (2 * h)
+            rows.append((name, float((ad * direction).sum()), fd_digit, float((ac * direction).sum()), fd_color))
+    return rows
+
+
+def _about(a: float, b: float, scale: float) -> bool:
+    return abs(a - b) <= 1e-4 * scale + 1e-3 * abs(b)
+
+
+@check("GRLNet")
+def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, grad_reverse, seed):
+    """forward(x) is (digit_logits (N, num_classes), color_logits (N, num_colors)) for images (N, 3, 28, 28)."""
+    g = _generator(seed, 41)
+    num_colors, n = int(torch.randint(3, 9, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
+    model = _build_grlnet(GRLNet, seed, num_colors, 1.0)
+    digit, color = _grl_outputs(model, torch.rand(n, 3, 28, 28, generator=g, dtype=torch.float64), num_colors)
+    expect_finite(digit, "GRLNet's digit_logits")
+    expect_finite(color, "GRLNet's color_logits")
+
+
+def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) -> None:
+    g = _generator(seed, 42)
+    num_colors = int(torch.randint(3, 9, (1,), generator=g))
+    model = _build_grlnet(GRLNet, seed, num_colors, strength)
+    if reassign is not None:
+        model.strength = strength = reassign
+    x = torch.rand(4, 3, 28, 28, generator=g, dtype=torch.float64)
+    rows = _directional_derivatives(model, x, num_colors, seed)
+    scale = max(max(abs(r[2]), abs(r[4])) for r in rows) or 1.0
+    small = 1e-6 * scale  # below this a parameter does not influence that output
+    digit_only = [r for r in rows if abs(r[4]) <= small and abs(r[2]) > small]
+    color_only = [r for r in rows if abs(r[2]) <= small and abs(r[4]) > small]
+    shared = [r for r in rows if abs(r[2]) > small and abs(r[4]) > small]
+    # A step can still cross a ReLU kink; such a parameter shows on the digit path too and is left out.
+    digit_ok = [r for r in rows if _about(r[1], r[2], scale)]
+    digit_bad = [r for r in rows if not _about(r[1], r[2], scale)]
+    if len(digit_bad) > len(rows) // 3:
+        name, ad, fd = digit_bad[0][:3]
+        raise CheckFailure(f"the gradient of the digit logits with respect to {name} is {ad:.4g} (along a test "
+                           f"direction) where the forward pass says {fd:.4g}: the digit path must carry the ordinary "
+                           "gradient (no grad_reverse before the digit head)")
+    shared = [r for r in shared if r in digit_ok]
+    expect_true(bool(digit_only), "every parameter of GRLNet influences the color logits, so the color head "
+                "seems to read the digit logits. Hint: both heads read the shared features h = "
+                "self.backbone.features(x); the color head gets grad_reverse(h, self.strength)")
+    expect_true(bool(color_only), "GRLNet has no parameters of its own for the color logits: add a color head "
+                "(e.g. nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, num_colors)))")
+    expect_true(bool(shared), "the color logits do not depend on the shared backbone: feed the color head the "
+                "backbone features through grad_reverse")
+    for name, _, _, ac, fc in color_only:
+        expect_true(_about(ac, fc, scale), f"the color head's own parameter {name} gets {ac:.4g} where the "
+                    f"ordinary gradient is {fc:.4g}: reverse the gradient between the features and the color head, "
+                    "not after the head")
+    for name, _, _, ac, fc in shared:
+        if _about(ac, fc, scale):
+            problem = "the ordinary gradient: it is not reversed (is grad_reverse applied to the features?)"
+        elif _about(ac, -fc, scale):
+            problem = f"-1 times the ordinary gradient: the strength ({strength:.3g}) is ignored (use self.strength)"
+        else:
+            problem = f"{ac / fc if fc else float('nan'):.4g} times the ordinary gradient"
+        expect_true(_about(ac, -strength * fc, scale),
+                    f"through the color logits, backbone parameter {name} should get -strength = {-strength:.3g} "
+                    f"times the ordinary gradient; it gets {problem}")
+
+
+@check("GRLNet")
+def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, grad_reverse, seed):
+    """Backbone: -strength x color gradient, +1 x digit gradient; heads: ordinary gradients (vs finite differences)."""
+    _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used
+
+
+@check("GRLNet", hidden=True)
+def test_grlnet_strength_can_be_changed_after_construction(GRLNet, grad_reverse, seed):
+    """model.strength = s (a warm-up schedule) takes effect at the next forward pass."""
+    g = _generator(seed, 44)
+    _check_reversal(GRLNet, seed + 1, _uniform(g, 0.3, 0.7), _uniform(g, 1.5, 3.0))
+
+
+# ----------------------------------------------------------------------------- grl_loss
+
+
+class _TwoHeads(nn.Module):
+    """Returns (digit_logits (N, 10), color_logits (N, 10)) like GRLNet, without any gradient reversal."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 5, stride=4), nn.ReLU(), nn.Flatten())
+            self.digit = nn.Linear(4 * 6 * 6, NUM_CLASSES)
+            self.color = nn.Linear(4 * 6 * 6, NUM_CLASSES)
+            with torch.no_grad():
+                # Confident heads: cross-entropies against different targets differ by far more than the tolerance
+                self.digit.weight.mul_(10.0)
+                self.color.weight.mul_(10.0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.digit(h), self.color(h)
+
+
+def _grl_batch(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    g = _generator(seed, 50)
+    n = int(torch.randint(6, 11, (1,), generator=g))
+    images = torch.rand(n, 3, 28, 28, generator=g)
+    model = _TwoHeads(seed)
+    with torch.no_grad():
+        # Color ids the color head predicts and labels it does not: CE(color, labels) is far from CE(color, ids)
+        color_ids = model(images)[1].argmax(dim=1)
+    labels = (color_ids + torch.randint(1, NUM_CLASSES, (n,), generator=g)) % NUM_CLASSES
+    return model, images, labels, color_ids, _uniform(g, 0.8, 2.0)  # well away from the default 0.5
+
+
+def _grl_hint(model, images, labels, color_ids, color_weight, got) -> str:
+    with torch.no_grad():
+        digit, color = model(images)
+        ce_d, ce_c = F.cross_entropy(digit, labels), F.cross_entropy(color, color_ids)
+        slips = {
+            f"color_weight is ignored (the default 0.5 was used instead of {color_weight:.3g})": ce_d + 0.5 * ce_c,
+            "the color term is not weighted: multiply its cross-entropy by color_weight": ce_d + ce_c,
+            "the color head is scored against the digit labels; its targets are color_ids":
+                ce_d + color_weight * F.cross_entropy(color, labels),
+            "the targets are swapped: digit logits go with labels, color logits with color_ids":
+                F.cross_entropy(digit, color_ids) + color_weight * F.cross_entropy(color, labels),
+            "the color cross-entropy is missing": ce_d,
+            "the digit cross-entropy is missing": color_weight * ce_c,
+            "color_weight multiplies the digit term; it belongs to the color term": color_weight * ce_d + ce_c,
+        }
+    for hint, value in slips.items():
+        if _close(got, value):
+            return hint
+    return ("digit_logits, color_logits = model(images); "
+            "CE(digit_logits, labels) + color_weight * CE(color_logits, color_ids)")
+
+
+def _check_grl(grl_loss, model, images, labels, color_ids, color_weight, what, pass_weight=True) -> torch.Tensor:
+    args = (model, images.clone(), labels.clone(), color_ids.clone()) + ((color_weight,) if pass_weight else ())
+    got = _scalar(grl_loss(*args), what)
+    expected = reference_grl_loss(model, images, labels, color_ids, color_weight)
+    try:
+        expect_close(got, expected, what, atol=1e-5, rtol=2e-5)
+    except CheckFailure:
+        expect_close(got, expected, what, atol=1e-5, rtol=2e-5,
+                     hint=_grl_hint(model, images, labels, color_ids, color_weight, got))
+    return got
+
+
+@check("grl_loss")
+def test_grl_loss_matches_digit_ce_plus_color_weight_times_color_ce(grl_loss, seed):
+    """A two-headed model, random labels and color ids, random color_weight."""
+    model, images, labels, color_ids, color_weight = _grl_batch(seed)
+    _check_grl(grl_loss, model, images, labels, color_ids, color_weight,
+               f"grl_loss with color_weight={color_weight:.3g}")
+
+
+@check("grl_loss", hidden=True)
+def test_grl_loss_default_color_weight_is_one_half(grl_loss, seed):
+    """Called without color_weight, the color term is weighted 0.5."""
+    model, images, labels, color_ids, _ = _grl_batch(seed + 1)
+    _check_grl(grl_loss, model, images, labels, color_ids, 0.5, "grl_loss with the default color_weight",
+               pass_weight=False)
+
+
+@check("grl_loss", hidden=True)
+def test_grl_loss_backpropagates_into_both_heads(grl_loss, seed):
+    """The loss trains both heads and the body: parameter gradients equal those of the formula."""
+    model, images, labels, color_ids, color_weight = _grl_batch(seed + 2)
+    got = _check_grl(grl_loss, model, images, labels, color_ids, color_weight, "grl_loss")
+    expect_true(got.requires_grad, "grl_loss is not connected to the model's parameters; do not detach the logits")
+    params = list(model.parameters())
+    got_grads = _grads(got, params)
+    expected = _grads(reference_grl_loss(model, images, labels, color_ids, color_weight), params)
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, expected):
+        expect_close(a, b, f"gradient of grl_loss with respect to {name}", atol=1e-5, rtol=1e-4)
+

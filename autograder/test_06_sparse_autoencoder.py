@@ -1,0 +1,349 @@
+"""Checks of lesson 06: SparseAutoencoder, sae_loss and fraction_variance_unexplained (shortcutlab.sae).
+
+The SAE's formulas are compared with the reference SAE holding the same parameter values; its random
+initialisation is graded on behaviour (unit decoder rows, zero biases, reproducible from the generator).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_shape, expect_true
+
+# Bound at import, before any submission runs, so a submission cannot swap the reference.
+from shortcutlab.sae import SparseAutoencoder as ReferenceSparseAutoencoder
+from shortcutlab.sae import fraction_variance_unexplained as reference_fraction_variance_unexplained
+from shortcutlab.sae import sae_loss as reference_sae_loss
+
+PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def _generator(seed: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + salt)
+
+
+def _uniform(g: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def _sizes(seed: int, salt: int) -> tuple[int, int, int]:
+    """(N, d_in, d_hidden), d_hidden > d_in as in an overcomplete SAE."""
+    g = _generator(seed, salt)
+    d_in = int(torch.randint(3, 9, (1,), generator=g))
+    return int(torch.randint(4, 10, (1,), generator=g)), d_in, d_in + int(torch.randint(2, 9, (1,), generator=g))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a.detach().double(), b.detach().double(), atol=1e-5, rtol=1e-4))
+
+
+# ----------------------------------------------------------------------------- SparseAutoencoder
+
+
+def _build(SparseAutoencoder, d_in: int, d_hidden: int, seed: int) -> nn.Module:
+    sae = SparseAutoencoder(d_in, d_hidden, generator=_generator(seed, 1))
+    expect_true(isinstance(sae, nn.Module),
+                f"SparseAutoencoder(...) should build an nn.Module, got {type(sae).__name__}")
+    registered = dict(sae.named_parameters())
+    for name, shape in zip(PARAMETERS, ((d_in, d_hidden), (d_hidden,), (d_hidden, d_in), (d_in,))):
+        if name not in registered:
+            raise CheckFailure(f"SparseAutoencoder has no parameter {name}; create it in __init__ as "
+                               f"self.{name} = nn.Parameter(...) of shape {shape}")
+        expect_shape(registered[name], shape, f"SparseAutoencoder({d_in}, {d_hidden}).{name}",
+                     hint="W_enc is (d_in, d_hidden), b_enc (d_hidden,), W_dec (d_hidden, d_in), b_dec (d_in,)")
+    return sae
+
+
+def _randomise(sae: nn.Module, seed: int, salt: int) -> dict[str, torch.Tensor]:
+    """Give every parameter random values (non-zero biases, uneven decoder rows); returns them."""
+    g = _generator(seed, salt)
+    values = {name: torch.randn(getattr(sae, name).shape, generator=g) for name in PARAMETERS}
+    values["W_dec"] = values["W_dec"] * (0.5 + 2 * torch.rand(values["W_dec"].shape[0], 1, generator=g))
+    with torch.no_grad():
+        for name, value in values.items():
+            getattr(sae, name).copy_(value)
+    return values
+
+
+def _reference_with(values: dict[str, torch.Tensor]) -> nn.Module:
+    d_hidden, d_in = values["W_dec"].shape
+    reference = ReferenceSparseAutoencoder(d_in, d_hidden)
+    with torch.no_grad():
+        for name, value in values.items():
+            getattr(reference, name).copy_(value)
+    return reference
+
+
+def _encode_hint(values: dict[str, torch.Tensor], x: torch.Tensor, got: torch.Tensor) -> str:
+    w_enc, b_enc, w_dec, b_dec = (values[n] for n in PARAMETERS)
+    slips = {
+        "b_dec is not subtracted before encoding: relu((x - b_dec) @ W_enc + b_enc)": F.relu(x @ w_enc + b_enc),
+        "the ReLU is missing: latents must be >= 0": (x - b_dec) @ w_enc + b_enc,
+        "b_enc is missing: relu((x - b_dec) @ W_enc + b_enc)": F.relu((x - b_dec) @ w_enc),
+        "encode uses W_dec.T; it must use W_enc (they are separate parameters)": F.relu((x - b_dec) @ w_dec.T + b_enc),
+    }
+    for hint, value in slips.items():
+        if _close(got, value):
+            return hint
+    return "encode(x) = relu((x - b_dec) @ W_enc + b_enc)"
+
+
+@check("SparseAutoencoder")
+def test_sparse_autoencoder_has_parameters_and_outputs_of_the_documented_shapes(SparseAutoencoder, seed):
+    """W_enc (d_in, d_hidden), b_enc (d_hidden,), W_dec (d_hidden, d_in), b_dec (d_in,); forward -> (x_hat, f)."""
+    n, d_in, d_hidden = _sizes(seed, 2)
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    x = torch.randn(n, d_in, generator=_generator(seed, 3))
+    out = sae(x)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise CheckFailure(f"SparseAutoencoder's forward should return a pair (x_hat, f), got {type(out).__name__}. "
+                           "Hint: f = self.encode(x); return self.decode(f), f")
+    expect_shape(out[0], (n, d_in), f"x_hat (first output) for x of shape {(n, d_in)}")
+    expect_shape(out[1], (n, d_hidden), f"f (second output) for x of shape {(n, d_in)}")
+
+
+@check("SparseAutoencoder")
+def test_sparse_autoencoder_encode_and_decode_follow_the_formulas(SparseAutoencoder, seed):
+    """With random parameter values: encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec."""
+    n, d_in, d_hidden = _sizes(seed, 4)
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    values = _randomise(sae, seed, 5)
+    reference = _reference_with(values)
+    x = torch.randn(n, d_in, generator=_generator(seed, 6)) + 2 * torch.randn(d_in, generator=_generator(seed, 7))
+    with torch.no_grad():
+        f, expected_f = sae.encode(x.clone()), reference.encode(x)
+        expect_shape(f, (n, d_hidden), "encode(x)")
+        try:
+            expect_close(f, expected_f, "encode(x)", atol=1e-5, rtol=1e-4)
+        except CheckFailure:
+            expect_close(f, expected_f, "encode(x)", atol=1e-5, rtol=1e-4, hint=_encode_hint(values, x, f))
+        latents = F.relu(torch.randn(n, d_hidden, generator=_generator(seed, 8)))
+        x_hat = sae.decode(latents.clone())
+        expect_shape(x_hat, (n, d_in), "decode(f)")
+        expect_close(x_hat, reference.decode(latents), "decode(f)", atol=1e-5, rtol=1e-4,
+                     hint="decode(f) = f @ W_dec + b_dec (b_dec is added back after decoding)")
+        out = sae(x.clone())
+        expected_x_hat, _ = reference(x)
+        expect_close(out[1], expected_f, "forward(x)[1], the latents f", atol=1e-5, rtol=1e-4,
+                     hint="forward returns (decode(encode(x)), encode(x))")
+        expect_close(out[0], expected_x_hat, "forward(x)[0], the reconstruction x_hat", atol=1e-5, rtol=1e-4,
+                     hint="forward returns (decode(encode(x)), encode(x))")
+
+
+@check("SparseAutoencoder")
+def test_sparse_autoencoder_normalize_decoder_makes_every_row_unit_norm(SparseAutoencoder, seed):
+    """normalize_decoder_() divides each row of W_dec by its L2 norm, in place, keeping its direction."""
+    _, d_in, d_hidden = _sizes(seed, 9)
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    values = _randomise(sae, seed, 10)
+    parameter = sae.W_dec
+    sae.normalize_decoder_()
+    expect_true(sae.W_dec is parameter, "normalize_decoder_ replaced W_dec by a new object; rescale it in place "
+                "(self.W_dec.div_(...) under torch.no_grad()) so an optimizer holding it keeps working")
+    norms = sae.W_dec.detach().norm(dim=1)
+    expected = values["W_dec"] / values["W_dec"].norm(dim=1, keepdim=True)
+    hint = "each *row* (one latent's direction, dim=1) gets unit norm: W_dec / W_dec.norm(dim=1, keepdim=True)"
+    expect_close(norms, torch.ones(d_hidden), f"norms of the {d_hidden} rows of W_dec after normalize_decoder_()",
+                 atol=1e-5, rtol=0, hint=hint)
+    expect_close(sae.W_dec.detach(), expected, "W_dec after normalize_decoder_()", atol=1e-5, rtol=1e-4, hint=hint)
+    for name in ("W_enc", "b_enc", "b_dec"):
+        expect_close(getattr(sae, name).detach(), values[name], f"{name} after normalize_decoder_()", atol=0, rtol=0,
+                     hint="normalize_decoder_ changes W_dec only")
+
+
+@check("SparseAutoencoder", hidden=True)
+def test_sparse_autoencoder_starts_with_unit_decoder_rows_zero_biases_reproducibly(SparseAutoencoder, seed):
+    """Fresh SAE: unit-norm decoder rows, zero biases, the same parameters for the same seeded generator."""
+    _, d_in, d_hidden = _sizes(seed, 11)
+    a = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    b = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    expect_close(a.W_dec.detach().norm(dim=1), torch.ones(d_hidden), "norms of the rows of a fresh W_dec", atol=1e-5,
+                 rtol=0, hint="start from random unit directions: randn rows divided by their norms")
+    for name in ("b_enc", "b_dec"):
+        expect_close(getattr(a, name).detach(), torch.zeros_like(getattr(a, name)), f"a fresh {name}", atol=0, rtol=0,
+                     hint="biases start at zero")
+    for name in PARAMETERS:
+        expect_true(torch.equal(getattr(a, name), getattr(b, name)), f"two SAEs built with identically seeded "
+                    f"generators have different {name}. Hint: draw with torch.randn(..., generator=generator)")
+
+
+@check("SparseAutoencoder", hidden=True)
+def test_sparse_autoencoder_gradients_match_the_reference(SparseAutoencoder, seed):
+    """Training works: every parameter gets the reference's gradient of a reconstruction + L1 loss."""
+    n, d_in, d_hidden = _sizes(seed, 12)
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    values = _randomise(sae, seed, 13)
+    reference = _reference_with(values)
+    x = torch.randn(n, d_in, generator=_generator(seed, 14))
+    for model in (sae, reference):
+        x_hat, f = model(x.clone())
+        reference_sae_loss(x, x_hat, f, 0.1).backward()
+    for name in PARAMETERS:
+        got = getattr(sae, name).grad
+        expect_true(got is not None, f"{name} got no gradient: use it in encode/decode with torch operations")
+        expect_close(got, getattr(reference, name).grad, f"gradient of the loss with respect to {name}", atol=1e-4,
+                     rtol=1e-4, hint="encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec")
+
+
+# ----------------------------------------------------------------------------- sae_loss
+
+
+def _loss_batch(seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, d_in, d_hidden = _sizes(seed, salt)
+    g = _generator(seed, salt + 1)
+    x = torch.randn(n, d_in, generator=g)
+    return x, x + 0.5 * torch.randn(n, d_in, generator=g), F.relu(2 * torch.randn(n, d_hidden, generator=g))
+
+
+def _loss_hint(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float, got: torch.Tensor) -> str:
+    sq = (x_hat - x).pow(2)
+    rec, sparsity = sq.sum(dim=1).mean(), f.abs().sum(dim=1).mean()
+    slips = {
+        "the reconstruction term is averaged over features too; sum the squares over features (dim=1), then "
+        "average over rows": sq.mean() + l1 * sparsity,
+        "the L1 term is averaged over latents too; sum |f| over latents (dim=1), then average over rows":
+            rec + l1 * f.abs().mean(),
+        "both terms are averaged over features; sum over dim=1, then average over rows":
+            sq.mean() + l1 * f.abs().mean(),
+        "the L1 sparsity term l1 * mean_n ||f||_1 is missing": rec,
+        "the L1 term is not multiplied by l1": rec + sparsity,
+        "the terms are summed over the batch; average them over rows": sq.sum() + l1 * f.abs().sum(),
+        "the reconstruction error is not squared": (x_hat - x).abs().sum(dim=1).mean() + l1 * sparsity,
+    }
+    for hint, value in slips.items():
+        if _close(got, value):
+            return hint
+    return "loss = (x_hat - x).pow(2).sum(dim=1).mean() + l1 * f.abs().sum(dim=1).mean()"
+
+
+def _check_loss(sae_loss, x, x_hat, f, l1, what, pass_l1=True) -> torch.Tensor:
+    got = sae_loss(x.clone(), x_hat.clone(), f.clone(), *((l1,) if pass_l1 else ()))
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        got_what = f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+        raise CheckFailure(f"sae_loss should return a scalar tensor (so that .backward() works), got {got_what}")
+    expected = reference_sae_loss(x, x_hat, f, l1)
+    try:
+        expect_close(got, expected, what, atol=1e-5, rtol=1e-4)
+    except CheckFailure:
+        expect_close(got, expected, what, atol=1e-5, rtol=1e-4, hint=_loss_hint(x, x_hat, f, l1, got.detach()))
+    return got
+
+
+@check("sae_loss")
+def test_sae_loss_matches_reference_on_random_batch(sae_loss, seed):
+    """Random x, x_hat (N, d_in), non-negative f (N, d_hidden) and l1."""
+    x, x_hat, f = _loss_batch(seed, 20)
+    l1 = _uniform(_generator(seed, 22), 0.05, 0.5)
+    _check_loss(sae_loss, x, x_hat, f, l1, f"sae_loss with l1={l1:.3g}")
+
+
+@check("sae_loss")
+def test_sae_loss_with_l1_zero_is_the_mean_squared_error_per_row(sae_loss, seed):
+    """l1=0 leaves mean_n ||x_hat - x||^2: summed over features, averaged over rows."""
+    x, x_hat, f = _loss_batch(seed, 23)
+    _check_loss(sae_loss, x, x_hat, f, 0.0, "sae_loss with l1=0")
+
+
+@check("sae_loss", hidden=True)
+def test_sae_loss_default_l1_is_one_thousandth(sae_loss, seed):
+    """Called without l1, the sparsity weight is 1e-3."""
+    x, x_hat, f = _loss_batch(seed, 25)
+    _check_loss(sae_loss, x, x_hat, 200 * f, 1e-3, "sae_loss with the default l1", pass_l1=False)
+
+
+@check("sae_loss", hidden=True)
+def test_sae_loss_gradient_matches_reference(sae_loss, seed):
+    """The SAE trains on this loss: its gradients with respect to x_hat and f are the reference's."""
+    x, x_hat, f = _loss_batch(seed, 26)
+    grads = []
+    for fn in (sae_loss, reference_sae_loss):
+        xh, ff = x_hat.clone().requires_grad_(True), f.clone().requires_grad_(True)
+        loss = fn(x.clone(), xh, ff, 0.2)
+        expect_true(isinstance(loss, torch.Tensor) and loss.requires_grad, "sae_loss is not connected to x_hat and "
+                    "f's autograd graph; use torch operations only (no .item() or .detach())")
+        # allow_unused: a loss that ignores f has a zero gradient there, which the comparison then reports
+        grads.append([torch.zeros_like(t) if g is None else g
+                      for t, g in zip((xh, ff), torch.autograd.grad(loss.sum(), (xh, ff), allow_unused=True))])
+    expect_close(grads[0][0], grads[1][0], "gradient of sae_loss with respect to x_hat", atol=1e-5, rtol=1e-4,
+                 hint="the reconstruction term is mean_n ||x_hat - x||^2 (squares summed over features)")
+    expect_close(grads[0][1], grads[1][1], "gradient of sae_loss with respect to f", atol=1e-5, rtol=1e-4,
+                 hint="the sparsity term is l1 * mean_n ||f||_1 (|f| summed over latents)")
+
+
+# ----------------------------------------------------------------------------- fraction_variance_unexplained
+
+
+def _fvu_data(seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x with a large offset and different scales per feature (so centering and pooling matter), x_hat near x."""
+    n, d_in, _ = _sizes(seed, salt)
+    g = _generator(seed, salt + 1)
+    scales = 0.2 + 3 * torch.rand(d_in, generator=g)
+    x = 3 + 2 * torch.randn(d_in, generator=g) + scales * torch.randn(n + 4, d_in, generator=g)
+    return x, x + 0.7 * torch.randn(n + 4, d_in, generator=g)
+
+
+def _fvu_hint(x: torch.Tensor, x_hat: torch.Tensor, got: float) -> str:
+    x64, h64 = x.double(), x_hat.double()
+    residual = (x64 - h64).pow(2)
+    centered = (x64 - x64.mean(dim=0)).pow(2)
+    slips = {
+        "the total variance is not mean-centered: divide by sum ||x - mean_n(x)||^2, not sum ||x||^2":
+            residual.sum() / x64.pow(2).sum(),
+        "this is the average of per-feature FVUs; pool the squared errors over all features before dividing":
+            (residual.sum(dim=0) / centered.sum(dim=0)).mean(),
+        "x is centered with its overall mean; center each feature with its own mean, x.mean(dim=0)":
+            residual.sum() / (x64 - x64.mean()).pow(2).sum(),
+        "this is the fraction of variance explained (1 - FVU); FVU is the unexplained part":
+            1 - residual.sum() / centered.sum(),
+    }
+    for hint, value in slips.items():
+        if abs(got - float(value)) <= 1e-5 + 1e-4 * abs(float(value)):
+            return hint
+    return "FVU = sum ||x - x_hat||^2 / sum ||x - x.mean(dim=0)||^2 (sums over rows and features)"
+
+
+def _call_fvu(fraction_variance_unexplained, x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    got = fraction_variance_unexplained(x.clone(), x_hat.clone())
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise CheckFailure(f"fraction_variance_unexplained should return a number (a Python float), got "
+                           f"{type(got).__name__}")
+    return float(got)
+
+
+@check("fraction_variance_unexplained")
+def test_fraction_variance_unexplained_matches_reference_on_random_data(fraction_variance_unexplained, seed):
+    """Features with a large offset and different scales; x_hat a noisy copy of x."""
+    x, x_hat = _fvu_data(seed, 30)
+    got = _call_fvu(fraction_variance_unexplained, x, x_hat)
+    expected = reference_fraction_variance_unexplained(x, x_hat)
+    expect_close(got, expected, f"fraction_variance_unexplained of x {tuple(x.shape)}", atol=1e-5, rtol=1e-4,
+                 hint=None if abs(got - expected) <= 1e-5 + 1e-4 * abs(expected) else _fvu_hint(x, x_hat, got))
+
+
+@check("fraction_variance_unexplained")
+def test_fraction_variance_unexplained_is_0_for_perfect_and_1_for_the_mean(fraction_variance_unexplained, seed):
+    """x_hat = x gives 0; predicting every row as the mean row gives exactly 1."""
+    x, _ = _fvu_data(seed, 32)
+    expect_close(_call_fvu(fraction_variance_unexplained, x, x), 0.0, "FVU of a perfect reconstruction", atol=1e-6,
+                 rtol=0, hint="the residual sum ||x - x_hat||^2 is 0 when x_hat = x")
+    mean = x.mean(dim=0, keepdim=True).expand_as(x)
+    got = _call_fvu(fraction_variance_unexplained, x, mean)
+    expect_close(got, 1.0, "FVU of predicting the mean row x.mean(dim=0) for every row", atol=1e-5, rtol=0,
+                 hint=_fvu_hint(x, mean, got))
+
+
+@check("fraction_variance_unexplained", hidden=True)
+def test_fraction_variance_unexplained_returns_a_float_without_touching_gradients(fraction_variance_unexplained,
+                                                                                 seed):
+    """A metric: a Python float, also for inputs that require grad, with no gradient left anywhere."""
+    x, x_hat = _fvu_data(seed, 34)
+    x_hat = x_hat.requires_grad_(True)
+    got = fraction_variance_unexplained(x, x_hat)
+    expect_true(isinstance(got, float), f"fraction_variance_unexplained should return a Python float, got "
+                f"{type(got).__name__}. Hint: return float(residual / total)")
+    expect_close(got, reference_fraction_variance_unexplained(x, x_hat.detach()), "fraction_variance_unexplained",
+                 atol=1e-5, rtol=1e-4)
+    expect_true(x_hat.grad is None, "fraction_variance_unexplained left a gradient in x_hat.grad; it is a metric")

@@ -1,0 +1,35 @@
+"""The autograder: checks (``@check`` + ``expect_*``), grading submissions, and notebook check cells.
+
+Light to import (no torch) so ``shortcutlab grade`` starts fast; the assertion helpers load torch on first use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shortcutlab.grading.registry import CheckFailure, check
+
+__all__ = ["CheckFailure", "check", "check_in_notebook", "expect_close", "expect_dtype", "expect_equal",
+           "expect_finite", "expect_range", "expect_shape", "expect_tensor", "expect_true", "grade"]
+
+_LAZY = {
+    "expect_close": "shortcutlab.grading.asserts",
+    "expect_dtype": "shortcutlab.grading.asserts",
+    "expect_equal": "shortcutlab.grading.asserts",
+    "expect_finite": "shortcutlab.grading.asserts",
+    "expect_range": "shortcutlab.grading.asserts",
+    "expect_shape": "shortcutlab.grading.asserts",
+    "expect_tensor": "shortcutlab.grading.asserts",
+    "expect_true": "shortcutlab.grading.asserts",
+    "grade": "shortcutlab.grading.runner",
+    "check_in_notebook": "shortcutlab.grading.notebook",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'shortcutlab.grading' has no attribute {name!r}")

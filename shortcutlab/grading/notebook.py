@@ -1,0 +1,92 @@
+"""``shortcutlab.check("lesson.function", function)``: a notebook's check cell.
+
+Runs the function's visible checks in this process, prints a short pass/fail report and raises
+``ChecksFailed`` (an AssertionError) if any check fails, so nbgrader marks the cell failed.
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.course import CourseError, load_course
+from shortcutlab.grading.registry import CheckFailure
+from shortcutlab.grading.execute import PASSED, CheckContext, Outcome, run_check
+from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
+
+SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
+_MISSING = object()
+
+
+class ChecksFailed(CheckFailure):
+    """Some visible checks of a function failed (details are in the printed report)."""
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run checks on one torch thread, as the grader does: their tensors are tiny, and on a busy machine
+    several threads make them many times slower."""
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch and previous:
+            torch.set_num_threads(previous)
+
+
+def _title(name: str, function: str) -> str:
+    """test_colorize_matches_the_formula -> 'matches the formula'."""
+    words = name.removeprefix("test_")
+    words = words.removeprefix(function + "_") if words.startswith(function + "_") else words
+    return words.replace("_", " ")
+
+
+def _indent(text: str, prefix: str = "      ") -> str:
+    return "\n".join(prefix + line for line in text.strip().splitlines())
+
+
+def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = None,
+                      course: str | Path | None = None, namespace: dict | None = None,
+                      _depth: int = 1, **objects: Any) -> None:
+    """Run the visible checks of ``name`` ("<lesson id>.<function>") on ``obj`` and print a report.
+
+    Other objects a check needs (e.g. ``symmetric_kl`` for ``consistency_loss``) come from ``objects``,
+    else from ``namespace``, else from the caller's globals. Raises ChecksFailed if any check fails.
+    """
+    __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame in tracebacks
+    lesson_id, dot, function = name.partition(".")
+    if not dot or not function:
+        raise CourseError(f"name the function as '<lesson id>.<function>', e.g. '03_gradcam.grad_cam'; got {name!r}")
+    loaded = load_course(course)
+    lesson = loaded.lesson(lesson_id)
+    loaded.function(lesson_id, function)
+    if obj is _MISSING:
+        raise CourseError(f"pass the function to check: shortcutlab.check({name!r}, {function})")
+    planned = [c for c in plan_checks(loaded, lesson) if c.function == function and not c.hidden]
+    checks = collect_checks(import_check_file(loaded.check_file(lesson)))
+    caller = sys._getframe(_depth).f_globals if namespace is None else namespace
+    context = CheckContext({**caller, **objects, function: obj})
+    run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    limit = loaded.grading.output_limit
+    outcomes: list[tuple[str, Outcome]] = []
+    with _one_thread():
+        for c in planned:
+            outcomes.append((c.name, run_check(checks[c.name], context, check_seed(run_seed, lesson.id, c.name),
+                                               c.timeout, function, limit)))
+    failed = [(n, o) for n, o in outcomes if o.status != PASSED]
+    seconds = sum(o.seconds for _, o in outcomes)
+    head = f"{function}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed ({seconds:.1f} s)"
+    lines = [head + (f", seed {run_seed}" if failed else "")]
+    for check_name, outcome in outcomes:
+        lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(check_name, function)}")
+        if outcome.status != PASSED:
+            lines.append(_indent(outcome.output(limit)))
+    print("\n".join(lines))
+    if failed:
+        raise ChecksFailed(f"{len(failed)} of {len(outcomes)} checks of {function} did not pass; see the report above")

@@ -1,0 +1,65 @@
+"""Grading results: per check, per submission, per run (the shape of ``shortcutlab grade --json``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STATUSES = ("passed", "failed", "error", "timeout")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: ``score`` is ``max_score`` if it passed, else 0."""
+
+    name: str
+    function: str
+    score: float
+    max_score: float
+    status: str
+    output: str
+    hidden: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "function": self.function, "score": round(self.score, 4),
+                "max_score": round(self.max_score, 4), "status": self.status, "output": self.output,
+                "hidden": self.hidden}
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    """One submission; ``error`` says why it could not be graded normally (None when it was)."""
+
+    path: str
+    lesson: str | None
+    error: str | None
+    checks: tuple[CheckResult, ...] = ()
+    max_score: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.checks)
+
+    def function_scores(self) -> dict[str, tuple[float, float]]:
+        """(score, max_score) per graded function, in check order."""
+        out: dict[str, tuple[float, float]] = {}
+        for c in self.checks:
+            got, most = out.get(c.function, (0.0, 0.0))
+            out[c.function] = (got + c.score, most + c.max_score)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "lesson": self.lesson, "score": round(self.score, 4),
+                "max_score": round(self.max_score, 4), "error": self.error,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class GradeReport:
+    """A grading run: the seed every check's inputs derive from, and one result per submission."""
+
+    seed: int
+    submissions: tuple[SubmissionResult, ...] = field(default=())
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "submissions": [s.to_dict() for s in self.submissions]}

@@ -1,0 +1,278 @@
+"""Grading many submissions: plan each one's checks, send it to a grading server, score what comes back.
+
+This side never imports torch or runs student code. Each of ``jobs`` servers (worker.py) imports torch
+once and forks a fresh process per submission; a server that dies or hangs costs the submission it was
+grading, and the next submission gets a new server.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from shortcutlab.course import Course, CourseError, load_course
+from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
+from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
+from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
+from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
+from shortcutlab.grading.worker import START_SLACK, Lines, submission_budget
+
+SERVER_START_TIMEOUT = 300.0  # importing torch on a loaded 2-core machine can take most of a minute
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class GradingError(CourseError):
+    """Grading cannot start (no submissions given, a grading server that cannot start)."""
+
+
+def server_env() -> dict[str, str]:
+    """Environment of a grading server: one thread per process, headless plotting, no progress bars,
+    and this very copy of shortcutlab first on the path."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg",
+               SHORTCUTLAB_GRADING="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class Server:
+    """One grading server process, grading one job at a time."""
+
+    def __init__(self, preload: list[str]) -> None:
+        self.preload = preload
+        self.process: subprocess.Popen | None = None
+        self.lines: Lines | None = None
+        self.started: bool | None = None  # False once a start failed
+        self.log = tempfile.TemporaryFile()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shortcutlab.grading.worker", json.dumps(self.preload)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=server_env(),
+            start_new_session=True)
+        self.lines = Lines(self.process.stdout.fileno())
+        self.started = False
+        reply = self._read(time.monotonic() + SERVER_START_TIMEOUT, "start")
+        if not reply.get("ready"):
+            raise RuntimeError(f"the grading server sent {reply!r} instead of a ready message")
+        self.started = True
+
+    def _read(self, deadline: float, doing: str) -> dict:
+        try:
+            reply = self.lines.next(deadline)
+        except TimeoutError:
+            raise TimeoutError(f"the grading server did not {doing} in time") from None
+        if reply is None:
+            code = self.process.wait(timeout=10)
+            raise RuntimeError(f"the grading server exited (code {code}) during {doing}: {self.log_tail()}")
+        return reply
+
+    def log_tail(self, limit: int = 800) -> str:
+        try:
+            size = os.fstat(self.log.fileno()).st_size
+            return os.pread(self.log.fileno(), limit, max(size - limit, 0)).decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def grade(self, job: dict, timeout: float) -> dict:
+        """Send one job and wait for its result (TimeoutError / RuntimeError if the server fails)."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        self.process.stdin.write((json.dumps(job) + "\n").encode())
+        self.process.stdin.flush()
+        return self._read(time.monotonic() + timeout, "grade the submission")
+
+    def close(self) -> None:
+        if self.log.closed:
+            return
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            self.process = None
+        self.log.close()
+
+
+@dataclass
+class _Work:
+    index: int
+    path: Path
+    lesson: str | None = None
+    submission: Submission | None = None
+    planned: list[PlannedCheck] | None = None
+    error: str | None = None
+
+
+def _plan(course: Course, lesson: str, cache: dict[str, list[PlannedCheck] | str]) -> list[PlannedCheck] | str:
+    if lesson not in cache:
+        try:
+            cache[lesson] = plan_checks(course, lesson)
+        except CourseError as exc:
+            cache[lesson] = f"grader error: {exc}"
+    return cache[lesson]
+
+
+def _job(work: _Work, course: Course, seed: int) -> dict:
+    lesson = course.lesson(work.submission.lesson)
+    return {
+        "id": work.index,
+        "lesson": lesson.id,
+        "check_file": str(course.check_file(lesson)),
+        "cells": [cell.to_dict() for cell in work.submission.cells],
+        "checks": [{"name": c.name, "function": c.function, "timeout": c.timeout,
+                    "seed": check_seed(seed, lesson.id, c.name)} for c in work.planned],
+        "load_timeout": course.load_timeout(lesson),
+        "cell_timeout": course.timeout(lesson),
+        "memory_mb": course.grading.memory_mb,
+        "output_limit": course.grading.output_limit,
+    }
+
+
+def job_timeout(job: dict) -> float:
+    """How long a server may take for a job before it is presumed stuck (the worker's own limit + slack)."""
+    return submission_budget(job) + START_SLACK
+
+
+def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course: Course) -> SubmissionResult:
+    """Score a job's raw results: a check passes only if its process said so."""
+    lesson = work.lesson
+    planned = work.planned or []
+    error = work.error or (raw or {}).get("error")
+    results = (raw or {}).get("results", {})
+    notes = list(work.submission.notes) if work.submission else []
+    checks = []
+    for c in planned:
+        got = results.get(c.name)
+        if got is None:
+            status, output = ERROR, f"not graded: {error or 'no result was reported'}"
+        else:
+            status, output = str(got.get("status")), str(got.get("output") or "")
+            if status not in (PASSED, "failed", ERROR, TIMEOUT):
+                status, output = ERROR, f"grader error: unknown status {status!r}"
+        if status != PASSED and notes:
+            output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
+        checks.append(CheckResult(c.name, c.function, c.max_score if status == PASSED else 0.0, c.max_score,
+                                  status, truncate(output, limit), c.hidden))
+    # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
+    max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
+        sum(f.points for f in course.lesson(lesson).functions.values())
+    return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3))
+
+
+def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
+          course: Course | str | Path | None = None,
+          on_result: Callable[[SubmissionResult], None] | None = None) -> GradeReport:
+    """Grade .ipynb/.py submissions (folders are searched) against their lessons' checks.
+
+    ``lesson`` forces the lesson (else it comes from each file's name); ``jobs`` submissions are graded at
+    once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run).
+    A submission that cannot be read or loaded gets an ``error`` and 0 points; it never stops the run.
+    """
+    start = time.monotonic()
+    course = course if isinstance(course, Course) else load_course(course)
+    if lesson is not None:
+        course.lesson(lesson)  # an unknown --lesson is a usage error, before any work
+    files = expand_paths(list(paths))
+    if not files:
+        raise GradingError("no submissions to grade: give .ipynb or .py files, or folders holding them")
+    seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    plans: dict[str, list[PlannedCheck] | str] = {}
+    work: list[_Work] = []
+    for index, path in enumerate(files):
+        item = _Work(index, path)
+        try:
+            if not path.is_file():
+                raise SubmissionError(f"no such file: {path}")
+            item.lesson = infer_lesson(path, course, lesson)
+            plan = _plan(course, item.lesson, plans)
+            item.planned = plan if isinstance(plan, list) else None
+            item.error = plan if isinstance(plan, str) else None
+            # An unreadable file still lists its lesson's checks, at 0 points.
+            item.submission = load_submission(path, course, item.lesson)
+        except SubmissionError as exc:
+            item.error = str(exc)
+        work.append(item)
+
+    results: list[SubmissionResult | None] = [None] * len(work)
+    pending: queue.Queue[_Work] = queue.Queue()
+    for item in work:
+        if item.error is None:
+            pending.put(item)
+        else:
+            results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course)
+            if on_result:
+                on_result(results[item.index])
+    workers = max(1, min(jobs or os.cpu_count() or 1, pending.qsize()))
+    lock = threading.Lock()
+    live: list[Server] = []
+
+    def new_server() -> Server:
+        server = Server(list(course.grading.preload))
+        with lock:
+            live.append(server)
+        return server
+
+    def drain() -> None:
+        server = new_server()
+        start_failures, last_failure = 0, ""
+        try:
+            while True:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    return
+                job = _job(item, course, seed)
+                began = time.monotonic()
+                raw: dict[str, Any] | None
+                try:
+                    if start_failures >= 2:  # a server that cannot start will not start for the next job either
+                        raise RuntimeError(f"no grading server could start: {last_failure}")
+                    raw = server.grade(job, job_timeout(job))
+                    start_failures = 0
+                except (TimeoutError, RuntimeError, OSError) as exc:
+                    if server.started is False:
+                        start_failures += 1
+                    last_failure = str(exc)
+                    server.close()
+                    server = new_server()
+                    raw = {"error": f"grader error: {exc}", "results": {}}
+                result = _assemble(item, raw, course.grading.output_limit, time.monotonic() - began, course)
+                with lock:
+                    results[item.index] = result
+                    if on_result:
+                        on_result(result)
+        finally:
+            server.close()
+
+    threads = [threading.Thread(target=drain, name=f"grading-{i}", daemon=True) for i in range(workers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        # On Ctrl-C no server may outlive the run (closing twice is harmless).
+        with lock:
+            for server in live:
+                server.close()
+    missing = [w for w in work if results[w.index] is None]
+    for item in missing:  # only if a drain thread itself crashed: never leave a hole
+        item.error = "grader error: the submission was not graded"
+        results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course)
+    return GradeReport(seed, tuple(r for r in results if r is not None), round(time.monotonic() - start, 3))

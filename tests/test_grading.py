@@ -1,0 +1,571 @@
+"""Does the grading engine find checks, split points, isolate failures, keep time limits and report cleanly?
+
+Most tests grade toy lessons written into a temporary course, in one batch (one `grade` call): lesson
+90_toy is plain Python (fast servers), 91_tensor uses torch and the expect_* helpers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import shortcutlab
+from shortcutlab.course import CourseError, load_course
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_equal, expect_finite, expect_range, \
+    expect_shape
+from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+from shortcutlab.grading.registry import CheckFileError, collect_checks, import_check_file, parse_check_file, plan_checks
+from shortcutlab.grading.report import render_table
+from shortcutlab.grading.runner import grade
+from shortcutlab.grading.submission import SubmissionError, load_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COURSE_YML = """\
+version: 1
+title: Toy course
+grading: {timeout: 2, load_timeout: 20, preload: []}
+lessons:
+  - id: 90_toy
+    title: Plain Python
+    notebook: 90_toy.ipynb
+    functions:
+      add: {points: 3, reference: operator.add}
+      scale: {points: 2, reference: operator.mul}
+    hidden: [test_scale_big]
+  - id: 91_tensor
+    title: Tensors
+    notebook: 91_tensor.ipynb
+    timeout: 30
+    functions:
+      norm: {points: 2, reference: torch.linalg.vector_norm}
+      double: {points: 1, reference: operator.neg}
+"""
+
+TOY_CHECKS = '''
+import random
+from shortcutlab.grading import check, CheckFailure
+
+
+@check("add")
+def test_add_small_numbers(add, seed):
+    rng = random.Random(seed)
+    a, b = rng.randint(0, 999), rng.randint(0, 999)
+    got = add(a, b)
+    if got != a + b:
+        raise CheckFailure(f"add({a}, {b}) should be {a + b}, got {got}")
+
+
+@check("add", hidden=True)
+def test_add_negative_numbers(add, seed):
+    assert add(-seed, 1) == 1 - seed
+
+
+@check("scale")
+def test_scale_small(scale):
+    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
+
+
+@check("scale")
+def test_scale_big(scale):
+    assert scale(1000, 1000) == 10**6
+'''
+
+TENSOR_CHECKS = '''
+import torch
+from shortcutlab.grading import check, expect_close, expect_finite, expect_shape
+
+
+@check("norm")
+def test_norm_of_rows(norm, seed):
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(seed))
+    got = norm(x)
+    expect_shape(got, (5,), "norm(x) for x of shape (5, 3)")
+    expect_finite(got, "norm(x)")
+    expect_close(got, x.norm(dim=1), "norm(x)", atol=1e-6, rtol=1e-5, hint="sqrt of the sum of squares per row")
+
+
+@check("double")
+def test_double(double, seed):
+    assert double(seed) == 2 * seed
+'''
+
+CORRECT_TOY = '''
+def add(a, b):
+    return a + b
+
+def scale(x, k):
+    return x * k
+'''
+
+CORRECT_TENSOR = '''
+import torch
+
+def norm(x):
+    return x.pow(2).sum(dim=1).sqrt()
+
+def double(v):
+    return 2 * v
+'''
+
+SUBMISSIONS = {
+    "90_toy_correct.py": CORRECT_TOY,
+    "90_toy_missing_scale.py": "def add(a, b):\n    return a + b\n",
+    "90_toy_add_raises.py": CORRECT_TOY.replace("return a + b", "raise ValueError('no adding today')"),
+    "90_toy_python_loop.py": CORRECT_TOY.replace("return x * k", "while True:\n        pass"),
+    # SIGALRM blocked: only killing the process stops it; the big check then runs in a fresh process
+    "90_toy_blocks_alarm.py": CORRECT_TOY.replace(
+        "return x * k", "import signal\n    if x < 100:\n        signal.pthread_sigmask(signal.SIG_BLOCK, "
+                        "{signal.SIGALRM})\n        while True:\n            pass\n    return x * k"),
+    "90_toy_exits.py": CORRECT_TOY.replace("return a + b", "import os\n    os._exit(3)").replace(
+        "return x * k", "import sys\n    sys.exit('bye')"),
+    "90_toy_dies_while_loading.py": CORRECT_TOY + "\nimport os\nos._exit(1)\n",
+    "90_toy_stub.py": CORRECT_TOY.replace("return a + b", "raise NotImplementedError('add the numbers')"),
+    "90_toy_noisy.py": "import os\nprint('hello from loading')\nos.write(1, b'raw bytes on fd 1\\n')\n"
+                       + CORRECT_TOY.replace("return a + b", "print('adding', a, b)\n    return a + b + 1"),
+    "90_toy_tail_error.py": CORRECT_TOY + "\nraise RuntimeError('a demo call at the end of the file')\n",
+    "91_tensor_correct.py": CORRECT_TENSOR,
+    "91_tensor_nan.py": CORRECT_TENSOR.replace("return x.pow(2).sum(dim=1).sqrt()",
+                                               "return x.sum(dim=1).sqrt()"),
+    "91_tensor_wrong_shape.py": CORRECT_TENSOR.replace("sum(dim=1)", "sum(dim=1, keepdim=True)"),
+    "91_tensor_wrong_values.py": CORRECT_TENSOR.replace("sqrt()", "sqrt() * 1.01"),
+    "mystery.py": CORRECT_TOY,
+}
+
+
+def code_cell(source: str, **metadata) -> dict:
+    return {"cell_type": "code", "metadata": metadata, "source": source, "outputs": [], "execution_count": None}
+
+
+def solution(name: str, source: str) -> dict:
+    return code_cell(source, nbgrader={"grade": False, "solution": True, "locked": False, "grade_id": name,
+                                       "schema_version": 3})
+
+
+def notebook(cells: list[dict]) -> str:
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+NOTEBOOK = notebook([
+    {"cell_type": "markdown", "metadata": {}, "source": "# Toy lesson"},
+    code_cell("%matplotlib inline\nOFFSET = 0\n", tags=["setup"]),
+    solution("add", "def add(a, b):\n    return a + b + OFFSET\n"),
+    code_cell("shortcutlab.check('90_toy.add', add)",
+              nbgrader={"grade": True, "solution": False, "points": 3, "grade_id": "check_add"}),
+    code_cell("import sys\nsys.exit('exploration cells never run when grading')\n"),
+    code_cell("while True:\n    pass\n"),
+    solution("scale", "def scale(x, k)\n    return x * k\n"),  # a syntax error costs scale only
+])
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A course folder with the toy lessons, their checks and the submissions above."""
+    root = tmp_path_factory.mktemp("toy")
+    (root / "course.yml").write_text(COURSE_YML)
+    (root / "autograder").mkdir()
+    (root / "autograder" / "test_90_toy.py").write_text(TOY_CHECKS)
+    (root / "autograder" / "test_91_tensor.py").write_text(TENSOR_CHECKS)
+    subs = root / "submissions"
+    subs.mkdir()
+    for name, source in SUBMISSIONS.items():
+        (subs / name).write_text(source)
+    (subs / "90_toy_notebook.ipynb").write_text(NOTEBOOK)
+    (subs / "90_toy_broken.ipynb").write_text('{"cells": [')
+    (subs / "90_toy_v3.ipynb").write_text(json.dumps({"worksheets": [], "nbformat": 3}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(toy) -> dict:
+    """Every toy submission graded in one batch with a fixed seed: {file name: SubmissionResult}."""
+    start = time.perf_counter()
+    report = grade([toy / "submissions"], course=toy / "course.yml", jobs=2, seed=1234)
+    results = {Path(s.path).name: s for s in report.submissions}
+    results["_seconds"] = time.perf_counter() - start
+    results["_report"] = report
+    return results
+
+
+def statuses(result) -> dict[str, str]:
+    return {c.name: c.status for c in result.checks}
+
+
+def by_function(result) -> dict[str, tuple[float, float]]:
+    return result.function_scores()
+
+
+# ----------------------------------------------------------------------------- discovery and points
+
+
+def test_checks_are_discovered_in_file_order_with_their_function_params_and_visibility(toy):
+    checks = parse_check_file(toy / "autograder" / "test_90_toy.py")
+    assert [(c.name, c.function, c.hidden, c.params) for c in checks] == [
+        ("test_add_small_numbers", "add", False, ("add", "seed")),
+        ("test_add_negative_numbers", "add", True, ("add", "seed")),
+        ("test_scale_small", "scale", False, ("scale",)),
+        ("test_scale_big", "scale", False, ("scale",)),
+    ]
+
+
+def test_points_are_split_equally_over_a_functions_checks_and_course_yml_can_hide_checks(toy):
+    planned = {c.name: c for c in plan_checks(load_course(toy / "course.yml"), "90_toy")}
+    assert {n: c.max_score for n, c in planned.items()} == {
+        "test_add_small_numbers": 1.5, "test_add_negative_numbers": 1.5, "test_scale_small": 1.0, "test_scale_big": 1.0}
+    assert planned["test_add_negative_numbers"].hidden and planned["test_scale_big"].hidden
+    assert not planned["test_scale_small"].hidden
+    assert all(c.timeout == 2 for c in planned.values())
+
+
+@pytest.mark.parametrize("source, message", [
+    ('@check(NAME)\ndef test_x(x): ...\n', "literal arguments"),
+    ('@check("x", hidden=flag)\ndef test_x(x): ...\n', "literal arguments"),
+    ('@check("x")\ndef test_x(x): ...\n@check("x")\ndef test_x(x): ...\n', "a second check named test_x"),
+    ('def broken(:\n', "line 1"),
+])
+def test_a_check_file_that_cannot_be_read_statically_is_an_error_naming_the_line(tmp_path, source, message):
+    path = tmp_path / "test_bad.py"
+    path.write_text(source)
+    with pytest.raises(CheckFileError, match=message):
+        parse_check_file(path)
+
+
+@pytest.mark.parametrize("checks, hidden, message", [
+    ('@check("add")\ndef test_a(add): ...\n', "", "no @check for it"),
+    ('@check("add")\ndef test_a(add): ...\n@check("scale")\ndef test_s(scale): ...\n@check("mul")\n'
+     'def test_m(mul): ...\n', "", "does not list"),
+    ('@check("add")\ndef test_a(add): ...\n@check("scale")\ndef test_s(scale): ...\n', "[test_nope]", "no such check"),
+])
+def test_course_yml_and_check_file_must_agree(tmp_path, checks, hidden, message):
+    (tmp_path / "autograder").mkdir()
+    (tmp_path / "autograder" / "test_90_toy.py").write_text("from shortcutlab.grading import check\n" + checks)
+    text = COURSE_YML.replace("hidden: [test_scale_big]", f"hidden: {hidden or '[]'}")
+    (tmp_path / "course.yml").write_text(text)
+    with pytest.raises(CheckFileError, match=message):
+        plan_checks(load_course(tmp_path / "course.yml"), "90_toy")
+
+
+def test_a_lesson_without_a_check_file_is_named_in_the_error(tmp_path):
+    (tmp_path / "course.yml").write_text(COURSE_YML)
+    with pytest.raises(CheckFileError, match="no check file .*test_90_toy.py"):
+        plan_checks(load_course(tmp_path / "course.yml"), "90_toy")
+
+
+def test_static_discovery_agrees_with_importing_every_autograder_file():
+    course = load_course()
+    for lesson in course.lessons:
+        path = course.check_file(lesson)
+        if not path.exists():
+            continue
+        static = {c.name: (c.function, c.hidden) for c in parse_check_file(path)}
+        imported = collect_checks(import_check_file(path))
+        marks = {name: (fn.__shortcutlab_check__.function, fn.__shortcutlab_check__.hidden)
+                 for name, fn in imported.items()}
+        assert static == marks, path.name
+        assert {c.function for c in plan_checks(course, lesson)} == set(lesson.functions)
+
+
+def test_the_decorator_marks_and_returns_the_function_and_rejects_a_non_name():
+    @check("grad_cam", hidden=True)
+    def test_it(grad_cam):
+        pass
+
+    assert test_it.__shortcutlab_check__.function == "grad_cam" and test_it.__shortcutlab_check__.hidden
+    with pytest.raises(TypeError, match="name"):
+        check(lambda: None)
+    with pytest.raises(TypeError):
+        check("lesson.fn", test_it)  # shortcutlab.check's call shape, given to the decorator by mistake
+
+
+# ----------------------------------------------------------------------------- grading outcomes
+
+
+def test_a_correct_submission_gets_full_marks_hidden_checks_included(graded):
+    result = graded["90_toy_correct.py"]
+    assert (result.score, result.max_score, result.error) == (5.0, 5.0, None)
+    assert {c.name: c.hidden for c in result.checks}["test_add_negative_numbers"] is True
+    assert graded["91_tensor_correct.py"].score == 3.0
+
+
+def test_a_missing_function_fails_only_its_own_checks(graded):
+    result = graded["90_toy_missing_scale.py"]
+    assert by_function(result) == {"add": (3.0, 3.0), "scale": (0.0, 2.0)}
+    assert result.error is None
+    scale = [c for c in result.checks if c.function == "scale"]
+    assert all(c.status == "error" and "`scale` is not defined" in c.output for c in scale)
+
+
+def test_an_exception_fails_only_that_functions_checks_and_shows_the_students_line(graded):
+    result = graded["90_toy_add_raises.py"]
+    assert by_function(result) == {"add": (0.0, 3.0), "scale": (2.0, 2.0)}
+    add = [c for c in result.checks if c.function == "add"]
+    assert all(c.status == "error" for c in add)
+    assert "ValueError: no adding today" in add[0].output
+    assert "90_toy_add_raises.py, line 3" in add[0].output and "raise ValueError" in add[0].output
+
+
+def test_a_stub_is_failed_as_not_implemented_not_as_a_grader_error(graded):
+    result = graded["90_toy_stub.py"]
+    add = [c for c in result.checks if c.function == "add"]
+    assert all(c.status == "failed" and "not implemented yet" in c.output and "add the numbers" in c.output
+               for c in add)
+    assert result.error is None and by_function(result)["scale"] == (2.0, 2.0)
+
+
+def test_an_endless_loop_times_out_and_costs_only_that_check(graded):
+    result = graded["90_toy_python_loop.py"]
+    assert statuses(result) == {"test_add_small_numbers": "passed", "test_add_negative_numbers": "passed",
+                                "test_scale_small": "timeout", "test_scale_big": "timeout"}
+    assert "did not finish within 2 s" in result.checks[2].output
+
+
+def test_a_hang_the_alarm_cannot_stop_is_killed_and_the_functions_next_check_still_runs(graded):
+    result = graded["90_toy_blocks_alarm.py"]
+    assert statuses(result)["test_scale_small"] == "timeout"
+    assert statuses(result)["test_scale_big"] == "passed"
+    assert by_function(result)["add"] == (3.0, 3.0)
+
+
+def test_a_process_that_exits_fails_its_checks_never_passes_them(graded):
+    result = graded["90_toy_exits.py"]
+    assert statuses(result) == {"test_add_small_numbers": "error", "test_add_negative_numbers": "error",
+                                "test_scale_small": "error", "test_scale_big": "error"}
+    assert "exited with code 3" in result.checks[0].output
+    assert "SystemExit: bye" in result.checks[2].output
+    assert result.score == 0 and result.error is None
+
+
+def test_code_that_kills_the_process_while_loading_is_a_submission_error_with_zero_points(graded):
+    result = graded["90_toy_dies_while_loading.py"]
+    assert result.score == 0 and result.max_score == 5
+    assert "while loading" in result.error and "exited with code 1" in result.error
+    assert {c.status for c in result.checks} == {"error"}
+
+
+def test_a_statement_that_raises_in_a_py_file_does_not_stop_the_rest(graded):
+    assert graded["90_toy_tail_error.py"].score == 5.0
+
+
+def test_printing_is_captured_and_shown_with_a_failure(graded):
+    result = graded["90_toy_noisy.py"]
+    add = result.checks[0]
+    assert add.status == "failed" and "--- printed output ---" in add.output and "adding" in add.output
+    assert by_function(result)["scale"] == (2.0, 2.0)
+
+
+def test_nan_and_wrong_shape_fail_with_messages_in_the_students_terms(graded):
+    nan = graded["91_tensor_nan.py"]
+    assert by_function(nan) == {"norm": (0.0, 2.0), "double": (1.0, 1.0)}
+    assert "non-finite" in nan.checks[0].output and "at index" in nan.checks[0].output
+    shape = graded["91_tensor_wrong_shape.py"].checks[0]
+    assert shape.status == "failed" and "should have shape (5,), got (5, 1)" in shape.output
+    assert "dimensions of size 1" in shape.output
+    values = graded["91_tensor_wrong_values.py"].checks[0]
+    assert "5 of 5 values differ" in values.output and "expected" in values.output
+    assert "Hint: sqrt of the sum of squares per row" in values.output
+
+
+def test_a_notebook_runs_setup_and_solution_cells_only(graded):
+    result = graded["90_toy_notebook.ipynb"]
+    assert result.error is None
+    assert by_function(result) == {"add": (3.0, 3.0), "scale": (0.0, 2.0)}
+    scale = [c for c in result.checks if c.function == "scale"][0]
+    assert "SyntaxError" in scale.output and "cell 7, scale" in scale.output
+
+
+def test_malformed_notebooks_and_unknown_lessons_get_a_clear_error_and_zero(graded):
+    broken = graded["90_toy_broken.ipynb"]
+    assert broken.score == 0 and broken.max_score == 5 and "broken JSON at line 1" in broken.error
+    assert "v3" in graded["90_toy_v3.ipynb"].error
+    mystery = graded["mystery.py"]
+    assert mystery.lesson is None and "cannot tell the lesson" in mystery.error and "--lesson" in mystery.error
+
+
+def test_results_come_back_in_input_order_with_the_given_seed(graded):
+    report = graded["_report"]
+    assert report.seed == 1234
+    names = [Path(s.path).name for s in report.submissions]
+    assert names == sorted(names)  # a folder is expanded in sorted order and results keep it
+
+
+def test_the_batch_is_fast(graded):
+    assert graded["_seconds"] < 90
+
+
+def test_hard_coded_outputs_fail_because_inputs_change_with_the_seed(toy, capsys):
+    reports = []
+    for seed in (1, 1, 2):
+        with pytest.raises(ChecksFailed):
+            check_in_notebook("90_toy.add", lambda a, b: 7, course=toy / "course.yml", seed=seed)
+        reports.append(capsys.readouterr().out)
+    assert reports[0] == reports[1] and reports[0] != reports[2]
+    assert "add(" in reports[0] and "got 7" in reports[0]
+
+
+# ----------------------------------------------------------------------------- submissions
+
+
+def test_lesson_comes_from_the_file_name_a_parent_folder_or_the_lesson_option(toy, tmp_path):
+    course = load_course(toy / "course.yml")
+    nested = tmp_path / "90_toy" / "alice.py"
+    nested.parent.mkdir()
+    nested.write_text(CORRECT_TOY)
+    assert load_submission(nested, course).lesson == "90_toy"
+    other = tmp_path / "work.py"
+    other.write_text(CORRECT_TOY)
+    assert load_submission(other, course, lesson="90_toy").lesson == "90_toy"
+    with pytest.raises(CourseError, match="choose one of: 90_toy, 91_tensor"):
+        load_submission(other, course, lesson="99_nope")
+
+
+def test_a_py_file_with_a_syntax_error_is_a_submission_error_naming_the_line(toy, tmp_path):
+    path = tmp_path / "90_toy.py"
+    path.write_text("def add(a, b):\n    return a +\n")
+    with pytest.raises(SubmissionError, match="line 2"):
+        load_submission(path, load_course(toy / "course.yml"))
+
+
+def test_magics_are_dropped_and_a_notebook_without_metadata_runs_only_definitions(toy, tmp_path):
+    path = tmp_path / "90_toy.ipynb"
+    path.write_text(notebook([code_cell("import math\n!pip install nothing\ndef add(a, b):\n    return a + b\n"),
+                              code_cell("add(1, 2)\nwhile True: pass\n")]))
+    submission = load_submission(path, load_course(toy / "course.yml"))
+    assert [c.source for c in submission.cells] == ["import math\n# !pip install nothing\ndef add(a, b):\n"
+                                                    "    return a + b\n"]
+    assert "no setup tags or nbgrader metadata" in submission.notes[0]
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "shortcutlab", "grade", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_json_output_is_one_document_on_stdout_with_the_documented_schema(toy):
+    subs = toy / "submissions"
+    done = run_cli("--json", "--course", str(toy / "course.yml"), "--seed", "7", str(subs / "90_toy_noisy.py"),
+                   str(subs / "90_toy_correct.py"), str(subs / "90_toy_broken.ipynb"))
+    assert done.returncode == 1, done.stderr  # one submission could not be graded
+    document = json.loads(done.stdout)  # student prints (even raw fd writes) never reach stdout
+    assert set(document) == {"seed", "submissions"} and document["seed"] == 7
+    for submission in document["submissions"]:
+        assert set(submission) == {"path", "lesson", "score", "max_score", "error", "checks"}
+        for c in submission["checks"]:
+            assert set(c) == {"name", "function", "score", "max_score", "status", "output", "hidden"}
+            assert c["status"] in ("passed", "failed", "error", "timeout")
+            assert isinstance(c["score"], (int, float)) and isinstance(c["output"], str)
+    noisy, correct, broken = document["submissions"]
+    assert (correct["score"], correct["max_score"], correct["error"]) == (5, 5, None)
+    assert noisy["score"] == 2 and broken["error"] and broken["score"] == 0
+    assert "graded" in done.stderr
+
+
+def test_table_output_names_scores_and_failing_checks(toy):
+    done = run_cli("--course", str(toy / "course.yml"), "--seed", "7", "--quiet",
+                   str(toy / "submissions" / "90_toy_add_raises.py"))
+    assert done.returncode == 0
+    assert "90_toy_add_raises.py  [90_toy]  2/5 (40%)" in done.stdout
+    assert "ERROR test_add_small_numbers" in done.stdout and "ValueError: no adding today" in done.stdout
+    assert "test_add_negative_numbers (hidden)" in done.stdout
+    assert done.stderr == ""
+
+
+def test_usage_errors_exit_2_with_a_message(toy, tmp_path):
+    done = run_cli("--course", str(toy / "course.yml"), "--lesson", "42_nope", str(tmp_path))
+    assert done.returncode == 2 and "no lesson '42_nope'" in done.stderr
+    done = run_cli("--course", str(toy / "course.yml"), str(tmp_path))
+    assert done.returncode == 2 and "no submissions to grade" in done.stderr
+
+
+def test_render_table_summarises_the_run(graded):
+    table = render_table(graded["_report"])
+    assert "with full marks" in table and "seed 1234" in table
+
+
+# ----------------------------------------------------------------------------- shortcutlab.check in a notebook
+
+
+def test_check_prints_a_short_report_and_runs_visible_checks_only(toy, capsys):
+    assert check_in_notebook("90_toy.add", lambda a, b: a + b, course=toy / "course.yml") is None
+    out = capsys.readouterr().out
+    assert out.startswith("add: 1/1 checks passed") and "small numbers" in out and "negative" not in out
+
+
+def test_check_raises_an_assertion_error_on_failure_so_nbgrader_marks_the_cell_failed(toy, capsys):
+    with pytest.raises(AssertionError, match="1 of 1 checks of scale did not pass"):
+        check_in_notebook("90_toy.scale", lambda x, k: x + k, course=toy / "course.yml")
+    out = capsys.readouterr().out
+    assert "✗ small" in out and "scale(3, 2) should be 6" in out and "seed" in out
+
+
+def test_check_names_the_lesson_and_function_it_knows(toy):
+    with pytest.raises(CourseError, match="no lesson '90_tyo'"):
+        check_in_notebook("90_tyo.add", len, course=toy / "course.yml")
+    with pytest.raises(CourseError, match="grades add, scale"):
+        check_in_notebook("90_toy.mul", len, course=toy / "course.yml")
+    with pytest.raises(CourseError, match="'<lesson id>.<function>'"):
+        check_in_notebook("add", len, course=toy / "course.yml")
+
+
+@pytest.mark.parametrize("lesson", load_course().lesson_ids)
+def test_each_functions_visible_checks_run_in_under_5_seconds_on_the_reference(lesson, capsys):
+    from shortcutlab.course import import_object
+
+    course = load_course()
+    if not course.check_file(lesson).exists():
+        pytest.skip(f"{lesson} has no check file yet")
+    references = {name: import_object(spec.reference) for name, spec in course.lesson(lesson).functions.items()}
+    for function, reference in references.items():
+        start = time.perf_counter()
+        # the other graded functions are passed too: a check may take the ones its function calls
+        shortcutlab.check(f"{lesson}.{function}", reference, **{k: v for k, v in references.items() if k != function})
+        assert time.perf_counter() - start < 5, function
+    assert "✗" not in capsys.readouterr().out
+
+
+def test_shortcutlab_check_takes_other_objects_from_the_callers_globals(toy, capsys):
+    yml = COURSE_YML + ("  - id: 92_pair\n    title: Pair\n    notebook: 92_pair.ipynb\n    functions:\n"
+                        "      twice: {points: 1, reference: operator.neg}\n"
+                        "      helper: {points: 1, reference: operator.pos}\n")
+    (toy / "pair.yml").write_text(yml)
+    (toy / "autograder" / "test_92_pair.py").write_text(
+        "from shortcutlab.grading import check\n@check('twice')\ndef test_twice(twice, helper):\n"
+        "    assert twice(3) == 2 * helper(3)\n@check('helper')\ndef test_helper(helper):\n    assert helper(1) == 1\n")
+    global helper
+    helper = lambda v: v  # noqa: E731 - a notebook-global the check needs besides the checked function
+    try:
+        shortcutlab.check("92_pair.twice", lambda v: 2 * v, course=toy / "pair.yml")
+    finally:
+        del helper
+    assert "1/1 checks passed" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- assertion helpers
+
+
+def test_expect_helpers_say_what_is_wrong_where():
+    with pytest.raises(CheckFailure, match=r"should have shape \(2, 3, 28, 28\), got \(2, 28, 28, 3\).*order"):
+        expect_shape(torch.zeros(2, 28, 28, 3), (2, 3, 28, 28), "images")
+    with pytest.raises(CheckFailure, match="should be a torch.Tensor, got list"):
+        expect_shape([1, 2], (2,), "ids")
+    with pytest.raises(CheckFailure, match=r"1 of 4 values differ.*index \[1, 0\]: expected 3, got 5.*Hint: h"):
+        expect_close(torch.tensor([[1.0, 2.0], [5.0, 4.0]]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "m",
+                     atol=1e-6, rtol=0, hint="h")
+    with pytest.raises(CheckFailure, match="expected 0.5, got 0.25"):
+        expect_close(0.25, torch.tensor(0.5), "accuracy", atol=1e-6, rtol=0)
+    with pytest.raises(CheckFailure, match=r"should lie in \[0, 1\].*1.5 at index \[2\]"):
+        expect_range(torch.tensor([0.0, 0.5, 1.5]), 0, 1, "x")
+    with pytest.raises(CheckFailure, match=r"1 non-finite value.*nan at index \[1\]"):
+        expect_finite(torch.tensor([0.0, float("nan")]), "loss")
+    with pytest.raises(CheckFailure, match=r"index \[0, 1\]: expected 2, got 1"):
+        expect_equal(torch.tensor([[1, 1]]), torch.tensor([[1, 2]]), "counts")
+    expect_close(torch.tensor([1.0]), 1.0 + 1e-7, "one", atol=1e-6, rtol=0)

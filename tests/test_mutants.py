@@ -1,0 +1,159 @@
+"""Do the autograder checks catch wrong-but-plausible code, and only in the function that is wrong?
+
+Each tests/mutants/<lesson>/<function>__<what_is_wrong>.py is a complete submission with exactly one graded
+function broken: it must lose points on that function and keep full points on every other one, except
+functions whose checks take the broken one as an argument (they call it). As controls, the correct
+submissions tests/submissions/<lesson>.py and the library reference itself must get full marks, every
+solutions/ notebook must too (graded end to end by the CLI, in under two minutes), and every untouched
+lessons/ notebook must get 0 without a grader error. Lessons whose check file does not exist yet are skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from shortcutlab.course import load_course
+from shortcutlab.grading.registry import plan_checks
+from shortcutlab.grading.runner import grade
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = load_course(ROOT / "course.yml")
+READY = [lesson.id for lesson in COURSE.lessons if COURSE.check_file(lesson).exists()]
+MUTANTS = sorted(p for p in (ROOT / "tests" / "mutants").glob("*/*.py") if p.parent.name in COURSE.lesson_ids)
+SUBMISSIONS = sorted(p for p in (ROOT / "tests" / "submissions").glob("*.py") if p.stem in COURSE.lesson_ids)
+SEED = int(os.environ.get("SHORTCUTLAB_TEST_SEED", "20241128"))  # fixed, so a failure can be replayed
+
+
+def _id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def _ready(path: Path, lesson: str) -> None:
+    if lesson not in READY:
+        pytest.skip(f"{lesson} has no check file yet")
+
+
+def _reference_submission(folder: Path, lesson: str) -> Path:
+    """A .py submission that imports every graded function of ``lesson`` from its library reference."""
+    path = folder / lesson / "reference.py"
+    path.parent.mkdir(parents=True)
+    lines = []
+    for name, spec in COURSE.lesson(lesson).functions.items():
+        module, _, attr = spec.reference.replace(":", ".").rpartition(".")
+        lines.append(f"from {module} import {attr} as {name}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict[Path, object]:
+    """Mutants, correct submissions, references and untouched lessons, graded in one batch (2 at a time)."""
+    folder = tmp_path_factory.mktemp("references")
+    references = [_reference_submission(folder, lesson) for lesson in READY]
+    lessons = [COURSE.lesson_notebook(lesson) for lesson in READY if COURSE.lesson_notebook(lesson).exists()]
+    paths = [p for p in MUTANTS + SUBMISSIONS if p.parent.name in READY or p.stem in READY] + references + lessons
+    report = grade(paths, course=COURSE, jobs=2, seed=SEED)
+    return {Path(result.path): result for result in report.submissions}
+
+
+def dependents(lesson: str, function: str) -> set[str]:
+    """Functions whose checks take ``function`` as an argument: they may lose points along with it."""
+    return {c.function for c in plan_checks(COURSE, lesson) if function in c.params and c.function != function}
+
+
+@pytest.mark.parametrize("path", MUTANTS, ids=_id)
+def test_a_mutant_loses_points_on_its_function_and_keeps_them_elsewhere(path, graded):
+    lesson = path.parent.name
+    _ready(path, lesson)
+    function, sep, _ = path.stem.partition("__")
+    assert sep and function in COURSE.lesson(lesson).functions, \
+        f"name mutants <function>__<what_is_wrong>.py with a graded function of {lesson}: {path.name}"
+    result = graded[path]
+    assert result.error is None, result.error
+    scores = result.function_scores()
+    got, most = scores[function]
+    assert got < most, f"{path.name} keeps full points on {function} (seed {SEED}): the checks miss this mistake"
+    collateral = {name: s for name, s in scores.items()
+                  if name != function and name not in dependents(lesson, function) and s[0] < s[1]}
+    details = [f"{c.name}: {c.output.splitlines()[0] if c.output else c.status}"
+               for c in result.checks if c.function in collateral and c.status != "passed"]
+    assert not collateral, f"{path.name} broke only {function} but lost points on {collateral}: {details}"
+
+
+def _full_marks(result) -> None:
+    failing = [f"{c.name} [{c.status}]: {c.output[:300]}" for c in result.checks if c.status != "passed"]
+    assert result.error is None and result.score == pytest.approx(result.max_score) and not failing, \
+        f"{result.path} (seed {SEED}): {result.error or ''}\n" + "\n".join(failing)
+
+
+@pytest.mark.parametrize("path", SUBMISSIONS, ids=lambda p: p.stem)
+def test_a_correct_submission_gets_full_marks(path, graded):
+    _ready(path, path.stem)
+    _full_marks(graded[path])
+
+
+@pytest.mark.parametrize("lesson", COURSE.lesson_ids)
+def test_the_library_reference_gets_full_marks(lesson, graded):
+    _ready(Path(lesson), lesson)
+    (result,) = [r for p, r in graded.items() if p.name == "reference.py" and p.parent.name == lesson]
+    _full_marks(result)
+
+
+@pytest.mark.parametrize("lesson", COURSE.lesson_ids)
+def test_an_untouched_lesson_gets_zero_without_a_grader_error(lesson, graded):
+    _ready(Path(lesson), lesson)
+    path = COURSE.lesson_notebook(lesson)
+    if not path.exists():
+        pytest.skip(f"{path} is not generated yet")
+    result = graded[path]
+    assert result.error is None, result.error
+    assert result.score == 0 and result.max_score > 0
+    assert all(c.status == "failed" and "not implemented yet" in c.output for c in result.checks), \
+        [c.output for c in result.checks if "not implemented yet" not in c.output]
+
+
+def test_grading_every_solution_notebook_gives_full_marks_in_under_two_minutes():
+    notebooks = sorted(str(p) for p in (ROOT / "solutions").glob("*.ipynb"))
+    if not notebooks:
+        pytest.skip("no solution notebooks yet")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--json", "--quiet", "--seed", str(SEED),
+                           *notebooks], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seconds = time.perf_counter() - start
+    document = json.loads(done.stdout)
+    for result in document["submissions"]:
+        if result["lesson"] not in READY:
+            continue
+        failing = [f"{c['name']}: {c['output'][:300]}" for c in result["checks"] if c["status"] != "passed"]
+        assert result["error"] is None and result["score"] == result["max_score"] and not failing, \
+            f"{result['path']}: {result['error']} {failing}"
+    assert seconds < 120, f"grading {len(notebooks)} solution notebooks took {seconds:.0f} s"
+
+
+def test_mutation_score(graded):
+    """Print killed / total mutants per lesson (the per-mutant tests above assert each kill)."""
+    killed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    covered: dict[str, set[str]] = defaultdict(set)
+    for path in MUTANTS:
+        lesson, function = path.parent.name, path.stem.partition("__")[0]
+        if lesson not in READY or path not in graded:
+            continue
+        got, most = graded[path].function_scores().get(function, (0.0, 0.0))
+        killed[lesson][0] += got < most
+        killed[lesson][1] += 1
+        covered[lesson].add(function)
+    lines = []
+    for lesson, (dead, total) in sorted(killed.items()):
+        missing = sorted(set(COURSE.lesson(lesson).functions) - covered[lesson])
+        lines.append(f"{lesson}: {dead}/{total} mutants killed ({100 * dead / total:.0f}%)"
+                     + (f"; no mutant of {', '.join(missing)}" if missing else ""))
+    print("\nmutation score (seed %d):\n  " % SEED + "\n  ".join(lines))
+    assert all(dead == total for dead, total in killed.values())
