@@ -1,0 +1,81 @@
+"""Does every solution notebook run top to bottom, headless, offline, on a fresh python3 kernel?"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+NOTEBOOKS = sorted(p.stem for p in SOLUTIONS.glob("*.ipynb"))
+CELL_TIMEOUT = 300  # seconds per cell; a whole notebook takes well under a minute
+PARALLEL = max(1, min(2, os.cpu_count() or 1))
+
+
+def test_the_python3_kernel_runs_this_interpreter():
+    """nbclient's kernel must see the venv's packages (jupyter_client maps a bare `python` to sys.executable)."""
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.argv[0] in ("python", "python3", sys.executable), spec.argv
+    assert spec.argv[1:3] == ["-m", "ipykernel_launcher"]
+
+
+def kernel_env(artifacts: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SHORTCUTLAB_OFFLINE="1",
+        SHORTCUTLAB_ARTIFACTS=str(artifacts),
+        # Kernels run side by side on few cores; more torch threads than cores slow each one several-fold.
+        OMP_NUM_THREADS="1",
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    return env
+
+
+async def execute(name: str, env: dict[str, str], workdir: Path, gate: asyncio.Semaphore) -> tuple[str | None, float]:
+    """(error message or None, seconds) of running solutions/<name>.ipynb in ``workdir``."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(SOLUTIONS / f"{name}.ipynb", as_version=4)
+    async with gate:
+        start = time.perf_counter()
+        client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, allow_errors=False,
+                                resources={"metadata": {"path": str(workdir)}})
+        try:
+            await client.async_execute(env=env)
+            return None, time.perf_counter() - start
+        except Exception as exc:  # noqa: BLE001 - reported per notebook below
+            return f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def executed(request, tmp_path_factory) -> dict[str, tuple[str | None, float]]:
+    """Run the selected notebooks, PARALLEL at a time, sharing one pre-trained cheater (read-only)."""
+    selected = sorted({item.callspec.params["name"] for item in request.session.items
+                       if getattr(item, "originalname", "") == "test_solution_notebook_runs"})
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    env = kernel_env(artifacts)
+    # Train the shared model once, before the kernels start, so no two kernels write it at the same time.
+    subprocess.run([sys.executable, "-c", "import shortcutlab; shortcutlab.pretrained('cheater', quiet=True)"],
+                   env=env, check=True, timeout=600)
+
+    async def run_all():
+        gate = asyncio.Semaphore(PARALLEL)
+        jobs = [execute(name, env, tmp_path_factory.mktemp(name), gate) for name in selected]
+        return dict(zip(selected, await asyncio.gather(*jobs)))
+
+    return asyncio.run(run_all())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_solution_notebook_runs(name, executed, request):
+    error, seconds = executed[name]
+    request.node.user_properties.append(("seconds", round(seconds, 1)))
+    assert error is None, f"solutions/{name}.ipynb failed after {seconds:.0f} s:\n{error}"
