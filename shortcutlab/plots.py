@@ -3,15 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+# No backend is forced: headless runs fall back to Agg by themselves, and Jupyter keeps its inline one.
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from shortcutlab.data import COLOR_NAMES, NUM_CLASSES, PALETTE  # noqa: E402
+from shortcutlab.data import COLOR_NAMES, NUM_CLASSES, PALETTE
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
