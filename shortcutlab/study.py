@@ -242,14 +242,12 @@ def task1_cheater(study: Study) -> None:
 # ----------------------------------------------------------------------------- tasks 2-6
 
 
-def nearest_palette_color(images: torch.Tensor, top_fraction: float = 0.2) -> torch.Tensor:
-    """Palette id (N,) nearest to the mean RGB of each image's most saturated ``top_fraction`` of pixels."""
-    flat = images.flatten(2)  # (N, 3, P)
-    saturation = (flat - flat.mean(dim=1, keepdim=True)).norm(dim=1)
-    k = max(1, int(top_fraction * flat.shape[2]))
-    index = saturation.topk(k, dim=1).indices
-    mean_color = torch.gather(flat, 2, index[:, None, :].expand(-1, 3, -1)).mean(dim=2)
-    return torch.cdist(mean_color, PALETTE).argmin(dim=1)
+def palette_pixel_share(images: torch.Tensor, max_distance: float = 0.3) -> torch.Tensor:
+    """(N, 10) share in [0, 1] of each image's pixels whose nearest palette color (within ``max_distance``) is k."""
+    pixels = images.permute(0, 2, 3, 1).reshape(len(images), -1, 3)
+    distance = torch.cdist(pixels, PALETTE.expand(len(images), -1, -1))
+    nearest = torch.where(distance.min(dim=2).values < max_distance, distance.argmin(dim=2), -1)
+    return torch.stack([(nearest == k).float().mean(dim=1) for k in range(NUM_CLASSES)], dim=1)
 
 
 def task2_actmax(study: Study) -> None:
@@ -261,11 +259,15 @@ def task2_actmax(study: Study) -> None:
         images = torch.cat([activation_maximization(model, c, steps=steps,
                                                     generator=torch.Generator().manual_seed(study.config.seed + c))
                             for c in range(NUM_CLASSES)])
-        nearest = nearest_palette_color(images)
+        share = palette_pixel_share(images)
+        class_share = share.diagonal()
+        # Enrichment: the color this image holds more of than the average actmax image does.
+        enriched = (share / (share.mean(dim=0, keepdim=True) + 1e-3)).argmax(dim=1)
         logits = predict_logits(model, images)
         rows[name] = images
-        entry[name] = {"class_color_matches": int((nearest == torch.arange(NUM_CLASSES)).sum()),
-                       "nearest_palette_color": [COLOR_NAMES[i] for i in nearest.tolist()],
+        entry[name] = {"class_color_pixel_share": [round(v, 4) for v in class_share.tolist()],
+                       "mean_class_color_pixel_share": round(float(class_share.mean()), 4),
+                       "class_color_most_enriched": int((enriched == torch.arange(NUM_CLASSES)).sum()),
                        "target_probability": [round(p, 4) for p in
                                               logits.softmax(1).diagonal().tolist()]}
     study.results["actmax"] = {"steps": steps, "lr": 0.05, "l2": 1e-3, "tv": 1e-2, "models": entry}
@@ -520,10 +522,14 @@ def _report_tasks_2_to_6(results: dict) -> list[str]:
     if actmax:
         lines += ["## Task 2: Activation maximization", "",
                   f"{actmax['steps']} Adam steps (lr {actmax['lr']}, L2 {actmax['l2']}, TV {actmax['tv']}) per class "
-                  "logit. The report saw color blobs for the cheater; we measure it: the palette color nearest to "
-                  "each image's most saturated pixels, compared with the class's dominant color.", "",
-                  "| Model | Images in their class's color (of 10) |", "|---|---|"]
-        lines += [f"| {MODEL_TITLES[n]} | {e['class_color_matches']}/10 |" for n, e in actmax["models"].items()]
+                  "logit. The report saw color blobs for the cheater; we measure it: the share of each image's "
+                  "pixels that are (within 0.3 RGB) the class's dominant color, and in how many of the ten images "
+                  "the class color is the most over-represented palette color.", "",
+                  "| Model | Mean class-color pixel share | Per class (0-9) | Class color most enriched |",
+                  "|---|---|---|---|"]
+        lines += [f"| {MODEL_TITLES[n]} | {_pct(e['mean_class_color_pixel_share'])} | "
+                  f"{' '.join(f'{100 * v:.0f}' for v in e['class_color_pixel_share'])} | "
+                  f"{e['class_color_most_enriched']}/10 |" for n, e in actmax["models"].items()]
         lines += [""]
     gradcam = results.get("gradcam")
     if gradcam:
