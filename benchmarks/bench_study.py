@@ -1,0 +1,37 @@
+"""Full-study timing per task: runs `shortcutlab reproduce` in a temporary folder and prints a table.
+
+    python benchmarks/bench_study.py [--data DIR] [--quick]   (default data: ../shared/data/mnist if present)
+
+Models are trained from scratch (fresh output folder), so the table is the cold, end-to-end cost.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from shortcutlab.data import EMBEDDED
+from shortcutlab.study import TASKS, StudyConfig, run_study
+
+DEFAULT_FULL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_FULL) if DEFAULT_FULL.exists() else EMBEDDED)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        results = run_study(StudyConfig(data=args.data, out=Path(out), tasks=tuple(TASKS), quick=args.quick,
+                                        quiet=True))
+    timing = results["timing"]
+    print(f"data: {results['data']['source']}, {timing['machine']}")
+    for task, seconds in timing["tasks"].items():
+        print(f"task {task} ({TASKS[int(task)][0]}): {seconds:.1f} s")
+    for name, model in results["models"].items():
+        print(f"  training {name}: {model['train_seconds']:.1f} s (inside the first task that needs it)")
+    print(f"total: {timing['total_seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
