@@ -324,7 +324,7 @@ def task4_debiasing(study: Study) -> None:
 
 
 ATTACK = {"source_digit": 7, "target": 3, "eps": 0.05, "alpha": 0.01, "steps": 40, "stop_confidence": 0.9,
-          "count": 256, "eps_curve": [0.01, 0.02, 0.03, 0.05, 0.075, 0.1], "eps_curve_count": 128,
+          "count": 256, "eps_curve": [0.01, 0.02, 0.03, 0.05, 0.075, 0.1], "eps_curve_count": 64,
           "loss": "cross-entropy towards the target, L_inf PGD, no random start",
           "success": "target softmax probability >= stop_confidence (sample frozen once reached)"}
 
@@ -376,7 +376,7 @@ def task5_attacks(study: Study) -> None:
                                                       f"7 -> 3, {cfg['steps']} steps, alpha eps/4"))
 
 
-SAE = {"expansion": 8, "l1": 0.1, "epochs": 8, "batch_size": 256, "lr": 3e-3, "train_count": 20000,
+SAE = {"expansion": 8, "l1": 0.1, "epochs": 8, "batch_size": 256, "lr": 3e-3, "train_count": 10000,
        "selectivity_threshold": 0.3}
 
 
