@@ -440,13 +440,14 @@ def estimate_stroke_color(images: torch.Tensor) -> torch.Tensor:
     return torch.where(snap[:, None], palette[nearest], color)
 
 
-def stroke_mask(images: torch.Tensor) -> torch.Tensor:
+def stroke_mask(images: torch.Tensor, color: torch.Tensor | None = None) -> torch.Tensor:
     """Estimated stroke intensity d (N, 1, H, W) in [0, 1] of images made as d*color + gray background*(1-d).
 
     Hued strokes: exact, from the chroma of each pixel. Gray strokes: from the brightness above a
     background interpolated from the surrounding pixels that are dark enough to be background.
+    ``color`` (N, 3) is the stroke color if already known, else ``estimate_stroke_color(images)``.
     """
-    color = estimate_stroke_color(images)
+    color = estimate_stroke_color(images) if color is None else color
     color_chroma = _chroma(color[:, :, None, None])
     chroma_norm2 = color_chroma.pow(2).sum(dim=1, keepdim=True)
     hued = (chroma_norm2.sqrt() > _CHROMA_MIN).view(-1, 1, 1, 1)
@@ -472,7 +473,7 @@ def recolor_rgb(images: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"need one RGB color per image, shape ({len(images)}, 3); got {tuple(colors.shape)}")
     with torch.no_grad():
         old = estimate_stroke_color(images)
-        d = stroke_mask(images)
+        d = stroke_mask(images, old)
         # pixel = a + d*old with a = background*(1-d) the same in every channel
         a = images.mean(dim=1, keepdim=True) - d * old.mean(dim=1).view(-1, 1, 1, 1)
         return (a + d * colors.to(images.dtype).view(-1, 3, 1, 1)).clamp(0, 1)
