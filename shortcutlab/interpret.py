@@ -32,7 +32,7 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 def activation_maximization(
     model: nn.Module,
-    target_class: int,
+    target_class: int | Sequence[int],
     steps: int = 256,
     lr: float = 0.05,
     l2: float = 1e-3,
@@ -43,20 +43,29 @@ def activation_maximization(
     """Image (1, *image_shape) in [0, 1] maximizing logit_c - l2*||x||^2 - tv*TV(x), by Adam from U(0.4, 0.6).
 
     The start is 0.4 + 0.2 * torch.rand((1, *image_shape), generator=generator), drawn on the CPU.
+    A sequence of K classes optimizes K independent images at once (K, *image_shape): the same
+    result as K single-class calls (Adam is elementwise), in one batched pass per step.
     """
+    single = not isinstance(target_class, (Sequence, torch.Tensor))
+    classes = [target_class] if single else list(target_class)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     # Drawn on the CPU so a seeded generator gives the same start on every device.
-    x = (0.4 + 0.2 * torch.rand((1, *image_shape), generator=generator)).to(device).requires_grad_(True)
+    x = (0.4 + 0.2 * torch.rand((len(classes), *image_shape), generator=generator)).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     with eval_mode(model), torch.enable_grad():
         with torch.no_grad():
-            num_classes = class_logits(model(x)).shape[1]
-        if isinstance(target_class, bool) or not isinstance(target_class, int) or not 0 <= target_class < num_classes:
-            raise ValueError(f"target_class must be an int in [0, {num_classes}), got {target_class!r}")
+            num_classes = class_logits(model(x[:1])).shape[1]
+        for c in classes:
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes:
+                raise ValueError(f"target_class must be an int in [0, {num_classes}) (or a list of such ints), "
+                                 f"got {c!r}")
+        index = torch.arange(len(classes), device=device)
+        targets = torch.tensor(classes, dtype=torch.int64, device=device)
         for _ in range(steps):
-            logit = class_logits(model(x))[0, target_class]
-            loss = -(logit - l2 * x.pow(2).sum() - tv * total_variation(x).sum())
+            logits = class_logits(model(x))[index, targets]
+            # Summing per-image objectives keeps each image's gradient its own.
+            loss = -(logits - l2 * x.pow(2).sum(dim=(1, 2, 3)) - tv * total_variation(x)).sum()
             # Gradient w.r.t. x only, so the parameters' .grad are never touched.
             (x.grad,) = torch.autograd.grad(loss, x)
             optimizer.step()

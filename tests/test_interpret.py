@@ -123,11 +123,12 @@ def test_total_variation_rejects_non_4d_input() -> None:
 
 
 def reference_activation_maximization(
-    model: nn.Module, target: int, steps: int, lr: float, l2: float, tv: float, seed: int
+    model: nn.Module, target: int, steps: int, lr: float, l2: float, tv: float, seed: int = 0,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Independent re-implementation: hand-written Adam (PyTorch defaults) and TV."""
+    """Independent re-implementation: hand-written Adam (PyTorch defaults) and TV, from ``start`` (1, 3, 28, 28)."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    x = start_image(seed)
+    x = start_image(seed) if start is None else start
     m, v = torch.zeros_like(x), torch.zeros_like(x)
     model.eval()
     for t in range(1, steps + 1):
@@ -182,6 +183,22 @@ def test_activation_maximization_matches_independent_reimplementation() -> None:
     expected = reference_activation_maximization(model, 3, steps=20, lr=0.05, l2=1e-3, tv=1e-2, seed=8)
     assert ((expected == 0) | (expected == 1)).any()  # the clamp is part of what is compared
     assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_activation_maximization_of_several_classes_equals_one_call_per_class() -> None:
+    model = confident_tiny_net()
+    batched = activation_maximization(model, [3, 1, 3], steps=20, generator=torch.Generator().manual_seed(8))
+    starts = 0.4 + 0.2 * torch.rand((3, 3, 28, 28), generator=torch.Generator().manual_seed(8))
+    assert batched.shape == (3, 3, 28, 28)
+    for row, target in enumerate([3, 1, 3]):
+        expected = reference_activation_maximization(model, target, steps=20, lr=0.05, l2=1e-3, tv=1e-2,
+                                                     start=starts[row:row + 1])
+        assert torch.allclose(batched[row:row + 1], expected, atol=1e-5, rtol=0), f"image {row} (class {target})"
+
+
+def test_activation_maximization_rejects_a_bad_class_in_a_list() -> None:
+    with pytest.raises(ValueError, match="target_class"):
+        activation_maximization(tiny_net(), [0, 10], steps=1)
 
 
 @pytest.mark.parametrize("training", [True, False])
