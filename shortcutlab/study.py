@@ -47,12 +47,14 @@ class ModelSpec:
     lr: float
     batch_size: int
     train_limit: int | None = None  # None: the whole train split
+    lr_milestones: tuple[int, ...] = ()  # epochs (0-based) at whose start the learning rate drops 10x
 
     def fingerprint(self) -> str:
         def name(obj) -> str:  # stable across processes, unlike a function's repr with its address
             return getattr(obj, "__qualname__", None) or repr(obj)
 
-        text = repr((name(self.factory), name(self.recipe), self.epochs, self.lr, self.batch_size, self.train_limit))
+        text = repr((name(self.factory), name(self.recipe), self.epochs, self.lr, self.batch_size, self.train_limit,
+                     self.lr_milestones))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -64,15 +66,18 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     "consistency": ModelSpec(SimpleCNN, Consistency(weight=2.0), epochs=2, lr=2e-3, batch_size=128),
     "grl": ModelSpec(GRLNet, GradientReversal(color_weight=0.5), epochs=2, lr=2e-3, batch_size=128),
 }
-# --quick runs on the 3,600 embedded training digits: more passes over 15x less data.
-QUICK_EPOCHS = {"consistency": 6, "grl": 6}
+# A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
+# these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
+SMALL_TRAIN = 10_000
+SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6}, "grl": {"epochs": 6}}
 STUDY_MODELS = ("cheater", "consistency", "grl")
 
 
-def spec_for(name: str, quick: bool) -> ModelSpec:
-    """The training spec of model ``name``, with --quick's epoch counts where they differ."""
+def spec_for(name: str, train_size: int) -> ModelSpec:
+    """The training spec of model ``name`` for a train split of ``train_size`` images."""
     spec = MODEL_SPECS[name]
-    return replace(spec, epochs=QUICK_EPOCHS[name]) if quick and name in QUICK_EPOCHS else spec
+    small = train_size < SMALL_TRAIN and name in SMALL_DATA_SETTINGS
+    return replace(spec, **SMALL_DATA_SETTINGS[name]) if small else spec
 
 
 @dataclass
@@ -119,8 +124,8 @@ class Study:
         """The trained model ``name``: loaded from models/<name>.pt when its spec and data match, else trained."""
         if name in self._models:
             return self._models[name]
-        spec = spec_for(name, self.config.quick)
         train = self.split("train")
+        spec = spec_for(name, len(train))
         source = train.source
         meta = {"spec": spec.fingerprint(), "seed": self.config.seed, "source": source.source,
                 "train_size": len(train) if spec.train_limit is None else min(spec.train_limit, len(train)),
@@ -145,7 +150,7 @@ class Study:
         self.log(f"{name}: training on {meta['train_size']} images for {spec.epochs} epochs")
         history = fit(model, (images[limit], labels[limit], color_ids[limit]), recipe=spec.recipe,
                       epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=self.config.seed,
-                      eval_sets=curves, quiet=self.config.quiet, desc=name)
+                      lr_milestones=spec.lr_milestones, eval_sets=curves, quiet=self.config.quiet, desc=name)
         save_checkpoint(path, model, history, meta)
         self._record_training(name, spec, history, cached=False, train_size=meta["train_size"])
         self._models[name] = model
@@ -154,7 +159,8 @@ class Study:
     def _record_training(self, name: str, spec: ModelSpec, history, cached: bool, train_size: int) -> None:
         self.results.setdefault("models", {})[name] = {
             "train_seconds": round(history.seconds, 2), "cached": cached, "train_size": train_size,
-            "epochs": spec.epochs, "lr": spec.lr, "batch_size": spec.batch_size, "recipe": repr(spec.recipe),
+            "epochs": spec.epochs, "lr": spec.lr, "lr_milestones": list(spec.lr_milestones),
+            "batch_size": spec.batch_size, "recipe": repr(spec.recipe),
             "history": history.metrics,
         }
 

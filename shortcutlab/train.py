@@ -166,8 +166,13 @@ def fit(
     on_epoch_start: Callable[[nn.Module, int], None] | None = None,
     quiet: bool = False,
     desc: str = "train",
+    lr_milestones: tuple[int, ...] = (),
+    lr_gamma: float = 0.1,
 ) -> History:
     """Train ``model`` in place with Adam on ``recipe``; log train loss/accuracy and each eval set per epoch.
+
+    The learning rate is multiplied by ``lr_gamma`` at the start of each epoch listed in ``lr_milestones``
+    (0-based), e.g. ``epochs=3, lr_milestones=(2,)`` trains the last epoch at lr/10.
 
     Deterministic on CPU for a seed (batch order and recipe randomness come from one generator).
     With ``checkpoint``, the final weights and history are saved there (see ``save_checkpoint``).
@@ -178,6 +183,7 @@ def fit(
     evals = {name: as_tensors(d) for name, d in (eval_sets or {}).items()}
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(lr_milestones), gamma=lr_gamma)
     history = History()
     start = time.perf_counter()
     steps_per_epoch = -(-len(images) // batch_size)
@@ -204,6 +210,7 @@ def fit(
                 history.log(f"{name}_loss", result.loss)
                 history.log(f"{name}_accuracy", result.accuracy)
             bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if k.endswith("accuracy")})
+            scheduler.step()
     model.eval()
     history.seconds = time.perf_counter() - start
     if checkpoint is not None:

@@ -80,6 +80,20 @@ def test_fit_is_deterministic_for_a_seed():
     assert torch.equal(weights[0], weights[1])
 
 
+def test_fit_lr_milestones_scale_the_learning_rate_from_that_epoch_on():
+    def train(epochs: int, milestones: tuple[int, ...]) -> torch.Tensor:
+        torch.manual_seed(3)
+        model = SimpleCNN(width=4, hidden=16)
+        fit(model, color_coded_batch(64), epochs=epochs, batch_size=16, seed=11, quiet=True,
+            lr_milestones=milestones, lr_gamma=0.0)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    one_epoch = train(1, ())
+    frozen_after_one = train(3, (1,))  # lr 0 from the second epoch on: nothing moves any more
+    assert torch.equal(one_epoch, frozen_after_one)
+    assert not torch.equal(one_epoch, train(3, (2,)))
+
+
 def test_fit_rejects_bad_hyperparameters():
     with pytest.raises(ValueError, match="batch_size > 0"):
         fit(SimpleCNN(), color_coded_batch(8), batch_size=0, quiet=True)

@@ -1,0 +1,32 @@
+"""Study configuration: which training spec each model gets, and what its cache key depends on."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shortcutlab.study import MODEL_SPECS, SMALL_DATA_SETTINGS, SMALL_TRAIN, spec_for
+
+
+def test_full_mnist_train_split_uses_the_committed_specs():
+    for name, spec in MODEL_SPECS.items():
+        assert spec_for(name, 54_000) == spec
+
+
+def test_a_small_train_split_gets_more_epochs_for_the_debiased_models():
+    for name, settings in SMALL_DATA_SETTINGS.items():
+        small = spec_for(name, SMALL_TRAIN - 1)
+        assert small.epochs == settings["epochs"] > MODEL_SPECS[name].epochs
+        assert small.recipe == MODEL_SPECS[name].recipe and small.lr == MODEL_SPECS[name].lr
+    assert spec_for("cheater", 3_600) == MODEL_SPECS["cheater"]  # the cheater is capped at 2,000 images anyway
+
+
+def test_small_and_full_train_splits_never_share_a_cached_model():
+    assert spec_for("grl", 3_600).fingerprint() != spec_for("grl", 54_000).fingerprint()
+
+
+def test_the_fingerprint_changes_with_every_training_setting():
+    spec = MODEL_SPECS["grl"]
+    variants = [replace(spec, epochs=spec.epochs + 1), replace(spec, lr=spec.lr * 2),
+                replace(spec, batch_size=spec.batch_size * 2), replace(spec, train_limit=100),
+                replace(spec, lr_milestones=(1,))]
+    prints = {spec.fingerprint()} | {v.fingerprint() for v in variants}
+    assert len(prints) == len(variants) + 1
