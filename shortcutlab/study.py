@@ -615,11 +615,19 @@ def run_study(config: StudyConfig) -> dict:
     return study.results
 
 
-def default_artifacts() -> Path:
-    """Where ``pretrained`` caches models: $SHORTCUTLAB_ARTIFACTS, else ./artifacts."""
+def default_artifacts(start: Path | None = None) -> Path:
+    """Where ``pretrained`` caches models: $SHORTCUTLAB_ARTIFACTS, else the artifacts/ folder of the course
+    root (the nearest folder from ``start`` (default: the working directory) up that holds course.yml, so a
+    notebook in lessons/ finds what `make reproduce` trained), else ./artifacts."""
     import os
 
-    return Path(os.environ.get("SHORTCUTLAB_ARTIFACTS", "artifacts"))
+    if os.environ.get("SHORTCUTLAB_ARTIFACTS"):
+        return Path(os.environ["SHORTCUTLAB_ARTIFACTS"])
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "course.yml").is_file():
+            return folder / "artifacts"
+    return here / "artifacts"
 
 
 def pretrained(name: str, data: str | None = None, out: str | Path | None = None, seed: int = 42,

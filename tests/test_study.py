@@ -30,3 +30,15 @@ def test_the_fingerprint_changes_with_every_training_setting():
                 replace(spec, lr_milestones=(1,))]
     prints = {spec.fingerprint()} | {v.fingerprint() for v in variants}
     assert len(prints) == len(variants) + 1
+
+
+def test_pretrained_models_are_cached_in_the_course_roots_artifacts_from_any_subfolder(tmp_path, monkeypatch):
+    from shortcutlab.study import default_artifacts
+
+    monkeypatch.delenv("SHORTCUTLAB_ARTIFACTS", raising=False)
+    (tmp_path / "course.yml").write_text("version: 1\n")
+    (tmp_path / "lessons").mkdir()
+    assert default_artifacts(tmp_path / "lessons") == tmp_path.resolve() / "artifacts"
+    assert default_artifacts(tmp_path) == tmp_path.resolve() / "artifacts"
+    monkeypatch.setenv("SHORTCUTLAB_ARTIFACTS", str(tmp_path / "elsewhere"))
+    assert default_artifacts(tmp_path / "lessons") == tmp_path / "elsewhere"
