@@ -22,20 +22,48 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     import contextlib
 
+    from shortcutlab.grading.batch import grade_class
     from shortcutlab.grading.report import render_json, render_submission, render_table
-    from shortcutlab.grading.runner import grade
 
-    def progress(result) -> None:
+    def progress(result, reused: bool) -> None:
         if not args.quiet:
             head = render_submission(result, details=False)[0]
-            print(f"graded {head}", file=sys.stderr, flush=True)
+            print(f"{'already graded' if reused else 'graded'} {head}", file=sys.stderr, flush=True)
+
+    def warn(message: str) -> None:
+        print(f"shortcutlab: warning: {message}", file=sys.stderr, flush=True)
 
     # With --json, stdout carries the JSON document and nothing else, whatever gets printed meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        report = grade(args.paths, lesson=args.lesson, jobs=args.jobs, seed=args.seed, course=args.course,
-                       on_result=progress)
+        run = grade_class(args.paths, args.out, regrade=args.regrade, lesson=args.lesson, jobs=args.jobs,
+                          seed=args.seed, course=args.course, on_result=progress, warn=warn)
+    report = run.report
     sys.stdout.write((render_json(report) if args.json else render_table(report)) + "\n")
+    if not args.quiet:
+        print(f"{run.graded} graded, {run.reused} already in the gradebook; gradebook, grades.csv, results/ and "
+              f"feedback/ in {run.out}", file=sys.stderr)
     return 1 if any(s.error for s in report.submissions) else 0
+
+
+def _export_nbgrader(args: argparse.Namespace) -> int:
+    from shortcutlab.grading.nbgrader_export import export_nbgrader
+
+    lessons = [part for part in args.lessons.split(",") if part] if args.lessons else None
+    written = export_nbgrader(args.dir, course=args.course, lessons=lessons, course_id=args.course_id)
+    sources = sorted({p.parent.name for p in written if p.parent.parent.name == "source"})
+    print(f"wrote an nbgrader course root in {args.dir} ({len(sources)} assignments: {', '.join(sources)}).\n"
+          f"Next: cd {args.dir} && nbgrader generate_assignment {sources[0] if sources else '<id>'}; put "
+          f"submissions in submitted/<student>/<id>/<id>.ipynb, then nbgrader autograde <id> and nbgrader export.")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from shortcutlab.grading.gradescope_bundle import write_bundle
+
+    archive = write_bundle(args.dir, course=args.course, lesson=args.lesson, seed=args.seed)
+    print(f"wrote {archive}: upload it as the autograder of a Gradescope programming assignment"
+          + (f" for {args.lesson}" if args.lesson else ""))
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -75,16 +103,40 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(run=_reproduce)
     grade = verbs.add_parser("grade", help="grade lesson notebooks or .py files against the autograder checks",
                              description="Grade submissions (.ipynb or .py; folders are searched), each in its own "
-                             "process. Exit code 0: all graded; 1: some submission could not be graded (see its "
+                             "process, into a gradebook in --out, with grades.csv, Gradescope results and feedback. "
+                             "Exit code 0: all graded; 1: some submission could not be graded (see its "
                              "error); 2: bad arguments or course.yml.")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="submissions: notebooks, .py files or folders")
     grade.add_argument("--lesson", metavar="ID", help="lesson of every submission (default: from each file name)")
     grade.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: CPU count)")
     grade.add_argument("--json", action="store_true", help="print one JSON document to stdout and nothing else")
-    grade.add_argument("--seed", type=int, help="seed of the checks' random inputs (default: a new one per run)")
+    grade.add_argument("--seed", type=int, help="base seed of the checks' random inputs; each submission's inputs "
+                       "derive from it and the submission's content (default 0, so grades are reproducible)")
     grade.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
     grade.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    grade.add_argument("--out", default="grades", metavar="DIR",
+                       help="gradebook (gradebook.sqlite), grades.csv, Gradescope results/ and student feedback/ "
+                       "(default ./grades); submissions it already holds are not graded again")
+    grade.add_argument("--regrade", action="store_true", help="grade every submission again, even if the gradebook "
+                       "holds its grade")
     grade.set_defaults(run=_grade)
+    nbgrader = verbs.add_parser("export-nbgrader", help="write an nbgrader course root for the lessons",
+                                description="Lay out an nbgrader course root in DIR (nbgrader_config.py, "
+                                "source/<id>/<id>.ipynb, the course's checks): nbgrader generate_assignment, autograde "
+                                "and export then work there, and autograde scores like `shortcutlab grade`.")
+    nbgrader.add_argument("dir", metavar="DIR", help="the course root to write (created if missing)")
+    nbgrader.add_argument("--lessons", metavar="LIST", help="comma-separated lesson ids (default: all)")
+    nbgrader.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    nbgrader.add_argument("--course-id", default="shortcutlab", metavar="ID", help="nbgrader course id")
+    nbgrader.set_defaults(run=_export_nbgrader)
+    gradescope = verbs.add_parser("gradescope", help="write a Gradescope autograder bundle",
+                                  description="Write a Gradescope autograder (setup.sh, run_autograder, shortcutlab's "
+                                  "source and the course's checks) into DIR and zip it as DIR/autograder.zip.")
+    gradescope.add_argument("dir", metavar="DIR", help="folder for the bundle (created if missing)")
+    gradescope.add_argument("--lesson", metavar="ID", help="lesson of every upload (default: from the file name)")
+    gradescope.add_argument("--seed", type=int, help="base seed of the checks' inputs (default 0, as `grade`)")
+    gradescope.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    gradescope.set_defaults(run=_gradescope)
     release = verbs.add_parser("release", help="generate lessons/ (student notebooks) from solutions/",
                                description="Write each lesson from its solution notebook: solution regions become "
                                "stubs, outputs are cleared. Exit code 1 with --check when lessons are out of sync.")

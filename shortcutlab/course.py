@@ -57,6 +57,9 @@ class GradingSpec(_Strict):
     load_timeout: float = Field(default=120, gt=0, description="seconds to run a submission's setup and graded cells")
     memory_mb: int = Field(default=4096, ge=256, description="memory cap of a submission's process (MiB)")
     output_limit: int = Field(default=4000, ge=200, description="characters of output kept per check")
+    allow_reference: bool = Field(default=False, description="let a graded function be, or call, the library's "
+                                                             "reference for itself (self-study); by default "
+                                                             "such a function scores 0 on its checks")
     preload: tuple[str, ...] = Field(default=DEFAULT_PRELOAD,
                                      description="modules the grading server imports once, before any submission")
 

@@ -16,12 +16,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext as _nothing
 from dataclasses import dataclass, field
 from typing import Any
 
 GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
 PASSED, FAILED, ERROR, TIMEOUT = "passed", "failed", "error", "timeout"
+UNVERIFIED = "unverified"  # internal: a check the trusted re-run cannot replay (never a final status)
 
 
 class CheckTimeout(BaseException):
@@ -235,9 +236,23 @@ def reset_global_state(seed: int) -> None:
         torch.set_default_dtype(torch.float32)
 
 
+def _memory_note(exc: BaseException) -> str:
+    """A hint when an exception is the memory cap at work."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "Cannot allocate memory" in text:
+        return "\n(the grader caps the memory of each submission; allocate less)"
+    return ""
+
+
 def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | None, function: str,
-              limit: int) -> Outcome:
-    """Call one check with the student's objects (by parameter name) and ``seed``; classify what happens."""
+              limit: int, *, wrap: Callable[[str, Any], Any] | None = None, guard: Any = None) -> Outcome:
+    """Call one check with the student's objects (by parameter name) and ``seed``; classify what happens.
+
+    ``wrap(name, obj)`` may replace each student object handed to the check (to record its calls);
+    ``guard`` (a ReferenceGuard) fails the check if the graded function is, or calls, its library reference.
+    """
+    from shortcutlab.grading.replay import NotReplayable
+
     kwargs: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         if param.name == "seed":
@@ -246,13 +261,19 @@ def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | N
             kwargs[param.name] = context.namespace[param.name]
         elif param.default is inspect.Parameter.empty:
             return Outcome(ERROR, missing_message(param.name, context))
+    if guard is not None and function in kwargs and guard.check_object(kwargs[function]):
+        return Outcome(FAILED, guard.violation)
+    if wrap is not None:
+        kwargs = {name: value if name == "seed" else wrap(name, value) for name, value in kwargs.items()}
     reset_global_state(seed)
     start = time.monotonic()
     with captured_output(limit) as printed:
         try:
-            with time_limit(timeout):
+            with time_limit(timeout), (guard if guard is not None else _nothing()):
                 fn(**kwargs)
             outcome = Outcome(PASSED)
+        except NotReplayable as exc:
+            outcome = Outcome(UNVERIFIED, f"not replayable: {exc}")
         except CheckTimeout:
             outcome = Outcome(TIMEOUT, f"{function} did not finish within {timeout:g} s: look for an endless loop "
                                        "or far more work than needed")
@@ -263,7 +284,9 @@ def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | N
             outcome = Outcome(FAILED, _assertion_message(exc))
         except BaseException as exc:  # noqa: BLE001 - a student's SystemExit must not end the grading
             outcome = Outcome(ERROR, f"an error was raised while checking {function}:\n"
-                                     f"{describe_exception(exc, context.student_files)}")
+                                     f"{describe_exception(exc, context.student_files)}{_memory_note(exc)}")
+    if guard is not None and guard.violation:
+        outcome = Outcome(FAILED, guard.violation)
     outcome.printed = printed.getvalue()
     outcome.seconds = time.monotonic() - start
     return outcome

@@ -5,6 +5,7 @@ Runs the function's visible checks in this process, prints a short pass/fail rep
 """
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -53,8 +54,11 @@ def _indent(text: str, prefix: str = "      ") -> str:
 
 def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = None,
                       course: str | Path | None = None, namespace: dict | None = None,
-                      _depth: int = 1, **objects: Any) -> None:
+                      _depth: int = 1, **objects: Any) -> float | None:
     """Run the visible checks of ``name`` ("<lesson id>.<function>") on ``obj`` and print a report.
+
+    Under ``nbgrader autograde`` (``NBGRADER_EXECUTION=autograde``) it runs every check, hidden ones too,
+    and returns the points earned, which nbgrader takes as the cell's partial credit.
 
     Other objects a check needs (e.g. ``symmetric_kl`` for ``consistency_loss``) come from ``objects``,
     else from ``namespace``, else from the caller's globals. Raises ChecksFailed if any check fails.
@@ -68,6 +72,11 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     loaded.function(lesson_id, function)
     if obj is _MISSING:
         raise CourseError(f"pass the function to check: shortcutlab.check({name!r}, {function})")
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # every check, hidden too, partial credit
+        from shortcutlab.grading.nbgrader_export import autograde_check
+
+        caller = sys._getframe(_depth).f_globals if namespace is None else namespace
+        return autograde_check(loaded, lesson, function, {**caller, **objects, function: obj}, seed)
     planned = [c for c in plan_checks(loaded, lesson) if c.function == function and not c.hidden]
     checks = collect_checks(import_check_file(loaded.check_file(lesson)))
     caller = sys._getframe(_depth).f_globals if namespace is None else namespace

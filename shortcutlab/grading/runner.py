@@ -24,7 +24,7 @@ from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
-from shortcutlab.grading.worker import START_SLACK, Lines, submission_budget
+from shortcutlab.grading.worker import START_SLACK, Lines, remove_tree, submission_budget
 
 SERVER_START_TIMEOUT = 300.0  # importing torch on a loaded 2-core machine can take most of a minute
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +53,17 @@ class Server:
         self.lines: Lines | None = None
         self.started: bool | None = None  # False once a start failed
         self.log = tempfile.TemporaryFile()
+        # The server's TMPDIR: the submissions' scratch folders live here, removed with it even if the
+        # server is killed half-way through a job.
+        self.tmp: str | None = None
 
     def start(self) -> None:
+        if self.tmp is None:
+            self.tmp = tempfile.mkdtemp(prefix="shortcutlab-grading-")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shortcutlab.grading.worker", json.dumps(self.preload)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=server_env(),
-            start_new_session=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            env={**server_env(), "TMPDIR": self.tmp}, start_new_session=True)
         self.lines = Lines(self.process.stdout.fileno())
         self.started = False
         reply = self._read(time.monotonic() + SERVER_START_TIMEOUT, "start")
@@ -107,6 +112,9 @@ class Server:
                     pass
             self.process = None
         self.log.close()
+        if self.tmp is not None:
+            remove_tree(self.tmp)
+            self.tmp = None
 
 
 @dataclass
@@ -141,6 +149,9 @@ def _job(work: _Work, course: Course, seed: int) -> dict:
         "cell_timeout": course.timeout(lesson),
         "memory_mb": course.grading.memory_mb,
         "output_limit": course.grading.output_limit,
+        # The server resolves these before any student code runs: the reference guard and the re-run use them.
+        "references": {name: spec.reference for name, spec in lesson.functions.items()},
+        "allow_reference": course.grading.allow_reference,
     }
 
 
@@ -177,11 +188,13 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
 
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
           course: Course | str | Path | None = None,
-          on_result: Callable[[SubmissionResult], None] | None = None) -> GradeReport:
+          on_result: Callable[[SubmissionResult], None] | None = None,
+          seed_for: Callable[[Submission, int], int] | None = None) -> GradeReport:
     """Grade .ipynb/.py submissions (folders are searched) against their lessons' checks.
 
     ``lesson`` forces the lesson (else it comes from each file's name); ``jobs`` submissions are graded at
-    once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run).
+    once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run);
+    ``seed_for(submission, seed)``, if given, picks each submission's own run seed (e.g. mixing in its hash).
     A submission that cannot be read or loaded gets an ``error`` and 0 points; it never stops the run.
     """
     start = time.monotonic()
@@ -237,7 +250,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
                     item = pending.get_nowait()
                 except queue.Empty:
                     return
-                job = _job(item, course, seed)
+                job = _job(item, course, seed if seed_for is None else seed_for(item.submission, seed))
                 began = time.monotonic()
                 raw: dict[str, Any] | None
                 try:

@@ -18,6 +18,7 @@ from shortcutlab.errors import ShortcutlabError
 
 SETUP_TAG = "setup"
 SUFFIXES = (".ipynb", ".py")
+MAX_BYTES = 200 << 20  # a notebook with embedded outputs can be tens of MB; far larger is not a submission
 # IPython syntax that plain Python cannot run; the grader has no kernel, so these lines are dropped.
 _MAGIC_LINE = re.compile(r"^\s*[%!]")
 _HARMLESS_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
@@ -85,6 +86,10 @@ def notebook_cells(notebook: dict, where: str) -> tuple[tuple[Cell, ...], tuple[
             raise SubmissionError(f"{where} is an old (v3) notebook; open it in Jupyter and save it again (v4)")
         raise SubmissionError(f"{where} is not a Jupyter notebook (no list of cells); submit the .ipynb file "
                               "saved by Jupyter")
+    version = notebook.get("nbformat")
+    if version is not None and version != 4:
+        raise SubmissionError(f"{where} says it is an nbformat {version!r} notebook; the grader reads nbformat 4 "
+                              "(what Jupyter saves today): open it in Jupyter and save it again")
     code = [(i, c) for i, c in enumerate(notebook["cells"]) if isinstance(c, dict) and c.get("cell_type") == "code"]
     chosen: list[Cell] = []
     notes: list[str] = []
@@ -160,6 +165,11 @@ def load_submission(path: str | Path, course: Course, lesson: str | None = None)
     if path.suffix not in SUFFIXES:
         raise SubmissionError(f"{path}: submit a notebook (.ipynb) or a Python file (.py)")
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SubmissionError(f"{path} is {size / 2**20:.0f} MB, more than the grader reads "
+                                  f"({MAX_BYTES >> 20} MB); clear the notebook's outputs (Edit > Clear All Outputs) "
+                                  "and save it again")
         data = path.read_bytes()
     except OSError as exc:
         raise SubmissionError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -1,19 +1,29 @@
 """The grading server: ``python -m shortcutlab.grading.worker PRELOAD_JSON``.
 
 It imports torch and the check files once, then for each job (one JSON line on stdin, one result line
-on stdout) forks a process for the submission. That process runs the submission's cells, then forks one
-process per graded function to run its checks, so a crash, hang or ``sys.exit`` in one function costs
-that function's checks only. Time limits are kept by the parent of each process, never by the process
-that runs student code; a process that dies without reporting a check fails that check, never passes it.
+on stdout) forks a process for the submission, in a scratch folder of its own (its working, temp and home
+folder, removed afterwards), with capped memory and file sizes. That process runs the submission's cells,
+then forks one process per graded function to run its checks, so a crash, hang or ``sys.exit`` in one
+function costs that function's checks only. Time limits are kept by the parent of each process, never by
+the process that runs student code; a process that dies without reporting a check fails that check.
+
+What those processes report is never trusted to pass a check on its own: each passed check comes with a
+record of the calls it made to student functions, and a process forked from this server (where no student
+code ever runs) re-runs the check from those recorded answers, computing the reference values and the
+verdict itself (replay.py). Reports carry a per-job token, so blindly forged lines are dropped. See
+docs/threat-model.md for what this defends and what it does not.
 """
 from __future__ import annotations
 
 import builtins
 import faulthandler
 import importlib
+import inspect
 import json
 import os
+import secrets
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -21,9 +31,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shortcutlab.grading.execute import (ERROR, TIMEOUT, CheckContext, describe_exception, exec_cells, run_check,
-                                         truncate)
+from shortcutlab.course import import_object
+from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
+                                         Outcome, describe_exception, exec_cells, run_check, truncate)
+from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
 from shortcutlab.grading.registry import collect_checks, import_check_file
+from shortcutlab.grading.replay import Recorder, replayers
 
 GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
 START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
@@ -33,38 +46,60 @@ SUBMISSION_NAME = "__submission__"  # __name__ of a submission: its `if __name__
 # ----------------------------------------------------------------------------- pipes
 
 
+MAX_LINE = 128 << 20  # bytes of one event line; a longer one (a runaway writer) is dropped as garbage
+_TOKEN: str | None = None  # this job's secret, stamped on every event its processes send
+_SNAPSHOT: Snapshot | None = None  # what the grader relies on, as it was before the job's student code ran
+
+
 def send(fd: int, payload: dict) -> None:
-    """Write one JSON line to ``fd`` (whole, even if the pipe takes it in pieces)."""
+    """Write one JSON line to ``fd`` (whole, even if the pipe takes it in pieces), stamped with the job's token."""
+    if _TOKEN is not None and "token" not in payload:
+        payload = {**payload, "token": _TOKEN}
     data = (json.dumps(payload) + "\n").encode()
     while data:
         data = data[os.write(fd, data):]
 
 
 class Lines:
-    """JSON lines read from a pipe with a deadline."""
+    """JSON lines read from a pipe with a deadline; a line longer than ``max_line`` bytes is dropped."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buffer, self.closed = fd, b"", False
+    def __init__(self, fd: int, max_line: int = MAX_LINE) -> None:
+        self.fd, self.buffer, self.closed, self.max_line = fd, bytearray(), False, max_line
+        self.scanned, self.skipping = 0, False
 
     def next(self, deadline: float) -> dict | None:
         """The next event; None at end of file; TimeoutError once ``deadline`` (time.monotonic) passes."""
-        while b"\n" not in self.buffer:
+        while True:
+            end = self.buffer.find(b"\n", self.scanned)
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 1]
+                self.scanned = 0
+                if self.skipping:  # the tail of an over-long line
+                    self.skipping = False
+                    continue
+                break
+            self.scanned = len(self.buffer)
+            if len(self.buffer) > self.max_line:
+                self.buffer.clear()
+                self.scanned, self.skipping = 0, True
+                return {"event": "garbage"}
             if self.closed:
+                if self.buffer.strip() and not self.skipping:
+                    line = bytes(self.buffer)
+                    self.buffer.clear()
+                    break
                 return None
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 raise TimeoutError
-            chunk = os.read(self.fd, 1 << 16)
+            chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 self.closed = True
-                if not self.buffer.strip():
-                    return None
-                chunk = b"\n"
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an over-long integer
             return {"event": "garbage"}
         return event if isinstance(event, dict) else {"event": "garbage"}
 
@@ -142,14 +177,42 @@ def log_tail(fd: int, limit: int = 1500) -> str:
         return ""
 
 
+def _crash_summary(tail: str) -> str:
+    """The end of a process's output; of a crash dump (faulthandler), the error and the student's frames."""
+    start = tail.rfind("Fatal Python error")
+    if start < 0:
+        return tail[-1500:]
+    lines = tail[start:].splitlines()
+    frames = [line for line in lines[1:] if line.strip().startswith('File "') and GRADING_DIR not in line
+              and "<frozen" not in line and "site-packages" not in line]
+    return "\n".join([lines[0], *frames[:10]])
+
+
 # ----------------------------------------------------------------------------- inside the forked processes
 
 
-def _become_sandbox(log_fd: int, memory_mb: int | None) -> None:
-    """First steps of a forked process that will run student code: no access to the server's pipes,
-    capped memory, a traceback on a hard crash."""
+FILE_LIMIT = 256 << 20  # bytes one file written by a student process may reach (its stdout log included)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies, so none outlives the grader."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_setup(log_fd: int, memory_mb: int | None) -> None:
+    """First steps of every forked process: dies with its parent, no access to the server's pipes, output
+    to the job's log, capped memory, a traceback on a hard crash."""
+    _die_with_parent()
     if _PROTOCOL_FD is not None:
-        os.close(_PROTOCOL_FD)
+        try:
+            os.close(_PROTOCOL_FD)
+        except OSError:
+            pass
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -169,18 +232,57 @@ def _become_sandbox(log_fd: int, memory_mb: int | None) -> None:
     faulthandler.enable(file=sys.__stderr__)
 
 
+def _become_sandbox(log_fd: int, memory_mb: int | None, scratch: str | None = None) -> None:
+    """First steps of a forked process that will run student code: those of every child, plus a cap on the
+    size of any file it writes and its own scratch folder as working directory, temp folder and home."""
+    _child_setup(log_fd, memory_mb)
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+    except (ImportError, ValueError, OSError):
+        pass
+    if scratch:
+        os.chdir(scratch)
+        for key in ("TMPDIR", "TEMP", "TMP", "HOME"):
+            os.environ[key] = scratch
+        tempfile.tempdir = scratch
+
+
+def _record_wrapper(recorder: Recorder, references: dict[str, Any]) -> Callable[[str, Any], Any]:
+    """Record calls of the student objects whose reference is a function (classes cannot be replayed)."""
+
+    def wrap(name: str, obj: Any) -> Any:
+        reference = references.get(name)
+        if reference is None or isinstance(reference, type) or not callable(obj):
+            return obj
+        return recorder.wrap(name, obj)
+
+    return wrap
+
+
 def _function_process(checks: list[dict], functions: dict[str, Callable], context: CheckContext,
-                      out_fd: int, limit: int) -> None:
-    """Run one function's checks in order, reporting each on ``out_fd``."""
+                      out_fd: int, limit: int, guards: Callable[[str], ReferenceGuard | None] = lambda f: None,
+                      references: dict[str, Any] | None = None) -> None:
+    """Run one function's checks in order, reporting each on ``out_fd``; a passed check's report carries
+    the record of its calls, for the grader's own re-run."""
+    _die_with_parent()
     for item in checks:
         send(out_fd, {"event": "start", "name": item["name"]})
-        outcome = run_check(functions[item["name"]], context, item["seed"], item["timeout"], item["function"], limit)
-        send(out_fd, {"event": "result", "name": item["name"], "status": outcome.status,
-                      "output": outcome.output(limit), "seconds": round(outcome.seconds, 3)})
+        recorder = Recorder()
+        outcome = run_check(functions[item["name"]], context, item["seed"], item["timeout"], item["function"], limit,
+                            wrap=_record_wrapper(recorder, references or {}), guard=guards(item["function"]))
+        event = {"event": "result", "name": item["name"], "status": outcome.status,
+                 "output": outcome.output(limit), "seconds": round(outcome.seconds, 3)}
+        if outcome.status == PASSED:
+            event["transcript"] = recorder.transcript()
+            event["tampered"] = _SNAPSHOT.changed() if _SNAPSHOT is not None else None
+        send(out_fd, event)
 
 
 def _run_function(checks: list[dict], functions: dict[str, Callable], context: CheckContext, out_fd: int,
-                  limit: int) -> int:
+                  limit: int, guards: Callable[[str], ReferenceGuard | None] = lambda f: None,
+                  references: dict[str, Any] | None = None) -> int:
     """Fork a process for ``checks`` (one function's), relay its results, kill it if a check overruns.
     Returns how many of ``checks`` got a result (the rest are retried in a fresh process)."""
     sys.stdout.flush()
@@ -189,7 +291,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
     if pid == 0:
         os.close(r)
         os.close(out_fd)
-        run_child(lambda: _function_process(checks, functions, context, w, limit))
+        run_child(lambda: _function_process(checks, functions, context, w, limit, guards, references))
     os.close(w)
     # The server kills this process group too if the whole submission runs out of time.
     send(out_fd, {"event": "function", "pid": pid})
@@ -214,7 +316,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
         if event is None:
             status = reap(pid)
             if current is not None:
-                tail = log_tail(1)
+                tail = _crash_summary(log_tail(1, 8000))
                 send(out_fd, {"event": "result", "name": current, "status": ERROR, "seconds": 0.0,
                               "output": f"the process running this check {describe_exit(status)} before it "
                                         f"reported a result (a crash, os._exit or similar in "
@@ -241,16 +343,27 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
     return done
 
 
-def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, log_fd: int) -> None:
+def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, log_fd: int,
+                        references: dict[str, Any] | None = None, codes: dict[str, set] | None = None) -> None:
     """Run the submission's cells, then each graded function's checks in a process of its own."""
-    _become_sandbox(log_fd, job.get("memory_mb"))
+    _become_sandbox(log_fd, job.get("memory_mb"), job.get("scratch"))
     limit = int(job["output_limit"])
     cells = job["cells"]
     namespace: dict[str, Any] = {"__name__": SUBMISSION_NAME, "__builtins__": builtins}
     notes, printed = exec_cells(cells, namespace, job["cell_timeout"], job["load_timeout"], limit,
                                 on_cell=lambda cell: send(out_fd, {"event": "cell", "filename": cell["filename"]}))
     send(out_fd, {"event": "loaded", "notes": [n.to_dict() for n in notes], "printed": truncate(printed, limit)})
-    context = CheckContext(namespace, {c["filename"] for c in cells}, notes)
+    student_files = {c["filename"] for c in cells}
+    context = CheckContext(namespace, student_files, notes)
+    references, codes = references or {}, codes or {}
+    check_files = {getattr(getattr(fn, "__code__", None), "co_filename", "") for fn in functions.values()}
+
+    def guards(function: str) -> ReferenceGuard | None:
+        if job.get("allow_reference") or function not in references:
+            return None
+        return ReferenceGuard(function, references[function], job["references"][function], student_files,
+                              check_files, codes=codes.get(function))
+
     order: list[str] = []
     for item in job["checks"]:
         if item["function"] not in order:
@@ -258,19 +371,176 @@ def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, 
     for function in order:
         remaining = [c for c in job["checks"] if c["function"] == function]
         while remaining:
-            remaining = remaining[_run_function(remaining, functions, context, out_fd, limit):]
+            remaining = remaining[_run_function(remaining, functions, context, out_fd, limit, guards, references):]
+
+
+def _trusted_process(checks: list[dict], functions: dict[str, Callable], references: dict[str, Any],
+                     transcripts: dict[str, Any], out_fd: int, log_fd: int, job: dict) -> None:
+    """Re-run passed checks from their recorded answers, in a process forked from the server (no student
+    code ever ran here), and report each verdict: ``unverified`` for a check that cannot be replayed."""
+    _child_setup(log_fd, job.get("memory_mb"))
+    limit = int(job["output_limit"])
+    for item in checks:
+        fn = functions[item["name"]]
+        params = [p for p in inspect.signature(fn).parameters.values() if p.name != "seed"]
+        names = [p.name for p in params if p.name in references or p.default is inspect.Parameter.empty]
+        if any(name not in references or isinstance(references[name], type) for name in names):
+            outcome = Outcome(UNVERIFIED, "takes a student class or object that cannot be replayed")
+        else:
+            context = CheckContext(replayers(transcripts.get(item["name"]), names))
+            outcome = run_check(fn, context, item["seed"], item["timeout"], item["function"], limit)
+        send(out_fd, {"event": "verified", "name": item["name"], "status": outcome.status,
+                      "output": outcome.output(limit)})
 
 
 # ----------------------------------------------------------------------------- the server
 
 
 def submission_budget(job: dict) -> float:
-    """Seconds a submission's process may take in all: loading, then every check with its grace and a fork."""
-    return job["load_timeout"] + sum(c["timeout"] + GRACE + 2.0 for c in job["checks"]) + START_SLACK
+    """Seconds a submission may take in all: loading, then every check with its grace and a fork, then the
+    grader's own re-run of the checks that passed."""
+    return job["load_timeout"] + sum(2 * (c["timeout"] + GRACE) + 2.0 for c in job["checks"]) + 2 * START_SLACK
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent process id of ``pid`` (Linux /proc), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def remove_tree(path: str) -> None:
+    """Delete a scratch folder whatever its content (student code may have made folders unreadable, or, in a
+    process the kernel is killing along with its parent, still be writing for a moment)."""
+    for attempt in range(3):
+        for root, dirs, _files in os.walk(path, topdown=True, onerror=lambda exc: None):
+            for name in dirs:
+                full = os.path.join(root, name)
+                if not os.path.islink(full):
+                    try:
+                        os.chmod(full, 0o700)
+                    except OSError:
+                        pass
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.05 * (attempt + 1))
+
+
+def _references(job: dict) -> tuple[dict[str, Any], dict[str, set]]:
+    """The lesson's reference objects and their code, resolved here, before any student code runs."""
+    references: dict[str, Any] = {}
+    for name, dotted in (job.get("references") or {}).items():
+        try:
+            references[name] = import_object(dotted)
+        except Exception:  # noqa: BLE001 - a reference that cannot be imported guards and replays nothing
+            pass
+    return references, {name: reference_codes(ref) for name, ref in references.items()}
+
+
+def _run_submission(job: dict, functions: dict[str, Callable], references: dict[str, Any], codes: dict[str, set],
+                    log: Any, result: dict) -> dict[str, Any]:
+    """Fork the submission's process and collect what it reports into ``result``; returns the recorded calls
+    of each check it says passed."""
+    transcripts: dict[str, Any] = {}
+    names = {c["name"] for c in job["checks"]}
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = fork_group()
+    if pid == 0:
+        os.close(r)
+        run_child(lambda: _submission_process(job, functions, w, log.fileno(), references, codes))
+    os.close(w)
+    lines = Lines(r)
+    deadline = time.monotonic() + submission_budget(job)
+    loaded, last_cell, timed_out, function_pid = False, "", False, 0
+    while True:
+        try:
+            event = lines.next(deadline)
+        except TimeoutError:
+            timed_out = True
+            break
+        if event is None:
+            break
+        if event.get("token") != _TOKEN:
+            continue  # not written by the grader's own code
+        kind = event.get("event")
+        if kind == "cell":
+            last_cell = str(event.get("filename", ""))
+        elif kind == "function" and isinstance(event.get("pid"), int):
+            function_pid = event["pid"]
+        elif kind == "loaded" and not loaded:
+            loaded = True
+            result["notes"] = event.get("notes", []) if isinstance(event.get("notes"), list) else []
+            result["printed"] = truncate(str(event.get("printed", "")), int(job["output_limit"]))
+        elif kind == "result" and loaded and event.get("name") in names and event["name"] not in result["results"]:
+            result["results"][event["name"]] = {k: event.get(k) for k in ("status", "output", "seconds")}
+            if event.get("status") == PASSED:
+                transcripts[event["name"]] = event.get("transcript")
+                if event.get("tampered"):
+                    result["results"][event["name"]]["tampered"] = str(event["tampered"])[:200]
+    os.close(r)
+    if function_pid and _parent_of(function_pid) == pid:  # only ever our own grandchild
+        kill_group(function_pid)
+    kill_group(pid)
+    status = reap(pid)
+    tail = log_tail(log.fileno())
+    if not loaded:
+        where = f" in {last_cell}" if last_cell else ""
+        what = f"did not finish loading within {job['load_timeout']:g} s" if timed_out else describe_exit(status)
+        result["error"] = f"the submission's code ended the grading process while loading{where}: it {what}" + \
+                          (f"\nlast output:\n{tail[-500:]}" if tail else "")
+    else:
+        why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
+        for item in job["checks"]:
+            result["results"].setdefault(item["name"], {
+                "status": TIMEOUT if timed_out else ERROR, "seconds": 0.0,
+                "output": f"not run: the submission's grading process {why}"})
+    return transcripts
+
+
+def _verify(job: dict, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],
+            log: Any) -> dict[str, dict]:
+    """Re-run the checks the submission's process says passed, in a process forked from this server (where no
+    student code ever ran), from the recorded answers; its verdict by check name."""
+    todo = [c for c in job["checks"] if c["name"] in transcripts]
+    if not todo:
+        return {}
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = fork_group()
+    if pid == 0:
+        os.close(r)
+        run_child(lambda: _trusted_process(todo, functions, references, transcripts, w, log.fileno(), job))
+    os.close(w)
+    lines = Lines(r)
+    names = {c["name"] for c in todo}
+    deadline = time.monotonic() + sum(c["timeout"] + GRACE for c in todo) + START_SLACK
+    verdicts: dict[str, dict] = {}
+    while True:
+        try:
+            event = lines.next(deadline)
+        except TimeoutError:
+            break
+        if event is None:
+            break
+        if event.get("token") == _TOKEN and event.get("event") == "verified" and event.get("name") in names:
+            verdicts[event["name"]] = {"status": event.get("status"), "output": event.get("output")}
+    os.close(r)
+    kill_group(pid)
+    reap(pid)
+    return verdicts
 
 
 def run_job(job: dict) -> dict:
-    """Grade one submission in a forked process; results by check name, plus load notes or an error."""
+    """Grade one submission: its code and checks run in forked processes of their own (in a scratch folder
+    removed afterwards); a check passes only if that process says so and the grader's own re-run of the
+    check from the recorded answers agrees. Results by check name, plus load notes or an error."""
+    global _TOKEN, _SNAPSHOT
     result: dict[str, Any] = {"id": job.get("id"), "error": None, "notes": [], "printed": "", "results": {}}
     try:
         functions = collect_checks(import_check_file(job["check_file"]))
@@ -285,54 +555,36 @@ def run_job(job: dict) -> dict:
         if item["name"] not in functions:
             result["results"][item["name"]] = {"status": ERROR, "seconds": 0.0,
                                                "output": f"grader error: no check {item['name']} in the check file"}
-    job = {**job, "checks": runnable}
-    with tempfile.TemporaryFile() as log:
-        r, w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = fork_group()
-        if pid == 0:
-            os.close(r)
-            run_child(lambda: _submission_process(job, functions, w, log.fileno()))
-        os.close(w)
-        lines = Lines(r)
-        deadline = time.monotonic() + submission_budget(job)
-        loaded, last_cell, timed_out, function_pid = False, "", False, 0
-        while True:
-            try:
-                event = lines.next(deadline)
-            except TimeoutError:
-                timed_out = True
-                break
-            if event is None:
-                break
-            kind = event.get("event")
-            if kind == "cell":
-                last_cell = str(event.get("filename", ""))
-            elif kind == "function" and isinstance(event.get("pid"), int):
-                function_pid = event["pid"]
-            elif kind == "loaded":
-                loaded = True
-                result["notes"] = event.get("notes", [])
-                result["printed"] = event.get("printed", "")
-            elif kind == "result" and loaded and event.get("name") in {c["name"] for c in runnable}:
-                result["results"][event["name"]] = {k: event.get(k) for k in ("status", "output", "seconds")}
-        os.close(r)
-        kill_group(pid)
-        kill_group(function_pid)
-        status = reap(pid)
-        tail = log_tail(log.fileno())
-    if not loaded:
-        where = f" in {last_cell}" if last_cell else ""
-        what = f"did not finish loading within {job['load_timeout']:g} s" if timed_out else describe_exit(status)
-        result["error"] = f"the submission's code ended the grading process while loading{where}: it {what}" + \
-                          (f"\nlast output:\n{tail[-500:]}" if tail else "")
-    else:
-        why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
-        for item in runnable:
-            result["results"].setdefault(item["name"], {
-                "status": TIMEOUT if timed_out else ERROR, "seconds": 0.0,
-                "output": f"not run: the submission's grading process {why}"})
+    references, codes = _references(job)
+    _SNAPSHOT = Snapshot()
+    _TOKEN = secrets.token_hex(16)
+    scratch = tempfile.mkdtemp(prefix="shortcutlab-scratch-")
+    job = {**job, "checks": runnable, "scratch": scratch}
+    try:
+        with tempfile.TemporaryFile() as log:
+            transcripts = _run_submission(job, functions, references, codes, log, result)
+            verdicts = _verify(job, functions, references, transcripts, log) if result["error"] is None else {}
+    finally:
+        _TOKEN = _SNAPSHOT = None
+        remove_tree(scratch)
+    limit = int(job["output_limit"])
+    for name in transcripts:
+        got, verdict = result["results"][name], verdicts.get(name)
+        if verdict is None:
+            got.update(status=ERROR, output="grader error: the grader's own re-run of this check, which decides "
+                                            "whether it passes, did not finish; it is not counted as passed")
+        elif verdict["status"] == UNVERIFIED and got.get("tampered"):
+            # Judged in the student's process only, which replaced part of the grader: not a pass.
+            got.update(status=FAILED, verified=False,
+                       output=f"the submission replaced `{got['tampered']}`, which the grader or its checks rely on, "
+                              "so this check cannot be trusted to pass; leave the library and the grader as they are")
+        elif verdict["status"] == UNVERIFIED:
+            got.update(verified=False, why_unverified=str(verdict.get("output") or "")[:300])
+        elif verdict["status"] == PASSED:
+            got["verified"] = True
+        else:
+            got.update(status=verdict["status"], output=truncate(str(verdict.get("output") or ""), limit),
+                       verified=True)
     return result
 
 

@@ -1,0 +1,156 @@
+"""Grading benchmark: a 30-submission class with `shortcutlab grade --jobs 2`, and the cost of isolation.
+
+    python benchmarks/bench_grading.py [--jobs 2] [--keep DIR]
+
+The class mixes the 7 solution notebooks (full marks), 7 untouched lessons (0), 12 mutants from tests/mutants/
+(one wrong function each) and 4 broken submissions (bad JSON, a syntax error, a process exit while loading, a
+function that raises). Then, on the 27 submissions that are safe to run in this very process, it compares the
+isolated grading time of each submission (grading server, a forked process per submission and per function,
+run one at a time) with running the same cells and checks here, with the same seeds and no processes at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shortcutlab.course import load_course  # noqa: E402
+from shortcutlab.grading.batch import grade_class  # noqa: E402
+from shortcutlab.grading.execute import CheckContext, exec_cells, run_check  # noqa: E402
+from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
+from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
+from shortcutlab.grading.runner import Server  # noqa: E402
+from shortcutlab.grading.submission import load_submission  # noqa: E402
+
+MUTANTS_PER_LESSON = {"00_colored_mnist": 2, "01_cheater": 2, "02_activation_maximization": 2, "03_gradcam": 2,
+                      "04_debiasing": 2, "05_adversarial": 1, "06_sparse_autoencoder": 1}
+
+
+def build_class(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Write the class as submitted/<student>/<lesson>.<ext>; returns (all submissions, the safe ones)."""
+    course = load_course()
+    made: list[Path] = []
+    safe: list[Path] = []
+
+    def put(student: str, lesson: str, source: Path | None, text: str | None = None, suffix: str = ".ipynb") -> Path:
+        path = folder / student / f"{lesson}{source.suffix if source else suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(source.read_bytes() if source else text.encode())
+        made.append(path)
+        return path
+
+    for lesson in course.lessons:
+        safe.append(put(f"solid_{lesson.id[:2]}", lesson.id, course.solution_notebook(lesson)))
+        safe.append(put(f"blank_{lesson.id[:2]}", lesson.id, course.lesson_notebook(lesson)))
+        for i, mutant in enumerate(sorted((ROOT / "tests" / "mutants" / lesson.id).glob("*.py"))
+                                   [:MUTANTS_PER_LESSON[lesson.id]]):
+            safe.append(put(f"mutant_{lesson.id[:2]}_{i}", lesson.id, mutant))
+    correct = (ROOT / "tests" / "submissions" / "04_debiasing.py").read_text()
+    put("broken_json", "00_colored_mnist", None, '{"cells": [', ".ipynb")
+    put("broken_syntax", "03_gradcam", None, "def grad_cam(model, images, targets)\n    return images\n", ".py")
+    put("broken_exit", "06_sparse_autoencoder", None, "import os\nos._exit(3)\n", ".py")
+    safe.append(put("broken_raises", "04_debiasing", None,
+                    correct + "\n\ndef symmetric_kl(p, q):\n    raise ValueError('oops')\n", ".py"))
+    return made, safe
+
+
+def grade_in_process(paths: list[Path]) -> dict[str, tuple[float, float]]:
+    """(seconds, score) per submission, running its cells and checks in this process (no isolation)."""
+    course = load_course()
+    for name in course.grading.preload:  # what a grading server imports once, before any submission
+        __import__(name)
+    checks = {lesson.id: collect_checks(import_check_file(course.check_file(lesson))) for lesson in course.lessons}
+    plans = {lesson.id: plan_checks(course, lesson) for lesson in course.lessons}
+    import torch
+
+    torch.set_num_threads(1)
+    out = {}
+    for path in paths:
+        start = time.perf_counter()
+        submission = load_submission(path, course)
+        lesson = course.lesson(submission.lesson)
+        namespace: dict = {"__name__": "__submission__"}
+        cells = [cell.to_dict() for cell in submission.cells]
+        notes, _ = exec_cells(cells, namespace, course.timeout(lesson), course.load_timeout(lesson),
+                              course.grading.output_limit)
+        context = CheckContext(namespace, {c["filename"] for c in cells}, notes)
+        run_seed = submission_seed(DEFAULT_SEED, submission.digest)
+        score = 0.0
+        for planned in plans[lesson.id]:
+            outcome = run_check(checks[lesson.id][planned.name], context, check_seed(run_seed, lesson.id, planned.name),
+                                planned.timeout, planned.function, course.grading.output_limit)
+            score += planned.max_score if outcome.status == "passed" else 0.0
+        out[str(path)] = (time.perf_counter() - start, score)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
+    parser.add_argument("--keep", metavar="DIR", help="build the class and grades here and keep them")
+    args = parser.parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    try:
+        files, safe = build_class(work / "submitted")
+        print(f"class: {len(files)} submissions in {work / 'submitted'}; {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}")
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SHORTCUTLAB_OFFLINE": "1"}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--jobs", str(args.jobs), "--json",
+                               "--quiet", "--out", str(work / "grades"), str(work / "submitted")],
+                              env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        report = json.loads(done.stdout)
+        graded = report["submissions"]
+        full = sum(1 for s in graded if s["max_score"] and s["score"] == s["max_score"])
+        zero = sum(1 for s in graded if s["score"] == 0)
+        errors = sum(1 for s in graded if s["error"])
+        print(f"shortcutlab grade --jobs {args.jobs}: {wall:.1f} s for {len(graded)} submissions "
+              f"({wall / len(graded):.2f} s each; {full} full marks, {zero} zero, {errors} errors, exit {done.returncode})")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--json", "--quiet", "--out",
+                        str(work / "grades"), str(work / "submitted")], env=env, capture_output=True, check=False)
+        print(f"rerun (all in the gradebook): {time.perf_counter() - start:.1f} s")
+
+        server = Server(list(load_course().grading.preload))
+        start = time.perf_counter()
+        server.start()
+        server_start = time.perf_counter() - start
+        server.close()
+        print(f"one grading server starts (imports torch and the preloads) in {server_start:.1f} s")
+
+        start = time.perf_counter()
+        isolated = grade_class(safe, work / "grades-serial", jobs=1, regrade=True).report
+        serial_wall = time.perf_counter() - start
+        by_path = {s.path: s for s in isolated.submissions}
+        here = grade_in_process(safe)
+        agree = sum(1 for p in safe if abs(by_path[str(p)].score - here[str(p)][1]) < 1e-6)
+        # The first submission's time includes starting the server: leave it out of the per-submission figures.
+        pairs = [(by_path[str(p)].seconds, here[str(p)][0]) for p in safe[1:]]
+        iso_total, here_total = sum(a for a, _ in pairs), sum(b for _, b in pairs)
+        overhead = [a - b for a, b in pairs]
+        print(f"isolated, one at a time: {serial_wall:.1f} s wall for {len(safe)} submissions "
+              f"(the first one {by_path[str(safe[0])].seconds:.1f} s, with the server start)")
+        print(f"in process, same cells, checks and seeds: {sum(t for t, _ in here.values()):.1f} s; scores agree on "
+              f"{agree}/{len(safe)}")
+        print(f"isolation overhead per submission (the other {len(pairs)}): mean {statistics.mean(overhead):.2f} s, "
+              f"median {statistics.median(overhead):.2f} s; isolated {iso_total / len(pairs):.2f} s vs in-process "
+              f"{here_total / len(pairs):.2f} s each, ratio {iso_total / here_total:.2f}x")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

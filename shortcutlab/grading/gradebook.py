@@ -1,0 +1,381 @@
+"""The gradebook: a SQLite file of graded submissions, keyed by what decides a grade.
+
+A grade is keyed by the submission's content hash, its lesson, the checks' version (``checks_version``)
+and the run's base seed: regrading the same bytes against the same checks with the same seed gives the
+same grade, so a rerun skips it. Each finished submission is committed on its own (WAL journal), so a run
+killed midway keeps everything graded before the kill and the rerun grades only the rest.
+
+Tables: ``grades`` (one row per key, the result as JSON), ``submissions`` (the latest submission of each
+student for each lesson, pointing at its grade) and ``runs`` (when and how each run graded).
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from shortcutlab.course import Course, LessonSpec
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.grading.results import CheckResult, SubmissionResult
+
+GRADEBOOK_FILE = "gradebook.sqlite"
+SCHEMA_VERSION = 1
+DEFAULT_SEED = 0  # base seed when none is given: grades are reproducible, inputs still differ per submission
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # shortcutlab/
+# Modules whose code decides whether a check passes, besides the check file and what it imports.
+ENGINE_MODULES = ("shortcutlab.grading.asserts", "shortcutlab.grading.execute", "shortcutlab.grading.registry",
+                  "shortcutlab.grading.runner", "shortcutlab.grading.worker")
+# Modules that never decide whether a check passes (the command line, exports, this file): editing them
+# keeps the class's grades.
+NOT_GRADING = frozenset({"shortcutlab.cli", "shortcutlab.release", "shortcutlab.grading.batch",
+                         "shortcutlab.grading.exports", "shortcutlab.grading.gradebook",
+                         "shortcutlab.grading.gradescope_bundle", "shortcutlab.grading.nbgrader_export",
+                         "shortcutlab.grading.notebook", "shortcutlab.grading.report",
+                         "shortcutlab.grading.students"})
+VERSIONED_DISTRIBUTIONS = ("torch", "numpy")
+GRADER_ERROR = "grader error"  # results with such an error are kept but regraded by the next run
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    base_seed INTEGER NOT NULL,
+    submissions INTEGER NOT NULL DEFAULT 0,
+    reused INTEGER NOT NULL DEFAULT 0,
+    graded INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS grades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_hash TEXT NOT NULL,
+    lesson TEXT NOT NULL,
+    checks_version TEXT NOT NULL,
+    base_seed INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    error TEXT,
+    final INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    graded_at TEXT NOT NULL,
+    run_id INTEGER REFERENCES runs(id),
+    UNIQUE (content_hash, lesson, checks_version, base_seed)
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    student_id TEXT NOT NULL,
+    lesson TEXT NOT NULL,
+    path TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    checks_version TEXT NOT NULL,
+    base_seed INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (student_id, lesson)
+);
+"""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def submission_seed(base_seed: int, content_hash: str) -> int:
+    """A submission's own run seed in [0, 2**31): the base seed mixed with the file's content hash, so the
+    same file always gets the same inputs and an output hard-coded for some inputs fails on its own."""
+    digest = hashlib.sha256(f"{int(base_seed)}:{content_hash}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a shortcutlab module, found by path (nothing is imported)."""
+    parts = name.split(".")
+    if parts[0] != "shortcutlab":
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Names of modules ``path`` imports anywhere in its code (relative imports resolved against ``module``)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return set()
+    return set(_imports_of(path, module, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _imports_of(path: Path, module: str, mtime_ns: int, size: int) -> frozenset[str]:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)] if node.level > 1 else anchor
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return frozenset(found)
+
+
+def library_sources(start: set[str], roots: set[Path] = frozenset()) -> dict[str, bytes]:
+    """Source bytes of the shortcutlab modules reachable by import from ``start`` (module names) and from the
+    files ``roots``, by module name."""
+    sources: dict[str, bytes] = {}
+    todo = set(start)
+    for root in roots:
+        todo |= _imported_modules(root, "__check__")
+    while todo:
+        name = todo.pop()
+        if name in sources or not name.startswith("shortcutlab") or name in NOT_GRADING:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        sources[name] = path.read_bytes()
+        todo |= _imported_modules(path, name)
+        # importing a.b.c runs a/__init__ and a/b/__init__ too
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}
+    return sources
+
+
+@functools.lru_cache(maxsize=1)
+def _distribution_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def checks_version(course: Course, lesson: LessonSpec | str) -> str:
+    """A hash of everything that decides a lesson's grades: its course.yml entry and the grading limits, its
+    check file, the library code the checks and references import, and the torch/numpy versions. Change
+    any of them and the lesson's submissions are graded again."""
+    lesson = course.lesson(lesson) if isinstance(lesson, str) else lesson
+    check_file = course.check_file(lesson)
+    try:
+        check_bytes = check_file.read_bytes()
+    except OSError:
+        check_bytes = b"<missing>"
+    return _checks_version(json.dumps({"lesson": lesson.model_dump(mode="json"),
+                                       "grading": course.grading.model_dump(mode="json")}, sort_keys=True),
+                           check_file, check_bytes)
+
+
+@functools.lru_cache(maxsize=64)
+def _checks_version(spec: str, check_file: Path, check_bytes: bytes) -> str:
+    lesson = json.loads(spec)["lesson"]
+    references = {f["reference"].replace(":", ".").rpartition(".")[0] for f in lesson["functions"].values()}
+    roots = {check_file} if check_bytes != b"<missing>" else set()
+    sources = library_sources(references | set(ENGINE_MODULES), roots)
+    digest = hashlib.sha256()
+    digest.update(f"shortcutlab-gradebook-{SCHEMA_VERSION}\n".encode())
+    digest.update(spec.encode() + b"\n")
+    digest.update(hashlib.sha256(check_bytes).hexdigest().encode() + b"\n")
+    for name in sorted(sources):
+        digest.update(f"{name} {hashlib.sha256(sources[name]).hexdigest()}\n".encode())
+    digest.update(json.dumps(_distribution_versions(), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+class GradebookError(ShortcutlabError):
+    """The gradebook cannot be opened or written (a read-only folder, a file from another version)."""
+
+
+@dataclass(frozen=True)
+class GradeKey:
+    """What decides a grade: the submission's bytes, its lesson, the checks' version and the base seed."""
+
+    content_hash: str
+    lesson: str
+    checks_version: str
+    base_seed: int
+
+
+# ----------------------------------------------------------------------------- results as JSON
+
+
+def result_to_json(result: SubmissionResult) -> str:
+    return json.dumps(dataclasses.asdict(result), sort_keys=True)
+
+
+def result_from_json(text: str, path: str | None = None) -> SubmissionResult:
+    """A stored result; ``path`` replaces the path it was graded under (the same bytes may move)."""
+    data = json.loads(text)
+    checks = tuple(CheckResult(**c) for c in data.pop("checks", ()))
+    if path is not None:
+        data["path"] = path
+    return SubmissionResult(checks=checks, **data)
+
+
+def is_final(result: SubmissionResult) -> bool:
+    """False for a result spoiled by the grader itself (a server that died or hung): regrade it next run."""
+    return not (result.error or "").startswith(GRADER_ERROR)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A student's latest submission of a lesson and its grade, as the exports see it."""
+
+    student_id: str
+    lesson: str
+    path: str
+    timestamp: str
+    key: GradeKey
+    seed: int
+    result: SubmissionResult
+    graded_at: str
+
+
+# ----------------------------------------------------------------------------- the database
+
+
+class Gradebook:
+    """``<out>/gradebook.sqlite``; safe to share between the threads of one run (one connection, a lock) and
+    between runs (SQLite locking, WAL)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / GRADEBOOK_FILE
+        self._lock = threading.Lock()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._transaction() as db:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        except (OSError, sqlite3.Error) as exc:
+            raise GradebookError(f"cannot open the gradebook {self.path}: {exc}; choose another --out folder "
+                                 "or fix its permissions") from None
+        if version != str(SCHEMA_VERSION):
+            self._db.close()
+            raise GradebookError(f"{self.path} was written by another version of shortcutlab (gradebook schema "
+                                 f"{version}, this one reads {SCHEMA_VERSION}); grade into another --out folder")
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction at a time; BEGIN IMMEDIATE takes the write lock up front."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Gradebook":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- runs
+
+    def start_run(self, base_seed: int, submissions: int) -> int:
+        with self._transaction() as db:
+            return db.execute("INSERT INTO runs (started_at, base_seed, submissions) VALUES (?, ?, ?)",
+                              (now(), int(base_seed), submissions)).lastrowid
+
+    def finish_run(self, run_id: int, reused: int, graded: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET finished_at = ?, reused = ?, graded = ? WHERE id = ?",
+                       (now(), reused, graded, run_id))
+
+    # ---- grades
+
+    def lookup(self, key: GradeKey) -> tuple[SubmissionResult, int] | None:
+        """The final grade stored for ``key`` and its seed, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT result, seed FROM grades WHERE content_hash = ? AND lesson = ? AND checks_version = ? "
+                "AND base_seed = ? AND final = 1", dataclasses.astuple(key)).fetchone()
+        return (result_from_json(row[0]), int(row[1])) if row else None
+
+    def record(self, key: GradeKey, seed: int, result: SubmissionResult, student_id: str, timestamp: str,
+               run_id: int | None = None, point: bool = True) -> None:
+        """Store a graded submission and (if ``point``) make it the student's latest for its lesson, in one
+        transaction."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO grades (content_hash, lesson, checks_version, base_seed, seed, score, max_score, error, "
+                "final, result, graded_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (content_hash, lesson, checks_version, base_seed) DO UPDATE SET seed = excluded.seed, "
+                "score = excluded.score, max_score = excluded.max_score, error = excluded.error, "
+                "final = excluded.final, result = excluded.result, graded_at = excluded.graded_at, "
+                "run_id = excluded.run_id WHERE excluded.final = 1 OR grades.final = 0",  # keep a good grade
+                (*dataclasses.astuple(key), int(seed), result.score, result.max_score, result.error,
+                 int(is_final(result)), result_to_json(result), now(), run_id))
+            if point:
+                self._point(db, key, result.path, student_id, timestamp)
+
+    def point(self, key: GradeKey, path: str, student_id: str, timestamp: str) -> None:
+        """Make an already graded key the student's latest submission of its lesson."""
+        with self._transaction() as db:
+            self._point(db, key, path, student_id, timestamp)
+
+    @staticmethod
+    def _point(db: sqlite3.Connection, key: GradeKey, path: str, student_id: str, timestamp: str) -> None:
+        db.execute(
+            "INSERT INTO submissions (student_id, lesson, path, timestamp, content_hash, checks_version, base_seed, "
+            "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, lesson) DO UPDATE SET "
+            "path = excluded.path, timestamp = excluded.timestamp, content_hash = excluded.content_hash, "
+            "checks_version = excluded.checks_version, base_seed = excluded.base_seed, "
+            "recorded_at = excluded.recorded_at",
+            (student_id, key.lesson, path, timestamp, key.content_hash, key.checks_version, key.base_seed, now()))
+
+    def entries(self) -> list[Entry]:
+        """Every student's latest graded submission of each lesson, by lesson then student."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.student_id, s.lesson, s.path, s.timestamp, s.content_hash, s.checks_version, s.base_seed, "
+                "g.seed, g.result, g.graded_at FROM submissions s JOIN grades g ON g.content_hash = s.content_hash "
+                "AND g.lesson = s.lesson AND g.checks_version = s.checks_version AND g.base_seed = s.base_seed "
+                "ORDER BY s.lesson, s.student_id").fetchall()
+        return [Entry(student, lesson, path, stamp, GradeKey(content, lesson, version, int(base)), int(seed),
+                      result_from_json(result, path), graded_at)
+                for student, lesson, path, stamp, content, version, base, seed, result, graded_at in rows]
+
+    def count(self, table: str) -> int:
+        if table not in ("grades", "submissions", "runs"):
+            raise ValueError(table)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608

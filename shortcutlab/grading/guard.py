@@ -1,0 +1,200 @@
+"""Finding a graded function that is, or calls, the library's reference for that same function.
+
+Two rules, applied while a check runs in the student's process: the student's object is the reference (the
+same object, a wrapper or partial of it, a copy of its code, or a subclass of a reference class); or the
+reference's code starts running while a frame of the student's code is on the stack between it and the
+check (however it was reached: ``from shortcutlab.data import colorize``, ``shortcutlab.data.colorize``,
+``importlib``, ``getattr``, ``__import__``). The check calling the reference itself, to compute the value
+it compares with, is not a use. Meant to catch a student delegating to the library, not a student attacking
+the grader: code that switches off the profiler or hides its frames can evade it (docs/threat-model.md).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import threading
+import types
+from typing import Any
+
+GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def reference_codes(reference: Any) -> set[types.CodeType]:
+    """The code objects of ``reference``: a function's own (decorators unwrapped), a class's methods
+    (those it defines itself, not those of its bases such as nn.Module)."""
+    codes: set[types.CodeType] = set()
+
+    def add(obj: Any) -> None:
+        for candidate in (obj, _unwrap(obj)):
+            code = getattr(candidate, "__code__", None)
+            if isinstance(code, types.CodeType):
+                codes.add(code)
+
+    if isinstance(reference, type):
+        for value in vars(reference).values():
+            if isinstance(value, (staticmethod, classmethod)):
+                add(value.__func__)
+            elif isinstance(value, property):
+                for accessor in (value.fget, value.fset, value.fdel):
+                    if accessor is not None:
+                        add(accessor)
+            elif isinstance(value, (types.FunctionType, functools.partial)) or callable(value):
+                add(value)
+    else:
+        add(reference)
+    return codes
+
+
+def _unwrap(obj: Any) -> Any:
+    try:
+        return inspect.unwrap(obj)
+    except (ValueError, TypeError):
+        return obj
+
+
+def is_reference(obj: Any, reference: Any, codes: set[types.CodeType]) -> bool:
+    """``obj`` is the reference, wraps it, shares its code, or (for a class) derives from it."""
+    for _ in range(16):
+        if obj is None:
+            return False
+        if obj is reference:
+            return True
+        if isinstance(reference, type) and isinstance(obj, type):
+            try:
+                if issubclass(obj, reference):
+                    return True
+            except TypeError:
+                pass
+        if getattr(obj, "__code__", None) in codes:
+            return True
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, types.MethodType):
+            obj = obj.__func__
+        else:
+            wrapped = getattr(obj, "__wrapped__", None)
+            obj = wrapped if wrapped is not obj else None
+    return False
+
+
+class ReferenceGuard:
+    """Context manager around one check: ``violation`` names the reference if the student's code used it."""
+
+    def __init__(self, function: str, reference: Any, dotted: str, student_files: set[str],
+                 stop_files: set[str] = frozenset(), codes: set[types.CodeType] | None = None) -> None:
+        self.function, self.reference, self.dotted = function, reference, dotted
+        self.codes = codes if codes is not None else reference_codes(reference)
+        self.student_files = set(student_files)
+        self.stop_files = set(stop_files)
+        self.violation: str | None = None
+        self._previous: Any = None
+
+    def message(self, how: str) -> str:
+        return (f"{self.function} {how} the shortcutlab reference `{self.dotted}`; write your own implementation "
+                "(this check gives no points for the library's code)")
+
+    def check_object(self, obj: Any) -> str | None:
+        """The violation message if the student's object itself is the reference."""
+        if is_reference(obj, self.reference, self.codes):
+            self.violation = self.message("is")
+        return self.violation
+
+    def _from_student(self, frame: Any) -> bool:
+        caller = frame.f_back
+        while caller is not None:
+            filename = caller.f_code.co_filename
+            if filename in self.student_files:
+                return True
+            if filename in self.stop_files or filename.startswith(GRADING_DIR):
+                return False
+            caller = caller.f_back
+        return False
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and self.violation is None and frame.f_code in self.codes and self._from_student(frame):
+            self.violation = self.message("calls")
+
+    def __enter__(self) -> "ReferenceGuard":
+        if self.codes:
+            self._previous = sys.getprofile()
+            sys.setprofile(self._profile)
+            threading.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.codes:
+            sys.setprofile(self._previous)
+            threading.setprofile(None)
+
+
+# ----------------------------------------------------------------------------- tampering
+
+
+WATCHED_MODULES = ("builtins", "torch", "torch.testing", "torch.nn.functional", "numpy", "__main__")
+
+
+def _watched() -> list[tuple[str, Any]]:
+    return [(name, module) for name, module in list(sys.modules.items())
+            if module is not None and (name in WATCHED_MODULES or name == "shortcutlab"
+                                       or name.startswith(("shortcutlab.", "shortcutlab_checks_")))]
+
+
+class Snapshot:
+    """The functions, classes and modules the grader and its checks rely on, taken before any student code
+    runs; ``changed()`` names one that student code replaced (a module attribute, a method, a function's code).
+
+    A cheap second line for checks that cannot be re-run where no student code ran: it runs in the student's
+    process, so it stops monkeypatching, not code written to defeat it."""
+
+    KINDS = (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType, types.MethodType)
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Any, str, Any]] = []  # (where, namespace, name, object it held)
+        self.classes: list[tuple[str, type, frozenset]] = []  # (where, class, names it defined itself)
+        for name, module in _watched():
+            space = getattr(module, "__dict__", None)
+            if not isinstance(space, dict):
+                continue
+            own = name.startswith("shortcutlab") or name == "__main__"
+            for attr, value in list(space.items()):
+                if not isinstance(value, self.KINDS):
+                    continue
+                self.items.append((f"{name}.{attr}", space, attr, value))
+                if own and isinstance(value, types.FunctionType):
+                    self.items.append((f"{name}.{attr}.__code__", value, "__code__", value.__code__))
+                if own and isinstance(value, type) and getattr(value, "__module__", "") == name:
+                    self._class(f"{name}.{attr}", value)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            self._class("torch.Tensor", torch.Tensor)
+        for key in ("excepthook", "displayhook"):
+            self.items.append((f"sys.{key}", sys, key, getattr(sys, key)))
+
+    def _class(self, where: str, cls: type) -> None:
+        """A class's own methods, and the names it defines (a new one may override a base class's)."""
+        own = dict(vars(cls))
+        self.classes.append((where, cls, frozenset(own)))
+        for key, member in own.items():
+            if isinstance(member, (types.FunctionType, staticmethod, classmethod, property)) or callable(member):
+                self.items.append((f"{where}.{key}", cls, key, member))
+
+    def changed(self) -> str | None:
+        """The first watched name that no longer holds its object, or None."""
+        for where, cls, names in self.classes:
+            for key in vars(cls).keys() - names:
+                if any(key in vars(base) for base in cls.__mro__[1:]):
+                    return f"{where}.{key}"
+        for where, space, name, value in self.items:
+            try:
+                now = space.get(name, _GONE) if isinstance(space, dict) else (
+                    vars(space).get(name, _GONE) if isinstance(space, type) else getattr(space, name, _GONE))
+            except Exception:  # noqa: BLE001 - a namespace student code broke is itself a change
+                return where
+            if now is not value:
+                return where
+        return None
+
+
+_GONE = object()

@@ -1,0 +1,145 @@
+"""nbgrader: ``shortcutlab export-nbgrader DIR`` lays out a course root, and check cells score under autograde.
+
+The course root::
+
+    DIR/nbgrader_config.py            points kernels at the course files below, per-cell timeout
+    DIR/source/<id>/<id>.ipynb        each lesson's solution notebook (nbgrader metadata already in it)
+    DIR/shortcutlab_course/course.yml the course manifest and its check files (autograder/test_<id>.py)
+
+Then ``nbgrader generate_assignment <id>``, ``nbgrader autograde <id>`` (notebooks in
+``submitted/<student>/<id>/<id>.ipynb``) and ``nbgrader export`` work as usual, offline.
+
+Scores agree with ``shortcutlab grade``: under ``nbgrader autograde`` a check cell
+(``shortcutlab.check("<id>.<function>", fn)``) runs every check of the function, hidden ones included, and
+returns the points earned, which nbgrader records as the cell's partial credit. Hidden checks print only
+whether they passed. The inputs derive from ``$SHORTCUTLAB_SEED`` (default 0), not from the file's hash as
+in ``shortcutlab grade``; checks are written to pass or fail whatever the seed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, load_course
+from shortcutlab.grading.execute import PASSED, CheckContext, run_check
+from shortcutlab.grading.gradebook import DEFAULT_SEED
+from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
+
+COURSE_FOLDER = "shortcutlab_course"
+SEED_ENV = "SHORTCUTLAB_SEED"
+CELL_TIMEOUT = 600  # seconds per cell under nbgrader; exploration cells train small models on 2 CPU cores
+
+CONFIG = '''\
+"""nbgrader configuration of a shortcutlab course root (written by `shortcutlab export-nbgrader`).
+
+Run nbgrader from this folder: nbgrader generate_assignment <id>, nbgrader autograde <id>, nbgrader export.
+"""
+import os
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+# Check cells (shortcutlab.check) read this course.yml and its check files; kernels inherit the variable.
+os.environ["SHORTCUTLAB_COURSE"] = str(_HERE / {folder!r} / {course_file!r})
+
+c = get_config()  # noqa: F821 - provided by nbgrader
+c.CourseDirectory.root = str(_HERE)
+c.CourseDirectory.course_id = {course_id!r}
+c.Execute.timeout = {timeout}
+'''
+
+
+class ExportError(CourseError):
+    """The nbgrader course root cannot be written (a missing solution notebook, a check file outside the course)."""
+
+
+def _relative(path: Path, root: Path, what: str) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise ExportError(f"{what} {path} is outside the course folder {root}; move it under the folder of "
+                          "course.yml so it can be copied with it") from None
+
+
+def export_nbgrader(folder: str | Path, course: Course | str | Path | None = None,
+                    lessons: list[str] | None = None, course_id: str = "shortcutlab") -> list[Path]:
+    """Write an nbgrader course root into ``folder`` for ``lessons`` (default: all); returns the files written.
+
+    Existing files are replaced; nbgrader's own folders (release/, submitted/, autograded/, gradebook.db)
+    are left alone, so exporting again after editing a solution keeps the class's work.
+    """
+    course = course if isinstance(course, Course) else load_course(course)
+    chosen = [course.lesson(lesson_id) for lesson_id in (lessons or course.lesson_ids)]
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def copy(src: Path, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        written.append(dest)
+
+    target = root / COURSE_FOLDER
+    copy(course.root / COURSE_FILE, target / COURSE_FILE)
+    for lesson in course.lessons:  # every check file, so the copied course.yml is whole
+        check_file = course.check_file(lesson)
+        if check_file.is_file():
+            copy(check_file, target / _relative(check_file, course.root, "check file"))
+    for lesson in chosen:
+        notebook = course.solution_notebook(lesson)
+        if not notebook.is_file():
+            raise ExportError(f"no solution notebook {notebook} for lesson {lesson.id}; write it or fix `notebook:` "
+                              "in course.yml")
+        copy(notebook, root / "source" / lesson.id / f"{lesson.id}.ipynb")
+    config = root / "nbgrader_config.py"
+    config.write_text(CONFIG.format(folder=COURSE_FOLDER, course_file=COURSE_FILE, course_id=course_id,
+                                    timeout=CELL_TIMEOUT), encoding="utf-8")
+    written.append(config)
+    return written
+
+
+# ----------------------------------------------------------------------------- check cells under autograde
+
+
+def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
+                    seed: int | None = None) -> float:
+    """Every check of ``function`` (hidden too) on the objects in ``namespace``; prints a report (hidden
+    checks: passed or failed only) and returns the points earned.
+
+    Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
+    """
+    from shortcutlab.grading.notebook import SYMBOLS, _indent, _one_thread, _title
+
+    base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
+    limit = course.grading.output_limit
+    lines: list[str] = []
+    earned, passed_count = 0.0, 0
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
+        warnings.simplefilter("ignore")
+        planned = [c for c in plan_checks(course, lesson) if c.function == function]
+        checks = collect_checks(import_check_file(course.check_file(lesson)))
+        context = CheckContext(dict(namespace))
+        with _one_thread():
+            for c in planned:
+                outcome = run_check(checks[c.name], context, check_seed(base, lesson.id, c.name), c.timeout,
+                                    function, limit)
+                passed = outcome.status == PASSED
+                earned += c.max_score if passed else 0.0
+                passed_count += passed
+                if c.hidden:
+                    lines.append(f"  {SYMBOLS['passed' if passed else 'failed']} hidden check "
+                                 f"({'passed' if passed else 'failed'})")
+                    continue
+                lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(c.name, function)}")
+                if not passed:
+                    lines.append(_indent(outcome.output(limit)))
+    total = lesson.functions[function].points
+    earned = min(round(earned, 6), float(total))
+    print(f"{function}: {passed_count}/{len(planned)} checks passed, {earned:g}/{total:g} points")
+    print("\n".join(lines))
+    return earned

@@ -1,0 +1,193 @@
+"""Does `shortcutlab gradescope` write a bundle Gradescope can install and run: setup.sh installs the bundled
+package, run_autograder grades the upload in /autograder/submission into /autograder/results/results.json
+(tested against a fake /autograder tree), with the scores `shortcutlab grade` gives?"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from shortcutlab.cli import main
+from shortcutlab.grading.batch import grade_class
+from shortcutlab.grading.gradescope_bundle import CONFIG_FILE, run_autograder, write_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOY_COURSE = """\
+version: 1
+title: Toy course
+grading: {timeout: 5, load_timeout: 20, preload: []}
+lessons:
+  - id: 90_toy
+    title: Adding and scaling
+    notebook: 90_toy.ipynb
+    functions:
+      add: {points: 3, reference: operator.add}
+      scale: {points: 2, reference: operator.mul}
+"""
+
+TOY_CHECKS = '''
+from shortcutlab.grading import check
+
+
+@check("add")
+def test_add(add, seed):
+    assert add(seed, 1) == seed + 1, f"add({seed}, 1) should be {seed + 1}"
+
+
+@check("scale")
+def test_scale_small(scale):
+    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
+
+
+@check("scale", hidden=True)
+def test_scale_big(scale):
+    assert scale(1000, 1000) == 10**6, "the secret big case"
+'''
+
+UPLOAD = json.dumps({"cells": [
+    {"cell_type": "code", "metadata": {"tags": ["setup"]}, "source": "LIMIT = 100", "outputs": [],
+     "execution_count": None},
+    {"cell_type": "code", "source": "def add(a, b):\n    return a + b\n", "outputs": [], "execution_count": None,
+     "metadata": {"nbgrader": {"grade": False, "solution": True, "grade_id": "add", "schema_version": 3}}},
+    {"cell_type": "code", "source": "def scale(x, k):\n    return x * k if x < LIMIT else 0\n", "outputs": [],
+     "execution_count": None,
+     "metadata": {"nbgrader": {"grade": False, "solution": True, "grade_id": "scale", "schema_version": 3}}},
+], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture()
+def toy(tmp_path) -> Path:
+    course = tmp_path / "course"
+    (course / "autograder").mkdir(parents=True)
+    (course / "course.yml").write_text(TOY_COURSE)
+    (course / "autograder" / "test_90_toy.py").write_text(TOY_CHECKS)
+    return course / "course.yml"
+
+
+def fake_autograder(tmp_path: Path, bundle: Path, uploads: dict[str, str]) -> Path:
+    """/autograder as Gradescope lays it out: the zip unpacked in source/, run_autograder copied to the top,
+    the upload in submission/, an empty results/."""
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    (root / "results").mkdir()
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(root / "source")
+    for name in ("run_autograder", "setup.sh"):  # zipfile does not restore permissions
+        (root / "source" / name).chmod(0o755)
+    (root / "run_autograder").write_bytes((root / "source" / "run_autograder").read_bytes())
+    (root / "run_autograder").chmod(0o755)
+    for name, text in uploads.items():
+        (root / "submission" / name).write_text(text)
+    return root
+
+
+def run_bundle(root: Path, script: str = "run_autograder", **extra: str) -> subprocess.CompletedProcess:
+    """Run a bundle script with this interpreter and the bundle's own copy of shortcutlab first on the path."""
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "SHORTCUTLAB_PYTHON": sys.executable,
+           "PYTHONPATH": str(root / "source" / "package"), **extra}
+    env.pop("SHORTCUTLAB_COURSE", None)
+    path = root / script if script == "run_autograder" else root / "source" / script
+    return subprocess.run([str(path)], env=env, capture_output=True, text=True, timeout=300, cwd=root)
+
+
+# ----------------------------------------------------------------------------- the bundle
+
+
+def test_the_bundle_zips_setup_run_autograder_the_package_and_the_course(tmp_path, capsys):
+    folder = tmp_path / "bundle"
+    assert main(["gradescope", str(folder), "--lesson", "03_gradcam"]) == 0
+    assert "autograder.zip" in capsys.readouterr().out
+    with zipfile.ZipFile(folder / "autograder.zip") as archive:
+        names = set(archive.namelist())
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+    assert {"setup.sh", "run_autograder", CONFIG_FILE, "package/pyproject.toml", "course/course.yml",
+            "course/autograder/test_03_gradcam.py", "package/shortcutlab/grading/runner.py"} <= names
+    assert not any("__pycache__" in name for name in names)
+    assert modes["setup.sh"] & stat.S_IXUSR and modes["run_autograder"] & stat.S_IXUSR
+    assert json.loads((folder / CONFIG_FILE).read_text())["lesson"] == "03_gradcam"
+    again = tmp_path / "again"
+    write_bundle(again, lesson="03_gradcam")
+    assert (again / "autograder.zip").read_bytes() == (folder / "autograder.zip").read_bytes()  # reproducible
+
+
+def test_setup_sh_pip_installs_the_bundled_package(tmp_path, toy):
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy), {})
+    done = run_bundle(root, "setup.sh", SHORTCUTLAB_SETUP_DRY_RUN="1")
+    assert done.returncode == 0, done.stderr
+    assert f"{sys.executable} -m pip install --no-cache-dir {root / 'source' / 'package'}" in done.stdout
+
+
+def test_the_bundled_package_builds_offline(tmp_path, toy):
+    pytest.importorskip("setuptools")
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, course=toy)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--quiet", "-w", str(tmp_path / "wheels"), str(bundle / "package")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wheel, = (tmp_path / "wheels").glob("shortcutlab-*.whl")
+    assert "shortcutlab/grading/gradescope_bundle.py" in zipfile.ZipFile(wheel).namelist()
+
+
+# ----------------------------------------------------------------------------- run_autograder
+
+
+def test_run_autograder_grades_the_upload_into_results_json(tmp_path, toy):
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy, lesson="90_toy"),
+                           {"my notebook.ipynb": UPLOAD})
+    done = run_bundle(root)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 4 and results["execution_time"] > 0
+    assert [(t["name"], t["score"], t["max_score"], t["status"], t["visibility"]) for t in results["tests"]] == [
+        ("add: add", 3, 3, "passed", "visible"),
+        ("scale: small", 1, 1, "passed", "visible"),
+        ("scale: hidden check", 0, 1, "failed", "after_published")]
+    assert "secret" not in json.dumps(results)
+    probe = subprocess.run([sys.executable, "-c", "import shortcutlab; print(shortcutlab.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(root / "source" / "package")},
+                           capture_output=True, text=True, timeout=60, cwd=root)
+    assert probe.stdout.strip().startswith(str(root / "source" / "package"))  # the bundle's copy did the grading
+
+
+@pytest.mark.parametrize("uploads, message", [
+    ({}, "upload one notebook for 90_toy"),
+    ({"90_toy.ipynb": '{"cells": ['}, "not a valid notebook"),
+])
+def test_a_bad_upload_gets_0_points_and_says_why(tmp_path, toy, uploads, message):
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy, lesson="90_toy"), uploads)
+    results = run_autograder(root, root / "source" / CONFIG_FILE)
+    assert results["score"] == 0 and message in results["output"]
+    assert json.loads((root / "results" / "results.json").read_text()) == results
+
+
+def test_run_autograder_writes_results_even_if_python_cannot_start(tmp_path, toy):
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy), {"90_toy.py": "x = 1"})
+    done = run_bundle(root, SHORTCUTLAB_PYTHON=str(tmp_path / "no-python-here"))
+    assert done.returncode == 0
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "tell your instructor" in results["output"]
+
+
+@pytest.mark.slow
+def test_a_real_lesson_scores_as_shortcutlab_grade_does(tmp_path):
+    """The 00_colored_mnist mutant without a clamp: only a hidden check notices (11.4 of 12 points)."""
+    mutant = (ROOT / "tests" / "mutants" / "00_colored_mnist" / "colorize__no_clamp.py").read_text()
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", lesson="00_colored_mnist"),
+                           {"submission.py": mutant})
+    done = run_bundle(root)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "00_colored_mnist.py").write_text(mutant)
+    ours = grade_class([tmp_path / "class"], tmp_path / "grades").report.submissions[0]
+    assert results["score"] == pytest.approx(ours.score) == pytest.approx(11.4)
+    assert [t["status"] for t in results["tests"]] == ["passed" if c.status == "passed" else "failed"
+                                                       for c in ours.checks]
