@@ -6,7 +6,7 @@ reference's code starts running while a frame of the student's code is on the st
 check (however it was reached: ``from shortcutlab.data import colorize``, ``shortcutlab.data.colorize``,
 ``importlib``, ``getattr``, ``__import__``). The check calling the reference itself, to compute the value
 it compares with, is not a use. Meant to catch a student delegating to the library, not a student attacking
-the grader: code that switches off the profiler or hides its frames can evade it (docs/threat-model.md).
+the grader: code that switches off the profiler or hides its frames can evade it (the README's "Threat model").
 """
 from __future__ import annotations
 

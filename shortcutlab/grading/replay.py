@@ -9,7 +9,7 @@ answers, as data (decoded here without pickle), so nothing it patches, prints or
 
 A check that hands a student function something that is not plain data (a model, an optimizer, a tensor that
 needs gradients) or that takes a student class cannot be replayed: ``NotReplayable`` says so, and its verdict
-is the one of the process that ran it (see docs/threat-model.md).
+is the one of the process that ran it (see the README's "Threat model").
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ What those processes report is never trusted to pass a check on its own: each pa
 record of the calls it made to student functions, and a process forked from this server (where no student
 code ever runs) re-runs the check from those recorded answers, computing the reference values and the
 verdict itself (replay.py). Reports carry a per-job token, so blindly forged lines are dropped. See
-docs/threat-model.md for what this defends and what it does not.
+the README's "Threat model" for what this defends and what it does not.
 """
 from __future__ import annotations
 
