@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -494,9 +495,11 @@ def test_magics_are_dropped_and_a_notebook_without_metadata_runs_only_definition
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``shortcutlab grade ARGS`` in a subprocess, its gradebook and exports in a throwaway folder."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "shortcutlab", "grade", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    with tempfile.TemporaryDirectory() as out:
+        return subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--out", out, *args], capture_output=True,
+                              text=True, cwd=cwd, env=env, timeout=120)
 
 
 def test_json_output_is_one_document_on_stdout_with_the_documented_schema(toy):
