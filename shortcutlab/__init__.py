@@ -7,6 +7,15 @@ __version__ = "0.1.0"
 __all__ = ["DataError", "ShortcutlabError", "__version__", "check", "pretrained"]
 
 
+def __getattr__(name: str):
+    # shortcutlab.widgets is imported on first use: ipywidgets is slow to import and grading never needs it.
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module("shortcutlab.widgets")
+    raise AttributeError(f"module 'shortcutlab' has no attribute {name!r}")
+
+
 def pretrained(name: str, **kwargs):
     """A trained study model, e.g. ``pretrained("cheater")`` (see ``shortcutlab.study.pretrained``)."""
     from shortcutlab.study import pretrained as load

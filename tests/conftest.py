@@ -13,6 +13,15 @@ os.environ.setdefault("SHORTCUTLAB_CACHE", tempfile.mkdtemp(prefix="shortcutlab-
 os.environ.pop("SHORTCUTLAB_DATA", None)
 
 
+@pytest.fixture(scope="session")
+def study_models(tmp_path_factory):
+    """The study's cheater and consistency models, trained once per session on the embedded digits (about a minute)."""
+    from shortcutlab.study import pretrained
+
+    out = tmp_path_factory.mktemp("study-models")
+    return {name: pretrained(name, data="embedded", out=out, quiet=True) for name in ("cheater", "consistency")}
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
