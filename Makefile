@@ -1,6 +1,7 @@
 # Two entry points, each sets up .venv on first use:
 #   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
 #   make test        -> the test suite
+#   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
-.PHONY: setup reproduce test clean
+.PHONY: setup reproduce test dashboard clean
 setup: $(STAMP)
 
 reproduce: $(STAMP)
@@ -23,6 +24,9 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+dashboard: $(STAMP)
+	$(BIN)/voila lessons/explore.ipynb $(ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts grades .pytest_cache

