@@ -64,15 +64,18 @@ class ModelSpec:
 # The debiased models see the whole train split; their recipes randomise colors, so shape is all that helps.
 MODEL_SPECS: dict[str, ModelSpec] = {
     "cheater": ModelSpec(SimpleCNN, erm, epochs=5, lr=1e-3, batch_size=256, train_limit=2000),
-    "consistency": ModelSpec(SimpleCNN, Consistency(weight=2.0), epochs=2, lr=2e-3, batch_size=128),
-    # GRL plateaus near 97.6% easy val at a constant lr; a third epoch at lr/10 settles it at 98.3%.
+    # Both debiased models plateau at a constant lr (GRL near 97.6% easy val); a last epoch at lr/10
+    # settles them (full MNIST: consistency 98.5% / 98.5%, GRL 98.3% / 98.7% easy val / hard test).
+    "consistency": ModelSpec(SimpleCNN, Consistency(weight=2.0), epochs=3, lr=2e-3, batch_size=128,
+                             lr_milestones=(2,)),
     "grl": ModelSpec(GRLNet, GradientReversal(color_weight=0.5), epochs=3, lr=3e-3, batch_size=128,
                      lr_milestones=(2,)),
 }
 # A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
 # these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
 SMALL_TRAIN = 10_000
-SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6}, "grl": {"epochs": 6, "lr_milestones": (5,)}}
+SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6, "lr_milestones": (5,)},
+                                         "grl": {"epochs": 6, "lr_milestones": (5,)}}
 STUDY_MODELS = ("cheater", "consistency", "grl")
 
 
@@ -141,6 +144,7 @@ class Study:
             try:
                 history, saved = load_checkpoint(path, model)
                 if saved == meta:
+                    model.to(memory_format=torch.channels_last)  # as fit leaves it: same numbers either way
                     self.log(f"{name}: reusing {path}")
                     self._record_training(name, spec, history, cached=True, train_size=meta["train_size"])
                     self._models[name] = model
@@ -338,9 +342,13 @@ ATTACK = {"source_digit": 7, "target": 3, "eps": 0.05, "alpha": 0.01, "steps": 4
           "success": "target softmax probability >= stop_confidence (sample frozen once reached)"}
 
 
+# --quick attacks fewer sevens (the embedded hard test has about 100)
+QUICK_ATTACK = {"count": 64, "eps_curve_count": 32}
+
+
 def task5_attacks(study: Study) -> None:
     """Targeted PGD 7 -> 3 on hard-test sevens: success rate, steps to success, success vs budget and eps."""
-    cfg = ATTACK
+    cfg = {**ATTACK, **QUICK_ATTACK} if study.config.quick else ATTACK
     images, labels, _ = study.split("hard_test").tensors()
     sevens = images[labels == cfg["source_digit"]][:cfg["count"]]
     targets = torch.full((len(sevens),), cfg["target"])
