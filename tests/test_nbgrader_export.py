@@ -119,7 +119,9 @@ def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
     if not executable.exists():
         pytest.skip("nbgrader is not installed (pip install -e '.[test]')")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SHORTCUTLAB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+           # nbgrader runs `alembic` from PATH: the environment's scripts must come first, activated or not
+           "PATH": os.pathsep.join([str(executable.parent), os.environ.get("PATH", "")])}
     env.pop("SHORTCUTLAB_COURSE", None)
     done = subprocess.run([str(executable), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
