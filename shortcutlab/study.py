@@ -139,12 +139,13 @@ class Study:
                 "data_size": len(source.labels)}
         path = self.out / "models" / f"{name}.pt"
         torch.manual_seed(self.config.seed)
-        model = spec.factory()
+        # Channels-last, as fit trains it; loading a checkpoint keeps the layout, so cached and fresh models
+        # compute the same numbers.
+        model = spec.factory().to(memory_format=torch.channels_last)
         if path.exists() and not self.config.force:
             try:
                 history, saved = load_checkpoint(path, model)
                 if saved == meta:
-                    model.to(memory_format=torch.channels_last)  # as fit leaves it: same numbers either way
                     self.log(f"{name}: reusing {path}")
                     self._record_training(name, spec, history, cached=True, train_size=meta["train_size"])
                     self._models[name] = model
