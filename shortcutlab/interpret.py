@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.models import class_logits, eval_mode
+from shortcutlab.models import class_logits, eval_mode, model_device
 
 __all__ = ["activation_maximization", "grad_cam", "total_variation"]
 
@@ -48,8 +48,7 @@ def activation_maximization(
     """
     single = not isinstance(target_class, (Sequence, torch.Tensor))
     classes = [target_class] if single else list(target_class)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model)
     # Drawn on the CPU so a seeded generator gives the same start on every device.
     x = (0.4 + 0.2 * torch.rand((len(classes), *image_shape), generator=generator)).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)

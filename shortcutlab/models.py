@@ -44,6 +44,12 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 class GradReverse(torch.autograd.Function):
     """Identity forward; backward multiplies the incoming gradient by ``-strength``."""
 

@@ -27,7 +27,8 @@ from shortcutlab.attacks import targeted_pgd
 from shortcutlab.data import (COLOR_NAMES, IMAGE_SIZE, NUM_CLASSES, PALETTE, TEXTURE_GRID, colorize,
                               estimate_stroke_color, recolor_rgb, texture_from_noise)
 from shortcutlab.interpret import activation_maximization, grad_cam
-from shortcutlab.models import class_logits, eval_mode
+from shortcutlab.models import class_logits, eval_mode, model_device
+from shortcutlab.train import predict_logits
 from shortcutlab.sae import top_activating
 
 __all__ = ["Explorer", "actmax_explorer", "draw_digit", "epsilon_explorer", "hue_to_rgb", "latent_browser",
@@ -122,16 +123,9 @@ def mnist_preprocess(gray: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-@torch.no_grad()
 def _probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Softmax class probabilities (N, K) on the CPU, in eval mode."""
-    with eval_mode(model):
-        return class_logits(model(images.to(_device(model)))).softmax(dim=1).cpu()
+    return predict_logits(model, images.to(model_device(model))).softmax(dim=1).cpu()
 
 
 def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Callable = grad_cam
@@ -141,7 +135,7 @@ def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Cal
     for name, model in models.items():
         p = _probabilities(model, image[None])[0]
         probabilities[name], predictions[name] = p, int(p.argmax())
-        cams[name] = cam(model, model.target_layer, image[None].to(_device(model)))[0].detach().cpu()
+        cams[name] = cam(model, model.target_layer, image[None].to(model_device(model)))[0].detach().cpu()
     return probabilities, predictions, cams
 
 
@@ -345,7 +339,7 @@ class EpsilonExplorer(Explorer):
                  "delta": {}, "target_confidence": {}, "success": {}, "predictions": {}, "before_confidence": {}}
         targets = torch.tensor([target])
         for name, model in self.models.items():
-            device = _device(model)
+            device = model_device(model)
             result = self.attack(model, self.image[None].to(device), targets.to(device), eps=epsilon, alpha=alpha,
                                  steps=steps if epsilon > 0 else 0)
             adversarial = result.images[0].detach().cpu()
@@ -426,7 +420,7 @@ class ActmaxExplorer(Explorer):
             images = list(pool.map(maximize, self.models.values()))
         for (name, model), image in zip(self.models.items(), images):
             with torch.no_grad(), eval_mode(model):
-                logits = class_logits(model(image[None].to(_device(model)))).cpu()[0]
+                logits = class_logits(model(image[None].to(model_device(model)))).cpu()[0]
             state["images"][name] = image
             state["logit"][name] = float(logits[target])
             state["target_probability"][name] = float(logits.softmax(dim=0)[target])
