@@ -24,8 +24,8 @@ def per_item_render(ds: ColoredMNIST) -> torch.Tensor:
     """The straightforward pipeline: one sample at a time, as a Dataset.__getitem__ + DataLoader would."""
     out = torch.empty(len(ds), 3, 28, 28)
     for i in range(len(ds)):
-        digit = ds._digits[i].float() / 255
-        background = 0.1 + 0.2 * F.interpolate(ds._noise[i:i + 1], size=(28, 28), mode="bilinear",
+        digit = ds.digits()[i].float() / 255
+        background = 0.1 + 0.2 * F.interpolate(ds.noise()[i:i + 1], size=(28, 28), mode="bilinear",
                                                align_corners=False)[0]
         color = PALETTE[ds.color_ids[i]].view(3, 1, 1)
         out[i] = (digit * color + background * (1 - digit)).clamp(0, 1)

@@ -101,8 +101,11 @@ def targeted_pgd(
 
     x = originals.clone()
     if random_start:
-        # uniform_ on an empty_like, as torchattacks does, so generator=None draws the same noise it does.
-        noise = torch.empty_like(originals).uniform_(-eps, eps, generator=generator)
+        # uniform_ on an empty tensor, as torchattacks does, so generator=None draws the same noise it does;
+        # drawn on the generator's device so a CPU generator also seeds an attack on a GPU.
+        noise_device = generator.device if generator is not None else originals.device
+        noise = torch.empty(originals.shape, dtype=originals.dtype, device=noise_device).uniform_(
+            -eps, eps, generator=generator).to(originals.device)
         x = torch.clamp(originals + noise, min=0, max=1)
 
     first_success = torch.full((n,), -1, dtype=torch.int64, device=originals.device)

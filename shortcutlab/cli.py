@@ -15,7 +15,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks) if args.tasks else tuple(TASKS)
     data = args.data if args.data is not None else (EMBEDDED if args.quick else None)
     run_study(StudyConfig(data=data, out=Path(args.out), tasks=tasks, quick=args.quick, force=args.force,
-                          quiet=args.quiet, seed=args.seed))
+                          quiet=args.quiet, seed=args.seed, device=args.device))
     return 0
 
 
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--force", action="store_true", help="retrain models even if cached in --out")
     reproduce.add_argument("--seed", type=int, default=42, help="seed of splits, colors and training (default 42)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    reproduce.add_argument("--device", default="auto", metavar="DEVICE",
+                           help="where to train and measure: auto (a CUDA GPU if torch sees one, else the CPU), "
+                                "cpu, cuda or cuda:<index> (default auto)")
     reproduce.set_defaults(run=_reproduce)
     grade = verbs.add_parser("grade", help="grade lesson notebooks or .py files against the autograder checks",
                              description="Grade submissions (.ipynb or .py; folders are searched), each in its own "

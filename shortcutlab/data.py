@@ -345,10 +345,11 @@ class ColoredMNIST(Dataset):
     ``train``/``val`` are a seeded 90/10 split of MNIST train with the dominant color at rate ``bias``;
     ``hard_test`` is MNIST test and never uses the dominant color (``bias`` is ignored there).
     ``limit`` keeps the first ``limit`` samples; sample i is the same whatever the limit.
+    ``device`` is where images render and labels live (default the CPU); the samples are the same on any device.
     """
 
     def __init__(self, split: str, root: str | os.PathLike | None = None, bias: float = 0.95,
-                 seed: int = 42, limit: int | None = None) -> None:
+                 seed: int = 42, limit: int | None = None, device: str | torch.device | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         _check_bias(bias)
@@ -368,15 +369,25 @@ class ColoredMNIST(Dataset):
         color_ids = assign_colors(labels, self.bias, generator)
         noise = torch.rand(len(index), 1, TEXTURE_GRID, TEXTURE_GRID, generator=generator)
         keep = slice(None) if limit is None else slice(0, int(limit))
+        # Everything random is drawn on the CPU above, so a split is the same samples on every device.
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.index = index[keep]
-        self.labels = labels[keep].contiguous()
-        self.color_ids = color_ids[keep].contiguous()
-        self._noise = noise[keep].contiguous()
-        self._digits = source.digits[self.index]
+        self.labels = labels[keep].contiguous().to(self.device)
+        self.color_ids = color_ids[keep].contiguous().to(self.device)
+        self._noise = noise[keep].contiguous().to(self.device)
+        self._digits = source.digits[self.index].to(self.device)
         self._rendered: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def digits(self) -> torch.Tensor:
+        """The split's gray MNIST digits (N, 28, 28) uint8 in [0, 255], before coloring (stroke intensity)."""
+        return self._digits
+
+    def noise(self) -> torch.Tensor:
+        """The split's low-resolution background noise (N, 1, 7, 7) in [0, 1] (see ``texture_from_noise``)."""
+        return self._noise
 
     def render(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Images (k, 3, 28, 28) for the given sample positions, rendered in one vectorised pass."""
@@ -401,7 +412,7 @@ class ColoredMNIST(Dataset):
 
 def color_given_digit(labels: torch.Tensor, color_ids: torch.Tensor) -> torch.Tensor:
     """P(color | digit) as a (10, 10) float32 matrix, rows = digit summing to 1 (empty rows stay zero)."""
-    labels, color_ids = torch.as_tensor(labels).long(), torch.as_tensor(color_ids).long()
+    labels, color_ids = torch.as_tensor(labels).long().cpu(), torch.as_tensor(color_ids).long().cpu()
     counts = torch.zeros(NUM_CLASSES, NUM_CLASSES)
     counts.index_put_((labels, color_ids), torch.ones(len(labels)), accumulate=True)
     totals = counts.sum(dim=1, keepdim=True)

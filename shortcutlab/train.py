@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shortcutlab.data import NUM_CLASSES, ColoredMNIST
-from shortcutlab.models import class_logits, eval_mode
+from shortcutlab.models import class_logits, eval_mode, model_device
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Data = Union[ColoredMNIST, Tensors]
@@ -43,9 +43,9 @@ def erm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, color_ids:
     return F.cross_entropy(logits, labels), logits
 
 
-def random_colors(n: int, generator: torch.Generator) -> torch.Tensor:
-    """n palette ids (n,) int64 drawn uniformly."""
-    return torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+def random_colors(n: int, generator: torch.Generator, device: torch.device | str | None = None) -> torch.Tensor:
+    """n palette ids (n,) int64 drawn uniformly (from ``generator``'s stream on its device, then moved to ``device``)."""
+    return torch.randint(0, NUM_CLASSES, (n,), generator=generator, device=generator.device).to(device or "cpu")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class Consistency:
     def __call__(self, model, images, labels, color_ids, generator):
         from shortcutlab.debias import consistency_objective
 
-        return consistency_objective(model, images, labels, random_colors(len(images), generator), self.weight)
+        new_colors = random_colors(len(images), generator, images.device)
+        return consistency_objective(model, images, labels, new_colors, self.weight)
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,13 @@ class GradientReversal:
         from shortcutlab.data import recolor
         from shortcutlab.debias import grl_objective
 
-        new_colors = random_colors(len(images), generator)
+        new_colors = random_colors(len(images), generator, images.device)
         return grl_objective(model, recolor(images, new_colors), labels, new_colors, self.color_weight)
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """Confusion matrix (num_classes, num_classes) int64, rows = true label, columns = prediction."""
-    index = labels.long() * num_classes + predictions.long()
+    """Confusion matrix (num_classes, num_classes) int64 on the CPU, rows = true label, columns = prediction."""
+    index = labels.long().cpu() * num_classes + predictions.long().cpu()
     return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
@@ -111,26 +112,30 @@ class EvalResult:
     accuracy: float  # in [0, 1]
     loss: float  # mean cross-entropy per sample
     confusion: torch.Tensor  # (10, 10) int64, rows = true label
-    predictions: torch.Tensor  # (N,) int64
+    predictions: torch.Tensor  # (N,) int64, on the CPU
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Class logits (N, C) in eval mode without gradients; the model's mode is restored."""
+    """Class logits (N, C) on the model's device, in eval mode without gradients; the model's mode is restored.
+    ``images`` (N, 3, H, W) may live on any device: each batch moves to the model's."""
+    device = model_device(model)
     with eval_mode(model):
-        return torch.cat([class_logits(model(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+        return torch.cat([class_logits(model(images[i:i + batch_size].to(device)))
+                          for i in range(0, len(images), batch_size)])
 
 
 def evaluate(model: nn.Module, data: Data, batch_size: int = 2048) -> EvalResult:
     """Accuracy, mean CE loss and confusion matrix of ``model`` on a split (eval mode, mode restored)."""
     images, labels, _ = as_tensors(data)
     logits = predict_logits(model, images, batch_size)
+    labels = labels.to(logits.device)
     predictions = logits.argmax(dim=1)
     return EvalResult(
         accuracy=float((predictions == labels).float().mean()),
         loss=float(F.cross_entropy(logits, labels)),
         confusion=confusion_matrix(predictions, labels, logits.shape[1]),
-        predictions=predictions,
+        predictions=predictions.cpu(),
     )
 
 
@@ -174,7 +179,9 @@ def fit(
     The learning rate is multiplied by ``lr_gamma`` at the start of each epoch listed in ``lr_milestones``
     (0-based), e.g. ``epochs=3, lr_milestones=(2,)`` trains the last epoch at lr/10.
 
-    Deterministic on CPU for a seed (batch order and recipe randomness come from one generator).
+    Runs on the model's device (data may live anywhere: each batch moves there). Deterministic on the CPU
+    for a seed (batch order and recipe randomness come from one CPU generator, so every device sees the same
+    batches and colors; CUDA kernels may still differ in the last bits).
     With ``checkpoint``, the final weights and history are saved there (see ``save_checkpoint``).
     """
     if epochs < 0 or batch_size <= 0 or lr <= 0:
@@ -184,6 +191,7 @@ def fit(
     # Channels-last weights and batches: ~13% faster consistency / GRL training steps on a 2-core CPU (measured
     # against contiguous NCHW in one process); the model keeps this layout after training.
     model.to(memory_format=torch.channels_last)
+    device = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(lr_milestones), gamma=lr_gamma)
@@ -195,20 +203,23 @@ def fit(
             if on_epoch_start is not None:
                 on_epoch_start(model, epoch)
             model.train()
-            order = torch.randperm(len(images), generator=generator)
-            total_loss, correct = 0.0, 0
+            order = torch.randperm(len(images), generator=generator).to(images.device)
+            # Summed on the device and read once per epoch: a float() per step would stall a GPU every batch.
+            total_loss = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
             for i in range(0, len(images), batch_size):
                 batch = order[i:i + batch_size]
-                batch_images = images[batch].contiguous(memory_format=torch.channels_last)
-                loss, logits = recipe(model, batch_images, labels[batch], color_ids[batch], generator)
+                batch_images = images[batch].to(device).contiguous(memory_format=torch.channels_last)
+                batch_labels = labels[batch].to(device)
+                loss, logits = recipe(model, batch_images, batch_labels, color_ids[batch].to(device), generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total_loss += float(loss.detach()) * len(batch)
-                correct += int((logits.argmax(dim=1) == labels[batch]).sum())
+                total_loss += loss.detach().double() * len(batch)
+                correct += (logits.argmax(dim=1) == batch_labels).sum()
                 bar.update(1)
-            history.log("train_loss", total_loss / len(images))
-            history.log("train_accuracy", correct / len(images))
+            history.log("train_loss", float(total_loss) / len(images))
+            history.log("train_accuracy", int(correct) / len(images))
             for name, data in evals.items():
                 result = evaluate(model, data)
                 history.log(f"{name}_loss", result.loss)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shortcutlab.study import MODEL_SPECS, SMALL_DATA_SETTINGS, SMALL_TRAIN, spec_for
+from shortcutlab.study.cache import MODEL_SPECS, SMALL_DATA_SETTINGS, SMALL_TRAIN, spec_for
 
 
 def test_full_mnist_train_split_uses_the_committed_specs():
@@ -33,7 +33,7 @@ def test_the_fingerprint_changes_with_every_training_setting():
 
 
 def test_pretrained_models_are_cached_in_the_course_roots_artifacts_from_any_subfolder(tmp_path, monkeypatch):
-    from shortcutlab.study import default_artifacts
+    from shortcutlab.study.cache import default_artifacts
 
     monkeypatch.delenv("SHORTCUTLAB_ARTIFACTS", raising=False)
     (tmp_path / "course.yml").write_text("version: 1\n")
@@ -48,7 +48,7 @@ def test_pretrained_reuses_the_data_a_cached_model_was_trained_on(tmp_path):
     import torch
 
     from shortcutlab.data import EMBEDDED
-    from shortcutlab.study import cached_data
+    from shortcutlab.study.cache import cached_data
 
     checkpoint = tmp_path / "models" / "grl.pt"
     assert cached_data(checkpoint) == EMBEDDED  # nothing cached yet: the embedded digits
@@ -63,3 +63,56 @@ def test_pretrained_reuses_the_data_a_cached_model_was_trained_on(tmp_path):
         assert cached_data(checkpoint) == expected, meta
     checkpoint.write_bytes(b"not a checkpoint")
     assert cached_data(checkpoint) == EMBEDDED
+
+
+def test_report_numbers_read_as_people_write_them():
+    from shortcutlab.study.formatting import count, decimal, pct
+
+    assert count(5.999999046325684) == "6" and count(5.5) == "5.5" and count(12.0) == "12" and count(None) == "—"
+    assert pct(0.12345) == "12.35%" and pct(None) == "—"
+    assert decimal(0.91234) == "0.912" and decimal(None) == "—"
+
+
+def test_every_task_module_has_a_title_a_run_and_a_report_section_that_is_empty_before_it_ran():
+    from shortcutlab.study import TASKS
+
+    assert sorted(TASKS) == list(range(7))
+    for number, task in TASKS.items():
+        assert task.__name__.split(".")[-1].startswith(f"task{number}_")
+        assert isinstance(task.TITLE, str) and callable(task.run)
+        assert task.report({}) == []
+
+
+def test_task_settings_are_typed_and_frozen():
+    import dataclasses
+
+    import pytest
+
+    from shortcutlab.study import task2_actmax, task3_gradcam, task5_attacks, task6_sae
+
+    for settings in (task2_actmax.SETTINGS, task3_gradcam.SETTINGS, task5_attacks.SETTINGS,
+                     task5_attacks.QUICK_SETTINGS, task6_sae.SETTINGS):
+        assert dataclasses.is_dataclass(settings)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            settings.__setattr__(dataclasses.fields(settings)[0].name, 0)
+    assert task5_attacks.QUICK_SETTINGS.count < task5_attacks.SETTINGS.count
+
+
+def test_nothing_outside_the_study_imports_it_but_the_cli_and_pretrained():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    allowed = {root / "shortcutlab" / "cli.py", root / "shortcutlab" / "__init__.py"}
+    importing = re.compile(r"^\s*(from|import)\s+shortcutlab\.study\b", re.MULTILINE)
+    offenders = []
+    for path in [*(root / "shortcutlab").rglob("*.py"), *(root / "solutions").glob("*.ipynb"),
+                 *(root / "lessons").glob("*.ipynb"), *(root / "autograder").glob("*.py")]:
+        if (root / "shortcutlab" / "study") in path.parents or path in allowed:
+            continue
+        text = path.read_text()
+        if path.suffix == ".ipynb":
+            text = text.replace('\\n",', "\n").replace('"', " ")
+        if importing.search(text):
+            offenders.append(str(path.relative_to(root)))
+    assert not offenders, f"import shortcutlab.study outside the study: {offenders}"

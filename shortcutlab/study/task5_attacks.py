@@ -1,0 +1,113 @@
+"""Task 5: targeted PGD from 7 to 3 on hard-test sevens; how easily is each model fooled?"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from shortcutlab import plots
+from shortcutlab.attacks import targeted_pgd
+from shortcutlab.study.cache import MODEL_TITLES, STUDY_MODELS
+from shortcutlab.study.context import Study
+from shortcutlab.study.formatting import count, pct
+from shortcutlab.train import predict_logits
+
+TITLE = "Targeted adversarial attack"
+# The report's Table 4, one image each: before (class, confidence) -> after (target confidence), steps.
+REPORT_EXAMPLES = {"cheater": "3 (64%) -> 3 (90%), 6 steps", "consistency": "7 (100%) -> 3 (92%), 12 steps",
+                   "grl": "7 (100%) -> 3 (98%), 8 steps"}
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """The attack of the report (L_inf PGD, eps and alpha in [0, 1] pixel units) and how many sevens it hits."""
+
+    source_digit: int = 7
+    target: int = 3
+    eps: float = 0.05
+    alpha: float = 0.01
+    steps: int = 40
+    stop_confidence: float = 0.9
+    count: int = 256  # hard-test sevens attacked
+    eps_curve: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
+    eps_curve_count: int = 64  # sevens per point of the success-vs-eps curve (alpha eps/4)
+    loss: str = "cross-entropy towards the target, L_inf PGD, no random start"
+    success: str = "target softmax probability >= stop_confidence (sample frozen once reached)"
+
+
+SETTINGS = AttackSettings()
+QUICK_SETTINGS = replace(SETTINGS, count=64, eps_curve_count=32)  # the embedded hard test has about 100 sevens
+
+
+def attack_model(model, sevens: torch.Tensor, settings: AttackSettings) -> tuple[dict, object, list[float]]:
+    """One model's results entry, its AttackResult on all sevens, and its success-by-budget curve."""
+    targets = torch.full((len(sevens),), settings.target)
+    result = targeted_pgd(model, sevens, targets, eps=settings.eps, alpha=settings.alpha, steps=settings.steps,
+                          stop_confidence=settings.stop_confidence)
+    succeeded = result.steps[result.success].float()
+    hits = (result.steps >= 0) & result.success
+    curve = [round(float((hits & (result.steps <= b)).float().mean()), 4) for b in range(settings.steps + 1)]
+    subset = slice(0, settings.eps_curve_count)
+    eps_rates = [round(float(targeted_pgd(model, sevens[subset], targets[subset], eps=eps, alpha=eps / 4,
+                                          steps=settings.steps, stop_confidence=settings.stop_confidence)
+                             .success.float().mean()), 4) for eps in settings.eps_curve]
+    before = predict_logits(model, sevens[:1]).softmax(1)[0]
+    entry = {"success_rate": round(float(result.success.float().mean()), 4),
+             "median_steps": round(float(succeeded.median()), 1) if len(succeeded) else None,
+             "p90_steps": round(float(succeeded.quantile(0.9)), 1) if len(succeeded) else None,
+             "mean_target_confidence": round(float(result.confidence.mean()), 4),
+             "max_linf": round(float((result.images - sevens.to(result.images.device)).abs().amax()), 5),
+             "success_by_budget": curve,
+             "success_by_eps": eps_rates,
+             "example": {"before": [int(before.argmax()), round(float(before.max()), 4)],
+                         "after_target_confidence": round(float(result.confidence[0]), 4),
+                         "steps": int(result.steps[0])}}
+    return entry, result, curve
+
+
+def run(study: Study) -> None:
+    """Success rate, steps to success, success vs step budget and vs eps, and one example per model."""
+    settings = QUICK_SETTINGS if study.config.quick else SETTINGS
+    images, labels, _ = study.split("hard_test").tensors()
+    sevens = images[labels == settings.source_digit][:settings.count]
+    budgets = list(range(settings.steps + 1))
+    by_model, budget_curves, eps_curves, examples = {}, {}, {}, {}
+    for name in STUDY_MODELS:
+        entry, result, curve = attack_model(study.model(name), sevens, settings)
+        by_model[name] = entry
+        budget_curves[name] = (budgets, curve)
+        eps_curves[name] = (list(settings.eps_curve), entry["success_by_eps"])
+        before_class, before_confidence = entry["example"]["before"]
+        examples[name] = (sevens[0].cpu(), result.images[0].cpu(),
+                          f"{before_class} ({before_confidence:.0%}) -> {settings.target} "
+                          f"({entry['example']['after_target_confidence']:.0%}), {entry['example']['steps']} steps")
+    study.results["attack"] = {**asdict(settings), "eps_curve": list(settings.eps_curve), "count": len(sevens),
+                               "models": by_model}
+    study.figure("task5_attack_example", plots.attack_figure(examples))
+    study.figure("task5_success_vs_budget", plots.curves(budget_curves, "PGD step budget",
+                                                         f"success rate (target prob >= {settings.stop_confidence})",
+                                                         f"{settings.source_digit} -> {settings.target}, "
+                                                         f"eps {settings.eps}"))
+    study.figure("task5_success_vs_eps", plots.curves(eps_curves, "eps (L_inf)", "success rate",
+                                                      f"{settings.source_digit} -> {settings.target}, "
+                                                      f"{settings.steps} steps, alpha eps/4"))
+
+
+def report(results: dict) -> list[str]:
+    """The Task 5 section of report.md (empty when the task did not run)."""
+    attack = results.get("attack")
+    if not attack:
+        return []
+    lines = ["## Task 5: Targeted PGD attack", "",
+             f"{attack['count']} hard-test sevens attacked towards {attack['target']}: eps {attack['eps']}, alpha "
+             f"{attack['alpha']}, up to {attack['steps']} steps; loss: {attack['loss']}; success: "
+             f"{attack['success']} ({attack['stop_confidence']}).", "",
+             "| Model | Report (one image) | Success rate | Median steps | 90th pct steps | Mean target conf. |",
+             "|---|---|---|---|---|---|"]
+    for name, e in attack["models"].items():
+        lines.append(f"| {MODEL_TITLES[name]} | {REPORT_EXAMPLES[name]} | {pct(e['success_rate'])} | "
+                     f"{count(e['median_steps'])} | {count(e['p90_steps'])} | {pct(e['mean_target_confidence'])} |")
+    lines += ["", "Success rate by eps (" + ", ".join(str(e) for e in attack["eps_curve"]) + "): " +
+              "; ".join(f"{MODEL_TITLES[n]} " + " / ".join(pct(v) for v in e["success_by_eps"])
+                        for n, e in attack["models"].items())]
+    return lines + [""]
