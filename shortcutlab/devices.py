@@ -1,5 +1,11 @@
-"""Which torch device to compute on: ``auto`` (CUDA when there is one, else the CPU), ``cpu`` or ``cuda[:k]``."""
+"""Which torch device to compute on: ``auto`` (CUDA when there is one, else the CPU), ``cpu`` or ``cuda[:k]``.
+
+``$SHORTCUTLAB_DEVICE`` (e.g. ``cpu``) replaces ``auto`` everywhere: ``SHORTCUTLAB_DEVICE=cpu make test``
+runs the whole suite, notebooks included, on the CPU of a machine that has a GPU.
+"""
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -9,11 +15,13 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """The torch.device for ``device`` ("auto" or None: CUDA if available, else CPU); a clear error for a
-    CUDA device this machine does not have."""
+    """The torch.device for ``device`` ("auto" or None: $SHORTCUTLAB_DEVICE if set, else CUDA if available,
+    else the CPU); a clear error for a CUDA device this machine does not have."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        device = os.environ.get("SHORTCUTLAB_DEVICE") or "auto"
     if isinstance(device, torch.device):
         choice = device
-    elif device is None or str(device) == "auto":
+    elif str(device) == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     else:
         try:

@@ -10,6 +10,7 @@ from shortcutlab.study.context import Study, StudyConfig
 
 
 def test_auto_is_the_cpu_without_a_gpu_and_cuda_with_one(monkeypatch):
+    monkeypatch.delenv("SHORTCUTLAB_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -52,5 +53,15 @@ def test_the_study_renders_its_data_and_trains_its_models_on_the_chosen_device(d
 
 
 def test_a_study_asked_for_auto_on_a_gpu_machine_picks_cuda(monkeypatch, tmp_path):
+    monkeypatch.delenv("SHORTCUTLAB_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert Study(StudyConfig(out=tmp_path, device="auto")).device == torch.device("cuda")
+
+
+def test_the_environment_variable_forces_what_auto_means(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("SHORTCUTLAB_DEVICE", "cpu")
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    monkeypatch.setenv("SHORTCUTLAB_DEVICE", "tpu")
+    with pytest.raises(ShortcutlabError, match="tpu"):
+        resolve_device()
