@@ -14,6 +14,7 @@ import torch
 from shortcutlab.data import COLOR_NAMES, PALETTE
 from shortcutlab.grading import (CheckFailure, check, expect_close, expect_dtype, expect_equal, expect_range,
                                  expect_shape, expect_true)
+from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
 from shortcutlab.data import color_given_digit as reference_color_given_digit
@@ -25,6 +26,11 @@ IMAGE = 28
 _PALETTE = PALETTE.clone()  # a copy no submission can change in place
 # chi-square quantile for 8 degrees of freedom at p = 1e-6: uniform "other colors" exceed it once in a million
 CHI2_8DOF_1E6 = 42.7
+# Roundings a correct answer may differ by from the reference (shortcutlab.tolerance): colorize's formula, written
+# any of the usual ways (d * c + b * (1 - d), b + d * (c - b), lerp), and P(color | digit), a count divided by a count
+# (or multiplied by its inverse); its row sums add 10 of those.
+COLORIZE_OPS, CGD_OPS = 4, 2
+ROW_SUM_OPS = NUM_CLASSES + CGD_OPS
 
 
 def _generator(seed: int, salt: int = 0) -> torch.Generator:
@@ -224,7 +230,8 @@ def _colorize_hint(digits: torch.Tensor, color_ids: torch.Tensor, background: to
             ((1 - d) * color + background * d).clamp(0, 1),
     }
     for hint, value in slips.items():
-        if got.shape == value.shape and torch.allclose(got.detach().float(), value, atol=1e-4):
+        if got.shape == value.shape and torch.allclose(got.detach().float(), value,
+                                                       **tolerance_for(value, ops=COLORIZE_OPS)):
             return hint
     return ("out = clamp(d * PALETTE[c] + background * (1 - d), 0, 1) with d of shape (N, 1, 28, 28) and "
             "PALETTE[c] of shape (N, 3, 1, 1)")
@@ -254,14 +261,15 @@ def test_colorize_shows_background_where_blank_and_color_on_full_strokes(coloriz
     digits.zero_()
     digits[:, 14:20, 10:18] = 1.0
     out = _call_colorize(colorize, digits, color_ids, background)
-    expect_close(out[:, :, :14], background[:, :, :14].expand(-1, 3, -1, -1),
-                 "colorize where the digit is blank (d = 0)", atol=1e-6, rtol=0,
+    blank = background[:, :, :14].expand(-1, 3, -1, -1)
+    expect_close(out[:, :, :14], blank, "colorize where the digit is blank (d = 0)",
+                 **tolerance_for(blank, ops=COLORIZE_OPS),
                  hint="where d = 0 the image is the background, the same gray in R, G and B")
     k = int(torch.randint(0, 4, (1,), generator=_generator(seed, 23)))
     wanted = _PALETTE[color_ids[k]]
     got = out[k, :, 16, 12]
     expect_close(got, wanted, f"the pixel color of image {k}'s full stroke (d = 1, color id {int(color_ids[k])}, "
-                 f"{COLOR_NAMES[int(color_ids[k])]})", atol=1e-6, rtol=0,
+                 f"{COLOR_NAMES[int(color_ids[k])]})", **tolerance_for(wanted, ops=COLORIZE_OPS),
                  hint="where d = 1 the pixel is PALETTE[color_ids[i]]")
 
 
@@ -271,8 +279,9 @@ def test_colorize_matches_the_formula(colorize, seed):
     n = int(torch.randint(2, 9, (1,), generator=_generator(seed, 24)))
     digits, color_ids, background = _colorize_inputs(seed, n, 25)
     out = _call_colorize(colorize, digits, color_ids, background)
-    expect_close(out, reference_colorize(digits, color_ids, background), f"colorize of {n} random digits",
-                 atol=1e-5, rtol=1e-5, hint=_colorize_hint(digits, color_ids, background, out))
+    expected = reference_colorize(digits, color_ids, background)
+    expect_close(out, expected, f"colorize of {n} random digits", **tolerance_for(expected, ops=COLORIZE_OPS),
+                 hint=_colorize_hint(digits, color_ids, background, out))
 
 
 @check("colorize", hidden=True)
@@ -282,10 +291,12 @@ def test_colorize_clamps_to_unit_range(colorize, seed):
     out = _call_colorize(colorize, digits, color_ids, background)
     d, color = digits.unsqueeze(1), _PALETTE[color_ids].view(-1, 3, 1, 1)
     unclamped = d * color + background * (1 - d)
-    hint = "clamp the result to [0, 1] (.clamp(0, 1))" if torch.allclose(out, unclamped, atol=1e-4) else \
-        _colorize_hint(digits, color_ids, background, out)
-    expect_close(out, reference_colorize(digits, color_ids, background),
-                 "colorize of strokes with intensities in [-0.3, 1.3]", atol=1e-5, rtol=1e-5, hint=hint)
+    hint = "clamp the result to [0, 1] (.clamp(0, 1))" \
+        if torch.allclose(out, unclamped, **tolerance_for(unclamped, ops=COLORIZE_OPS)) \
+        else _colorize_hint(digits, color_ids, background, out)
+    expected = reference_colorize(digits, color_ids, background)
+    expect_close(out, expected, "colorize of strokes with intensities in [-0.3, 1.3]",
+                 **tolerance_for(expected, ops=COLORIZE_OPS), hint=hint)
 
 
 @check("colorize", hidden=True)
@@ -327,11 +338,12 @@ def test_color_given_digit_matches_the_counts(color_given_digit, seed):
     out = _call_cgd(color_given_digit, labels, colors)
     expected = reference_color_given_digit(labels, colors)
     hint = "entry [d, c] = (number of samples with label d and color c) / (number of samples with label d)"
-    if torch.allclose(out, expected.T, atol=1e-5):
+    ones = torch.ones(NUM_CLASSES)
+    if torch.allclose(out, expected.T, **tolerance_for(expected, ops=CGD_OPS)):
         hint = "the matrix is transposed: rows must be digits (labels), columns colors"
-    elif torch.allclose(out.sum(dim=0), torch.ones(NUM_CLASSES), atol=1e-4):
+    elif torch.allclose(out.sum(dim=0), ones, **tolerance_for(ones, ops=ROW_SUM_OPS)):
         hint = "columns sum to 1 but rows must: normalise each digit's row by that digit's count"
-    expect_close(out, expected, "P(color | digit)", atol=1e-5, rtol=1e-5, hint=hint)
+    expect_close(out, expected, "P(color | digit)", **tolerance_for(expected, ops=CGD_OPS), hint=hint)
 
 
 @check("color_given_digit")
@@ -340,7 +352,8 @@ def test_color_given_digit_rows_are_probability_distributions(color_given_digit,
     labels, colors = _skewed_pairs(seed, 300, 31)
     out = _call_cgd(color_given_digit, labels, colors)
     expect_range(out, 0.0, 1.0, "P(color | digit)")
-    expect_close(out.sum(dim=1), torch.ones(NUM_CLASSES), "the row sums of P(color | digit)", atol=1e-5, rtol=0,
+    ones = torch.ones(NUM_CLASSES)
+    expect_close(out.sum(dim=1), ones, "the row sums of P(color | digit)", **tolerance_for(ones, ops=ROW_SUM_OPS),
                  hint="each row d is a distribution over colors: divide by the number of samples of digit d")
 
 
@@ -351,6 +364,7 @@ def test_color_given_digit_gives_zero_rows_for_absent_digits(color_given_digit, 
     absent = int(torch.randint(0, NUM_CLASSES, (1,), generator=_generator(seed, 33)))
     keep = labels != absent
     out = _call_cgd(color_given_digit, labels[keep], colors[keep])
-    expect_close(out, reference_color_given_digit(labels[keep], colors[keep]),
-                 f"P(color | digit) when digit {absent} never occurs", atol=1e-5, rtol=1e-5,
+    expected = reference_color_given_digit(labels[keep], colors[keep])
+    expect_close(out, expected, f"P(color | digit) when digit {absent} never occurs",
+                 **tolerance_for(expected, ops=CGD_OPS),
                  hint=f"row {absent} must be all zeros: divide only rows whose count is above 0")

@@ -21,6 +21,7 @@ from shortcutlab.grading import (
     expect_tensor,
     expect_true,
 )
+from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
 from shortcutlab.interpret import total_variation as reference_total_variation
@@ -33,6 +34,11 @@ def _generator(seed: int, salt: int = 0) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------------- total_variation
+
+
+def _tv_ops(images: torch.Tensor) -> int:
+    """Roundings in one image's total variation (shortcutlab.tolerance): a difference and a sum per neighbour pair."""
+    return 2 * images[0].numel()
 
 
 def _tv_hint(images: torch.Tensor, got: torch.Tensor) -> str:
@@ -50,7 +56,8 @@ def _tv_hint(images: torch.Tensor, got: torch.Tensor) -> str:
             dv.abs().mean(dim=(1, 2, 3)) + dh.abs().mean(dim=(1, 2, 3)),
     }
     for hint, value in slips.items():
-        if got.shape == value.shape and torch.allclose(got.detach().double(), value.double(), atol=1e-4, rtol=1e-4):
+        if got.shape == value.shape and torch.allclose(got.detach().double(), value.double(),
+                                                       **tolerance_for(value, ops=_tv_ops(images))):
             return hint
     return "per image, sum |vertical| + |horizontal| neighbour differences over channels and pixels"
 
@@ -76,9 +83,10 @@ def test_total_variation_matches_reference_on_random_images(total_variation, see
     w += h == w  # non-square catches swapped height/width
     images = torch.rand(n, c, h, w, generator=g)
     got = _call_tv(total_variation, images)
+    expected = reference_total_variation(images)
     expect_close(
-        got, reference_total_variation(images), f"total_variation of images {tuple(images.shape)}",
-        atol=1e-4, rtol=1e-5, hint=_tv_hint(images, got),
+        got, expected, f"total_variation of images {tuple(images.shape)}",
+        **tolerance_for(expected, ops=_tv_ops(images)), hint=_tv_hint(images, got),
     )
 
 
@@ -111,9 +119,11 @@ def test_total_variation_samples_are_independent(total_variation, seed):
     after = _call_tv(total_variation, changed)
     others = [i for i in range(4) if i != k]
     expect_close(after[others], before[others], f"total variation of the images other than image {k}",
-                 atol=1e-5, rtol=1e-5, hint="each image's value must depend on that image only")
-    expect_close(after[k], reference_total_variation(changed)[k], f"total variation of the changed image {k}",
-                 atol=1e-4, rtol=1e-5)
+                 **tolerance_for(before[others], ops=_tv_ops(images)),
+                 hint="each image's value must depend on that image only")
+    expected = reference_total_variation(changed)[k]
+    expect_close(after[k], expected, f"total variation of the changed image {k}",
+                 **tolerance_for(expected, ops=_tv_ops(images)))
 
 
 @check("total_variation", hidden=True)
@@ -129,8 +139,9 @@ def test_total_variation_is_differentiable_with_the_reference_gradient(total_var
     (grad,) = torch.autograd.grad((out * weights).sum(), x)
     ref_x = images.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad((reference_total_variation(ref_x) * weights).sum(), ref_x)
-    expect_close(grad, expected, "gradient of total_variation with respect to the images", atol=1e-4, rtol=1e-4,
-                 hint="use absolute differences summed per image")
+    # each pixel's gradient adds the signs of its (up to 4) neighbour differences, times its image's weight
+    expect_close(grad, expected, "gradient of total_variation with respect to the images",
+                 **tolerance_for(expected, ops=4 + 1), hint="use absolute differences summed per image")
 
 
 # ----------------------------------------------------------------------------- activation_maximization

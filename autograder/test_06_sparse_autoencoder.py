@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortcutlab.grading import CheckFailure, check, expect_close, expect_shape, expect_true
+from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
 from shortcutlab.sae import SparseAutoencoder as ReferenceSparseAutoencoder
@@ -17,6 +18,15 @@ from shortcutlab.sae import fraction_variance_unexplained as reference_fraction_
 from shortcutlab.sae import sae_loss as reference_sae_loss
 
 PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec")
+# Roundings a correct answer may differ by from the reference (shortcutlab.tolerance), at the checks' sizes (N <= 13,
+# d_in <= 8, d_hidden <= 16): encode's d_in-term product and bias, decode's d_hidden-term one, a row norm (d_in
+# squares, a root, a division), the loss's sums over features and latents and its mean over rows, a gradient's sums
+# over rows, the FVU's two sums over all entries and the feature means.
+ENCODE_OPS, DECODE_OPS, NORM_OPS = 8 + 2, 16 + 1, 2 * 8 + 2
+FORWARD_OPS = ENCODE_OPS + DECODE_OPS
+LOSS_OPS = 8 + 16 + 9 + 2
+GRAD_OPS = FORWARD_OPS + LOSS_OPS + 9 + 16
+FVU_OPS = 2 * 13 * 8 + 13 + 2
 
 
 def _generator(seed: int, salt: int = 0) -> torch.Generator:
@@ -34,8 +44,15 @@ def _sizes(seed: int, salt: int) -> tuple[int, int, int]:
     return int(torch.randint(4, 10, (1,), generator=g)), d_in, d_in + int(torch.randint(2, 9, (1,), generator=g))
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.detach().double(), b.detach().double(), atol=1e-5, rtol=1e-4))
+def _close(a: torch.Tensor, b: torch.Tensor, ops: int) -> bool:
+    """``a`` equals ``b`` up to the roundings of ``ops`` operations (to recognise a slip from its value)."""
+    return a.shape == b.shape and bool(torch.allclose(a.detach().double(), b.detach().double(),
+                                                      **tolerance_for(b, ops=ops)))
+
+
+def _fvu_close(got: float, value: float) -> bool:
+    tolerance = tolerance_for(value, ops=FVU_OPS, dtype=torch.float32)
+    return abs(got - value) <= tolerance["atol"] + tolerance["rtol"] * abs(value)
 
 
 # ----------------------------------------------------------------------------- SparseAutoencoder
@@ -84,7 +101,7 @@ def _encode_hint(values: dict[str, torch.Tensor], x: torch.Tensor, got: torch.Te
         "encode uses W_dec.T; it must use W_enc (they are separate parameters)": F.relu((x - b_dec) @ w_dec.T + b_enc),
     }
     for hint, value in slips.items():
-        if _close(got, value):
+        if _close(got, value, ENCODE_OPS):
             return hint
     return "encode(x) = relu((x - b_dec) @ W_enc + b_enc)"
 
@@ -114,20 +131,23 @@ def test_sparse_autoencoder_encode_and_decode_follow_the_formulas(SparseAutoenco
     with torch.no_grad():
         f, expected_f = sae.encode(x.clone()), reference.encode(x)
         expect_shape(f, (n, d_hidden), "encode(x)")
+        encode_tolerance = tolerance_for(expected_f, ops=ENCODE_OPS)
         try:
-            expect_close(f, expected_f, "encode(x)", atol=1e-5, rtol=1e-4)
+            expect_close(f, expected_f, "encode(x)", **encode_tolerance)
         except CheckFailure:
-            expect_close(f, expected_f, "encode(x)", atol=1e-5, rtol=1e-4, hint=_encode_hint(values, x, f))
+            expect_close(f, expected_f, "encode(x)", **encode_tolerance, hint=_encode_hint(values, x, f))
         latents = F.relu(torch.randn(n, d_hidden, generator=_generator(seed, 8)))
         x_hat = sae.decode(latents.clone())
         expect_shape(x_hat, (n, d_in), "decode(f)")
-        expect_close(x_hat, reference.decode(latents), "decode(f)", atol=1e-5, rtol=1e-4,
+        expected_x_hat = reference.decode(latents)
+        expect_close(x_hat, expected_x_hat, "decode(f)", **tolerance_for(expected_x_hat, ops=DECODE_OPS),
                      hint="decode(f) = f @ W_dec + b_dec (b_dec is added back after decoding)")
         out = sae(x.clone())
         expected_x_hat, _ = reference(x)
-        expect_close(out[1], expected_f, "forward(x)[1], the latents f", atol=1e-5, rtol=1e-4,
+        expect_close(out[1], expected_f, "forward(x)[1], the latents f", **encode_tolerance,
                      hint="forward returns (decode(encode(x)), encode(x))")
-        expect_close(out[0], expected_x_hat, "forward(x)[0], the reconstruction x_hat", atol=1e-5, rtol=1e-4,
+        expect_close(out[0], expected_x_hat, "forward(x)[0], the reconstruction x_hat",
+                     **tolerance_for(expected_x_hat, ops=FORWARD_OPS),
                      hint="forward returns (decode(encode(x)), encode(x))")
 
 
@@ -144,9 +164,11 @@ def test_sparse_autoencoder_normalize_decoder_makes_every_row_unit_norm(SparseAu
     norms = sae.W_dec.detach().norm(dim=1)
     expected = values["W_dec"] / values["W_dec"].norm(dim=1, keepdim=True)
     hint = "each *row* (one latent's direction, dim=1) gets unit norm: W_dec / W_dec.norm(dim=1, keepdim=True)"
-    expect_close(norms, torch.ones(d_hidden), f"norms of the {d_hidden} rows of W_dec after normalize_decoder_()",
-                 atol=1e-5, rtol=0, hint=hint)
-    expect_close(sae.W_dec.detach(), expected, "W_dec after normalize_decoder_()", atol=1e-5, rtol=1e-4, hint=hint)
+    ones = torch.ones(d_hidden)
+    expect_close(norms, ones, f"norms of the {d_hidden} rows of W_dec after normalize_decoder_()",
+                 **tolerance_for(ones, ops=2 * NORM_OPS), hint=hint)
+    expect_close(sae.W_dec.detach(), expected, "W_dec after normalize_decoder_()",
+                 **tolerance_for(expected, ops=NORM_OPS), hint=hint)
     for name in ("W_enc", "b_enc", "b_dec"):
         expect_close(getattr(sae, name).detach(), values[name], f"{name} after normalize_decoder_()", atol=0, rtol=0,
                      hint="normalize_decoder_ changes W_dec only")
@@ -158,8 +180,10 @@ def test_sparse_autoencoder_starts_with_unit_decoder_rows_zero_biases_reproducib
     _, d_in, d_hidden = _sizes(seed, 11)
     a = _build(SparseAutoencoder, d_in, d_hidden, seed)
     b = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    expect_close(a.W_dec.detach().norm(dim=1), torch.ones(d_hidden), "norms of the rows of a fresh W_dec", atol=1e-5,
-                 rtol=0, hint="start from random unit directions: randn rows divided by their norms")
+    ones = torch.ones(d_hidden)
+    expect_close(a.W_dec.detach().norm(dim=1), ones, "norms of the rows of a fresh W_dec",
+                 **tolerance_for(ones, ops=2 * NORM_OPS),
+                 hint="start from random unit directions: randn rows divided by their norms")
     for name in ("b_enc", "b_dec"):
         expect_close(getattr(a, name).detach(), torch.zeros_like(getattr(a, name)), f"a fresh {name}", atol=0, rtol=0,
                      hint="biases start at zero")
@@ -182,8 +206,10 @@ def test_sparse_autoencoder_gradients_match_the_reference(SparseAutoencoder, see
     for name in PARAMETERS:
         got = getattr(sae, name).grad
         expect_true(got is not None, f"{name} got no gradient: use it in encode/decode with torch operations")
-        expect_close(got, getattr(reference, name).grad, f"gradient of the loss with respect to {name}", atol=1e-4,
-                     rtol=1e-4, hint="encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec")
+        expected = getattr(reference, name).grad
+        expect_close(got, expected, f"gradient of the loss with respect to {name}",
+                     **tolerance_for(expected, ops=GRAD_OPS),
+                     hint="encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec")
 
 
 # ----------------------------------------------------------------------------- sae_loss
@@ -212,7 +238,7 @@ def _loss_hint(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float,
         "the reconstruction error is not squared": (x_hat - x).abs().sum(dim=1).mean() + l1 * sparsity,
     }
     for hint, value in slips.items():
-        if _close(got, value):
+        if _close(got, value, LOSS_OPS):
             return hint
     return "loss = (x_hat - x).pow(2).sum(dim=1).mean() + l1 * f.abs().sum(dim=1).mean()"
 
@@ -223,10 +249,11 @@ def _check_loss(sae_loss, x, x_hat, f, l1, what, pass_l1=True) -> torch.Tensor:
         got_what = f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
         raise CheckFailure(f"sae_loss should return a scalar tensor (so that .backward() works), got {got_what}")
     expected = reference_sae_loss(x, x_hat, f, l1)
+    tolerance = tolerance_for(expected, ops=LOSS_OPS)
     try:
-        expect_close(got, expected, what, atol=1e-5, rtol=1e-4)
+        expect_close(got, expected, what, **tolerance)
     except CheckFailure:
-        expect_close(got, expected, what, atol=1e-5, rtol=1e-4, hint=_loss_hint(x, x_hat, f, l1, got.detach()))
+        expect_close(got, expected, what, **tolerance, hint=_loss_hint(x, x_hat, f, l1, got.detach()))
     return got
 
 
@@ -265,9 +292,11 @@ def test_sae_loss_gradient_matches_reference(sae_loss, seed):
         # allow_unused: a loss that ignores f has a zero gradient there, which the comparison then reports
         grads.append([torch.zeros_like(t) if g is None else g
                       for t, g in zip((xh, ff), torch.autograd.grad(loss.sum(), (xh, ff), allow_unused=True))])
-    expect_close(grads[0][0], grads[1][0], "gradient of sae_loss with respect to x_hat", atol=1e-5, rtol=1e-4,
+    expect_close(grads[0][0], grads[1][0], "gradient of sae_loss with respect to x_hat",
+                 **tolerance_for(grads[1][0], ops=LOSS_OPS),
                  hint="the reconstruction term is mean_n ||x_hat - x||^2 (squares summed over features)")
-    expect_close(grads[0][1], grads[1][1], "gradient of sae_loss with respect to f", atol=1e-5, rtol=1e-4,
+    expect_close(grads[0][1], grads[1][1], "gradient of sae_loss with respect to f",
+                 **tolerance_for(grads[1][1], ops=LOSS_OPS),
                  hint="the sparsity term is l1 * mean_n ||f||_1 (|f| summed over latents)")
 
 
@@ -298,7 +327,7 @@ def _fvu_hint(x: torch.Tensor, x_hat: torch.Tensor, got: float) -> str:
             1 - residual.sum() / centered.sum(),
     }
     for hint, value in slips.items():
-        if abs(got - float(value)) <= 1e-5 + 1e-4 * abs(float(value)):
+        if _fvu_close(got, float(value)):
             return hint
     return "FVU = sum ||x - x_hat||^2 / sum ||x - x.mean(dim=0)||^2 (sums over rows and features)"
 
@@ -319,8 +348,9 @@ def test_fraction_variance_unexplained_matches_reference_on_random_data(fraction
     x, x_hat = _fvu_data(seed, 30)
     got = _call_fvu(fraction_variance_unexplained, x, x_hat)
     expected = reference_fraction_variance_unexplained(x, x_hat)
-    expect_close(got, expected, f"fraction_variance_unexplained of x {tuple(x.shape)}", atol=1e-5, rtol=1e-4,
-                 hint=None if abs(got - expected) <= 1e-5 + 1e-4 * abs(expected) else _fvu_hint(x, x_hat, got))
+    expect_close(got, expected, f"fraction_variance_unexplained of x {tuple(x.shape)}",
+                 **tolerance_for(expected, ops=FVU_OPS, dtype=torch.float32),
+                 hint=None if _fvu_close(got, expected) else _fvu_hint(x, x_hat, got))
 
 
 @check("fraction_variance_unexplained")
@@ -331,7 +361,8 @@ def test_fraction_variance_unexplained_is_0_for_perfect_and_1_for_the_mean(fract
                  rtol=0, hint="the residual sum ||x - x_hat||^2 is 0 when x_hat = x")
     mean = x.mean(dim=0, keepdim=True).expand_as(x)
     got = _call_fvu(fraction_variance_unexplained, x, mean)
-    expect_close(got, 1.0, "FVU of predicting the mean row x.mean(dim=0) for every row", atol=1e-5, rtol=0,
+    expect_close(got, 1.0, "FVU of predicting the mean row x.mean(dim=0) for every row",
+                 **tolerance_for(1.0, ops=FVU_OPS),
                  hint=_fvu_hint(x, mean, got))
 
 
@@ -344,6 +375,7 @@ def test_fraction_variance_unexplained_returns_a_float_without_touching_gradient
     got = fraction_variance_unexplained(x, x_hat)
     expect_true(isinstance(got, float), f"fraction_variance_unexplained should return a Python float, got "
                 f"{type(got).__name__}. Hint: return float(residual / total)")
-    expect_close(got, reference_fraction_variance_unexplained(x, x_hat.detach()), "fraction_variance_unexplained",
-                 atol=1e-5, rtol=1e-4)
+    expected = reference_fraction_variance_unexplained(x, x_hat.detach())
+    expect_close(got, expected, "fraction_variance_unexplained",
+                 **tolerance_for(expected, ops=FVU_OPS, dtype=torch.float32))
     expect_true(x_hat.grad is None, "fraction_variance_unexplained left a gradient in x_hat.grad; it is a metric")

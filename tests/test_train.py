@@ -9,6 +9,7 @@ from shortcutlab.data import EMBEDDED, ColoredMNIST
 from shortcutlab.models import GRLNet, SimpleCNN, class_logits
 from shortcutlab.train import (Consistency, GradientReversal, History, as_tensors, confusion_matrix, erm, evaluate, fit,
                                load_checkpoint, predict_logits, save_checkpoint)
+from shortcutlab.tolerance import tolerance_for
 
 
 def color_coded_batch(n: int = 64, seed: int = 0):
@@ -53,7 +54,8 @@ def test_predict_logits_uses_eval_mode_without_gradients():
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.9), nn.Linear(3 * 28 * 28, 10))
     x = torch.rand(8, 3, 28, 28)
     a, b = predict_logits(model, x, batch_size=3), predict_logits(model, x, batch_size=8)
-    torch.testing.assert_close(a, b)  # dropout off, batching irrelevant
+    # dropout off, batching irrelevant (up to rounding: other batch sizes may run other matmul kernels)
+    torch.testing.assert_close(a, b, **tolerance_for(b, ops=3 * 28 * 28))
     assert not a.requires_grad
 
 

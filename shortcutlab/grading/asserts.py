@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from shortcutlab.grading.registry import CheckFailure
+from shortcutlab.tolerance import float_tolerance, tolerance_for
 
 __all__ = ["CheckFailure", "expect_close", "expect_dtype", "expect_equal", "expect_finite", "expect_range",
            "expect_shape", "expect_tensor", "expect_true"]
@@ -91,12 +92,16 @@ def expect_finite(value: Any, what: str, hint: str | None = None) -> torch.Tenso
 
 
 def expect_range(value: Any, low: float, high: float, what: str, hint: str | None = None,
-                 atol: float = 1e-6) -> torch.Tensor:
-    """Every element of ``value`` in [low, high] (up to ``atol``)."""
+                 atol: float | None = None) -> torch.Tensor:
+    """Every element of ``value`` in [low, high] (up to ``atol``, by default one rounding of ``value``'s dtype at
+    the bounds' magnitude, see shortcutlab.tolerance)."""
     tensor = expect_finite(value, what, hint)
     data = tensor.detach().double()
     if data.numel() == 0:
         return tensor
+    if atol is None:
+        dtype = tensor.dtype if tensor.is_floating_point() else torch.float32
+        atol = float_tolerance(dtype, max(abs(low), abs(high)) or 1.0)[1]
     excess = torch.maximum(low - data, data - high)
     worst = int(excess.flatten().argmax())
     if float(excess.flatten()[worst]) > atol:
@@ -132,13 +137,20 @@ def _comparable(actual: Any, expected: Any, what: str, hint: str | None) -> tupl
     return got, want
 
 
-def expect_close(actual: Any, expected: Any, what: str, atol: float = 1e-5, rtol: float = 1.3e-6,
+def expect_close(actual: Any, expected: Any, what: str, atol: float | None = None, rtol: float | None = None,
                  hint: str | None = None) -> None:
     """``actual`` equals ``expected`` elementwise within |a - e| <= atol + rtol * |e|, NaN matching NaN (the rule of
-    torch.testing.assert_close); the message names how many values differ and the worst one (index, expected, got)."""
+    torch.testing.assert_close); the message names how many values differ and the worst one (index, expected, got).
+    Tolerances left out are those of one rounding (``shortcutlab.tolerance.tolerance_for(expected)``); results of
+    longer computations pass ``**tolerance_for(expected, ops=...)``."""
     got, want = _comparable(actual, expected, what, hint)
     if want.is_complex() or got.is_complex():
         raise CheckFailure(f"{what} should be real-valued, got complex values.{_hint(hint)}")
+    if atol is None or rtol is None:
+        floats = [t.dtype for t in (got, want) if t.is_floating_point()]
+        default = tolerance_for(want, dtype=max(floats, key=lambda d: torch.finfo(d).eps, default=None))
+        atol = default["atol"] if atol is None else atol
+        rtol = default["rtol"] if rtol is None else rtol
     a, e = got.double(), want.double()
     # torch.isclose, not assert_close itself: its first call imports torch.distributed (a second or more),
     # which a student would wait for in the first check cell of a notebook.
