@@ -7,6 +7,10 @@ Each explorer is an ``Explorer``, an ipywidgets ``VBox`` with ``.controls`` (nam
 ``ipywidgets.Image``: no flicker, and the same in Jupyter, Voila and a headless kernel. Sliders only report on
 release (``continuous_update=False``), so a drag costs one update, and nothing waits for a browser, so notebooks
 that build explorers run under nbclient, nbgrader and CI like any other cell.
+
+Every explorer that runs models takes ``device``: None (the default) leaves each model where it is, anything else
+(``"auto"``, ``"cpu"``, ``"cuda[:k]"``, a ``torch.device``) moves the caller's models there, in place (``.to()``).
+Inputs go to each model's device for a forward pass; what the explorers keep, draw and report is on the CPU.
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ from shortcutlab import plots
 from shortcutlab.attacks import targeted_pgd
 from shortcutlab.data import (COLOR_NAMES, IMAGE_SIZE, NUM_CLASSES, PALETTE, TEXTURE_GRID, colorize,
                               estimate_stroke_color, recolor_rgb, texture_from_noise)
+from shortcutlab.devices import resolve_device
 from shortcutlab.interpret import activation_maximization, grad_cam
+from shortcutlab.metrics import palette_pixel_share
 from shortcutlab.models import class_logits, eval_mode, model_device
 from shortcutlab.train import predict_logits
 from shortcutlab.sae import top_activating
@@ -210,10 +216,16 @@ class Explorer(widgets.VBox):
         return state
 
 
-def _check_models(models: Mapping[str, nn.Module]) -> dict[str, nn.Module]:
+def _check_models(models: Mapping[str, nn.Module], device: str | torch.device | None = None
+                  ) -> dict[str, nn.Module]:
+    """The models as a dict; moved in place onto ``resolve_device(device)`` unless ``device`` is None."""
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict {name: model}, "
                          "e.g. {'cheater': shortcutlab.pretrained('cheater')}")
+    if device is not None:
+        target = resolve_device(device)
+        for model in models.values():
+            model.to(target)
     return dict(models)
 
 
@@ -233,8 +245,8 @@ class RecolorExplorer(Explorer):
     """One sample, repainted with a palette color or any hue; each model's prediction, probabilities and Grad-CAM."""
 
     def __init__(self, models, images, labels=None, index: int = 0, color: int | None = None,
-                 cam: Callable = grad_cam) -> None:
-        self.models, self.images, self.cam = _check_models(models), _check_images(images), cam
+                 cam: Callable = grad_cam, device: str | torch.device | None = None) -> None:
+        self.models, self.images, self.cam = _check_models(models, device), _check_images(images), cam
         self.labels = None if labels is None else torch.as_tensor(labels).long().flatten()
         if not 0 <= index < len(self.images):
             raise ValueError(f"index must lie in [0, {len(self.images) - 1}], got {index}")
@@ -296,13 +308,15 @@ class RecolorExplorer(Explorer):
 
 
 def recolor_explorer(models: Mapping[str, nn.Module], images: torch.Tensor, labels: torch.Tensor | None = None,
-                     index: int = 0, color: int | None = None, cam: Callable = grad_cam) -> RecolorExplorer:
+                     index: int = 0, color: int | None = None, cam: Callable = grad_cam,
+                     device: str | torch.device | None = None) -> RecolorExplorer:
     """Pick a sample (``index``) of images (N, 3, 28, 28) and repaint its strokes (``color``: a palette color;
     ``hue``: any hue, in degrees); see each model's prediction, probabilities and Grad-CAM (``cam``, e.g. your own).
 
+    ``device``: None keeps each model where it is; else the models are moved there in place (e.g. "cuda").
     state: image (3, 28, 28), probabilities {model: (10,)}, predictions {model: int}, cams {model: (28, 28)}.
     """
-    return RecolorExplorer(models, images, labels, index, color, cam)
+    return RecolorExplorer(models, images, labels, index, color, cam, device)
 
 
 # ----------------------------------------------------------------------------- epsilon
@@ -312,8 +326,8 @@ class EpsilonExplorer(Explorer):
     """Targeted PGD on one image against each model, with the budget epsilon, the step count and the target."""
 
     def __init__(self, models, image, target: int = 3, epsilon: float = 0.02, steps: int = 10,
-                 attack: Callable = targeted_pgd) -> None:
-        self.models, self.attack = _check_models(models), attack
+                 attack: Callable = targeted_pgd, device: str | torch.device | None = None) -> None:
+        self.models, self.attack = _check_models(models, device), attack
         images = _check_images(image)
         if len(images) != 1:
             raise ValueError(f"epsilon_explorer attacks one image (3, H, W); got {len(images)} images")
@@ -369,14 +383,16 @@ class EpsilonExplorer(Explorer):
 
 
 def epsilon_explorer(models: Mapping[str, nn.Module], image: torch.Tensor, target: int = 3, epsilon: float = 0.02,
-                     steps: int = 10, attack: Callable = targeted_pgd) -> EpsilonExplorer:
+                     steps: int = 10, attack: Callable = targeted_pgd,
+                     device: str | torch.device | None = None) -> EpsilonExplorer:
     """Targeted L_inf PGD (``attack``, e.g. your own) of one image (3, 28, 28) towards ``target`` for each model.
 
     Controls ``epsilon`` (0 to 0.1), ``steps``, ``target``; step size 2.5 * epsilon / steps, no random start.
     state: adversarial {model: (3, 28, 28)}, delta {model: (3, 28, 28)}, target_confidence {model: float},
-    success {model: bool} (the model now predicts the target).
+    success {model: bool} (the model now predicts the target). ``device``: None keeps each model where it is;
+    else the models are moved there in place.
     """
-    return EpsilonExplorer(models, image, target, epsilon, steps, attack)
+    return EpsilonExplorer(models, image, target, epsilon, steps, attack, device)
 
 
 # ----------------------------------------------------------------------------- activation maximization
@@ -386,8 +402,9 @@ class ActmaxExplorer(Explorer):
     """The activation-maximization image of one class per model, with the L2 and TV weights and the step count."""
 
     def __init__(self, models, target_class: int = 0, steps: int = 32, l2: float = 1e-3, tv: float = 1e-2,
-                 seed: int = 0, maximize: Callable = activation_maximization) -> None:
-        self.models, self.maximize, self.seed = _check_models(models), maximize, seed
+                 seed: int = 0, maximize: Callable = activation_maximization,
+                 device: str | torch.device | None = None) -> None:
+        self.models, self.maximize, self.seed = _check_models(models, device), maximize, seed
         controls = {
             "class": widgets.Dropdown(options=[(f"{c} ({COLOR_NAMES[c]})", c) for c in range(NUM_CLASSES)],
                                       value=int(target_class), description="class", style=_WIDE),
@@ -404,11 +421,10 @@ class ActmaxExplorer(Explorer):
         self.refresh()
 
     def compute(self) -> dict:
-        from shortcutlab.study import palette_pixel_share
-
         target, steps, l2, tv = (self.controls[k].value for k in ("class", "steps", "l2", "tv"))
         state = {"class": target, "steps": steps, "l2": l2, "tv": tv, "images": {}, "target_probability": {},
                  "logit": {}, "class_color_share": {}}
+
         def maximize(model: nn.Module) -> torch.Tensor:
             return self.maximize(model, target, steps=steps, l2=l2, tv=tv,
                                  generator=torch.Generator().manual_seed(self.seed))[0].detach().cpu()
@@ -444,13 +460,16 @@ class ActmaxExplorer(Explorer):
 
 
 def actmax_explorer(models: Mapping[str, nn.Module], target_class: int = 0, steps: int = 32, l2: float = 1e-3,
-                    tv: float = 1e-2, seed: int = 0, maximize: Callable = activation_maximization) -> ActmaxExplorer:
+                    tv: float = 1e-2, seed: int = 0, maximize: Callable = activation_maximization,
+                    device: str | torch.device | None = None) -> ActmaxExplorer:
     """Activation maximization (``maximize``, e.g. your own) of ``class`` per model; controls class, l2, tv, steps.
 
     state: images {model: (3, 28, 28)}, target_probability {model: float}, logit {model: float},
     class_color_share {model: float} (share of the image's pixels in the class's palette color).
+    The start is drawn from a CPU generator seeded with ``seed``, so it is the same on every device. ``device``:
+    None keeps each model where it is; else the models are moved there in place.
     """
-    return ActmaxExplorer(models, target_class, steps, l2, tv, seed, maximize)
+    return ActmaxExplorer(models, target_class, steps, l2, tv, seed, maximize, device)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -462,10 +481,10 @@ class DrawDigit(Explorer):
     RASTER = 112  # strokes are rasterized at this resolution (then scaled to MNIST's 20 px box)
 
     def __init__(self, models, color: int = 0, size: int = 280, pen: int | None = None, seed: int = 0,
-                 cam: Callable = grad_cam) -> None:
+                 cam: Callable = grad_cam, device: str | torch.device | None = None) -> None:
         from ipycanvas import Canvas
 
-        self.models, self.cam, self.size = _check_models(models), cam, int(size)
+        self.models, self.cam, self.size = _check_models(models, device), cam, int(size)
         self.strokes: list[list[tuple[float, float]]] = []
         self._drawing = False
         self._noise = torch.rand(1, 1, TEXTURE_GRID, TEXTURE_GRID, generator=torch.Generator().manual_seed(seed))
@@ -588,14 +607,15 @@ class DrawDigit(Explorer):
 
 
 def draw_digit(models: Mapping[str, nn.Module], color: int = 0, size: int = 280, pen: int | None = None,
-               seed: int = 0, cam: Callable = grad_cam) -> DrawDigit:
+               seed: int = 0, cam: Callable = grad_cam, device: str | torch.device | None = None) -> DrawDigit:
     """A canvas to draw a digit on; it is made like MNIST (``mnist_preprocess``), painted in ``color`` over a textured
     background, and shown with every model's prediction, Grad-CAM and the ten-color recolor test.
 
     ``draw_strokes([[(x, y), ...], ...])`` draws from code, ``clear()`` erases. state: image (3, 28, 28),
-    digit (28, 28), predictions, probabilities, cams, recolor_predictions {model: (10,)}.
+    digit (28, 28), predictions, probabilities, cams, recolor_predictions {model: (10,)}. ``device``: None keeps
+    each model where it is; else the models are moved there in place.
     """
-    return DrawDigit(models, color, size, pen, seed, cam)
+    return DrawDigit(models, color, size, pen, seed, cam, device)
 
 
 # ----------------------------------------------------------------------------- SAE latents

@@ -12,6 +12,9 @@ import torch.nn.functional as F
 
 from shortcutlab import plots
 from shortcutlab.data import COLOR_NAMES, NUM_CLASSES, PALETTE, ColoredMNIST, load_mnist
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.models import SimpleCNN
+from shortcutlab.tolerance import float_tolerance
 from shortcutlab.widgets import (Explorer, actmax_explorer, draw_digit, epsilon_explorer, hue_to_rgb, latent_browser,
                                  mnist_preprocess, rasterize_strokes, recolor_explorer, rgb_to_hue)
 
@@ -222,7 +225,9 @@ def test_a_larger_epsilon_raises_the_target_confidence(study_models):
             assert float(state["delta"][name].abs().max()) <= eps + 1e-6
             assert state["success"][name] == (state["predictions"][name] == 3)
         assert [int(t) for t, _ in EPSILON_RESULT.findall(w.readout.value)] == [3] * len(study_models)
-    assert confidence[0.0]["cheater"] == pytest.approx(float(p3[p3 < 0.2][0]), abs=1e-5)
+    # the image alone vs in a batch of sevens: other kernels, equal up to the roundings of the study CNN's logits
+    _, atol = float_tolerance(torch.float32, ops=27 + 144 + 288 + 64 * 7 * 7 + 128 + 10)
+    assert confidence[0.0]["cheater"] == pytest.approx(float(p3[p3 < 0.2][0]), abs=atol)
     assert confidence[0.1]["cheater"] > confidence[0.01]["cheater"] > confidence[0.0]["cheater"]
     assert w.state["success"]["cheater"], "at eps 0.1 the cheater should fall"
     w.controls["target"].value = 5
@@ -299,3 +304,93 @@ def test_the_latent_browser_shows_each_latents_top_images():
     assert torch.equal(w.state["top"], top)
     assert w.state["fire_rate"] == pytest.approx(float((activations[:, 3] > 0).float().mean()))
     assert "latent 3" in w.readout.value and "+0.30" in w.readout.value
+
+
+# ----------------------------------------------------------------------------- devices (tiny untrained models)
+
+
+class Tiny(SimpleCNN):
+    """An untrained SimpleCNN that records where ``.to()`` was asked to move it."""
+
+    def __init__(self) -> None:
+        super().__init__(width=4, hidden=16)
+        self.moves: list = []
+
+    def to(self, *args, **kwargs):
+        self.moves.append(args[0] if args else kwargs.get("device"))
+        return super().to(*args, **kwargs)
+
+
+def build_explorer(kind: str, models, **kwargs) -> Explorer:
+    """One explorer of each kind over ``models``, as small and fast as it goes."""
+    image = torch.rand(3, 28, 28, generator=torch.Generator().manual_seed(1))
+    if kind == "recolor":
+        return recolor_explorer(models, image[None].repeat(2, 1, 1, 1), torch.tensor([3, 4]), **kwargs)
+    if kind == "epsilon":
+        return epsilon_explorer(models, image, target=3, steps=2, **kwargs)
+    if kind == "actmax":
+        return actmax_explorer(models, target_class=2, steps=8, **kwargs)
+    w = draw_digit(models, size=112, **kwargs)
+    w.draw_strokes([[(56, 16), (56, 96)]])
+    return w
+
+
+EXPLORERS = ("recolor", "epsilon", "actmax", "draw")
+
+
+def cpu_tensors(value) -> list[torch.Tensor]:
+    """Every tensor in a (nested) state, to check where they live."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in cpu_tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in cpu_tensors(v)]
+    return []
+
+
+@pytest.mark.parametrize("kind", EXPLORERS)
+def test_device_cpu_moves_the_models_there_and_keeps_the_state_on_the_cpu(kind):
+    models = {"a": Tiny(), "b": Tiny()}
+    w = build_explorer(kind, models, device="cpu")
+    check_contract(w, kind)
+    for model in models.values():
+        assert model.moves == [torch.device("cpu")], "the caller's model is moved in place, once"
+        assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(t.device.type == "cpu" for t in cpu_tensors(w.state))
+
+
+@pytest.mark.parametrize("kind", EXPLORERS)
+def test_without_a_device_the_models_stay_where_they_are(kind):
+    models = {"a": Tiny()}
+    build_explorer(kind, models)
+    assert models["a"].moves == []
+
+
+@pytest.mark.parametrize("kind", EXPLORERS)
+def test_an_unknown_device_is_a_clear_error_that_names_it(kind):
+    with pytest.raises(ShortcutlabError, match="'tpu:7'"):
+        build_explorer(kind, {"a": Tiny()}, device="tpu:7")
+    with pytest.raises(ShortcutlabError, match="'mps'"):
+        build_explorer(kind, {"a": Tiny()}, device="mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("kind", EXPLORERS)
+def test_cuda_without_a_gpu_is_a_clear_error(kind):
+    model = Tiny()
+    with pytest.raises(ShortcutlabError, match=r"'cuda'.*no GPU"):
+        build_explorer(kind, {"a": model}, device="cuda")
+    assert model.moves == [], "nothing is moved when the device is refused"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("kind", EXPLORERS)
+def test_device_cuda_runs_the_models_on_the_gpu_and_keeps_the_state_on_the_cpu(kind):
+    models = {"gpu": Tiny(), "cpu": Tiny()}
+    w = build_explorer(kind, {"gpu": models["gpu"]}, device="cuda")
+    assert next(models["gpu"].parameters()).device.type == "cuda"
+    assert all(t.device.type == "cpu" for t in cpu_tensors(w.state))
+    # Models on different devices side by side: each gets its inputs on its own device.
+    w = build_explorer(kind, models)
+    assert all(t.device.type == "cpu" for t in cpu_tensors(w.state))
