@@ -22,8 +22,10 @@ setup: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/shortcutlab reproduce $(ARGS)
 
+# Two xdist workers suit 2 cores (each worker runs torch on one thread); loadscope keeps a module's tests,
+# and its module-scoped fixtures, on one worker. --durations shows where the time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=20 $(PYTEST_ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/voila lessons/explore.ipynb $(ARGS)

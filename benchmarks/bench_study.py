@@ -23,14 +23,16 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_FULL) if DEFAULT_FULL.exists() else EMBEDDED)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", help="keep results.json, report.md and figures here (default: a temporary folder)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        results = run_study(StudyConfig(data=args.data, out=Path(out), tasks=tuple(TASKS), quick=args.quick,
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out) if args.out else Path(scratch)
+        results = run_study(StudyConfig(data=args.data, out=out, tasks=tuple(TASKS), quick=args.quick, force=True,
                                         quiet=True, device=args.device))
     timing = results["timing"]
     print(f"data: {results['data']['source']}, device {results['config']['resolved_device']}, {timing['machine']}")
     for task, seconds in timing["tasks"].items():
-        print(f"task {task} ({TASKS[int(task)][0]}): {seconds:.1f} s")
+        print(f"task {task} ({TASKS[int(task)].TITLE}): {seconds:.1f} s")
     for name, model in results["models"].items():
         print(f"  training {name}: {model['train_seconds']:.1f} s (inside the first task that needs it)")
     print(f"total: {timing['total_seconds']:.1f} s")

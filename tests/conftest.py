@@ -1,8 +1,10 @@
-"""Test-wide setup: a private cache folder, no network, one torch thread per test process."""
+"""Test-wide setup: a private cache folder, no network, one torch thread per xdist worker, and the study's
+models trained once per test run (shared by every xdist worker)."""
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +13,38 @@ import torch
 os.environ["SHORTCUTLAB_OFFLINE"] = "1"
 os.environ.setdefault("SHORTCUTLAB_CACHE", tempfile.mkdtemp(prefix="shortcutlab-test-cache-"))
 os.environ.pop("SHORTCUTLAB_DATA", None)
+# Each xdist worker is one process on a small machine: more torch threads than cores slows every worker.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    torch.set_num_threads(1)
+
+STUDY_MODEL_NAMES = ("cheater", "consistency", "grl")
 
 
 @pytest.fixture(scope="session")
-def study_models(tmp_path_factory):
-    """The study's cheater and consistency models, trained once per session on the embedded digits (about a minute)."""
+def study_artifacts(tmp_path_factory) -> Path:
+    """An artifacts folder whose models/ holds the three study models, trained on the embedded digits once per
+    test run (about 1.5 minutes) whatever the number of xdist workers. Read-only: tests that write copy models/."""
+    from filelock import FileLock
+
     from shortcutlab.study import pretrained
 
-    out = tmp_path_factory.mktemp("study-models")
-    return {name: pretrained(name, data="embedded", out=out, quiet=True) for name in ("cheater", "consistency")}
+    # The run's base folder, shared by all xdist workers (each worker's own basetemp is a child of it).
+    run_root = tmp_path_factory.getbasetemp().parent if WORKER else tmp_path_factory.getbasetemp()
+    out = run_root / "shared-study-artifacts"
+    with FileLock(str(run_root / "shared-study-artifacts.lock")):
+        for name in STUDY_MODEL_NAMES:  # loads what another worker trained; trains only what is missing
+            pretrained(name, data="embedded", out=out, quiet=True, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_models(study_artifacts):
+    """The study's cheater and consistency models (CPU), loaded from the run's shared study artifacts."""
+    from shortcutlab.study import pretrained
+
+    return {name: pretrained(name, data="embedded", out=study_artifacts, quiet=True, device="cpu")
+            for name in ("cheater", "consistency")}
 
 
 @pytest.fixture(autouse=True)

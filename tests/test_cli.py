@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -13,9 +15,12 @@ from shortcutlab.study import parse_tasks
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, study_artifacts):
+    """`reproduce --quick` over all tasks (0-6), starting from the run's trained models: --quick and
+    pretrained() on the embedded digits share one cache, so this also proves the cache key matches."""
     out = tmp_path_factory.mktemp("study") / "artifacts"
-    assert main(["reproduce", "--quick", "--out", str(out), "--quiet"]) == 0  # all tasks, 0-6
+    shutil.copytree(study_artifacts / "models", out / "models")
+    assert main(["reproduce", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     return out
 
 
@@ -54,12 +59,27 @@ def test_reproduce_quick_measures_tasks_2_to_6_the_way_the_science_says(quick_ru
     for entry in attack["models"].values():
         assert entry["max_linf"] <= attack["eps"] + 1e-6
         assert entry["success_by_eps"][-1] >= entry["success_by_eps"][0]  # a larger ball never hurts the attacker
+    gradcam = results["gradcam"]["models"]
+    for entry in gradcam.values():  # every model's map finds what it uses: deleting by it beats a random order
+        assert entry["deletion_auc"] < entry["deletion_auc_random_order"]
+    # the color-only perturbation separates the models where CAM mass on strokes cannot
+    assert gradcam["cheater"]["recolor_prediction_kept"] < 0.5 < gradcam["consistency"]["recolor_prediction_kept"]
+    assert gradcam["cheater"]["recolor_map_correlation"] < gradcam["consistency"]["recolor_map_correlation"]
     sae = results["sae"]
     assert {"mse", "fvu", "l0", "dead_fraction"} <= set(sae["metrics_hard_test"])
     assert sae["surgery"]["ablate_random_latents_control"]["easy_val_accuracy"] > 0.8
     report = (quick_run / "report.md").read_text()
     for heading in ("## Task 2", "## Task 3", "## Task 4", "## Task 5", "## Task 6"):
         assert heading in report
+    assert all(model["cached"] for model in models.values())  # --quick reused pretrained()'s models
+    assert results["config"]["resolved_device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_report_numbers_are_formatted_for_people(quick_run):
+    report = (quick_run / "report.md").read_text()
+    assert not re.findall(r"\d\.\d{5,}", report), "a raw float in report.md"
+    assert not re.findall(r"\bnan\b", report, flags=re.IGNORECASE)
 
 
 @pytest.mark.slow
@@ -68,6 +88,10 @@ def test_reproduce_reuses_the_cached_model_unless_forced(quick_run, capsys):
     assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--quiet"]) == 0
     again = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
     assert again["cached"] and again["hard_test_accuracy"] == first["hard_test_accuracy"]
+    assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--quiet", "--force"]) == 0
+    forced = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
+    # retrained from scratch, and training is deterministic for a seed on the CPU
+    assert not forced["cached"] and forced["hard_test_accuracy"] == first["hard_test_accuracy"]
 
 
 def test_parse_tasks_accepts_lists_and_names_known_tasks():

@@ -102,20 +102,11 @@ def dashboard(request, tmp_path_factory):
     env.update(SHORTCUTLAB_OFFLINE="1", SHORTCUTLAB_ARTIFACTS=str(work / "artifacts"), MPLBACKEND="Agg",
                OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
                JUPYTER_RUNTIME_DIR=str(work / "runtime"))
-    # Train here, before Voila starts, so its kernel only loads the models. Trained models are kept in pytest's
-    # cache between runs; `pretrained` retrains any whose recipe, seed or data no longer match.
+    # The run's trained study models, copied and loaded once before Voila starts, so its kernel only loads them.
     names = models_used(NOTEBOOK)
-    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
-    kept = cache.mkdir("shortcutlab-dashboard-models") if cache is not None else None
-    models = work / "artifacts" / "models"
-    models.mkdir(parents=True)
-    for saved in [kept / f"{name}.pt" for name in names] if kept else []:
-        if saved.exists():
-            shutil.copy(saved, models)
+    shutil.copytree(request.getfixturevalue("study_artifacts") / "models", work / "artifacts" / "models")
     subprocess.run([sys.executable, "-c", f"import shortcutlab\nfor n in {names!r}: shortcutlab.pretrained(n, quiet=True)"],
                    env=env, check=True, timeout=900, cwd=work)
-    for name in names if kept else []:
-        shutil.copy(models / f"{name}.pt", kept)
 
     port = free_port()
     log_path = work / "voila.log"

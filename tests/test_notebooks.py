@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,15 +55,14 @@ async def execute(name: str, env: dict[str, str], workdir: Path, gate: asyncio.S
 
 
 @pytest.fixture(scope="module")
-def executed(request, tmp_path_factory) -> dict[str, tuple[str | None, float]]:
-    """Run the selected notebooks, PARALLEL at a time, sharing one pre-trained cheater (read-only)."""
+def executed(request, tmp_path_factory, study_artifacts) -> dict[str, tuple[str | None, float]]:
+    """Run the selected notebooks, PARALLEL at a time, sharing the run's pre-trained study models (a copy)."""
     selected = sorted({item.callspec.params["name"] for item in request.session.items
                        if getattr(item, "originalname", "") == "test_solution_notebook_runs"})
     artifacts = tmp_path_factory.mktemp("artifacts")
+    # Trained before the kernels start, so no two kernels write a model at the same time.
+    shutil.copytree(study_artifacts / "models", artifacts / "models")
     env = kernel_env(artifacts)
-    # Train the shared model once, before the kernels start, so no two kernels write it at the same time.
-    subprocess.run([sys.executable, "-c", "import shortcutlab; shortcutlab.pretrained('cheater', quiet=True)"],
-                   env=env, check=True, timeout=600)
 
     async def run_all():
         gate = asyncio.Semaphore(PARALLEL)
