@@ -8,15 +8,26 @@ Each explorer is an ``Explorer``, an ipywidgets ``VBox`` with ``.controls`` (nam
 release (``continuous_update=False``), so a drag costs one update, and nothing waits for a browser, so notebooks
 that build explorers run under nbclient, nbgrader and CI like any other cell.
 
+Displayed, an explorer leaves the live widget and, in the same output, a static PNG of its figures as they are at
+that moment (``_repr_mimebundle_``; ``png()`` gives it) and its readout as text (``text()``): frontends with a
+widget manager (JupyterLab, Notebook, Voila) rank the widget view first and show it; renderers without one
+(nbconvert's HTML of a notebook saved without widget state, its PDF) fall back on the PNG. nbconvert's HTML takes
+the widget view when the notebook holds the widget state (nbclient's default ``store_widget_state=True``): its
+page then draws the widgets with a script from unpkg.com, so only online. Execute with
+``--ExecutePreprocessor.store_widget_state=False`` (nbclient: ``store_widget_state=False``) for the PNG.
+
 Every explorer that runs models takes ``device``: None (the default) leaves each model where it is, anything else
 (``"auto"``, ``"cpu"``, ``"cuda[:k]"``, a ``torch.device``) moves the caller's models there, in place (``.to()``).
 Inputs go to each model's device for a forward pass; what the explorers keep, draw and report is on the CPU.
 """
 from __future__ import annotations
 
+import base64
 import colorsys
 import html
+import io
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -182,6 +193,41 @@ class Explorer(widgets.VBox):
 
     def _changed(self, change) -> None:
         self.refresh()
+
+    def png(self) -> bytes:
+        """The figures as they are now, one PNG (stacked top to bottom when there are several)."""
+        frames = [bytes(frame.value) for frame in self.frames]
+        if len(frames) == 1:
+            return frames[0]
+        from PIL import Image  # matplotlib's own dependency
+
+        images = [Image.open(io.BytesIO(frame)).convert("RGB") for frame in frames]
+        sheet = Image.new("RGB", (max(im.width for im in images), sum(im.height for im in images)), "white")
+        top = 0
+        for im in images:
+            sheet.paste(im, (0, top))
+            top += im.height
+        out = io.BytesIO()
+        sheet.save(out, format="png", dpi=(DPI, DPI))
+        return out.getvalue()
+
+    def text(self) -> str:
+        """The readout as plain text."""
+        lines = re.sub(r"<[^>]*>", "", re.sub(r"</div>", "\n", self.readout.value))
+        return html.unescape(lines).strip()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget, plus a static PNG of the figures and the readout as text, for where widgets don't show.
+
+        Frontends with a widget manager rank the widget view first; renderers without one (nbconvert, when the
+        notebook holds no widget state) fall back on the PNG. The PNG is the state when displayed: display again
+        to leave a later one.
+        """
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = f"{type(self).__name__}: {self.text()}"
+        if self.frames:
+            bundle["image/png"] = base64.b64encode(self.png()).decode("ascii")
+        return bundle
 
     def compute(self) -> dict:
         raise NotImplementedError

@@ -1,7 +1,10 @@
 """Do the explorers compute what the science says when their controls move, headless, and keep the page contract?"""
 from __future__ import annotations
 
+import base64
+import io
 import math
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +12,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from shortcutlab import plots
 from shortcutlab.data import COLOR_NAMES, NUM_CLASSES, PALETTE, ColoredMNIST, load_mnist
@@ -394,3 +398,95 @@ def test_device_cuda_runs_the_models_on_the_gpu_and_keeps_the_state_on_the_cpu(k
     # Models on different devices side by side: each gets its inputs on its own device.
     w = build_explorer(kind, models)
     assert all(t.device.type == "cpu" for t in cpu_tensors(w.state))
+
+
+# ----------------------------------------------------------------------------- static snapshots (survive export)
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def build_any_explorer(kind: str) -> Explorer:
+    """Any of the five explorers, over tiny untrained models (or, the latent browser, made-up activations)."""
+    if kind != "latent":
+        return build_explorer(kind, {"a": Tiny()})
+    images = torch.rand(12, 3, 28, 28, generator=torch.Generator().manual_seed(2))
+    activations = torch.rand(12, 4, generator=torch.Generator().manual_seed(3))
+    return latent_browser(images, activations, labels=torch.arange(12) % 10, k=4)
+
+
+# A control each, and a new value for it that changes the figures.
+CHANGE = {"recolor": ("color", 7), "epsilon": ("target", 8), "actmax": ("class", 5), "draw": ("color", 6),
+          "latent": ("latent", 2)}
+
+
+def bundle_png(bundle: dict) -> bytes:
+    return base64.b64decode(bundle["image/png"])
+
+
+@pytest.mark.parametrize("kind", EXPLORERS + ("latent",))
+def test_the_rich_display_is_the_live_widget_plus_a_png_of_the_current_state(kind):
+    w = build_any_explorer(kind)
+    bundle = w._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == w.model_id  # live frontends show the widget ...
+    png = bundle_png(bundle)  # ... static ones the figures
+    assert png.startswith(b"\x89PNG") and png == w.png()
+    with Image.open(io.BytesIO(png)) as picture:
+        size = picture.size
+    frames = [Image.open(io.BytesIO(bytes(frame.value))).size for frame in w.frames]
+    # Several figures (the drawing's prediction panels and recolor strip) are stacked into one image.
+    assert size == (max(width for width, _ in frames), sum(height for _, height in frames))
+    assert bundle["text/plain"].startswith(type(w).__name__) and "<" not in bundle["text/plain"]
+    assert w.text().splitlines()[0] in bundle["text/plain"]
+
+    name, value = CHANGE[kind]
+    w.controls[name].value = value
+    after = w._repr_mimebundle_()
+    assert bundle_png(after) != png, "the PNG shows the state now, not the first one"
+    assert after["text/plain"] != bundle["text/plain"]
+    assert bundle_png(w._repr_mimebundle_()) == bundle_png(after), "same state, same PNG"
+
+
+NOTEBOOK_CELL = """\
+import torch
+from shortcutlab.models import SimpleCNN
+from shortcutlab.widgets import recolor_explorer
+
+torch.manual_seed(0)
+images = torch.rand(2, 3, 28, 28)
+w = recolor_explorer({"a": SimpleCNN(), "b": SimpleCNN()}, images, torch.tensor([3, 4]), color=2)
+w"""
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_exported_to_html_shows_the_explorers_figure(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
+    env = dict(os.environ, SHORTCUTLAB_OFFLINE="1", OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # nbclient's defaults, as `jupyter nbconvert --execute` uses them: the widget state is stored.
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=env)
+    (output,) = nb.cells[0].outputs
+    assert {WIDGET_VIEW, "image/png", "text/plain"} <= set(output.data)
+    png = output.data["image/png"]
+    assert base64.b64decode(png).startswith(b"\x89PNG")
+    assert f"RecolorExplorer: sample 0, digit 3, stroke {COLOR_NAMES[2]}" in output.data["text/plain"]
+
+    # Saved without widget state (JupyterLab's default, store_widget_state=False, GitHub): nbconvert shows the PNG.
+    stateless = nbformat.from_dict(nb)
+    stateless.metadata.pop("widgets", None)
+    page, _ = nbconvert.HTMLExporter().from_notebook_node(stateless)
+    images = re.findall(r'<img[^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert images == [png.strip()], "the output's PNG, once, as an <img>"
+
+    # With the widget state, nbconvert's page draws the widget itself (its renderer comes from unpkg.com); the
+    # state it draws from holds the figure as the Image widget's PNG.
+    page, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    assert f'"model_id": "{output.data[WIDGET_VIEW]["model_id"]}"' in page
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    frames = [buffer["data"] for model in state.values() if model["model_name"] == "ImageModel"
+              for buffer in model.get("buffers", [])]
+    assert frames == [png.strip()]
