@@ -4,9 +4,12 @@ A bad file raises ``CourseError`` listing every problem with the key's path and 
 """
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import importlib.util
 import os
+import sys
 import re
 import types
 import typing
@@ -127,6 +130,7 @@ class Course(_Strict):
     grading: GradingSpec = GradingSpec()
     lessons: tuple[LessonSpec, ...] = Field(min_length=1)
     _root: Path = PrivateAttr(default=Path("."))
+    _file: Path = PrivateAttr(default=Path(COURSE_FILE))
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Course":
@@ -140,6 +144,11 @@ class Course(_Strict):
     @property
     def root(self) -> Path:
         return self._root
+
+    @property
+    def file(self) -> Path:
+        """The file this course was read from (what export-nbgrader and the Gradescope bundle copy)."""
+        return self._file
 
     @property
     def lesson_ids(self) -> tuple[str, ...]:
@@ -190,10 +199,102 @@ def import_object(dotted: str) -> Any:
     """The object at a dotted path (``pkg.module.name`` or ``pkg.module:name``)."""
     module_name, _, attr = dotted.replace(":", ".").rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
         raise CourseError(f"reference {dotted!r} in course.yml cannot be imported ({exc}); fix the dotted path") \
             from exc
+    if not hasattr(module, attr):
+        raise CourseError(f"reference {dotted!r} in course.yml cannot be imported (module {module_name} has no "
+                          f"attribute {attr}); fix the dotted path")
+    return getattr(module, attr)
+
+
+# Values that are never callable, whatever they hold: `name = [..]`, `name = 3`, ...
+_NOT_CALLABLE = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp,
+                 ast.GeneratorExp, ast.JoinedStr)
+
+
+def _top_level_binding(tree: ast.Module, name: str) -> str | None:
+    """How a module's source binds ``name`` at top level: "callable" (def, class), "other" (a literal, a
+    module), "unknown" (``from m import name``, an assignment of some expression, ``import *``, a module
+    ``__getattr__``), None (not at all)."""
+    found: str | None = None
+    statements = list(tree.body)
+    while statements:
+        node = statements.pop(0)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == name:
+                return "callable"
+            if node.name == "__getattr__":
+                found = found or "unknown"
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    found = found or "unknown"
+                elif (alias.asname or alias.name.split(".")[0]) == name:
+                    return "unknown" if isinstance(node, ast.ImportFrom) else "other"
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            if name in names and node.value is not None:
+                found = "other" if isinstance(node.value, _NOT_CALLABLE) else "unknown"
+        elif isinstance(node, (ast.If, ast.Try, ast.With)) or type(node).__name__ == "TryStar":
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                for child in getattr(node, field, []) or []:
+                    statements.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
+    return found
+
+
+def reference_problem(dotted: str) -> str | None:
+    """Why the reference ``dotted`` cannot be used (None: it imports and is callable).
+
+    A module already imported is asked directly; otherwise its source is read with ``ast``, not imported, so
+    loading the course never imports torch (the grading parent must not). Modules without Python source are
+    imported.
+    """
+    module_name, _, attr = dotted.replace(":", ".").rpartition(".")
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError) as exc:  # a parent package that is missing, or a bad name
+            spec, why = None, str(exc)
+        else:
+            why = f"no module named {module_name}"
+        if spec is None:
+            return f"{dotted} does not exist ({why})"
+        origin = spec.origin if spec.has_location else None
+        if origin and origin.endswith(".py"):
+            try:
+                tree = ast.parse(Path(origin).read_text(encoding="utf-8"), origin)
+            except (OSError, SyntaxError, ValueError) as exc:
+                return f"{dotted} cannot be imported ({module_name} cannot be read: {exc})"
+            binding = _top_level_binding(tree, attr)
+            if binding is None:
+                return f"{dotted} does not exist (module {module_name} has no attribute {attr})"
+            if binding == "other":
+                return f"{dotted} is not callable; name the library's function or class"
+            return None
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the course's problem to report
+            return f"{dotted} cannot be imported ({type(exc).__name__}: {exc})"
+    if not hasattr(module, attr):
+        return f"{dotted} does not exist (module {module_name} has no attribute {attr})"
+    if not callable(getattr(module, attr)):
+        return f"{dotted} is not callable (it is a {type(getattr(module, attr)).__name__}); name the library's " \
+               f"function or class"
+    return None
+
+
+def _reference_problems(course: "Course") -> list[str]:
+    lines = []
+    for index, lesson in enumerate(course.lessons):
+        for name, spec in lesson.functions.items():
+            problem = reference_problem(spec.reference)
+            if problem:
+                lines.append(f"lessons[{index}] ({lesson.id}).functions.{name}.reference: {problem}")
+    return lines
 
 
 # ----------------------------------------------------------------------------- loading
@@ -319,7 +420,14 @@ def parse_course(text: str, where: str | Path = COURSE_FILE, root: Path | None =
         lines = [line for line in (_describe(error, raw) for error in exc.errors()) if line]
         count = f"{len(lines)} problem" + ("s" if len(lines) != 1 else "")
         raise CourseError(f"{where} is invalid ({count}):\n  - " + "\n  - ".join(lines)) from None
+    # Every reference must import and be callable: a typo would silently switch off the "calls the reference"
+    # rule and leave the pytest fixtures without a default.
+    lines = _reference_problems(course)
+    if lines:
+        count = f"{len(lines)} problem" + ("s" if len(lines) != 1 else "")
+        raise CourseError(f"{where} is invalid ({count}):\n  - " + "\n  - ".join(lines))
     course._root = (root if root is not None else Path(where).resolve().parent)
+    course._file = Path(where) if Path(where).is_absolute() else course._root / Path(where).name
     return course
 
 

@@ -4,16 +4,26 @@ A code cell's ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region is replaced
 ``raise NotImplementedError("<hint>")`` at the region's indentation, the hint taken from a
 ``### HINT: ...`` line inside the region. Everything else (nbgrader metadata, tags, cell ids)
 is kept, so ``lessons/`` is a pure, byte-reproducible function of ``solutions/``.
+
+Points come from course.yml only: given the course, ``release`` writes each function's points into the
+``metadata.nbgrader.points`` of its check cell (``shortcutlab.check("<lesson>.<function>", ...)``, grade id
+``check_<function>``) in ``solutions/`` (that value only, the file otherwise unchanged) and ``lessons/``;
+``points_problems`` lists every notebook whose points disagree, for ``release --check``.
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
 from shortcutlab.errors import ShortcutlabError
+
+if TYPE_CHECKING:
+    from shortcutlab.course import Course, LessonSpec
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -22,7 +32,10 @@ DEFAULT_HINT = "replace this line with your solution"
 # Metadata Jupyter and nbclient write while running or viewing a notebook: never part of a lesson.
 TRANSIENT_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
-__all__ = ["NotebookError", "check_release", "release", "release_notebook", "release_text", "stub_source"]
+CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<function>\w+)["']""")
+
+__all__ = ["NotebookError", "check_release", "points_problems", "release", "release_notebook", "release_text",
+           "notebook_with_points", "set_points", "stub_source"]
 
 
 class NotebookError(ShortcutlabError):
@@ -85,11 +98,12 @@ def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbfor
     return lesson
 
 
-def _read(path: Path) -> nbformat.NotebookNode:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotebookError(f"cannot read {path}: {exc}") from exc
+def _read(path: Path, text: str | None = None) -> nbformat.NotebookNode:
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NotebookError(f"cannot read {path}: {exc}") from exc
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # noqa: BLE001 - nbformat raises several types for malformed JSON/schema
@@ -101,6 +115,94 @@ def _read(path: Path) -> nbformat.NotebookNode:
         if not isinstance(cell, dict) or "cell_type" not in cell or not isinstance(cell.get("source", ""), str):
             raise NotebookError(f"{path}, cell {index} is malformed (needs cell_type and a source)")
     return nb
+
+
+# ----------------------------------------------------------------------------- points from course.yml
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _number(value: Any) -> Any:
+    """4.0 -> 4, so a whole number of points is written as nbgrader and Jupyter write it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write: bool = True
+               ) -> tuple[list[str], list[str]]:
+    """Give each check cell of ``lesson`` its function's points from course.yml (in place unless ``write`` is
+    false); returns (what disagreed, problems).
+
+    ``cells`` are a notebook's cells (nbformat nodes or plain JSON dicts). A check cell is a code cell with
+    ``metadata.nbgrader.grade`` true that calls ``shortcutlab.check("<lesson>.<function>", ...)`` or whose
+    grade id is ``check_<function>``. Problems: a check cell of a function course.yml does not grade, two
+    check cells for one function, a graded function without a check cell.
+    """
+    disagreements: list[str] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
+        if cell.get("cell_type") != "code" or not isinstance(meta, dict) or not meta.get("grade"):
+            continue
+        call = CHECK_CALL.search(_source(cell))
+        grade_id = str(meta.get("grade_id", ""))
+        function = call["function"] if call else grade_id.removeprefix("check_") if grade_id.startswith("check_") \
+            else None
+        if function is None:
+            continue  # some other graded cell (a written answer, say): not course.yml's business
+        name = f"{where}, cell {index} ({grade_id or 'no grade_id'})"
+        if call and call["lesson"] != lesson.id:
+            problems.append(f"{name} checks {call['lesson']}.{function}, but this is lesson {lesson.id}'s notebook")
+            continue
+        if function not in lesson.functions:
+            problems.append(f"{name} checks {function}, which course.yml does not grade in lesson {lesson.id} "
+                            f"(it grades {', '.join(lesson.functions)})")
+            continue
+        if function in seen:
+            problems.append(f"{name} checks {function} again (cell {seen[function]} already does); nbgrader would "
+                            f"count its points twice")
+            continue
+        seen[function] = index
+        expected = _number(lesson.functions[function].points)
+        got = meta.get("points")
+        if not isinstance(got, (int, float)) or isinstance(got, bool) or got != expected:
+            disagreements.append(f"{where}: {function} has {got!r} points in the notebook (cell {index}, "
+                                 f"{grade_id}) but {expected!r} in course.yml")
+            if write:
+                meta["points"] = expected
+    for function in lesson.functions:
+        if function not in seen:
+            problems.append(f"{where}: no check cell for {function} (a code cell `shortcutlab.check("
+                            f"\"{lesson.id}.{function}\", {function})` with nbgrader metadata grade: true, "
+                            f"grade_id check_{function}); course.yml grades it")
+    return disagreements, problems
+
+
+def _lessons_by_notebook(course: "Course | None") -> dict[str, "LessonSpec"]:
+    return {lesson.notebook: lesson for lesson in course.lessons} if course is not None else {}
+
+
+def notebook_with_points(path: Path, lesson: "LessonSpec | None", strict: bool = True) -> tuple[str, bool]:
+    """The solution notebook's text with course.yml's points, and whether that changed it.
+
+    Only the points change: the JSON is written back the way Jupyter and nbformat write it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookError(f"cannot read {path}: {exc}") from exc
+    if lesson is None:
+        return text, False
+    _read(path, text)  # a malformed notebook is reported as such before anything else
+    raw = json.loads(text)
+    disagreements, problems = set_points(raw["cells"], lesson, str(path))
+    if problems and strict:
+        raise NotebookError("; ".join(problems))
+    if not disagreements:
+        return text, False
+    return json.dumps(raw, indent=1, sort_keys=True, ensure_ascii=False) + "\n", True
 
 
 def release_text(nb: nbformat.NotebookNode, path: str = "notebook") -> str:
@@ -115,17 +217,35 @@ def _solutions(solutions_dir: Path) -> list[Path]:
     return sorted(p for p in solutions_dir.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def _render_all(solutions_dir: Path) -> dict[str, str]:
-    # Render every lesson before writing any, so one malformed notebook leaves lessons/ untouched.
-    return {p.name: release_text(_read(p), str(p)) for p in _solutions(solutions_dir)}
+def _render_all(solutions_dir: Path, course: "Course | None" = None, strict: bool = True
+                ) -> tuple[dict[str, str], dict[Path, str]]:
+    """(lesson file name -> its text, solution notebook -> its new text where course.yml's points changed it).
+
+    Every lesson is rendered before any is written, so one malformed notebook leaves lessons/ untouched."""
+    by_notebook = _lessons_by_notebook(course)
+    rendered: dict[str, str] = {}
+    solutions: dict[Path, str] = {}
+    for path in _solutions(solutions_dir):
+        text, changed = notebook_with_points(path, by_notebook.get(path.name), strict)
+        if changed:
+            solutions[path] = text
+        rendered[path.name] = release_text(_read(path, text), str(path))
+    return rendered, solutions
 
 
-def release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "lessons") -> list[Path]:
-    """Write ``lessons_dir/<id>.ipynb`` for every ``solutions_dir/<id>.ipynb``; return the files changed."""
-    rendered = _render_all(Path(solutions_dir))
+def release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "lessons",
+            course: "Course | None" = None) -> list[Path]:
+    """Write ``lessons_dir/<id>.ipynb`` for every ``solutions_dir/<id>.ipynb``; return the files changed.
+
+    With ``course``, each check cell of a lesson's notebook gets its function's points from course.yml, in the
+    solution notebook (rewritten only where a value differs) and in the lesson."""
+    rendered, solutions = _render_all(Path(solutions_dir), course)
     lessons = Path(lessons_dir)
     lessons.mkdir(parents=True, exist_ok=True)
     changed = []
+    for path, text in solutions.items():
+        path.write_bytes(text.encode("utf-8"))
+        changed.append(path)
     for name, text in rendered.items():
         target = lessons / name
         data = text.encode("utf-8")
@@ -135,11 +255,28 @@ def release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "
     return changed
 
 
-def check_release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "lessons") -> list[str]:
-    """Names of lessons that differ from what ``release`` would write, are missing, or have no solution."""
-    rendered = _render_all(Path(solutions_dir))
+def check_release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "lessons",
+                  course: "Course | None" = None) -> list[str]:
+    """Names of lessons that differ from what ``release`` would write, are missing, or have no solution.
+
+    With ``course``, a lesson whose points differ from course.yml's is out of sync too (see ``points_problems``
+    for the details)."""
+    rendered, _ = _render_all(Path(solutions_dir), course, strict=False)  # points_problems names the problems
     lessons = Path(lessons_dir)
     stale = [name for name, text in rendered.items()
              if not (lessons / name).is_file() or (lessons / name).read_bytes() != text.encode("utf-8")]
     orphans = [p.name for p in sorted(lessons.glob("*.ipynb")) if p.name not in rendered] if lessons.is_dir() else []
     return sorted(stale + orphans)
+
+
+def points_problems(solutions_dir: str | Path, lessons_dir: str | Path, course: "Course") -> list[str]:
+    """One line per check cell, in ``solutions_dir`` and ``lessons_dir``, whose points differ from course.yml
+    (naming the notebook, the function and both values), and per missing, extra or doubled check cell."""
+    lines: list[str] = []
+    for folder in (Path(solutions_dir), Path(lessons_dir)):
+        for lesson in course.lessons:
+            path = folder / lesson.notebook
+            if path.is_file():
+                disagreements, problems = set_points(_read(path).cells, lesson, str(path), write=False)
+                lines += disagreements + problems
+    return lines

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,44 @@ def test_each_bad_key_is_named_with_what_is_allowed(edit, expected):
     message = problems(VALID.replace(old, new, 1))
     assert expected in message, message
     assert message.startswith("course.yml is invalid")
+
+
+@pytest.mark.parametrize("reference, expected", [
+    ("operator.addd", "operator.addd does not exist (module operator has no attribute addd)"),
+    ("operatr.add", "operatr.add does not exist (no module named operatr)"),
+    ("os.sep", "os.sep is not callable"),
+    ("shortcutlab.interpret.gradcam",
+     "shortcutlab.interpret.gradcam does not exist (module shortcutlab.interpret has no attribute gradcam)"),
+    ("shortcutlab.nope.grad_cam", "shortcutlab.nope.grad_cam does not exist (no module named shortcutlab.nope)"),
+    ("shortcutlab.data.COLOR_NAMES", "shortcutlab.data.COLOR_NAMES is not callable"),
+])
+def test_a_reference_that_does_not_import_or_is_not_callable_is_named(reference, expected):
+    message = problems(VALID.replace("reference: operator.add", f"reference: {reference}"))
+    assert f"lessons[0] (00_first).functions.f.reference: {expected}" in message, message
+
+
+def test_references_are_checked_without_importing_torch():
+    """The grading parent loads the course and must not import torch: modules not yet imported are read with ast."""
+    code = ("import sys\n"
+            "from shortcutlab.course import CourseError, load_course, parse_course\n"
+            "load_course()\n"
+            "text = open('course.yml').read()\n"
+            "text = text.replace('shortcutlab.interpret.grad_cam', 'shortcutlab.interpret.gradcam')\n"
+            "try:\n"
+            "    parse_course(text)\n"
+            "except CourseError as exc:\n"
+            "    print(exc)\n"
+            "assert 'torch' not in sys.modules, 'loading the course imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("lessons[3] (03_gradcam).functions.grad_cam.reference: shortcutlab.interpret.gradcam does not exist "
+            "(module shortcutlab.interpret has no attribute gradcam)") in done.stdout
+
+
+def test_the_course_remembers_its_file(tmp_path):
+    (tmp_path / "points.yml").write_text(VALID)
+    assert load_course(tmp_path / "points.yml").file == (tmp_path / "points.yml").resolve()
+    assert load_course().file == ROOT / "course.yml"
 
 
 def test_every_problem_is_reported_at_once():

@@ -157,6 +157,19 @@ def test_run_autograder_grades_the_upload_into_results_json(tmp_path, toy):
     assert probe.stdout.strip().startswith(str(root / "source" / "package"))  # the bundle's copy did the grading
 
 
+def test_the_bundle_takes_points_from_the_course_file_it_is_given(tmp_path, toy):
+    """The course copied into the bundle is the file given (not a course.yml beside it), so its points grade."""
+    (toy.parent / "points.yml").write_text(TOY_COURSE.replace("scale: {points: 2,", "scale: {points: 6,"))
+    toy.write_text("stale: a file the bundle must not copy\n")
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy.parent / "points.yml",
+                                                  lesson="90_toy"), {"my notebook.ipynb": UPLOAD})
+    assert (root / "source" / "course" / "course.yml").read_text() == (toy.parent / "points.yml").read_text()
+    results = run_autograder(root, root / "source" / CONFIG_FILE)
+    assert [(t["name"], t["max_score"]) for t in results["tests"]] == [
+        ("add: add", 3), ("scale: small", 3), ("scale: hidden check", 3)]
+    assert results["score"] == 6
+
+
 @pytest.mark.parametrize("uploads, message", [
     ({}, "upload one notebook for 90_toy"),
     ({"90_toy.ipynb": '{"cells": ['}, "not a valid notebook"),

@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import shortcutlab
 from shortcutlab.cli import main
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading.batch import grade_class
-from shortcutlab.grading.nbgrader_export import COURSE_FOLDER, export_nbgrader
+from shortcutlab.grading.nbgrader_export import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
 from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +79,44 @@ def test_export_lays_out_config_sources_and_the_courses_checks(tmp_path, monkeyp
          {"get_config": lambda: config, "__file__": str(config_file)})
     assert Path(os.environ["SHORTCUTLAB_COURSE"]) == (root / COURSE_FOLDER / "course.yml").resolve()
     assert config.CourseDirectory.root == str(root.resolve()) and config.Execute.timeout >= 300
+    steps = [step.__name__ for step in config.GenerateAssignment.preprocessors]
+    assert "ClearSolutionsKeepingHints" in steps and "ClearSolutions" not in steps and "SaveCells" in steps
+
+
+def check_points(path: Path) -> dict[str, float]:
+    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+            for c in nbformat.read(path, as_version=4).cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def test_export_takes_points_from_the_course_file_it_is_given(tmp_path):
+    """Points come from course.yml even when solutions/ was not released again; the course copied is that file."""
+    course_dir = tmp_path / "course"
+    (course_dir / "solutions").mkdir(parents=True)
+    shutil.copytree(ROOT / "autograder", course_dir / "autograder")
+    shutil.copyfile(ROOT / "solutions" / "03_gradcam.ipynb", course_dir / "solutions" / "03_gradcam.ipynb")
+    changed = (ROOT / "course.yml").read_text().replace("grad_cam: {points: 5,", "grad_cam: {points: 7,")
+    (course_dir / "course.yml").write_text("stale: a file export must not copy\n")
+    (course_dir / "points.yml").write_text(changed)
+    root = tmp_path / "nbgrader"
+    assert main(["export-nbgrader", str(root), "--lessons", "03_gradcam", "--course",
+                 str(course_dir / "points.yml")]) == 0
+    assert check_points(root / "source" / "03_gradcam" / "03_gradcam.ipynb") == {"check_grad_cam": 7}
+    assert (root / COURSE_FOLDER / "course.yml").read_text() == changed
+    assert load_course(root / COURSE_FOLDER / "course.yml").function("03_gradcam", "grad_cam").points == 7
+
+
+@pytest.mark.parametrize("lesson", ["01_cheater", "04_debiasing"])
+def test_nbgraders_student_stubs_keep_the_hints_lessons_give(lesson):
+    """generate_assignment's ClearSolutions (as the exported config sets it) writes release's stubs."""
+    nb = nbformat.read(ROOT / "solutions" / f"{lesson}.ipynb", as_version=4)
+    step = next(step for step in generate_assignment_preprocessors() if step.__name__ == "ClearSolutionsKeepingHints")
+    nb, _ = step().preprocess(nb, {})
+    stubs = nbformat.read(ROOT / "lessons" / f"{lesson}.ipynb", as_version=4)
+    solution_cells = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solution_cells
+    for index in solution_cells:
+        assert nb.cells[index].source == stubs.cells[index].source
+        assert 'raise NotImplementedError("' in nb.cells[index].source
 
 
 def test_exporting_an_unknown_lesson_is_an_error_naming_the_lessons(tmp_path):
@@ -144,13 +184,34 @@ def without_exploration(text: str) -> str:
 
 @pytest.mark.slow
 def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path):
-    """export -> generate_assignment -> autograde (a solution, an untouched lesson, a solution missing one clamp,
-    which only a hidden check notices) -> export CSV; shortcutlab grade on the same notebooks agrees."""
+    """Change points in (a copy of) course.yml, then release -> export -> generate_assignment -> autograde (a
+    solution, an untouched lesson, a solution missing one clamp, which only a hidden check notices) -> export
+    CSV: the solution gets the new full marks, and shortcutlab grade on the same notebooks agrees."""
+    course_dir = tmp_path / "course_repo"
+    for folder in ("solutions", "lessons"):
+        (course_dir / folder).mkdir(parents=True)
+        shutil.copyfile(ROOT / folder / f"{LESSON}.ipynb", course_dir / folder / f"{LESSON}.ipynb")
+    shutil.copytree(ROOT / "autograder", course_dir / "autograder")
+    text = (ROOT / "course.yml").read_text()
+    assert "assign_colors: {points: 4," in text
+    course_file = course_dir / "course.yml"
+    course_file.write_text(text.replace("assign_colors: {points: 4,", "assign_colors: {points: 6,"))  # 12 -> 14
+    release = ["release", "--course", str(course_file), "--solutions", str(course_dir / "solutions"),
+               "--lessons", str(course_dir / "lessons")]
+    assert main([*release, "--check"]) == 1  # the notebooks still say 4
+    assert main(release) == 0 and main([*release, "--check"]) == 0
+
     root = tmp_path / "course"
-    assert main(["export-nbgrader", str(root), "--lessons", LESSON]) == 0
+    assert main(["export-nbgrader", str(root), "--lessons", LESSON, "--course", str(course_file)]) == 0
     nbgrader(root, "generate_assignment", LESSON)
     released = (root / "release" / LESSON / f"{LESSON}.ipynb").read_text()
     assert "BEGIN SOLUTION" not in released and "NotImplementedError" in released
+    # students get the same stubs, hints included, as lessons/
+    ours_nb = nbformat.read(course_dir / "lessons" / f"{LESSON}.ipynb", as_version=4)
+    theirs_nb = nbformat.reads(released, as_version=4)
+    stub_cells = [i for i, c in enumerate(ours_nb.cells) if c.metadata.get("nbgrader", {}).get("solution")]
+    assert [theirs_nb.cells[i].source for i in stub_cells] == [ours_nb.cells[i].source for i in stub_cells]
+    assert "YOUR CODE HERE" not in released
 
     solution = (root / "source" / LESSON / f"{LESSON}.ipynb").read_text()
     unclamped = solution.replace(".clamp(0, 1)", "")
@@ -163,13 +224,13 @@ def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path
     nbgrader(root, "autograde", LESSON)
     nbgrader(root, "export")
     theirs = csv_scores(root / "grades.csv")
-    assert theirs == {"alice": (12.0, 12.0), "bob": (0.0, 12.0), "carol": (pytest.approx(11.4), 12.0)}
+    assert theirs == {"alice": (14.0, 14.0), "bob": (0.0, 14.0), "carol": (pytest.approx(13.4), 14.0)}
 
-    run = grade_class([root / "submitted"], tmp_path / "grades", jobs=2)
+    run = grade_class([root / "submitted"], tmp_path / "grades", jobs=2, course=course_file)
     ours = csv_scores(tmp_path / "grades" / "grades.csv")
     assert ours == theirs
     rows = list(csv.DictReader((tmp_path / "grades" / "grades.csv").open()))
-    assert {r["timestamp"] for r in rows} == {"2024-05-01 10:00:00.000000 UTC"}
+    assert {r["timestamp"].removesuffix(" UTC") for r in rows} == {"2024-05-01 10:00:00.000000"}
     assert all(s.error is None for s in run.report.submissions)
 
     autograded = json.loads((root / "autograded" / "carol" / LESSON / f"{LESSON}.ipynb").read_text())

@@ -11,8 +11,10 @@ import nbformat
 import pytest
 
 from shortcutlab.cli import main
+from shortcutlab.course import load_course, parse_course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.release import DEFAULT_HINT, NotebookError, check_release, release, release_text, stub_source
+from shortcutlab.release import (DEFAULT_HINT, NotebookError, check_release, points_problems, release, release_text,
+                                 stub_source)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, LESSONS = ROOT / "solutions", ROOT / "lessons"
@@ -225,6 +227,119 @@ def test_malformed_notebooks_raise_errors_naming_notebook_and_cell_and_write_not
 def test_a_missing_solutions_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ShortcutlabError, match="does not exist"):
         release(tmp_path / "nope", tmp_path / "lessons")
+
+
+# ----------------------------------------------------------------------------- points come from course.yml
+
+
+TINY_COURSE = """\
+version: 1
+title: Tiny
+lessons:
+  - id: 90_x
+    title: X
+    notebook: x.ipynb
+    functions:
+      Model: {points: POINTS, reference: operator.add}
+"""
+
+
+def tiny_course(tmp_path: Path, points: float = 3):
+    path = tmp_path / "course.yml"
+    path.write_text(TINY_COURSE.replace("POINTS", str(points)))
+    return load_course(path)
+
+
+def check_cell(function: str = "Model", points: float = 3, lesson: str = "90_x") -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(f'shortcutlab.check("{lesson}.{function}", {function})')
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": points,
+                                 "grade_id": f"check_{function}", "schema_version": 3}
+    return cell
+
+
+def test_release_writes_course_points_into_solutions_and_lessons(tmp_path):
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    write(solutions / "x.ipynb", make_notebook(solution_cell(), check_cell(points=3)))
+    write(solutions / "other.ipynb", make_notebook(solution_cell(), check_cell(points=9)))  # no lesson: left alone
+    release(solutions, lessons, tiny_course(tmp_path, 3))
+    before = (solutions / "x.ipynb").read_text()
+    assert points_problems(solutions, lessons, tiny_course(tmp_path, 3)) == []
+
+    course = tiny_course(tmp_path, 4.5)
+    problems = points_problems(solutions, lessons, course)
+    assert problems == [f"{solutions / 'x.ipynb'}: Model has 3 points in the notebook (cell 1, check_Model) but 4.5 "
+                        "in course.yml",
+                        f"{lessons / 'x.ipynb'}: Model has 3 points in the notebook (cell 1, check_Model) but 4.5 "
+                        "in course.yml"]
+    assert check_release(solutions, lessons, course) == ["x.ipynb"]
+    assert sorted(release(solutions, lessons, course)) == [lessons / "x.ipynb", solutions / "x.ipynb"]
+    for folder in (solutions, lessons):
+        assert read(folder / "x.ipynb").cells[1].metadata["nbgrader"]["points"] == 4.5
+    # the solution notebook changed in that one value only
+    assert (solutions / "x.ipynb").read_text() == before.replace('"points": 3,', '"points": 4.5,')
+    assert read(solutions / "other.ipynb").cells[1].metadata["nbgrader"]["points"] == 9
+    assert points_problems(solutions, lessons, course) == [] and check_release(solutions, lessons, course) == []
+    assert release(solutions, lessons, course) == []  # idempotent
+    release(solutions, lessons, tiny_course(tmp_path, 6.0))
+    assert '"points": 6,' in (solutions / "x.ipynb").read_text()  # a whole number is written as one
+
+
+def test_release_check_names_notebook_function_and_both_points_and_fails(tmp_path, capsys):
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    write(solutions / "x.ipynb", make_notebook(solution_cell(), check_cell(points=3)))
+    tiny_course(tmp_path, 3)
+    args = ["release", "--solutions", str(solutions), "--lessons", str(lessons),
+            "--course", str(tmp_path / "course.yml")]
+    assert main(args) == 0 and main([*args, "--check"]) == 0
+    tiny_course(tmp_path, 5)
+    before = {p: p.read_bytes() for p in (solutions / "x.ipynb", lessons / "x.ipynb")}
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{solutions / 'x.ipynb'}: Model has 3 points in the notebook" in err and "but 5 in course.yml" in err
+    assert f"{lessons / 'x.ipynb'}: Model has 3 points" in err
+    assert {p: p.read_bytes() for p in before} == before  # --check writes nothing
+    assert main(args) == 0 and main([*args, "--check"]) == 0
+
+
+@pytest.mark.parametrize("cells, problem", [
+    ([solution_cell()], "no check cell for Model"),
+    ([solution_cell(), check_cell(), check_cell()], "checks Model again"),
+    ([solution_cell(), check_cell(), check_cell("Other")], "checks Other, which course.yml does not grade"),
+    ([solution_cell(), check_cell(lesson="91_y")], "checks 91_y.Model, but this is lesson 90_x's notebook"),
+])
+def test_check_cells_must_match_the_functions_course_yml_grades(tmp_path, capsys, cells, problem):
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    write(solutions / "x.ipynb", make_notebook(*cells))
+    course = tiny_course(tmp_path)
+    with pytest.raises(NotebookError, match=problem):
+        release(solutions, lessons, course)
+    assert not lessons.exists()
+    assert any(problem in line for line in points_problems(solutions, lessons, course))
+    assert main(["release", "--check", "--solutions", str(solutions), "--lessons", str(lessons),
+                 "--course", str(tmp_path / "course.yml")]) == 1
+    assert problem in capsys.readouterr().err
+
+
+def test_the_repositorys_points_round_trip_through_a_copy_of_course_yml(tmp_path):
+    """Change a function's points in a copy of course.yml: release --check fails, release fixes both notebooks."""
+    course_file = tmp_path / "course.yml"
+    course_file.write_text((ROOT / "course.yml").read_text().replace(
+        "grad_cam: {points: 5,", "grad_cam: {points: 8,"))
+    solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    for folder, source in ((solutions, SOLUTIONS), (lessons, LESSONS)):
+        folder.mkdir()
+        for path in source.glob("*.ipynb"):
+            (folder / path.name).write_bytes(path.read_bytes())
+    args = ["release", "--solutions", str(solutions), "--lessons", str(lessons), "--course", str(course_file)]
+    assert main([*args, "--check"]) == 1
+    assert main(args) == 0
+    assert main([*args, "--check"]) == 0
+    for folder in (solutions, lessons):
+        cells = read(folder / "03_gradcam.ipynb").cells
+        assert [c.metadata["nbgrader"]["points"] for c in cells if c.metadata.get("nbgrader", {}).get("grade")] == [8]
+    changed = sorted(p.name for p in solutions.iterdir() if p.read_bytes() != (SOLUTIONS / p.name).read_bytes())
+    assert changed == ["03_gradcam.ipynb"]
 
 
 # ----------------------------------------------------------------------------- the committed course

@@ -95,7 +95,7 @@ def write_bundle(folder: str | Path, course: Course | str | Path | None = None, 
     _copy_tree(PACKAGE_ROOT / "shortcutlab", package / "shortcutlab")
     target = folder / "course"
     target.mkdir()
-    shutil.copyfile(course.root / COURSE_FILE, target / COURSE_FILE)
+    shutil.copyfile(course.file, target / COURSE_FILE)  # the file the course was read from: its points
     for spec in course.lessons:
         check_file = course.check_file(spec)
         if not check_file.is_file():

@@ -3,11 +3,13 @@
 The course root::
 
     DIR/nbgrader_config.py            points kernels at the course files below, per-cell timeout
-    DIR/source/<id>/<id>.ipynb        each lesson's solution notebook (nbgrader metadata already in it)
+    DIR/source/<id>/<id>.ipynb        each lesson's solution notebook, its check cells' points from course.yml
     DIR/shortcutlab_course/course.yml the course manifest and its check files (autograder/test_<id>.py)
 
 Then ``nbgrader generate_assignment <id>``, ``nbgrader autograde <id>`` (notebooks in
-``submitted/<student>/<id>/<id>.ipynb``) and ``nbgrader export`` work as usual, offline.
+``submitted/<student>/<id>/<id>.ipynb``) and ``nbgrader export`` work as usual, offline. The config has
+``generate_assignment`` write the same stubs as ``shortcutlab release`` (``raise NotImplementedError("<hint>")``),
+so students keep the hints ``lessons/`` gives them.
 
 Scores agree with ``shortcutlab grade``: under ``nbgrader autograde`` a check cell
 (``shortcutlab.check("<id>.<function>", fn)``) runs every check of the function, hidden ones included, and
@@ -18,6 +20,7 @@ in ``shortcutlab grade``; checks are written to pass or fail whatever the seed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -29,6 +32,7 @@ from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, loa
 from shortcutlab.grading.execute import PASSED, CheckContext, run_check
 from shortcutlab.grading.gradebook import DEFAULT_SEED
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
+from shortcutlab.release import NotebookError, notebook_with_points, stub_source
 
 COURSE_FOLDER = "shortcutlab_course"
 SEED_ENV = "SHORTCUTLAB_SEED"
@@ -47,10 +51,14 @@ _HERE = Path(__file__).resolve().parent
 # Check cells (shortcutlab.check) read this course.yml and its check files; kernels inherit the variable.
 os.environ["SHORTCUTLAB_COURSE"] = str(_HERE / {folder!r} / {course_file!r})
 
+from shortcutlab.grading.nbgrader_export import generate_assignment_preprocessors  # noqa: E402
+
 c = get_config()  # noqa: F821 - provided by nbgrader
 c.CourseDirectory.root = str(_HERE)
 c.CourseDirectory.course_id = {course_id!r}
 c.Execute.timeout = {timeout}
+# Student stubs as in lessons/: each solution region becomes raise NotImplementedError("<its ### HINT>").
+c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
 '''
 
 
@@ -85,7 +93,7 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
         written.append(dest)
 
     target = root / COURSE_FOLDER
-    copy(course.root / COURSE_FILE, target / COURSE_FILE)
+    copy(course.file, target / COURSE_FILE)
     for lesson in course.lessons:  # every check file, so the copied course.yml is whole
         check_file = course.check_file(lesson)
         if check_file.is_file():
@@ -95,12 +103,51 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
         if not notebook.is_file():
             raise ExportError(f"no solution notebook {notebook} for lesson {lesson.id}; write it or fix `notebook:` "
                               "in course.yml")
-        copy(notebook, root / "source" / lesson.id / f"{lesson.id}.ipynb")
+        dest = root / "source" / lesson.id / f"{lesson.id}.ipynb"
+        try:
+            text, changed = notebook_with_points(notebook, lesson)  # points from course.yml, whatever the notebook says
+        except NotebookError as exc:
+            raise ExportError(f"cannot export lesson {lesson.id}: {exc}") from None
+        if changed:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text, encoding="utf-8")
+            written.append(dest)
+        else:
+            copy(notebook, dest)
     config = root / "nbgrader_config.py"
     config.write_text(CONFIG.format(folder=COURSE_FOLDER, course_file=COURSE_FILE, course_id=course_id,
                                     timeout=CELL_TIMEOUT), encoding="utf-8")
     written.append(config)
     return written
+
+
+@functools.cache
+def _clear_solutions_keeping_hints() -> type:
+    from nbgrader.preprocessors import ClearSolutions
+
+    class ClearSolutionsKeepingHints(ClearSolutions):
+        """nbgrader's ClearSolutions, but a Python solution region becomes ``shortcutlab release``'s stub,
+        ``raise NotImplementedError("<the region's ### HINT>")``, instead of the same bare stub everywhere."""
+
+        def _replace_solution_region(self, cell, language):  # noqa: ANN001 - nbgrader's signature
+            if cell.cell_type == "code" and language == "python":
+                stub = stub_source(cell.source, f"cell {cell.metadata.get('nbgrader', {}).get('grade_id', '?')}")
+                if stub != cell.source:
+                    cell.source = stub
+                    return True
+            return super()._replace_solution_region(cell, language)
+
+    return ClearSolutionsKeepingHints
+
+
+def generate_assignment_preprocessors() -> list[type]:
+    """nbgrader's ``GenerateAssignment.preprocessors`` with ClearSolutions replaced by one that keeps each
+    region's hint (set by the exported nbgrader_config.py)."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.preprocessors import ClearSolutions
+
+    default = GenerateAssignment.class_traits()["preprocessors"].default()
+    return [_clear_solutions_keeping_hints() if step is ClearSolutions else step for step in default]
 
 
 # ----------------------------------------------------------------------------- check cells under autograde
