@@ -23,25 +23,46 @@ def _grade(args: argparse.Namespace) -> int:
     import contextlib
 
     from shortcutlab.grading.batch import grade_class
-    from shortcutlab.grading.report import render_json, render_submission, render_table
+    from shortcutlab.grading.report import render_json, render_line, render_table
+
+    done = [0]
+    live = not args.json and not args.quiet and sys.stderr.isatty()
 
     def progress(result, reused: bool) -> None:
-        if not args.quiet:
-            head = render_submission(result, details=False)[0]
-            print(f"{'already graded' if reused else 'graded'} {head}", file=sys.stderr, flush=True)
+        # With --json, stderr gets one line per submission; otherwise stdout gets them at the end (one line
+        # each) and a terminal sees a single progress line that rewrites itself meanwhile.
+        done[0] += 1
+        if args.quiet:
+            return
+        if args.json:
+            print(f"{'already graded' if reused else 'graded'} {render_line(result)}", file=sys.stderr, flush=True)
+        elif live:
+            print(f"\r\033[K[{done[0]}] {render_line(result)}", end="", file=sys.stderr, flush=True)
 
     def warn(message: str) -> None:
+        if live:
+            print("\r\033[K", end="", file=sys.stderr)
         print(f"shortcutlab: warning: {message}", file=sys.stderr, flush=True)
 
     # With --json, stdout carries the JSON document and nothing else, whatever gets printed meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         run = grade_class(args.paths, args.out, regrade=args.regrade, lesson=args.lesson, jobs=args.jobs,
                           seed=args.seed, course=args.course, on_result=progress, warn=warn)
+    if live:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
     report = run.report
-    sys.stdout.write((render_json(report) if args.json else render_table(report)) + "\n")
+    sys.stdout.write((render_json(report) if args.json else
+                      render_table(report, details=args.verbose, students=run.students)) + "\n")
+    sys.stdout.flush()
+    for group in run.identical:
+        warn(f"identical graded code for {group.lesson}: {', '.join(group.students)}")
     if not args.quiet:
-        print(f"{run.graded} graded, {run.reused} already in the gradebook; gradebook, grades.csv, results/ and "
-              f"feedback/ in {run.out}", file=sys.stderr)
+        if run.identical:
+            print(f"{len(run.identical)} group{'s' if len(run.identical) != 1 else ''} of identical submissions "
+                  f"(same graded code, layout and comments ignored): see {run.out / 'identical_submissions.csv'}",
+                  file=sys.stderr)
+        print(f"{run.graded} graded, {run.reused} already in the gradebook; gradebook, grades.csv, class_matrix.csv, "
+              f"results/ and feedback/ in {run.out}", file=sys.stderr)
     return 1 if any(s.error for s in report.submissions) else 0
 
 
@@ -67,16 +88,23 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from shortcutlab.release import check_release, release
+    from shortcutlab.course import load_course
+    from shortcutlab.release import check_release, points_problems, release
 
+    course = load_course(args.course)  # the only source of each check cell's points
     if args.check:
-        stale = check_release(args.solutions, args.lessons)
+        problems = points_problems(args.solutions, args.lessons, course)
+        for line in problems:
+            print(f"points: {line}", file=sys.stderr)
+        stale = check_release(args.solutions, args.lessons, course)
         for name in stale:
             print(f"out of sync: {Path(args.lessons) / name}", file=sys.stderr)
-        if stale:
-            print(f"run `shortcutlab release --solutions {args.solutions} --lessons {args.lessons}`", file=sys.stderr)
-        return 1 if stale else 0
-    changed = release(args.solutions, args.lessons)
+        if stale or problems:
+            course_flag = f" --course {args.course}" if args.course else ""
+            print(f"run `shortcutlab release --solutions {args.solutions} --lessons {args.lessons}{course_flag}`",
+                  file=sys.stderr)
+        return 1 if stale or problems else 0
+    changed = release(args.solutions, args.lessons, course)
     for path in changed:
         print(f"wrote {path}")
     if not changed:
@@ -106,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(run=_reproduce)
     grade = verbs.add_parser("grade", help="grade lesson notebooks or .py files against the autograder checks",
                              description="Grade submissions (.ipynb or .py; folders are searched), each in its own "
-                             "process, into a gradebook in --out, with grades.csv, Gradescope results and feedback. "
+                             "process, into a gradebook in --out, with grades.csv, class_matrix.csv (for an LMS), "
+                             "identical_submissions.csv, Gradescope results and feedback. Prints one line per "
+                             "submission (student, lesson, score/max, status). "
                              "Exit code 0: all graded; 1: some submission could not be graded (see its "
                              "error); 2: bad arguments or course.yml.")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="submissions: notebooks, .py files or folders")
@@ -116,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--seed", type=int, help="base seed of the checks' random inputs; each submission's inputs "
                        "derive from it and the submission's content (default 0, so grades are reproducible)")
     grade.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
-    grade.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    grade.add_argument("--quiet", action="store_true", help="no progress lines or run summary on stderr")
+    grade.add_argument("--verbose", "-v", action="store_true", help="after each submission's line, its file, error, "
+                       "points per function and failing checks (visible checks' messages; hidden checks by name only)")
     grade.add_argument("--out", default="grades", metavar="DIR",
-                       help="gradebook (gradebook.sqlite), grades.csv, Gradescope results/ and student feedback/ "
+                       help="gradebook (gradebook.sqlite), grades.csv, class_matrix.csv, identical_submissions.csv, "
+                       "Gradescope results/ and student feedback/ "
                        "(default ./grades); submissions it already holds are not graded again")
     grade.add_argument("--regrade", action="store_true", help="grade every submission again, even if the gradebook "
                        "holds its grade")
@@ -142,11 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     gradescope.set_defaults(run=_gradescope)
     release = verbs.add_parser("release", help="generate lessons/ (student notebooks) from solutions/",
                                description="Write each lesson from its solution notebook: solution regions become "
-                               "stubs, outputs are cleared. Exit code 1 with --check when lessons are out of sync.")
+                               "stubs, outputs are cleared, check cells get their points from course.yml (in "
+                               "solutions/ too). Exit code 1 with --check when lessons are out of sync or points "
+                               "differ from course.yml.")
     release.add_argument("--solutions", default="solutions", metavar="DIR",
                          help="solution notebooks (default ./solutions)")
     release.add_argument("--lessons", default="lessons", metavar="DIR", help="lesson notebooks (default ./lessons)")
-    release.add_argument("--check", action="store_true", help="write nothing; list lessons that differ and exit 1")
+    release.add_argument("--check", action="store_true", help="write nothing; list lessons that differ, and check "
+                         "cells whose points differ from course.yml, and exit 1")
+    release.add_argument("--course", metavar="PATH", help="course.yml, the source of every check cell's points "
+                         "(default: the repository's)")
     release.set_defaults(run=_release)
     return parser
 

@@ -3,17 +3,22 @@ feedback that shows visible checks' messages but never a hidden check's name or 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 import os
+import stat
 
 import pytest
 
-from shortcutlab.grading.exports import (CSV_COLUMNS, feedback_html, feedback_markdown, gradescope_results,
-                                         grades_csv, write_exports)
+from shortcutlab.grading.exports import (CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, feedback_html,
+                                         feedback_markdown, find_identical, graded_code_digest, gradescope_results,
+                                         grades_csv, identical_csv, write_exports)
 from shortcutlab.grading.gradebook import Entry, GradeKey
+from shortcutlab.grading.report import submission_status
 from shortcutlab.grading.results import CheckResult, SubmissionResult
-from shortcutlab.grading.students import clean_id, student_id, submission_timestamp
+from shortcutlab.grading.students import clean_id, normalize_timestamp, student_id, submission_timestamp
 
 SECRET = "the hidden input was 12345"
 LESSONS = ("00_colored_mnist", "03_gradcam")
@@ -40,16 +45,63 @@ def entry(student: str, lesson: str, score_result: SubmissionResult | None = Non
 def test_csv_has_nbgraders_columns_and_a_zero_row_for_a_lesson_not_handed_in():
     entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
     rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
-    assert tuple(rows[0]) == CSV_COLUMNS
+    assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[-1] == "status"  # nbgrader's columns, then status
     assert [(r["assignment"], r["student_id"]) for r in rows] == [
         ("00_colored_mnist", "alice"), ("00_colored_mnist", "bob"), ("03_gradcam", "alice"), ("03_gradcam", "bob")]
     alice = rows[2]
     assert (alice["raw_score"], alice["late_submission_penalty"], alice["score"], alice["max_score"]) == \
         ("5.0", "0.0", "5.0", "10.0")
-    assert alice["timestamp"] == "2024-05-01 10:00:00.000000"
+    assert alice["timestamp"] == "2024-05-01 10:00:00.000000" and alice["status"] == "graded"
     missing = rows[1]  # bob never handed in lesson 0: nbgrader's export gives 0 and no timestamp
-    assert (missing["raw_score"], missing["score"], missing["timestamp"], missing["max_score"]) == \
-        ("0.0", "0.0", "", "10.0")
+    assert (missing["raw_score"], missing["score"], missing["timestamp"], missing["max_score"], missing["status"]) == \
+        ("0.0", "0.0", "", "10.0", "missing")
+
+
+def test_csv_timestamps_have_one_format_whatever_was_stored():
+    stamps = ["2024-05-01 10:00:00", "2024-05-01 10:00:00.000000 UTC", "2024-05-01T12:00:00+02:00"]
+    entries = [dataclasses.replace(entry(name, "03_gradcam"), timestamp=stamp)
+               for name, stamp in zip(("ann", "ben", "cid"), stamps)]
+    rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
+    assert {r["timestamp"] for r in rows} == {"2024-05-01 10:00:00.000000"}
+
+
+def test_csv_status_tells_an_error_and_a_timeout_from_a_zero():
+    timed_out = SubmissionResult("t.py", "03_gradcam", None, (
+        CheckResult("test_grad_cam_shape", "grad_cam", 0.0, 10.0, "timeout", "grad_cam did not finish within 5 s"),),
+        10.0)
+    entries = [entry("ann", "03_gradcam", SubmissionResult("a.ipynb", "03_gradcam", "a.ipynb is not a valid notebook",
+                                                            (), 10.0)),
+               entry("ben", "03_gradcam", timed_out), entry("cid", "03_gradcam")]
+    rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
+    assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [
+        ("ann", "0.0", "error"), ("ben", "0.0", "timeout"), ("cid", "5.0", "graded")]
+
+
+def _missing(name: str, note: str) -> str:
+    """execute.missing_message's wording for a function whose cell raised while loading."""
+    return f"`{name}` is not defined in your submission. Keep the name {name!r} exactly, and make sure the cell " \
+           f"that defines it runs without errors.\nIts cell (<cell 3, {name}>) raised:\n{note}"
+
+
+@pytest.mark.parametrize("error, check, expected", [
+    (None, ("passed", ""), "graded"),
+    (None, ("failed", "grad_cam is not implemented yet: it raises NotImplementedError"), "graded"),
+    (None, ("error", "`grad_cam` is not defined in your submission. Keep the name 'grad_cam' exactly, and make sure "
+                     "the cell that defines it runs without errors."), "graded"),  # left out: 0 points, graded
+    (None, ("error", _missing("grad_cam", "SyntaxError: invalid syntax (line 1)")), "error"),
+    (None, ("error", _missing("grad_cam", "did not finish within 20 s and was stopped")), "timeout"),
+    (None, ("timeout", "grad_cam did not finish within 5 s: look for an endless loop"), "timeout"),
+    ("the submission's code ended the grading process while loading: it did not finish loading within 20 s",
+     ("error", "not graded: ..."), "timeout"),
+    ("the submission's code ended the grading process while loading: it was killed by SIGKILL",
+     ("error", "not graded: ..."), "error"),
+    ("grader error: the grading server did not start", ("error", "not graded: ..."), "error"),
+])
+def test_the_status_of_a_submission(error, check, expected):
+    status, output = check
+    result = SubmissionResult("x.py", "03_gradcam", error, (CheckResult("test_grad_cam_x", "grad_cam", 0.0, 1.0,
+                                                                        status, output),), 1.0)
+    assert submission_status(result) == expected
 
 
 def test_csv_quotes_awkward_ids():
@@ -114,11 +166,87 @@ def test_feedback_of_a_submission_that_could_not_be_graded_shows_the_error():
 def test_write_exports_lays_out_csv_results_and_feedback(tmp_path):
     written = write_exports([entry("alice", "03_gradcam"), entry("bob", "00_colored_mnist")], tmp_path, LESSONS)
     names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
-    assert names == ["feedback/alice/03_gradcam.html", "feedback/alice/03_gradcam.md",
+    assert names == ["class_matrix.csv", "feedback/alice/03_gradcam.html", "feedback/alice/03_gradcam.md",
                      "feedback/bob/00_colored_mnist.html", "feedback/bob/00_colored_mnist.md", "grades.csv",
-                     "results/alice/03_gradcam/results.json", "results/bob/00_colored_mnist/results.json"]
+                     "identical_submissions.csv", "results/alice/03_gradcam/results.json",
+                     "results/bob/00_colored_mnist/results.json"]
     assert json.loads((tmp_path / "results/alice/03_gradcam/results.json").read_text())["score"] == 5.0
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_exports_are_readable_files_that_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_exports([entry("alice", "03_gradcam")], tmp_path / "a", LESSONS)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    assert modes == {0o644}
+
+
+def test_the_class_matrix_is_one_row_per_student_in_a_layout_lms_imports_accept():
+    entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
+    rows = list(csv.reader(io.StringIO(class_matrix_csv(entries, LESSONS, {"03_gradcam": "Grad-CAM"}))))
+    assert rows[0] == [*MATRIX_IDENTITY, "00_colored_mnist [00_colored_mnist, 10 pts]",
+                       "Grad-CAM [03_gradcam, 10 pts]", "Final Points"]
+    assert MATRIX_IDENTITY == ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")  # Canvas's, in its order
+    assert rows[1:] == [["alice", "", "", "alice", "", "5", "5", "10"],
+                        ["bob", "", "", "bob", "", "", "5", "5"]]  # not handed in: empty, not 0
+
+
+# ----------------------------------------------------------------------------- identical submissions
+
+
+COPY = "import math\n\n\ndef grad_cam(x):\n    # my own work\n    return math.sqrt(x) + 1\n"
+REFORMATTED = "import math\ndef grad_cam( x ):\n\n        return math.sqrt( x )+1   # honest\n"
+
+
+def code_notebook(*sources: str) -> str:
+    cells = [{"cell_type": "code", "metadata": {"tags": ["setup"]}, "source": "import math\n", "outputs": [],
+              "execution_count": None}]
+    cells += [{"cell_type": "code", "metadata": {"nbgrader": {"solution": True, "grade": False, "grade_id": f"f{i}"}},
+               "source": source, "outputs": [], "execution_count": None} for i, source in enumerate(sources)]
+    cells.append({"cell_type": "code", "metadata": {}, "source": "print('exploring', 42)\n", "outputs": [],
+                  "execution_count": None})
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def test_graded_code_ignores_layout_comments_setup_and_exploration_cells(tmp_path):
+    (tmp_path / "a.py").write_text(COPY)
+    (tmp_path / "b.py").write_text(REFORMATTED)
+    (tmp_path / "c.py").write_text(COPY.replace("+ 1", "+ 2"))
+    (tmp_path / "a.ipynb").write_text(code_notebook("def grad_cam(x):\n    return math.sqrt(x) + 1\n"))
+    (tmp_path / "b.ipynb").write_text(code_notebook("def grad_cam(x):\n  return math.sqrt(x)+1  # mine\n")
+                                      .replace("exploring", "something else"))
+    digests = {name: graded_code_digest(tmp_path / name) for name in ("a.py", "b.py", "c.py", "a.ipynb", "b.ipynb")}
+    assert digests["a.py"] == digests["b.py"] != digests["c.py"]
+    assert digests["a.ipynb"] == digests["b.ipynb"]
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    assert graded_code_digest(tmp_path / "broken.ipynb") is None
+
+
+def test_identical_submissions_by_different_students_are_grouped_and_stubs_are_not(tmp_path):
+    def handed_in(student: str, text: str, lesson: str = "03_gradcam") -> Entry:
+        path = tmp_path / student / f"{lesson}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        base = entry(student, lesson)
+        return dataclasses.replace(base, path=str(path), key=GradeKey(hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                                        lesson, "v", 0))
+    stub = "def grad_cam(x):\n    raise NotImplementedError('compute it')\n"
+    entries = [handed_in("ann", COPY), handed_in("ben", REFORMATTED), handed_in("cid", COPY.replace("1", "2")),
+               handed_in("dot", stub), handed_in("eve", stub), handed_in("ann", COPY, "00_colored_mnist")]
+    changed = handed_in("fay", COPY)
+    (tmp_path / "fay" / "03_gradcam.py").write_text(COPY + "# edited after grading\n")
+    entries.append(changed)
+    (tmp_path / "stub.py").write_text(stub)
+    groups = find_identical(entries, ignore={graded_code_digest(tmp_path / "stub.py")})
+    assert [(g.lesson, g.students) for g in groups] == [("03_gradcam", ("ann", "ben"))]
+    rows = list(csv.DictReader(io.StringIO(identical_csv(groups))))
+    assert [(r["lesson"], r["group"], r["student_id"]) for r in rows] == [("03_gradcam", "1", "ann"),
+                                                                          ("03_gradcam", "1", "ben")]
+    assert rows[0]["code_sha256"] == groups[0].digest and rows[0]["path"].endswith("03_gradcam.py")
+    assert identical_csv([]).strip() == "lesson,group,student_id,path,score,max_score,code_sha256"
 
 
 # ----------------------------------------------------------------------------- students
@@ -147,6 +275,23 @@ def test_the_timestamp_is_nbgraders_timestamp_file_or_the_modification_time(tmp_
     path.parent.mkdir(parents=True)
     path.write_text("{}")
     os.utime(path, (1714557600, 1714557600))
-    assert submission_timestamp(path) == "2024-05-01 10:00:00"
+    assert submission_timestamp(path) == "2024-05-01 10:00:00.000000"
     (path.parent / "timestamp.txt").write_text("2024-05-02 09:30:00.000000 UTC\n")
-    assert submission_timestamp(path) == "2024-05-02 09:30:00.000000 UTC"
+    assert submission_timestamp(path) == "2024-05-02 09:30:00.000000"
+    (path.parent / "timestamp.txt").write_text("not a time\n")
+    assert submission_timestamp(path) == "2024-05-01 10:00:00.000000"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-05-02 09:30:00.000000 UTC", "2024-05-02 09:30:00.000000"),  # nbgrader's timestamp.txt
+    ("2024-05-02 09:30:00", "2024-05-02 09:30:00.000000"),  # nbgrader's export when microseconds are 0
+    ("2024-05-02 09:30:00.25", "2024-05-02 09:30:00.250000"),
+    ("2024-05-02T09:30:00Z", "2024-05-02 09:30:00.000000"),
+    ("2024-05-02 11:30:00.000000 +0200", "2024-05-02 09:30:00.000000"),
+    ("2024-05-02 04:30:00-05:00", "2024-05-02 09:30:00.000000"),
+    ("2024-05-02 11:30:00.000000 Europe/Berlin", "2024-05-02 09:30:00.000000"),
+    ("yesterday", ""),
+    ("", ""),
+])
+def test_timestamps_are_normalized_to_utc_in_nbgraders_format(text, expected):
+    assert normalize_timestamp(text) == expected

@@ -141,11 +141,24 @@ def test_a_run_writes_the_gradebook_csv_results_and_feedback(course, submitted, 
     assert scores(run) == {"alice/90_toy.py": 5, "bob/90_toy.py": 2, "carol/90_toy.py": 2, "dave/90_toy.ipynb": 0,
                            "erin/90_toy.py": 4, "alice/91_other.py": 1}
     rows = list(csv.DictReader((out / "grades.csv").open()))
-    assert [(r["assignment"], r["student_id"], r["raw_score"], r["max_score"]) for r in rows] == [
-        ("90_toy", "alice", "5.0", "5.0"), ("90_toy", "bob", "2.0", "5.0"), ("90_toy", "carol", "2.0", "5.0"),
-        ("90_toy", "dave", "0.0", "5.0"), ("90_toy", "erin", "4.0", "5.0"),
-        ("91_other", "alice", "1.0", "1.0"), ("91_other", "bob", "0.0", "1.0"), ("91_other", "carol", "0.0", "1.0"),
-        ("91_other", "dave", "0.0", "1.0"), ("91_other", "erin", "0.0", "1.0")]
+    assert [(r["assignment"], r["student_id"], r["raw_score"], r["max_score"], r["status"]) for r in rows] == [
+        ("90_toy", "alice", "5.0", "5.0", "graded"), ("90_toy", "bob", "2.0", "5.0", "graded"),
+        ("90_toy", "carol", "2.0", "5.0", "graded"), ("90_toy", "dave", "0.0", "5.0", "error"),
+        ("90_toy", "erin", "4.0", "5.0", "graded"), ("91_other", "alice", "1.0", "1.0", "graded"),
+        ("91_other", "bob", "0.0", "1.0", "missing"), ("91_other", "carol", "0.0", "1.0", "missing"),
+        ("91_other", "dave", "0.0", "1.0", "missing"), ("91_other", "erin", "0.0", "1.0", "missing")]
+    assert {r["timestamp"] for r in rows} == {"2024-05-01 10:00:00.000000", ""}
+    matrix = list(csv.reader((out / "class_matrix.csv").open()))
+    assert matrix[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
+                         "Adding and scaling [90_toy, 5 pts]", "Negation [91_other, 1 pts]", "Final Points"]
+    assert [(r[0], r[3], r[5:]) for r in matrix[1:]] == [
+        ("alice", "alice", ["5", "1", "6"]), ("bob", "bob", ["2", "", "2"]), ("carol", "carol", ["2", "", "2"]),
+        ("dave", "dave", ["0", "", "0"]), ("erin", "erin", ["4", "", "4"])]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("grades.csv", "class_matrix.csv", "identical_submissions.csv", "feedback/bob/90_toy.md"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # like any file the user creates
+    assert run.identical == () and len((out / "identical_submissions.csv").read_text().splitlines()) == 1
     results = json.loads((out / "results" / "bob" / "90_toy" / "results.json").read_text())
     assert results["score"] == 2 and len(results["tests"]) == 4
     feedback = (out / "feedback" / "bob" / "90_toy.md").read_text()
@@ -171,18 +184,32 @@ def test_a_rerun_reuses_every_grade_and_regrade_grades_again_without_duplicates(
         assert book.count("submissions") == 6 and book.count("runs") == 3
 
 
-def test_the_same_bytes_handed_in_twice_are_graded_once(course, tmp_path):
+def test_the_same_bytes_handed_in_twice_are_graded_once_and_identical_code_is_flagged(course, tmp_path, capsys):
     folder = tmp_path / "class"
     for student in ("ann", "ben", "cid"):
         (folder / student).mkdir(parents=True)
         (folder / student / "90_toy.py").write_text(CORRECT)
+    (folder / "dan").mkdir()  # a reformatted, re-commented copy: other bytes, same code
+    copy = "# dan's own work\n" + CORRECT.replace("a + b", "a+b").replace("\n\n", "\n")
+    (folder / "dan" / "90_toy.py").write_text(copy)
     out = tmp_path / "grades"
     run = grade_class([folder], out, course=course, jobs=1)
-    assert [s.score for s in run.report.submissions] == [5, 5, 5]
-    assert [Path(s.path).parent.name for s in run.report.submissions] == ["ann", "ben", "cid"]
+    assert [s.score for s in run.report.submissions] == [5, 5, 5, 5]
+    assert [Path(s.path).parent.name for s in run.report.submissions] == ["ann", "ben", "cid", "dan"]
     with Gradebook(out) as book:
-        assert book.count("grades") == 1 and book.count("submissions") == 3
-        assert sorted(e.student_id for e in book.entries()) == ["ann", "ben", "cid"]
+        assert book.count("grades") == 2 and book.count("submissions") == 4
+        assert sorted(e.student_id for e in book.entries()) == ["ann", "ben", "cid", "dan"]
+    assert [(g.lesson, g.students) for g in run.identical] == [("90_toy", ("ann", "ben", "cid", "dan"))]
+    rows = list(csv.DictReader((out / "identical_submissions.csv").open()))
+    assert [(r["lesson"], r["group"], r["student_id"]) for r in rows] == \
+        [("90_toy", "1", s) for s in ("ann", "ben", "cid", "dan")]
+    # the command line names them in its run summary (stderr); a rerun reuses every grade
+    assert main(["grade", "--course", str(course), "--out", str(out), str(folder)]) == 0
+    printed = capsys.readouterr()
+    assert "identical graded code for 90_toy: ann, ben, cid, dan" in printed.err
+    assert "1 group of identical" in printed.err
+    assert printed.out.splitlines()[:4] == [f"{s}  90_toy  5/5  graded" for s in ("ann", "ben", "cid", "dan")]
+    assert len(printed.out.splitlines()) == 5 and "identical" not in printed.out
 
 
 def test_two_files_of_one_student_for_one_lesson_are_both_graded_and_the_last_one_exported(course, tmp_path):

@@ -22,7 +22,8 @@ from shortcutlab.grading import CheckFailure, check, expect_close, expect_equal,
     expect_shape
 from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
 from shortcutlab.grading.registry import CheckFileError, collect_checks, import_check_file, parse_check_file, plan_checks
-from shortcutlab.grading.report import render_table
+from shortcutlab.grading.report import render_table, submission_status
+from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.runner import grade
 from shortcutlab.grading.submission import SubmissionError, load_submission
 
@@ -521,14 +522,42 @@ def test_json_output_is_one_document_on_stdout_with_the_documented_schema(toy):
     assert "graded" in done.stderr
 
 
-def test_table_output_names_scores_and_failing_checks(toy):
-    done = run_cli("--course", str(toy / "course.yml"), "--seed", "7", "--quiet",
-                   str(toy / "submissions" / "90_toy_add_raises.py"))
-    assert done.returncode == 0
-    assert "90_toy_add_raises.py  [90_toy]  2/5 (40%)" in done.stdout
-    assert "ERROR test_add_small_numbers" in done.stdout and "ValueError: no adding today" in done.stdout
-    assert "test_add_negative_numbers (hidden)" in done.stdout
-    assert done.stderr == ""
+def test_table_output_is_one_line_per_submission_and_details_with_verbose(toy):
+    args = ("--course", str(toy / "course.yml"), "--seed", "7", "--quiet",
+            str(toy / "submissions" / "90_toy_add_raises.py"))
+    done = run_cli(*args)
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == "add_raises  90_toy  2/5  graded"  # student, lesson, score/max, status
+    assert len(lines) == 2 and "1 submission in" in lines[1] and "1 graded, 0 error, 0 timeout" in lines[1]
+    verbose = run_cli("--verbose", *args)
+    assert verbose.returncode == 0 and verbose.stdout.splitlines()[0] == lines[0]
+    assert "ERROR test_add_small_numbers" in verbose.stdout and "ValueError: no adding today" in verbose.stdout
+    assert "test_add_negative_numbers (hidden)" in verbose.stdout  # a hidden check: its name, never its message
+    after = verbose.stdout.split("test_add_negative_numbers (hidden)\n", 1)[1]
+    assert not after.startswith("        ")  # no message under it
+
+
+def test_each_submission_gets_a_status_graded_error_or_timeout(graded):
+    assert {name: submission_status(graded[name]) for name in (
+        "90_toy_correct.py", "90_toy_stub.py", "90_toy_missing_scale.py", "90_toy_add_raises.py",
+        "90_toy_python_loop.py", "90_toy_dies_while_loading.py", "90_toy_broken.ipynb", "90_toy_notebook.ipynb")} == {
+        "90_toy_correct.py": "graded", "90_toy_stub.py": "graded", "90_toy_missing_scale.py": "graded",
+        "90_toy_add_raises.py": "graded",  # a wrong answer or a function left out is graded, not an error
+        "90_toy_python_loop.py": "timeout", "90_toy_dies_while_loading.py": "error", "90_toy_broken.ipynb": "error",
+        "90_toy_notebook.ipynb": "error"}  # its graded cell `scale` failed to load (a syntax error)
+
+
+def test_the_table_never_shows_hidden_check_messages(graded):
+    table = render_table(graded["_report"])
+    assert len(table.splitlines()) == len(graded["_report"].submissions) + 1  # one line each, and a summary
+    secret = SubmissionResult("x/alice_90_toy.py", "90_toy", None, (
+        CheckResult("test_add_small_numbers", "add", 0.0, 1.5, "failed", "add(1, 2) should be 3, got 4"),
+        CheckResult("test_add_negative_numbers", "add", 0.0, 1.5, "failed", "the hidden input was 12345", True)), 3.0)
+    for details in (False, True):
+        text = render_table(GradeReport(0, (secret,)), details=details)
+        assert "12345" not in text and text.splitlines()[0] == "alice  90_toy  0/3  graded"
+    assert "should be 3, got 4" in text and "test_add_negative_numbers (hidden)" in text
 
 
 def test_usage_errors_exit_2_with_a_message(toy, tmp_path):

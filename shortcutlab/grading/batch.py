@@ -3,7 +3,8 @@
 ``grade_class`` is what ``shortcutlab grade`` runs. Each submission is keyed (gradebook.GradeKey) before
 any grading; a key the gradebook holds is reused unless ``regrade``; the others go to the runner, and each
 one is committed to the gradebook the moment it is graded, so a run killed midway loses nothing finished.
-Exports (grades.csv, results.json, feedback) are rewritten from the gradebook at the end of the run.
+Exports (grades.csv, class_matrix.csv, identical_submissions.csv, results.json, feedback) are rewritten from the
+gradebook at the end of the run.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import Course, CourseError, load_course
-from shortcutlab.grading.exports import write_exports
+from shortcutlab.grading.exports import IdenticalGroup, find_identical, graded_code_digest, write_exports
 from shortcutlab.grading.gradebook import DEFAULT_SEED, Gradebook, GradeKey, checks_version, submission_seed
 from shortcutlab.grading.results import GradeReport, SubmissionResult
 from shortcutlab.grading.runner import GradingError, grade
@@ -35,12 +36,25 @@ class _Item:
 
 @dataclass(frozen=True)
 class ClassRun:
-    """A run of ``grade_class``: the report (every submission, input order) and what it did."""
+    """A run of ``grade_class``: the report (every submission, input order) and what it did; ``students`` maps
+    each submission's path to its student id; ``identical`` lists the class's identical submissions."""
 
     report: GradeReport
     reused: int
     graded: int
     out: Path
+    students: dict[str, str] = dataclasses.field(default_factory=dict)
+    identical: tuple[IdenticalGroup, ...] = ()
+
+
+def released_digests(course: Course) -> set[str]:
+    """Graded-code digests of the lessons as released (a stub handed in untouched is not copying)."""
+    digests = set()
+    for spec in course.lessons:
+        digest = graded_code_digest(course.lesson_notebook(spec))
+        if digest is not None:
+            digests.add(digest)
+    return digests
 
 
 def _key(path: Path, lesson: str, version: str, base_seed: int) -> GradeKey | None:
@@ -165,10 +179,13 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
         graded = len(pending) + len(copies)
         book.finish_run(run_id, reused=len(files) - graded, graded=graded)
         titles = {spec.id: spec.title for spec in course.lessons}
-        write_exports(book.entries(), out, course.lesson_ids, titles)
+        entries = book.entries()
+        identical = tuple(find_identical(entries, released_digests(course)))
+        write_exports(entries, out, course.lesson_ids, titles, identical)
     finally:
         book.close()
     report = GradeReport(base_seed, tuple(results[str(p)] for p in files if str(p) in results),
                          round(time.monotonic() - start, 3))
     graded = len(pending) + len(copies)
-    return ClassRun(report, len(files) - graded, graded, Path(out))
+    return ClassRun(report, len(files) - graded, graded, Path(out), {key: item.student for key, item in items.items()},
+                    identical)

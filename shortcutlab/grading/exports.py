@@ -1,12 +1,15 @@
-"""What a grading run hands out: grades.csv (nbgrader's columns), one Gradescope ``results.json`` per
-submission, and per-student feedback in Markdown and HTML.
+"""What a grading run hands out: grades.csv (nbgrader's columns and a status), a class matrix an LMS gradebook
+imports (Canvas, Moodle), a list of identical submissions, one Gradescope ``results.json`` per submission, and
+per-student feedback in Markdown and HTML.
 
 Students see their visible checks' messages; a hidden check shows only whether it passed and its points,
 never its name or message (instructors find those in the gradebook and ``shortcutlab grade --json``).
 
-Layout under the output folder::
+Layout under the output folder (files are written readable, like any file the user creates: 0666 less the umask)::
 
     grades.csv
+    class_matrix.csv
+    identical_submissions.csv
     results/<student>/<lesson>/results.json
     feedback/<student>/<lesson>.md
     feedback/<student>/<lesson>.html
@@ -14,19 +17,31 @@ Layout under the output folder::
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.grading.gradebook import Entry
+from shortcutlab.grading.report import MISSING, submission_status
 from shortcutlab.grading.results import CheckResult, SubmissionResult
+from shortcutlab.grading.students import normalize_timestamp
 
+# nbgrader's ``nbgrader export`` columns, then the submission's status (graded, error, timeout, missing)
 CSV_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
-               "late_submission_penalty", "score", "max_score")
+               "late_submission_penalty", "score", "max_score", "status")
+# The class matrix: Canvas's gradebook-import identity columns, one column per lesson, then the total under a
+# name Canvas treats as read-only (ignored on import). Moodle maps "SIS Login ID" to the username and each
+# lesson column to a grade item, and ignores the rest.
+MATRIX_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+MATRIX_TOTAL = "Final Points"
+IDENTICAL_COLUMNS = ("lesson", "group", "student_id", "path", "score", "max_score", "code_sha256")
 HIDDEN_NOTE = "hidden check: its details are not shown"
 _SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
 
@@ -47,13 +62,29 @@ def check_title(check: CheckResult) -> str:
     return words.replace("_", " ")
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
-    """Write a file atomically (a run killed meanwhile leaves the old file or the new one, never half)."""
+    """Write a file atomically (a run killed meanwhile leaves the old file or the new one, never half), with
+    the permissions of a file created normally (0666 less the umask; mkstemp alone would give 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -63,27 +94,146 @@ def write_text(path: Path, text: str) -> None:
 # ----------------------------------------------------------------------------- grades.csv
 
 
+def _lesson_order(entries: list[Entry], lessons: Iterable[str]) -> list[str]:
+    order = list(dict.fromkeys(lesson for lesson in lessons if any(e.lesson == lesson for e in entries)))
+    return order + sorted({e.lesson for e in entries} - set(order))
+
+
 def grades_csv(entries: Iterable[Entry], lessons: Iterable[str] = ()) -> str:
-    """nbgrader's ``nbgrader export`` CSV: one row per lesson and student, 0 for a lesson not handed in.
+    """nbgrader's ``nbgrader export`` CSV plus a ``status`` column: one row per lesson and student, 0 and status
+    ``missing`` for a lesson not handed in.
 
     Lessons come in the order of ``lessons`` (then any others, sorted), students sorted by id; names, emails
-    and due dates are empty (the gradebook does not know them) and there is no late penalty.
+    and due dates are empty (the gradebook does not know them) and there is no late penalty. Timestamps are
+    UTC in one format, ``YYYY-MM-DD HH:MM:SS.ffffff`` (nbgrader's). ``status`` is ``graded``, ``error`` (could
+    not be graded normally), ``timeout`` (cut off by a time limit) or ``missing``.
     """
     entries = list(entries)
     by_key = {(e.lesson, e.student_id): e for e in entries}
-    order = list(dict.fromkeys(lesson for lesson in lessons if any(e.lesson == lesson for e in entries)))
-    order += sorted({e.lesson for e in entries} - set(order))
     students = sorted({e.student_id for e in entries})
     max_scores = {e.lesson: e.result.max_score for e in entries}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for lesson in order:
+    for lesson in _lesson_order(entries, lessons):
         for student in students:
             entry = by_key.get((lesson, student))
             raw = _number(entry.result.score) if entry else 0.0
-            writer.writerow([lesson, "", entry.timestamp if entry else "", student, "", "", "", raw, 0.0,
-                             max(0.0, raw), _number(max_scores[lesson])])
+            writer.writerow([lesson, "", normalize_timestamp(entry.timestamp) if entry else "", student, "", "", "",
+                             raw, 0.0, max(0.0, raw), _number(max_scores[lesson]),
+                             submission_status(entry.result) if entry else MISSING])
+    return buffer.getvalue()
+
+
+def matrix_header(title: str, lesson: str, max_score: float) -> str:
+    """A lesson's column in the class matrix: 'Adding and scaling [90_toy, 5 pts]'."""
+    return f"{title or lesson} [{lesson}, {points(max_score)} pts]"
+
+
+def class_matrix_csv(entries: Iterable[Entry], lessons: Iterable[str] = (),
+                     titles: dict[str, str] | None = None) -> str:
+    """The class at a glance, in a layout the gradebook imports of Canvas and Moodle accept: one row per student,
+    ``Student, ID, SIS User ID, SIS Login ID, Section`` (the student id in ``Student`` and ``SIS Login ID``;
+    the others empty), one column per lesson (its score, empty if not handed in) headed by its title, id and
+    points possible, and ``Final Points`` (the sum; Canvas ignores it on import, Moodle lets it be ignored)."""
+    entries = list(entries)
+    titles = titles or {}
+    order = _lesson_order(entries, lessons)
+    max_scores = {e.lesson: e.result.max_score for e in entries}
+    by_key = {(e.student_id, e.lesson): e for e in entries}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*MATRIX_IDENTITY, *(matrix_header(titles.get(l, ""), l, max_scores[l]) for l in order),
+                     MATRIX_TOTAL])
+    for student in sorted({e.student_id for e in entries}):
+        mine = [by_key.get((student, lesson)) for lesson in order]
+        total = sum(e.result.score for e in mine if e is not None)
+        writer.writerow([student, "", "", student, "", *(points(e.result.score) if e else "" for e in mine),
+                         points(total)])
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- identical submissions
+
+
+def normalized_code(source: str) -> str:
+    """Python code with its layout removed: tokens joined by single spaces, comments and blank lines dropped,
+    indentation kept as block markers. Reformatted or re-commented copies of the same code give the same text."""
+    tokens = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
+                continue
+            if token.type == tokenize.NEWLINE:
+                tokens.append(";")
+            elif token.type == tokenize.INDENT:
+                tokens.append("{")
+            elif token.type == tokenize.DEDENT:
+                tokens.append("}")
+            else:
+                tokens.append(token.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return " ".join(line.split("#", 1)[0].strip() for line in source.splitlines() if line.split("#", 1)[0].strip())
+    return " ".join(tokens)
+
+
+def graded_code_digest(path: str | Path) -> str | None:
+    """sha256 of a submission's graded code, normalized (``normalized_code``): a notebook's nbgrader solution
+    cells (setup cells are the same for everyone), a .py file whole. None if unreadable or empty."""
+    from shortcutlab.grading.submission import SubmissionError, read_cells
+
+    path = Path(path)
+    try:
+        cells, _ = read_cells(path, path.read_bytes())
+    except (OSError, SubmissionError):
+        return None
+    code = "\n".join(normalized_code(cell.source) for cell in cells if cell.kind != "setup").strip()
+    return hashlib.sha256(code.encode()).hexdigest() if code else None
+
+
+@dataclass(frozen=True)
+class IdenticalGroup:
+    """Submissions of one lesson by different students with the same graded code."""
+
+    lesson: str
+    digest: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def students(self) -> tuple[str, ...]:
+        return tuple(e.student_id for e in self.entries)
+
+
+def find_identical(entries: Iterable[Entry], ignore: Iterable[str] = ()) -> list[IdenticalGroup]:
+    """Groups of two or more students whose latest submissions of a lesson have the same graded code
+    (``graded_code_digest``), by lesson then first student. Digests in ``ignore`` (the released stubs, handed in
+    untouched) never form a group; a file changed since it was graded is left out."""
+    ignore = set(ignore)
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries:
+        try:
+            data = Path(entry.path).read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(data).hexdigest() != entry.key.content_hash:
+            continue
+        digest = graded_code_digest(entry.path)
+        if digest is not None and digest not in ignore:
+            groups.setdefault((entry.lesson, digest), []).append(entry)
+    found = [IdenticalGroup(lesson, digest, tuple(sorted(group, key=lambda e: e.student_id)))
+             for (lesson, digest), group in groups.items() if len({e.student_id for e in group}) > 1]
+    return sorted(found, key=lambda g: (g.lesson, g.students))
+
+
+def identical_csv(groups: Iterable[IdenticalGroup]) -> str:
+    """One row per submission in a group of identical ones (the header alone if there are none)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(IDENTICAL_COLUMNS)
+    for number, group in enumerate(groups, start=1):
+        for entry in group.entries:
+            writer.writerow([group.lesson, number, entry.student_id, entry.path, _number(entry.result.score),
+                             _number(entry.result.max_score), group.digest])
     return buffer.getvalue()
 
 
@@ -149,7 +299,7 @@ def feedback_markdown(result: SubmissionResult, student: str = "", title: str = 
     if student:
         lines.append(f"- Student: {student}")
     if timestamp:
-        lines.append(f"- Submitted: {timestamp} UTC")
+        lines.append(f"- Submitted: {normalize_timestamp(timestamp) or timestamp} UTC")
     lines += [f"- Score: **{points(result.score)} / {points(result.max_score)}**{_percent(result)}", ""]
     if result.error:
         lines += ["## Your submission could not be graded normally", "", "```text", result.error.strip(), "```", ""]
@@ -193,7 +343,7 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
     if student:
         out.append(f"<li>Student: {esc(student)}</li>")
     if timestamp:
-        out.append(f"<li>Submitted: {esc(timestamp)} UTC</li>")
+        out.append(f"<li>Submitted: {esc(normalize_timestamp(timestamp) or timestamp)} UTC</li>")
     out += [f"<li>Score: <strong>{points(result.score)} / {points(result.max_score)}</strong>"
             f"{esc(_percent(result))}</li>", "</ul>"]
     if result.error:
@@ -227,14 +377,18 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
 
 
 def write_exports(entries: Iterable[Entry], out: str | Path, lessons: Iterable[str] = (),
-                  titles: dict[str, str] | None = None) -> list[Path]:
-    """Write grades.csv, results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html}
-    for ``entries`` (a gradebook's); returns the files written."""
+                  titles: dict[str, str] | None = None, identical: Iterable[IdenticalGroup] = ()) -> list[Path]:
+    """Write grades.csv, class_matrix.csv, identical_submissions.csv (``identical``: see ``find_identical``),
+    results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html} for ``entries`` (a
+    gradebook's); returns the files written."""
     out = Path(out)
     entries = list(entries)
+    lessons = tuple(lessons)
     titles = titles or {}
-    written = [out / "grades.csv"]
+    written = [out / "grades.csv", out / "class_matrix.csv", out / "identical_submissions.csv"]
     write_text(written[0], grades_csv(entries, lessons))
+    write_text(written[1], class_matrix_csv(entries, lessons, titles))
+    write_text(written[2], identical_csv(identical))
     for entry in entries:
         result, title = entry.result, titles.get(entry.lesson, "")
         results = out / "results" / entry.student_id / entry.lesson / "results.json"

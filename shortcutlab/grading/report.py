@@ -1,12 +1,45 @@
-"""Grading reports: the JSON document of ``shortcutlab grade --json`` and a readable table."""
+"""Grading reports: the JSON document of ``shortcutlab grade --json``, a submission's status, and a readable table
+(one line per submission; per-function scores and visible checks' messages with ``details``).
+
+Hidden checks' messages never appear here (only their name and status, with ``details``): instructors find them in
+the gradebook and in ``--json``.
+"""
 from __future__ import annotations
 
 import json
 import textwrap
-
 from shortcutlab.grading.results import GradeReport, SubmissionResult
+from shortcutlab.grading.students import student_id
 
 MARKS = {"passed": "ok", "failed": "FAIL", "error": "ERROR", "timeout": "TIMEOUT"}
+# A submission's status (grades.csv, the terminal): graded normally, not graded normally (error), cut off by a
+# time limit (timeout); "missing" (not handed in) exists only in the class's exports.
+GRADED, ERROR, TIMEOUT, MISSING = "graded", "error", "timeout", "missing"
+STATUSES = (GRADED, ERROR, TIMEOUT, MISSING)
+# How the engine words these (worker.py, execute.py): loading cut off by its time limit, a graded cell that was
+# stopped while loading, and a graded function whose cell raised while loading (execute.missing_message).
+_LOAD_TIMEOUT = "did not finish loading within"
+_CELL_TIMEOUTS = ("did not finish within", "loading the submission used up its")
+_CELL_RAISED = ("is not defined in your submission", "\nIts cell (")
+
+
+def submission_status(result: SubmissionResult) -> str:
+    """``error`` if the submission could not be graded normally (unreadable, its code killed the grader while
+    loading, a graded cell that raised while loading), ``timeout`` if a time limit cut it off (loading or a
+    check), else ``graded``. A wrong answer, a stub or a function left out is ``graded``."""
+    if result.error:
+        return TIMEOUT if _LOAD_TIMEOUT in result.error else ERROR
+    cell_timeout = False
+    for check in result.checks:
+        if check.status == "error" and all(marker in check.output for marker in _CELL_RAISED):
+            raised = check.output.split(_CELL_RAISED[1], 1)[1]
+            if any(marker in raised for marker in _CELL_TIMEOUTS):
+                cell_timeout = True
+            else:
+                return ERROR
+    if cell_timeout or any(check.status == "timeout" for check in result.checks):
+        return TIMEOUT
+    return GRADED
 
 
 def render_json(report: GradeReport) -> str:
@@ -25,11 +58,17 @@ def _first_lines(text: str, count: int = 4, width: int = 110) -> list[str]:
     return lines[:count] + (["..."] if len(lines) > count else [])
 
 
-def render_submission(result: SubmissionResult, details: bool = True) -> list[str]:
-    """A header line with the score, one line per function, and the first lines of each non-passing check."""
-    percent = f" ({100 * result.score / result.max_score:.0f}%)" if result.max_score else ""
-    lines = [f"{result.path}  [{result.lesson or 'unknown lesson'}]  "
-             f"{_points(result.score)}/{_points(result.max_score)}{percent}"]
+def render_line(result: SubmissionResult, student: str | None = None) -> str:
+    """One line: student, lesson, score/max, status (the student id from the path unless given)."""
+    student = student or student_id(result.path, result.lesson)
+    return f"{student}  {result.lesson or 'unknown lesson'}  {_points(result.score)}/{_points(result.max_score)}  " \
+           f"{submission_status(result)}"
+
+
+def render_details(result: SubmissionResult) -> list[str]:
+    """Indented: the file, the error, one line per function, and each non-passing check (a visible check with
+    its first lines; a hidden check with its name and status only)."""
+    lines = [f"  file: {result.path}"]
     if result.error:
         lines += ["  error: " + line for line in _first_lines(result.error, 4)]
     width = max((len(c.function) for c in result.checks), default=0)
@@ -37,25 +76,34 @@ def render_submission(result: SubmissionResult, details: bool = True) -> list[st
         mine = [c for c in result.checks if c.function == function]
         passed = sum(c.status == "passed" for c in mine)
         lines.append(f"  {function:<{width}}  {_points(got):>5}/{_points(most):<5} {passed}/{len(mine)} checks passed")
-        if not details:
-            continue
         for c in mine:
             if c.status == "passed" or (result.error and c.output.startswith("not graded")):
                 continue
-            hidden = " (hidden)" if c.hidden else ""
-            lines.append(f"    {MARKS.get(c.status, c.status)} {c.name}{hidden}")
-            lines += ["        " + line for line in _first_lines(c.output)]
+            lines.append(f"    {MARKS.get(c.status, c.status)} {c.name}" + (" (hidden)" if c.hidden else ""))
+            if not c.hidden:
+                lines += ["        " + line for line in _first_lines(c.output)]
     return lines
 
 
-def render_table(report: GradeReport, details: bool = True) -> str:
-    """Every submission's score per function, failures with their first lines, and a summary line."""
+def render_summary(report: GradeReport) -> str:
+    """``N submissions in S s (seed K): G graded, E error, T timeout; F with full marks``."""
+    total = len(report.submissions)
+    counts = {status: 0 for status in STATUSES[:3]}
+    for s in report.submissions:
+        counts[submission_status(s)] += 1
+    full = sum(1 for s in report.submissions if s.max_score and abs(s.score - s.max_score) < 1e-9)
+    return (f"{total} submission{'s' if total != 1 else ''} in {report.seconds:.1f} s (seed {report.seed}): "
+            + ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; {full} with full marks")
+
+
+def render_table(report: GradeReport, details: bool = False, students: dict[str, str] | None = None) -> str:
+    """One line per submission (``render_line``), each followed by its ``render_details`` if ``details``, then
+    a summary line. ``students`` maps a submission's path to its student id (default: the file name)."""
+    students = students or {}
     lines: list[str] = []
     for result in report.submissions:
-        lines += render_submission(result, details) + [""]
-    total = len(report.submissions)
-    full = sum(1 for s in report.submissions if s.max_score and abs(s.score - s.max_score) < 1e-9)
-    errors = sum(1 for s in report.submissions if s.error)
-    lines.append(f"{total} submission{'s' if total != 1 else ''} graded in {report.seconds:.1f} s (seed "
-                 f"{report.seed}): {full} with full marks, {errors} with errors")
+        lines.append(render_line(result, students.get(result.path)))
+        if details:
+            lines += render_details(result)
+    lines.append(render_summary(report))
     return "\n".join(lines)
