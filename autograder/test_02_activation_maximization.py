@@ -2,7 +2,8 @@
 
 Activation maximization is not fully determined (optimizer details vary), so it is graded on behaviour
 with tiny hand-built models whose best images are known; total variation is compared with the reference.
-Checks that run optimisation steps take ``total_variation`` too: the student's activation_maximization calls it.
+One mistake, one penalty: while activation_maximization's checks run, the name ``total_variation`` in the student's
+code means the library's reference (``with_reference``), so a wrong total_variation costs points on its checks only.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from shortcutlab.grading import (
     expect_shape,
     expect_tensor,
     expect_true,
+    with_reference,
 )
 from shortcutlab.tolerance import tolerance_for
 
@@ -192,7 +194,8 @@ def _target(seed: int, salt: int, num_classes: int = 10) -> int:
 
 def _run_actmax(activation_maximization, model: nn.Module, target: int, seed: int, **kwargs) -> torch.Tensor:
     """Call the student's function with a seeded generator; check it returns one image (1, 3, 28, 28)."""
-    x = activation_maximization(model, target, generator=_generator(seed, 99), **kwargs)
+    with with_reference(activation_maximization, "total_variation", reference_total_variation):
+        x = activation_maximization(model, target, generator=_generator(seed, 99), **kwargs)
     x = expect_tensor(x, "activation_maximization(...)")
     expect_shape(x, (1, *IMAGE), "activation_maximization's image")
     expect_finite(x, "activation_maximization's image")
@@ -201,7 +204,7 @@ def _run_actmax(activation_maximization, model: nn.Module, target: int, seed: in
 
 @check("activation_maximization")
 def test_activation_maximization_returns_one_detached_image_in_unit_range(
-    activation_maximization, total_variation, seed
+    activation_maximization, seed
 ):
     """A strong linear model drives pixels past 0 and 1, so an unclamped image leaves the range."""
     model = _Template(seed)
@@ -232,7 +235,7 @@ def test_activation_maximization_with_zero_steps_returns_the_noisy_start(activat
 
 
 @check("activation_maximization")
-def test_activation_maximization_raises_the_class_logit(activation_maximization, total_variation, seed):
+def test_activation_maximization_raises_the_class_logit(activation_maximization, seed):
     """Gradient *ascent*: the target logit must end well above its value on a gray image, and be the top class."""
     model = _Template(seed)
     target = _target(seed, 22)
@@ -252,7 +255,7 @@ def test_activation_maximization_raises_the_class_logit(activation_maximization,
 
 @check("activation_maximization")
 def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
-    activation_maximization, total_variation, seed
+    activation_maximization, seed
 ):
     """A model that classifies by mean color: its class-c image must be painted PALETTE[c]."""
     target = _target(seed, 23, num_classes=9)  # not gray (9): the noisy start already has that mean color
@@ -272,7 +275,7 @@ def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
 
 @check("activation_maximization")
 def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mode(
-    activation_maximization, total_variation, seed
+    activation_maximization, seed
 ):
     """Dropout must be off while optimising, and a model in train mode must be given back in train mode."""
     model = _ModeRecorder(_Template(seed, dropout=0.5)).train()
@@ -291,7 +294,7 @@ def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mo
 
 @check("activation_maximization", hidden=True)
 def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
-    activation_maximization, total_variation, seed
+    activation_maximization, seed
 ):
     """With a salt-and-pepper optimum, a large TV weight must give a much smoother image than tv=0."""
     model = _Template(seed, scale=3.0)
@@ -306,7 +309,7 @@ def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
 
 @check("activation_maximization", hidden=True)
 def test_activation_maximization_is_reproducible_and_leaves_the_model_unchanged(
-    activation_maximization, total_variation, seed
+    activation_maximization, seed
 ):
     """Same seeded generator, same image; the model's parameters are inputs, not things to optimise."""
     model = _Template(seed)

@@ -2,6 +2,10 @@
 
 The losses are determined and compared with shortcutlab.debias; GRLNet's architecture is not, so it is
 graded on behaviour: output shapes, and gradients measured against finite differences of its own forward.
+
+One mistake, one penalty: while consistency_loss's checks run, the name ``symmetric_kl`` in the student's code means
+the library's reference, and while GRLNet's run, ``grad_reverse`` does (``with_reference``), so a wrong
+symmetric_kl or grad_reverse costs points on its own checks only.
 """
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortcutlab.data import NUM_CLASSES, colorize, recolor, smooth_texture
-from shortcutlab.grading import CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true, with_reference
 from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
 from shortcutlab.debias import consistency_loss as reference_consistency_loss
 from shortcutlab.debias import grl_loss as reference_grl_loss
 from shortcutlab.debias import symmetric_kl as reference_symmetric_kl
+from shortcutlab.models import grad_reverse as reference_grad_reverse
 
 
 # Roundings a correct answer may differ by from the reference (shortcutlab.tolerance). symmetric_kl of up to 10
@@ -199,18 +204,10 @@ def _consistency_parts(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     return F.cross_entropy(original, labels), original, logits_of(recolor(images, new_ids))
 
 
-def _consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got) -> torch.Tensor:
-    """CE + weight * symmetric_kl with the reference symmetric_kl, or with the student's own where that is closer
-    to ``got``: a wrong symmetric_kl costs points on symmetric_kl, not here as well. Differentiable."""
-    expected = reference_consistency_loss(model, images, labels, new_ids, weight)
-    try:
-        ce, original, recolored = _consistency_parts(model, images, labels, new_ids)
-        own = ce + weight * _scalar(symmetric_kl(original, recolored), "symmetric_kl")
-    except Exception:  # noqa: BLE001 - the student's symmetric_kl may be missing or broken
-        return expected
-    if not bool(torch.isfinite(own)):
-        return expected
-    return own if float((got - own.detach()).abs()) < float((got - expected.detach()).abs()) else expected
+def _consistency_formula(model, images, labels, new_ids, weight) -> torch.Tensor:
+    """CE + weight * symmetric_kl with the reference symmetric_kl, the one the student's consistency_loss calls
+    while its checks run (``with_reference``): a wrong symmetric_kl costs points on symmetric_kl only."""
+    return reference_consistency_loss(model, images, labels, new_ids, weight)
 
 
 def _consistency_hint(model, images, labels, new_ids, weight, got) -> str:
@@ -233,11 +230,12 @@ def _consistency_hint(model, images, labels, new_ids, weight, got) -> str:
     return "loss = F.cross_entropy(f(x), labels) + weight * symmetric_kl(f(x), f(recolor(x, new_color_ids)))"
 
 
-def _check_consistency(consistency_loss, symmetric_kl, model, images, labels, new_ids, weight, what,
+def _check_consistency(consistency_loss, model, images, labels, new_ids, weight, what,
                        pass_weight: bool = True) -> torch.Tensor:
     args = (model, images.clone(), labels.clone(), new_ids.clone()) + ((weight,) if pass_weight else ())
-    got = _scalar(consistency_loss(*args), what)
-    expected = _consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got.detach())
+    with with_reference(consistency_loss, "symmetric_kl", reference_symmetric_kl):
+        got = _scalar(consistency_loss(*args), what)
+    expected = _consistency_formula(model, images, labels, new_ids, weight)
     tolerance = tolerance_for(expected, ops=NET_LOSS_OPS)
     try:
         expect_close(got, expected, what, **tolerance)
@@ -248,50 +246,50 @@ def _check_consistency(consistency_loss, symmetric_kl, model, images, labels, ne
 
 
 @check("consistency_loss")
-def test_consistency_loss_matches_ce_plus_weight_times_symmetric_kl(consistency_loss, symmetric_kl, seed):
+def test_consistency_loss_matches_ce_plus_weight_times_symmetric_kl(consistency_loss, seed):
     """A random weight, a color-sensitive model and Colored-MNIST-like images recolored with new_color_ids."""
     images, labels, new_ids = _colored_batch(seed)
     weight = _uniform(_generator(seed, 21), 0.3, 1.5)  # well away from the default 2.0
-    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed), images, labels, new_ids, weight,
+    _check_consistency(consistency_loss, _ColorReader(seed), images, labels, new_ids, weight,
                        f"consistency_loss with weight={weight:.3g}")
 
 
 @check("consistency_loss")
-def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss, symmetric_kl, seed):
+def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss, seed):
     """weight=0 leaves only CE(f(x), labels) on the original images."""
     images, labels, new_ids = _colored_batch(seed + 1)
-    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 1), images, labels, new_ids, 0.0,
+    _check_consistency(consistency_loss, _ColorReader(seed + 1), images, labels, new_ids, 0.0,
                        "consistency_loss with weight=0")
 
 
 @check("consistency_loss", hidden=True)
-def test_consistency_loss_default_weight_is_two(consistency_loss, symmetric_kl, seed):
+def test_consistency_loss_default_weight_is_two(consistency_loss, seed):
     """Called without weight, the penalty weight is 2.0."""
     images, labels, new_ids = _colored_batch(seed + 2)
-    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 2), images, labels, new_ids, 2.0,
+    _check_consistency(consistency_loss, _ColorReader(seed + 2), images, labels, new_ids, 2.0,
                        "consistency_loss with the default weight", pass_weight=False)
 
 
 @check("consistency_loss", hidden=True)
-def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, symmetric_kl, seed):
+def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, seed):
     """A GRLNet-style model returns (class_logits, other_logits): use the first element."""
     images, labels, new_ids = _colored_batch(seed + 3)
-    _check_consistency(consistency_loss, symmetric_kl, _ColorReader(seed + 3, tuple_output=True), images, labels,
+    _check_consistency(consistency_loss, _ColorReader(seed + 3, tuple_output=True), images, labels,
                        new_ids, 1.5, "consistency_loss of a model returning (class_logits, other_logits)")
 
 
 @check("consistency_loss", hidden=True)
-def test_consistency_loss_backpropagates_into_the_model(consistency_loss, symmetric_kl, seed):
+def test_consistency_loss_backpropagates_into_the_model(consistency_loss, seed):
     """The loss trains the model: its parameter gradients equal those of the formula."""
     images, labels, new_ids = _colored_batch(seed + 4)
     model, weight = _ColorReader(seed + 4), 1.0
     params = list(model.parameters())
-    got = _check_consistency(consistency_loss, symmetric_kl, model, images, labels, new_ids, weight,
+    got = _check_consistency(consistency_loss, model, images, labels, new_ids, weight,
                              "consistency_loss")
     expect_true(got.requires_grad, "consistency_loss is not connected to the model's parameters; do not detach "
                 "the logits or compute under torch.no_grad()")
     got_grads = _grads(got, params)
-    expected = _grads(_consistency_formula(model, images, labels, new_ids, weight, symmetric_kl, got.detach()), params)
+    expected = _grads(_consistency_formula(model, images, labels, new_ids, weight), params)
     for (name, _), a, b in zip(model.named_parameters(), got_grads, expected):
         expect_close(a, b, f"gradient of consistency_loss with respect to {name}", **tolerance_for(b, ops=NET_GRAD_OPS))
 
@@ -425,12 +423,13 @@ def _about(a: float, b: float, scale: float) -> bool:
 
 
 @check("GRLNet")
-def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, grad_reverse, seed):
+def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, seed):
     """forward(x) is (digit_logits (N, num_classes), color_logits (N, num_colors)) for images (N, 3, 28, 28)."""
     g = _generator(seed, 41)
     num_colors, n = int(torch.randint(3, 9, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
     model = _build_grlnet(GRLNet, seed, num_colors, 1.0)
-    digit, color = _grl_outputs(model, torch.rand(n, 3, 28, 28, generator=g, dtype=torch.float64), num_colors)
+    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
+        digit, color = _grl_outputs(model, torch.rand(n, 3, 28, 28, generator=g, dtype=torch.float64), num_colors)
     expect_finite(digit, "GRLNet's digit_logits")
     expect_finite(color, "GRLNet's color_logits")
 
@@ -442,7 +441,8 @@ def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) 
     if reassign is not None:
         model.strength = strength = reassign
     x = torch.rand(4, 3, 28, 28, generator=g, dtype=torch.float64)
-    rows = _directional_derivatives(model, x, num_colors, seed)
+    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
+        rows = _directional_derivatives(model, x, num_colors, seed)
     scale = max(max(abs(r[2]), abs(r[4])) for r in rows) or 1.0
     small = 1e-6 * scale  # below this a parameter does not influence that output
     digit_only = [r for r in rows if abs(r[4]) <= small and abs(r[2]) > small]
@@ -481,13 +481,13 @@ def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) 
 
 
 @check("GRLNet")
-def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, grad_reverse, seed):
+def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, seed):
     """Backbone: -strength x color gradient, +1 x digit gradient; heads: ordinary gradients (vs finite differences)."""
     _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used
 
 
 @check("GRLNet", hidden=True)
-def test_grlnet_strength_can_be_changed_after_construction(GRLNet, grad_reverse, seed):
+def test_grlnet_strength_can_be_changed_after_construction(GRLNet, seed):
     """model.strength = s (a warm-up schedule) takes effect at the next forward pass."""
     g = _generator(seed, 44)
     _check_reversal(GRLNet, seed + 1, _uniform(g, 0.3, 0.7), _uniform(g, 1.5, 3.0))

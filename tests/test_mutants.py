@@ -1,8 +1,9 @@
 """Do the autograder checks catch wrong-but-plausible code, and only in the function that is wrong?
 
 Each tests/mutants/<lesson>/<function>__<what_is_wrong>.py is a complete submission with exactly one graded
-function broken: it must lose points on that function and keep full points on every other one, except
-functions whose checks take the broken one as an argument (they call it). As controls, the correct
+function broken: it must lose points on that function and keep full points on every other one, also on a
+function that calls the broken one (one mistake, one penalty: while a function's checks run, the other graded
+functions its code calls are the library's references, docs/grading-contract.md). As controls, the correct
 submissions tests/submissions/<lesson>.py and the library reference itself must get full marks, every
 solutions/ notebook must too (graded end to end by the CLI, in under two minutes), and every untouched
 lessons/ notebook must get 0 without a grader error. Lessons whose check file does not exist yet are skipped.
@@ -65,9 +66,15 @@ def graded(tmp_path_factory) -> dict[Path, object]:
     return {Path(result.path): result for result in report.submissions}
 
 
-def dependents(lesson: str, function: str) -> set[str]:
-    """Functions whose checks take ``function`` as an argument: they may lose points along with it."""
-    return {c.function for c in plan_checks(COURSE, lesson) if function in c.params and c.function != function}
+@pytest.mark.parametrize("lesson", COURSE.lesson_ids)
+def test_a_check_takes_no_other_graded_function(lesson):
+    """A check handed another student function would grade it too: it uses that function's reference instead."""
+    if lesson not in READY:
+        pytest.skip(f"{lesson} has no check file yet")
+    names = set(COURSE.lesson(lesson).functions)
+    others = {c.name: sorted(names & set(c.params) - {c.function}) for c in plan_checks(COURSE, lesson)
+              if names & set(c.params) - {c.function}}
+    assert not others, f"checks of {lesson} take another graded function (use its library reference): {others}"
 
 
 @pytest.mark.parametrize("path", MUTANTS, ids=_id)
@@ -82,11 +89,23 @@ def test_a_mutant_loses_points_on_its_function_and_keeps_them_elsewhere(path, gr
     scores = result.function_scores()
     got, most = scores[function]
     assert got < most, f"{path.name} keeps full points on {function} (seed {SEED}): the checks miss this mistake"
-    collateral = {name: s for name, s in scores.items()
-                  if name != function and name not in dependents(lesson, function) and s[0] < s[1]}
+    collateral = {name: s for name, s in scores.items() if name != function and s[0] < s[1]}
     details = [f"{c.name}: {c.output.splitlines()[0] if c.output else c.status}"
                for c in result.checks if c.function in collateral and c.status != "passed"]
     assert not collateral, f"{path.name} broke only {function} but lost points on {collateral}: {details}"
+
+
+def test_a_wrong_sign_in_grad_reverse_costs_points_on_grad_reverse_only(graded):
+    """GRLNet calls grad_reverse: its checks run it with the reference grad_reverse, so GRLNet keeps full marks."""
+    _ready(Path("04_debiasing"), "04_debiasing")
+    result = graded[ROOT / "tests" / "mutants" / "04_debiasing" / "grad_reverse__no_sign_flip.py"]
+    assert result.error is None, result.error
+    scores = result.function_scores()
+    assert scores["grad_reverse"][0] < scores["grad_reverse"][1]
+    grl = [c for c in result.checks if c.function == "GRLNet"]
+    assert len(grl) == 3 and all(c.status == "passed" for c in grl), [(c.name, c.status, c.output[:200]) for c in grl]
+    assert scores["GRLNet"][1] > 0 and scores["GRLNet"][0] == pytest.approx(scores["GRLNet"][1])
+    assert all(got == pytest.approx(most) for name, (got, most) in scores.items() if name != "grad_reverse"), scores
 
 
 def _full_marks(result) -> None:

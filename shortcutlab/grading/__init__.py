@@ -9,7 +9,8 @@ from typing import Any
 from shortcutlab.grading.registry import CheckFailure, check
 
 __all__ = ["CheckFailure", "check", "check_in_notebook", "expect_close", "expect_dtype", "expect_equal",
-           "expect_finite", "expect_range", "expect_shape", "expect_tensor", "expect_true", "grade"]
+           "expect_finite", "expect_range", "expect_shape", "expect_tensor", "expect_true", "grade",
+           "with_reference"]
 
 _LAZY = {
     "expect_close": "shortcutlab.grading.asserts",
@@ -22,6 +23,7 @@ _LAZY = {
     "expect_true": "shortcutlab.grading.asserts",
     "grade": "shortcutlab.grading.runner",
     "check_in_notebook": "shortcutlab.grading.notebook",
+    "with_reference": "shortcutlab.grading.dependencies",
 }
 
 
