@@ -802,3 +802,84 @@ def test_a_snapshot_names_what_student_code_replaced_in_the_library_or_the_grade
             else:
                 setattr(owner, name, original)
     assert snapshot.changed() is None
+
+
+# ----------------------------------------------------------------------------- messages: titles, points, tracebacks
+
+
+def test_every_check_title_reads_as_a_phrase_with_its_numbers_and_names():
+    import re
+
+    from shortcutlab.grading.exports import check_title as export_title
+    from shortcutlab.grading.notebook import _title
+    from shortcutlab.grading.report import _snake, check_title
+
+    course = load_course()
+    names = [f for lesson in course.lessons for f in lesson.functions]
+    titles = {}
+    for lesson in course.lessons:
+        for c in plan_checks(course, lesson):
+            title = check_title(c.name, c.function, names)
+            # the notebook, nbgrader's cells and the exports (results.json, feedback) show the same title
+            assert _title(c.name, c.function) == title
+            assert export_title(CheckResult(c.name, c.function, 0.0, 1.0, "passed", "")) == title
+            titles[(lesson.id, c.name)] = title
+            assert title and title == title.strip(), title
+            assert "_" not in re.sub("|".join(n for n in names if "_" in n), "", title), title
+            assert not re.search(r"\d \d", title), f"{c.name}: {title!r} lost a decimal point"
+            for name in names:
+                spellings = {name.lower(), _snake(name).replace("_", " ")} - {name}
+                for spelling in spellings:
+                    assert not re.search(rf"\b{re.escape(spelling)}\b", title), \
+                        f"{c.name}: {title!r} writes {name} as {spelling!r}"
+    assert titles[("00_colored_mnist", "test_smooth_texture_returns_backgrounds_between_0_1_and_0_3")] == \
+        "returns backgrounds between 0.1 and 0.3"
+    assert titles[("03_gradcam", "test_grad_cam_matches_reference_on_simplecnn_target_layer")] == \
+        "matches reference on SimpleCNN target layer"
+    assert titles[("04_debiasing", "test_grlnet_returns_digit_and_color_logits_of_the_right_shapes")] == \
+        "returns digit and color logits of the right shapes"
+    assert titles[("00_colored_mnist", "test_colorize_returns_rgb_images_in_unit_range")] == \
+        "returns RGB images in unit range"
+    assert check_title("test_fvu_is_0_for_perfect_and_1_for_the_mean", "fvu") == "is 0 for perfect and 1 for the mean"
+
+
+@pytest.mark.parametrize("value, text", [(0.625, "0.625"), (5, "5"), (5.0, "5"), (2.5, "2.5"), (1 / 3, "0.333"),
+                                         (2 / 3, "0.667"), (0.0625, "0.0625"), (10 / 3, "3.333"), (0, "0"),
+                                         (-0.0, "0"), (7.5, "7.5"), (float("nan"), "?")])
+def test_points_are_printed_without_rounding_a_fraction_away(value, text):
+    from shortcutlab.grading import exports, report
+
+    assert report.points(value) == exports.points(value) == text
+
+
+def test_points_in_the_table_and_feedback_keep_every_decimal():
+    from shortcutlab.grading.exports import feedback_html, feedback_markdown
+
+    checks = tuple(CheckResult(f"test_f_{i}", "f", 0.625 if i < 3 else 0.0, 0.625, "passed" if i < 3 else "failed",
+                               "" if i < 3 else "wrong") for i in range(4))
+    result = SubmissionResult("alice_90_toy.py", "90_toy", None, checks, 2.5, 0.1)
+    table = render_table(GradeReport(0, (result,), 0.1), details=True)
+    assert "1.875/2.5" in table and "1.88" not in table and "0.62 " not in table
+    for text in (feedback_markdown(result, "alice"), feedback_html(result, "alice")):
+        assert "1.875 / 2.5" in text and "0.625 / 0.625" in text and "0.62 " not in text
+
+
+def test_a_failing_check_in_ipython_shows_no_grader_frame():
+    import contextlib
+    import io
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
+        result = shell.run_cell("import shortcutlab\n"
+                                "def colorize(digits, color_ids, background):\n"
+                                "    return 1\n"
+                                "shortcutlab.check('00_colored_mnist.colorize', colorize)\n")
+    text = shown.getvalue()
+    assert isinstance(result.error_in_exec, ChecksFailed)
+    assert "✗ returns RGB images in unit range" in text
+    assert "checks of colorize did not pass; see the report above" in text
+    for grader in ("grading/notebook.py", "shortcutlab/__init__.py", "check_in_notebook", "Traceback"):
+        assert grader not in text, text

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from shortcutlab.grading.gradebook import Entry
 from shortcutlab.grading.report import MISSING, submission_status
+from shortcutlab.grading.report import check_title as report_check_title, points as report_points
 from shortcutlab.grading.results import CheckResult, SubmissionResult
 from shortcutlab.grading.students import normalize_timestamp
 
@@ -46,9 +47,7 @@ HIDDEN_NOTE = "hidden check: its details are not shown"
 _SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
 
 
-def points(value: float) -> str:
-    """3 -> '3', 1.3333 -> '1.33'."""
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value == value else "?"
+points = report_points  # 3 -> '3', 0.625 -> '0.625', 1/3 -> '0.333': one format for every printed score
 
 
 def _number(value: float) -> float:
@@ -56,10 +55,9 @@ def _number(value: float) -> float:
 
 
 def check_title(check: CheckResult) -> str:
-    """test_colorize_matches_the_formula -> 'matches the formula' (for the check of colorize)."""
-    words = check.name.removeprefix("test_")
-    words = words.removeprefix(check.function + "_") if words.startswith(check.function + "_") else words
-    return words.replace("_", " ")
+    """test_colorize_matches_the_formula -> 'matches the formula' (for the check of colorize):
+    ``report.check_title``, the title the notebook shows too."""
+    return report_check_title(check.name, check.function)
 
 
 def _umask() -> int:

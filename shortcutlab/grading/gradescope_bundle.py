@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.exports import gradescope_results, write_text
+from shortcutlab.grading.exports import gradescope_results, points, write_text
 from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed
 from shortcutlab.grading.results import SubmissionResult
 from shortcutlab.grading.submission import SUFFIXES, expand_paths, infer_lesson
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = args.config or str(Path(args.root) / "source" / CONFIG_FILE)
     results = run_autograder(args.root, config)
-    print(f"score {results['score']}: {len(results['tests'])} tests, results in "
+    print(f"score {points(results['score'])}: {len(results['tests'])} tests, results in "
           f"{Path(args.root) / 'results' / 'results.json'}")
     return 0
 

@@ -161,11 +161,13 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
     Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
     """
     from shortcutlab.grading.notebook import SYMBOLS, _indent, _one_thread, _title
+    from shortcutlab.grading.report import points
 
     base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
     limit = course.grading.output_limit
     lines: list[str] = []
     earned, passed_count = 0.0, 0
+    names = [f for spec in course.lessons for f in spec.functions]
     with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
         warnings.simplefilter("ignore")
         planned = [c for c in plan_checks(course, lesson) if c.function == function]
@@ -182,11 +184,11 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
                     lines.append(f"  {SYMBOLS['passed' if passed else 'failed']} hidden check "
                                  f"({'passed' if passed else 'failed'})")
                     continue
-                lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(c.name, function)}")
+                lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(c.name, function, names)}")
                 if not passed:
                     lines.append(_indent(outcome.output(limit)))
     total = lesson.functions[function].points
     earned = min(round(earned, 6), float(total))
-    print(f"{function}: {passed_count}/{len(planned)} checks passed, {earned:g}/{total:g} points")
+    print(f"{function}: {passed_count}/{len(planned)} checks passed, {points(earned)}/{points(total)} points")
     print("\n".join(lines))
     return earned

@@ -25,6 +25,12 @@ _MISSING = object()
 class ChecksFailed(CheckFailure):
     """Some visible checks of a function failed (details are in the printed report)."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a notebook, nbgrader validate) shows instead of a traceback: the message alone, since the
+        report above says what failed and the grader's frames would only hide it (IPython always shows the frame
+        that raised, even with ``__tracebackhide__``)."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
@@ -41,11 +47,11 @@ def _one_thread() -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _title(name: str, function: str) -> str:
-    """test_colorize_matches_the_formula -> 'matches the formula'."""
-    words = name.removeprefix("test_")
-    words = words.removeprefix(function + "_") if words.startswith(function + "_") else words
-    return words.replace("_", " ")
+def _title(name: str, function: str, names=None) -> str:
+    """test_colorize_matches_the_formula -> 'matches the formula' (``report.check_title``)."""
+    from shortcutlab.grading.report import check_title
+
+    return check_title(name, function, names)
 
 
 def _indent(text: str, prefix: str = "      ") -> str:
@@ -92,8 +98,9 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     seconds = sum(o.seconds for _, o in outcomes)
     head = f"{function}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed ({seconds:.1f} s)"
     lines = [head + (f", seed {run_seed}" if failed else "")]
+    names = [f for spec in loaded.lessons for f in spec.functions]
     for check_name, outcome in outcomes:
-        lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(check_name, function)}")
+        lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(check_name, function, names)}")
         if outcome.status != PASSED:
             lines.append(_indent(outcome.output(limit)))
     print("\n".join(lines))
