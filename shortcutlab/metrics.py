@@ -48,14 +48,11 @@ def stroke_masks(digits: torch.Tensor) -> torch.Tensor:
     return (digits.float() / 255 > STROKE_THRESHOLD).float()
 
 
-def cam_mass_on_strokes(model: nn.Module, images: torch.Tensor, digits: torch.Tensor) -> float:
-    """Mean share in [0, 1] of each Grad-CAM map (predicted class) that falls on the digit's strokes.
-
-    images (N, 3, 28, 28) and their gray digits (N, 28, 28) uint8. It cannot tell color from shape: the
-    color lives on the strokes, so a map of "where the color is" also lies on them."""
-    device = model_device(model)
-    cams = grad_cam(model, model.target_layer, images.to(device))
-    strokes = stroke_masks(digits).to(device)
+def cam_mass_on_strokes(cams: torch.Tensor, digits: torch.Tensor) -> float:
+    """Mean share in [0, 1] of each Grad-CAM map (N, 28, 28) that falls on the strokes of its gray digit
+    (N, 28, 28) uint8. It cannot tell color from shape: the color lives on the strokes, so a map of "where the
+    color is" also lies on them."""
+    strokes = stroke_masks(digits).to(cams.device)
     return float(((cams * strokes).sum(dim=(1, 2)) / cams.sum(dim=(1, 2)).clamp_min(1e-8)).mean())
 
 
@@ -101,9 +98,8 @@ def cam_color_sensitivity(model: nn.Module, images: torch.Tensor) -> dict[str, f
     repainted = recolor(images.repeat_interleave(NUM_CLASSES, dim=0), torch.arange(NUM_CLASSES).repeat(n))
     targets = classes.repeat_interleave(NUM_CLASSES)
     kept = (predict_logits(model, repainted).argmax(dim=1) == targets).double().mean()
-    with eval_mode(model):
-        original_maps = grad_cam(model, model.target_layer, images, classes).repeat_interleave(NUM_CLASSES, dim=0)
-        maps = grad_cam(model, model.target_layer, repainted, targets)
+    original_maps = grad_cam(model, model.target_layer, images, classes).repeat_interleave(NUM_CLASSES, dim=0)
+    maps = grad_cam(model, model.target_layer, repainted, targets)
     a = original_maps.flatten(1).double()
     b = maps.flatten(1).double()
     a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)

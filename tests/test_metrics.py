@@ -9,6 +9,7 @@ from shortcutlab.data import NUM_CLASSES, PALETTE, ColoredMNIST
 from shortcutlab.metrics import (ERASE_VALUE, cam_color_sensitivity, cam_mass_on_strokes, curve_area,
                                  deletion_curve, palette_pixel_share, penultimate_activations, recolor_sequence,
                                  recolor_test, stroke_masks)
+from shortcutlab.interpret import grad_cam
 from shortcutlab.models import SimpleCNN
 from shortcutlab.train import predict_logits
 
@@ -54,7 +55,8 @@ def test_stroke_masks_threshold_the_gray_digit():
 
 def test_cam_mass_on_strokes_is_a_share():
     split = ColoredMNIST("hard_test", root="embedded", limit=8)
-    share = cam_mass_on_strokes(SimpleCNN(), split.tensors()[0], split.digits())
+    model = SimpleCNN()
+    share = cam_mass_on_strokes(grad_cam(model, model.target_layer, split.tensors()[0]), split.digits())
     assert 0.0 <= share <= 1.0
 
 

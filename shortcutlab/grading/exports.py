@@ -30,7 +30,8 @@ from pathlib import Path
 
 from shortcutlab.grading.gradebook import Entry
 from shortcutlab.grading.report import MISSING, submission_status
-from shortcutlab.grading.report import check_title as report_check_title, points as report_points
+from shortcutlab.grading.report import check_title as report_check_title
+from shortcutlab.grading.report import points  # noqa: F401 - 3 -> '3', 0.625 -> '0.625': one format for every score
 from shortcutlab.grading.results import CheckResult, SubmissionResult
 from shortcutlab.grading.students import normalize_timestamp
 
@@ -46,8 +47,6 @@ IDENTICAL_COLUMNS = ("lesson", "group", "student_id", "path", "score", "max_scor
 HIDDEN_NOTE = "hidden check: its details are not shown"
 _SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
 
-
-points = report_points  # 3 -> '3', 0.625 -> '0.625', 1/3 -> '0.333': one format for every printed score
 
 
 def _number(value: float) -> float:
@@ -175,14 +174,15 @@ def normalized_code(source: str) -> str:
     return " ".join(tokens)
 
 
-def graded_code_digest(path: str | Path) -> str | None:
+def graded_code_digest(path: str | Path, data: bytes | None = None) -> str | None:
     """sha256 of a submission's graded code, normalized (``normalized_code``): a notebook's nbgrader solution
-    cells (setup cells are the same for everyone), a .py file whole. None if unreadable or empty."""
+    cells (setup cells are the same for everyone), a .py file whole; ``data`` is the file's bytes if already
+    read. None if unreadable or empty."""
     from shortcutlab.grading.submission import SubmissionError, read_cells
 
     path = Path(path)
     try:
-        cells, _ = read_cells(path, path.read_bytes())
+        cells, _ = read_cells(path, path.read_bytes() if data is None else data)
     except (OSError, SubmissionError):
         return None
     code = "\n".join(normalized_code(cell.source) for cell in cells if cell.kind != "setup").strip()
@@ -215,7 +215,7 @@ def find_identical(entries: Iterable[Entry], ignore: Iterable[str] = ()) -> list
             continue
         if hashlib.sha256(data).hexdigest() != entry.key.content_hash:
             continue
-        digest = graded_code_digest(entry.path)
+        digest = graded_code_digest(entry.path, data)
         if digest is not None and digest not in ignore:
             groups.setdefault((entry.lesson, digest), []).append(entry)
     found = [IdenticalGroup(lesson, digest, tuple(sorted(group, key=lambda e: e.student_id)))

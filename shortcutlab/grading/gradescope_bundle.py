@@ -23,7 +23,8 @@ from pathlib import Path
 
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.exports import gradescope_results, points, write_text
+from shortcutlab.grading.exports import gradescope_results, write_text
+from shortcutlab.grading.report import points
 from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed
 from shortcutlab.grading.results import SubmissionResult
 from shortcutlab.grading.submission import SUFFIXES, expand_paths, infer_lesson

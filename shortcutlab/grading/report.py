@@ -67,8 +67,6 @@ def points(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-_points = points  # the name this module used before
-
 # Words of check names written in another case in a title: acronyms, and NaN.
 _TITLE_WORDS = {"rgb": "RGB", "nan": "NaN", "tv": "TV", "ce": "CE", "kl": "KL", "cnn": "CNN", "sae": "SAE",
                 "pgd": "PGD", "mnist": "MNIST", "adam": "Adam", "sgd": "SGD"}
@@ -121,7 +119,7 @@ def _first_lines(text: str, count: int = 4, width: int = 110) -> list[str]:
 def render_line(result: SubmissionResult, student: str | None = None) -> str:
     """One line: student, lesson, score/max, status (the student id from the path unless given)."""
     student = student or student_id(result.path, result.lesson)
-    return f"{student}  {result.lesson or 'unknown lesson'}  {_points(result.score)}/{_points(result.max_score)}  " \
+    return f"{student}  {result.lesson or 'unknown lesson'}  {points(result.score)}/{points(result.max_score)}  " \
            f"{submission_status(result)}"
 
 
@@ -135,7 +133,7 @@ def render_details(result: SubmissionResult) -> list[str]:
     for function, (got, most) in result.function_scores().items():
         mine = [c for c in result.checks if c.function == function]
         passed = sum(c.status == "passed" for c in mine)
-        lines.append(f"  {function:<{width}}  {_points(got):>5}/{_points(most):<5} {passed}/{len(mine)} checks passed")
+        lines.append(f"  {function:<{width}}  {points(got):>5}/{points(most):<5} {passed}/{len(mine)} checks passed")
         for c in mine:
             if c.status == "passed" or (result.error and c.output.startswith("not graded")):
                 continue

@@ -43,14 +43,16 @@ def cams_with_captions(model: nn.Module, images: torch.Tensor, labels: torch.Ten
 def measure(model: nn.Module, images: torch.Tensor, digits: torch.Tensor, settings: GradCamSettings,
             seed: int) -> dict:
     """CAM mass on strokes, deletion AUC (Grad-CAM order vs a random order) and color sensitivity."""
-    stroke = images[:settings.stroke_mass_count], digits[:settings.stroke_mass_count]
-    deleted = images[:settings.deletion_count]
-    cams = grad_cam(model, model.target_layer, deleted)
+    # One Grad-CAM pass serves both map measures (predicted classes, so the maps are the same per image).
+    mapped = max(settings.stroke_mass_count, settings.deletion_count)
+    all_cams = grad_cam(model, model.target_layer, images[:mapped])
+    stroke_cams, stroke_digits = all_cams[:settings.stroke_mass_count], digits[:settings.stroke_mass_count]
+    deleted, cams = images[:settings.deletion_count], all_cams[:settings.deletion_count]
     random_order = torch.rand(cams.shape, generator=torch.Generator().manual_seed(seed)).to(cams.device)
     cam_curve = deletion_curve(model, deleted, cams, settings.deletion_steps)
     random_curve = deletion_curve(model, deleted, random_order, settings.deletion_steps)
     sensitivity = cam_color_sensitivity(model, images[:settings.color_sensitivity_count])
-    return {"cam_mass_on_strokes": round(cam_mass_on_strokes(model, *stroke), 4),
+    return {"cam_mass_on_strokes": round(cam_mass_on_strokes(stroke_cams, stroke_digits), 4),
             "deletion_auc": round(curve_area(cam_curve), 4),
             "deletion_auc_random_order": round(curve_area(random_curve), 4),
             "deletion_curve": [round(float(v), 4) for v in cam_curve],
