@@ -53,6 +53,12 @@ class FunctionSpec(_Strict):
         return value
 
 
+class AnswerSpec(_Strict):
+    """One written answer to a "What you found" question: an nbgrader manually graded cell ``answer_<id>``."""
+
+    points: float = Field(gt=0, description="points an instructor can give the answer")
+
+
 class GradingSpec(_Strict):
     """Limits of the grader, for every lesson unless a lesson overrides them."""
 
@@ -88,6 +94,8 @@ class LessonSpec(_Strict):
     functions: dict[str, FunctionSpec] = Field(min_length=1)
     hidden: tuple[str, ...] = Field(default=(), description="names of checks hidden from students, in addition "
                                                             "to those marked @check(..., hidden=True)")
+    answers: dict[str, AnswerSpec] = Field(default_factory=dict, description="written answers graded by hand, "
+                                                                           "by question id (q1, q2, ...)")
 
     @field_validator("id")
     @classmethod
@@ -110,6 +118,14 @@ class LessonSpec(_Strict):
         bad = [name for name in value if not name.isidentifier()]
         if bad:
             raise ValueError(f"function names must be Python identifiers, got {', '.join(map(repr, bad))}")
+        return value
+
+    @field_validator("answers")
+    @classmethod
+    def _answer_ids(cls, value: dict[str, AnswerSpec]) -> dict[str, AnswerSpec]:
+        bad = [name for name in value if not re.fullmatch(r"q[1-9][0-9]*", name)]
+        if bad:
+            raise ValueError(f"answer ids are q1, q2, ... (the question's number), got {', '.join(map(repr, bad))}")
         return value
 
     @field_validator("hidden")
