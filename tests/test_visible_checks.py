@@ -1,0 +1,67 @@
+"""Does a student see every mistake in the notebook, before the grade, whatever the seed?
+
+Policy (docs/grading-contract.md, "Visible where stressed"): every property a lesson asks for has a visible check,
+hidden checks only repeat visible properties on further random instances, and a visible check's outcome does not
+depend on its seed. So every mutant in tests/mutants/ (one plausible mistake each) must fail a visible check of its
+function for every seed, and the correct submissions must pass every visible check for every seed. The checks run
+in this process, as ``shortcutlab.check`` runs them in a notebook. SHORTCUTLAB_VISIBLE_SEEDS (default 2) sets how
+many seeds each case gets; run it with 25 before changing a check.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import runpy
+from pathlib import Path
+
+import pytest
+
+from shortcutlab.course import load_course
+from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = load_course(ROOT / "course.yml")
+MUTANTS = sorted(p for p in (ROOT / "tests" / "mutants").glob("*/*.py") if p.parent.name in COURSE.lesson_ids)
+SUBMISSIONS = sorted(p for p in (ROOT / "tests" / "submissions").glob("*.py") if p.stem in COURSE.lesson_ids)
+SEED_COUNT = int(os.environ.get("SHORTCUTLAB_VISIBLE_SEEDS", "2"))
+SEEDS = [1000003 * index + 17 for index in range(SEED_COUNT)]  # fixed, so a failure can be replayed
+
+
+def _namespace(path: Path) -> dict:
+    """The submission's globals after running it as the grader does (trusted test files only)."""
+    return runpy.run_path(str(path), run_name="__submission__")
+
+
+def _visible_checks_pass(lesson: str, function: str, namespace: dict, seed: int) -> tuple[bool, str]:
+    """(every visible check of ``function`` passed, the printed report) for one seed."""
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        try:
+            check_in_notebook(f"{lesson}.{function}", namespace[function], seed=seed, namespace=namespace)
+        except ChecksFailed:
+            return False, report.getvalue()
+    return True, report.getvalue()
+
+
+@pytest.mark.parametrize("path", MUTANTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_mutant_fails_a_visible_check_for_every_seed(path):
+    lesson, function = path.parent.name, path.stem.split("__", 1)[0]
+    namespace = _namespace(path)
+    escaped = []
+    for seed in SEEDS:
+        passed, _ = _visible_checks_pass(lesson, function, namespace, seed)
+        if passed:
+            escaped.append(seed)
+    assert not escaped, (f"{path.relative_to(ROOT)} passes every visible check of {function} for seeds {escaped}: "
+                         f"the mistake is only caught by hidden checks, or not for every seed")
+
+
+@pytest.mark.parametrize("path", SUBMISSIONS, ids=lambda p: p.stem)
+def test_a_correct_submission_passes_every_visible_check_for_every_seed(path):
+    lesson = path.stem
+    namespace = _namespace(path)
+    for function in COURSE.lesson(lesson).functions:
+        for seed in SEEDS:
+            passed, report = _visible_checks_pass(lesson, function, namespace, seed)
+            assert passed, f"correct {function} fails a visible check for seed {seed}:\n{report}"
