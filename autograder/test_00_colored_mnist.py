@@ -86,11 +86,45 @@ def test_assign_colors_uses_the_dominant_color_at_rate_bias(assign_colors, seed)
         digit_tolerance = 5 * math.sqrt(bias * (1 - bias) / count) + 0.01
         expect_true(abs(digit_rate - bias) <= digit_tolerance,
                     f"with bias={bias:g}, digit {digit} got its own color ({COLOR_NAMES[digit]}) in {digit_rate:.1%} "
-                    f"of its {count} samples; expected {bias:.0%}. Hint: every digit's dominant color is "
+                    f"of its {count} samples; expected {bias:.0%} (within {digit_tolerance:.1%}). Hint: every digit's dominant color is "
                     "PALETTE[digit], i.e. color id = label")
     ones = _color_ids(assign_colors, labels[:500], 1.0, torch.Generator().manual_seed(seed))
     expect_equal(ones, labels[:500], "assign_colors(labels, bias=1.0)",
                  hint="with bias=1 every sample gets its digit's own color")
+
+
+def _exact_count_inputs(seed: int) -> tuple[float, list[int], torch.Tensor]:
+    """A bias b = p/100 and per-digit counts n_k where b * n_k has a fractional part in [0.6, 0.9], so
+    round(b * n_k) = int(b * n_k) + 1 for every digit (no floating-point or half-way ambiguity), and labels with
+    those counts in random order."""
+    g = _generator(seed, 6)
+    percents = [p for p in range(30, 91) if p != 50]  # b * n_k for b = 0.5 never has a fractional part in [0.6, 0.9]
+    percent = percents[int(torch.randint(0, len(percents), (1,), generator=g))]
+    candidates = [n for n in range(60, 200) if 60 <= (n * percent) % 100 <= 90]
+    counts = [candidates[int(torch.randint(0, len(candidates), (1,), generator=g))] for _ in range(NUM_CLASSES)]
+    labels = torch.cat([torch.full((n,), digit, dtype=torch.int64) for digit, n in enumerate(counts)])
+    return percent / 100, counts, labels[torch.randperm(len(labels), generator=g)]
+
+
+@check("assign_colors")
+def test_assign_colors_gives_exactly_round_bias_n_dominant_colors_per_digit(assign_colors, seed):
+    """Of digit k's n_k samples exactly round(bias * n_k) get color k (counts chosen so round and int() differ)."""
+    bias, counts, labels = _exact_count_inputs(seed)
+    colors = _color_ids(assign_colors, labels, bias, torch.Generator().manual_seed(seed))
+    got = [int(((labels == digit) & (colors == digit)).sum()) for digit in range(NUM_CLASSES)]
+    wanted = [round(bias * n) for n in counts]
+    wrong = [digit for digit in range(NUM_CLASSES) if got[digit] != wanted[digit]]
+    if not wrong:
+        return
+    d = wrong[0]
+    hint = ("the count must be exact, not right on average: of digit k's n_k positions pick round(bias * n_k) at "
+            "random (e.g. torch.randperm(n_k, generator=generator)[:round(bias * n_k)]) instead of drawing "
+            "rand < bias for each sample")
+    if all(got[k] == int(bias * counts[k]) for k in range(NUM_CLASSES)):
+        hint = "int(bias * n_k) rounds down; use round(bias * n_k)"
+    raise CheckFailure(f"with bias={bias:g}, {len(wrong)} of 10 digits got their own color a wrong number of times, "
+                       f"e.g. digit {d}: {got[d]} of its {counts[d]} samples; exactly round({bias:g} * {counts[d]}) = "
+                       f"round({bias * counts[d]:.2f}) = {wanted[d]} should. Hint: {hint}")
 
 
 @check("assign_colors")
@@ -131,7 +165,8 @@ def test_assign_colors_spreads_the_other_colors_uniformly(assign_colors, seed):
 
 @check("assign_colors")
 def test_assign_colors_is_reproducible_with_a_generator(assign_colors, seed):
-    """Same seeded generator, same colors; another seed, other colors (all randomness from ``generator``)."""
+    """Same seeded generator, same colors; another seed, other colors and other dominant samples (all randomness
+    from ``generator``)."""
     g = _generator(seed, 5)
     labels = _labels(500, g)
     first = _color_ids(assign_colors, labels, 0.8, torch.Generator().manual_seed(seed))
@@ -142,6 +177,9 @@ def test_assign_colors_is_reproducible_with_a_generator(assign_colors, seed):
     other = _color_ids(assign_colors, labels, 0.8, torch.Generator().manual_seed(seed + 12345))
     expect_true(not torch.equal(first, other), "generators with different seeds gave identical colors: the colors "
                 "must be random, drawn from the generator")
+    expect_true(not torch.equal(first == labels, other == labels), "generators with different seeds gave the "
+                "dominant color to exactly the same samples. Hint: choose which round(bias * n_k) samples of digit k "
+                "get color k at random, e.g. with torch.randperm(n_k, generator=generator)")
 
 
 # ----------------------------------------------------------------------------- smooth_texture
@@ -190,7 +228,8 @@ def test_smooth_texture_varies_within_and_across_images(smooth_texture, seed):
                 "independent noise for each of the n backgrounds")
     low, high = float(out.min()), float(out.max())
     expect_true(low < 0.15 and high > 0.25, f"32 backgrounds span only [{low:.3f}, {high:.3f}]; they should use "
-                "most of [0.1, 0.3]. Hint: scale noise in [0, 1] as 0.1 + 0.2 * noise")
+                "most of [0.1, 0.3] (lowest value below 0.15, highest above 0.25). Hint: scale noise in [0, 1] as "
+                "0.1 + 0.2 * noise")
 
 
 @check("smooth_texture")
@@ -284,7 +323,7 @@ def test_colorize_matches_the_formula(colorize, seed):
                  hint=_colorize_hint(digits, color_ids, background, out))
 
 
-@check("colorize", hidden=True)
+@check("colorize")
 def test_colorize_clamps_to_unit_range(colorize, seed):
     """Stroke intensities slightly outside [0, 1] (as after resampling) still give images in [0, 1]."""
     digits, color_ids, background = _colorize_inputs(seed, 6, 26, low=-0.3, high=1.3)
@@ -299,7 +338,7 @@ def test_colorize_clamps_to_unit_range(colorize, seed):
                  **tolerance_for(expected, ops=COLORIZE_OPS), hint=hint)
 
 
-@check("colorize", hidden=True)
+@check("colorize")
 def test_colorize_leaves_its_inputs_unchanged(colorize, seed):
     """Digits, color ids and backgrounds are the caller's: no in-place changes."""
     digits, color_ids, background = _colorize_inputs(seed, 3, 27)
@@ -357,14 +396,17 @@ def test_color_given_digit_rows_are_probability_distributions(color_given_digit,
                  hint="each row d is a distribution over colors: divide by the number of samples of digit d")
 
 
-@check("color_given_digit", hidden=True)
+@check("color_given_digit")
 def test_color_given_digit_gives_zero_rows_for_absent_digits(color_given_digit, seed):
     """A digit with no samples gets a row of zeros (no NaN from dividing by zero)."""
     labels, colors = _skewed_pairs(seed, 300, 32)
     absent = int(torch.randint(0, NUM_CLASSES, (1,), generator=_generator(seed, 33)))
     keep = labels != absent
     out = _call_cgd(color_given_digit, labels[keep], colors[keep])
+    hint = f"row {absent} must be all zeros: divide only rows whose count is above 0 (e.g. by counts.clamp_min(1))"
+    if bool(torch.isnan(out[absent]).any()):
+        hint = (f"row {absent} is NaN: digit {absent} has no samples, so its row is 0 / 0. Divide by the row total "
+                "clamped to at least 1 (rows of absent digits stay 0)")
     expected = reference_color_given_digit(labels[keep], colors[keep])
     expect_close(out, expected, f"P(color | digit) when digit {absent} never occurs",
-                 **tolerance_for(expected, ops=CGD_OPS),
-                 hint=f"row {absent} must be all zeros: divide only rows whose count is above 0")
+                 **tolerance_for(expected, ops=CGD_OPS), hint=hint)

@@ -1,8 +1,8 @@
 """Checks of lesson 01: SimpleCNN, train_one_epoch, accuracy, confusion_matrix (shortcutlab.models / train are the
 reference).
 
-SimpleCNN may be any reasonable CNN, so it is graded on behaviour (shapes, a convolutional target layer, it
-learns). The training and evaluation functions are graded on small models of the checks' own (never the
+SimpleCNN may be any reasonable CNN, so it is graded on behaviour (logits of the right shape, not probabilities;
+num_classes honoured; a target layer giving the last 7x7 feature map; it learns; images independent of their batch). The training and evaluation functions are graded on small models of the checks' own (never the
 student's SimpleCNN, so one wrong answer does not cost another) and compared with the reference.
 """
 from __future__ import annotations
@@ -40,7 +40,8 @@ def _generator(seed: int, salt: int = 0) -> torch.Generator:
 
 
 def _color_coded(n: int, seed: int, salt: int, balanced: bool = False) -> tuple[torch.Tensor, ...]:
-    """Images (n, 3, 28, 28) of a square stroke whose color is the label: a task any CNN learns fast.
+    """Images (n, 3, 28, 28) of a square stroke whose color is the label (a task any CNN learns fast), labels, and
+    color ids that are never the label.
     ``balanced``: every class equally often, so guessing the class frequencies cannot lower the loss."""
     g = _generator(seed, salt)
     labels = torch.randperm(n, generator=g) % NUM_CLASSES if balanced else torch.randint(0, NUM_CLASSES, (n,),
@@ -50,7 +51,10 @@ def _color_coded(n: int, seed: int, salt: int, balanced: bool = False) -> tuple[
         top, left = (int(v) for v in torch.randint(2, 14, (2,), generator=g))
         strokes[i, top:top + 12, left:left + 8] = 1.0
     images = colorize(strokes, labels, reference_smooth_texture(n, generator=g))
-    return images, labels, labels.clone()
+    # The third item plays the loader's color ids, which training and evaluation must ignore: never the label here,
+    # so code that reads them instead of the labels gets other results.
+    others = (labels + torch.randint(1, NUM_CLASSES, (n,), generator=g)) % NUM_CLASSES
+    return images, labels, others
 
 
 def _loader(data: tuple[torch.Tensor, ...], batch_size: int) -> DataLoader:
@@ -147,19 +151,65 @@ def _new_model(SimpleCNN) -> nn.Module:
     return model
 
 
-def _logits(model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
-    out = model(x)
-    expect_shape(out, (x.shape[0], NUM_CLASSES), what,
-                 hint="end with a linear layer to 10 outputs, one logit per digit (no softmax needed)")
+def _describe(shape: object) -> str:
+    return str(tuple(shape)) if isinstance(shape, torch.Size) else "?"
+
+
+def _forward(model: nn.Module, x: torch.Tensor, what: str) -> object:
+    """``model(x)``; a shape error inside the model becomes a message listing the layer shapes along the way."""
+    steps: list[tuple[str, nn.Module, object, object]] = []
+
+    def record(name: str):
+        def hook(module, inputs, output):
+            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            steps.append((name, module, first.shape if first is not None else None,
+                          output.shape if isinstance(output, torch.Tensor) else None))
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.Linear))]
+    try:
+        return model(x)
+    except RuntimeError as error:
+        convs = [(name, i, o) for name, m, i, o in steps if isinstance(m, nn.Conv2d) and i is not None
+                 and o is not None and o[-1] < i[-1]]
+        if convs:
+            name, i, o = convs[0]
+            hint = (f"the convolution {name} turns maps of {i[-2]}x{i[-1]} into {o[-2]}x{o[-1]}: a 3x3 convolution "
+                    "without padding=1 shrinks each map by 2 pixels, so the last map is not 7x7 and the first "
+                    "linear layer gets the wrong number of inputs. Use nn.Conv2d(in, out, 3, padding=1)")
+        else:
+            hint = ("the first linear layer's in_features must be the size of the flattened last feature map, "
+                    "C * 7 * 7 for a map (N, C, 7, 7) (28 -> 14 -> 7 after two 2x2 poolings)")
+        path = "; ".join(f"{name or type(m).__name__} {_describe(i)} -> {_describe(o)}" for name, m, i, o in steps)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckFailure(f"{what} raised an error inside the model: {first_line}. Shapes along the way: "
+                           f"{path or 'no layer ran'}. Hint: {hint}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _logits(model: nn.Module, x: torch.Tensor, what: str, classes: int = NUM_CLASSES) -> torch.Tensor:
+    out = _forward(model, x, what)
+    expect_shape(out, (x.shape[0], classes), what,
+                 hint=f"end with a linear layer to num_classes ({classes}) outputs, one logit per class")
     expect_dtype(out, torch.float32, what)
     expect_finite(out, what)
+    sums = out.detach().double().sum(dim=1)
+    if bool((out >= 0).all()) and bool(((sums - 1).abs() < 1e-4).all()):
+        raise CheckFailure(f"{what}: every row is non-negative and sums to 1, so these are probabilities, not logits. "
+                           "Hint: return the last linear layer's output as it is, without softmax: F.cross_entropy "
+                           "applies log-softmax itself, and a softmax before it flattens the gradients")
     return out
 
 
 @check("SimpleCNN")
 def test_simple_cnn_maps_images_to_ten_logits(SimpleCNN, seed):
-    """(N, 3, 28, 28) images give (N, 10) finite float32 logits that depend on the image."""
-    n = int(torch.randint(2, 7, (1,), generator=_generator(seed, 1)))
+    """(N, 3, 28, 28) images give (N, 10) finite float32 logits (not probabilities) that depend on the image;
+    SimpleCNN(num_classes=k) gives k logits."""
+    g = _generator(seed, 1)
+    n = int(torch.randint(2, 7, (1,), generator=g))
     model = _new_model(SimpleCNN)
     x, _, _ = _color_coded(n, seed, 2)
     out = _logits(model, x, f"SimpleCNN()(images of shape ({n}, 3, 28, 28))")
@@ -167,6 +217,9 @@ def test_simple_cnn_maps_images_to_ten_logits(SimpleCNN, seed):
     other = _logits(model, noise, "SimpleCNN()(other images)")
     expect_true(not torch.allclose(out, other, rtol=0, atol=1e-6), "SimpleCNN gives the same logits for different "
                 "images: the output must be computed from the input")
+    classes = int(torch.randint(2, 9, (1,), generator=g))
+    _logits(SimpleCNN(num_classes=classes), x, f"SimpleCNN(num_classes={classes})(images of shape ({n}, 3, 28, 28))",
+            classes)
 
 
 @check("SimpleCNN")
@@ -180,12 +233,16 @@ def test_simple_cnn_exposes_a_convolutional_target_layer(SimpleCNN, seed):
                 f"{type(target).__name__}")
     expect_true(any(m is target for m in model.modules()), "model.target_layer is not one of the model's own "
                 "layers; it must be the module the forward pass goes through")
-    seen: list[object] = []
-    handle = target.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    order: list[object] = []  # the target layer's output and every convolution, in the order they run
+    handles = [target.register_forward_hook(lambda module, inputs, output: order.append(("target", output)))]
+    handles += [m.register_forward_hook(lambda module, inputs, output: order.append(("conv", output)))
+                for m in model.modules() if isinstance(m, nn.Conv2d) and m is not target]
     try:
-        model(_color_coded(3, seed, 3)[0])
+        _forward(model, _color_coded(3, seed, 3)[0], "SimpleCNN()(images of shape (3, 3, 28, 28))")
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+    seen = [output for kind, output in order if kind == "target"]
     expect_true(seen, "the forward pass never runs model.target_layer; use the layer itself in forward")
     feature_map = seen[-1]
     expect_true(isinstance(feature_map, torch.Tensor) and feature_map.dim() == 4 and feature_map.shape[0] == 3,
@@ -193,9 +250,14 @@ def test_simple_cnn_exposes_a_convolutional_target_layer(SimpleCNN, seed):
                 + (f"shape {tuple(feature_map.shape)}" if isinstance(feature_map, torch.Tensor) else
                    type(feature_map).__name__)
                 + ". Hint: pick a convolutional block, not a linear layer")
-    expect_true(feature_map.shape[-1] >= 2 and feature_map.shape[-2] >= 2,
-                f"model.target_layer's feature map is only {tuple(feature_map.shape[-2:])} pixels; Grad-CAM needs a "
-                "spatial map (e.g. 7x7): pick an earlier convolutional block")
+    last = max(i for i, (kind, _) in enumerate(order) if kind == "target")
+    expect_true(all(kind != "conv" for kind, _ in order[last + 1:]),
+                "a convolution runs after model.target_layer: it should be the last convolutional block, whose "
+                "output is the last feature map")
+    expect_true(tuple(feature_map.shape[-2:]) == (7, 7),
+                f"model.target_layer outputs maps of {feature_map.shape[-2]}x{feature_map.shape[-1]} pixels; the "
+                "last feature map of 28x28 images is 7x7 (28 -> 14 -> 7 after two 2x2 poolings). Hint: 3x3 "
+                "convolutions with padding=1 keep the size; only the two MaxPool2d(2) halve it")
 
 
 @check("SimpleCNN")
@@ -222,7 +284,7 @@ def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
                 "then linear layers; make sure every layer is used in forward and nothing is detached")
 
 
-@check("SimpleCNN", hidden=True)
+@check("SimpleCNN")
 def test_simple_cnn_treats_each_image_independently(SimpleCNN, seed):
     """In eval mode, an image's logits do not depend on the other images of its batch."""
     model = _new_model(SimpleCNN).eval()
@@ -232,7 +294,9 @@ def test_simple_cnn_treats_each_image_independently(SimpleCNN, seed):
         single = torch.cat([_logits(model, x[i:i + 1], "SimpleCNN's output on one image") for i in range(4)])
     expect_close(batch, single, "logits of images run as a batch vs one at a time",
                  **tolerance_for(single, ops=SIMPLECNN_OPS),
-                 hint="do not mix samples of a batch (e.g. flatten with x.flatten(1) or x.view(x.size(0), -1))")
+                 hint="an image's logits must depend on that image alone: flatten with x.flatten(1) (or "
+                      "x.view(x.size(0), -1)) and compute nothing over the batch dimension (no mean or "
+                      "normalisation over dim 0)")
 
 
 # ----------------------------------------------------------------------------- train_one_epoch
@@ -247,22 +311,56 @@ def _train_both(train_one_epoch, seed: int, n: int, batch_size: int, make_optimi
     return (got, mine), (expected, theirs), data
 
 
+NO_ZERO_GRAD_HINT = ("it matches an epoch whose gradients pile up over the batches: loss.backward() adds to .grad, "
+                     "so call optimizer.zero_grad() in every batch before loss.backward()")
+COLOR_IDS_HINT = ("it matches an epoch trained on the color ids (the third item of each batch) instead of the labels "
+                  "(the second): for images, labels, _ in loader")
+STEP_BEFORE_BACKWARD_HINT = ("it matches an epoch that calls optimizer.step() before loss.backward(), so each step "
+                             "finds no gradient of its batch. Per batch: optimizer.zero_grad(), loss.backward(), "
+                             "then optimizer.step()")
+
+
+LOOP_VARIANTS = ((NO_ZERO_GRAD_HINT, {"zero_grad": False}), (STEP_BEFORE_BACKWARD_HINT, {"step_first": True}),
+                 (COLOR_IDS_HINT, {"color_ids": True}))
+
+
+def _sgd_epoch(data, seed: int, batch_size: int, zero_grad: bool = True, step_first: bool = False,
+               color_ids: bool = False):
+    """The batch losses, batch sizes and final weights of an SGD epoch (lr 0.1) of _Small(seed), as a correct
+    loop gives them, or with gradients never zeroed, the step taken before backward, or the color ids as targets."""
+    model = _Small(seed)
+    optimizer = _SGD(model.parameters(), lr=0.1)
+    losses, sizes = [], []
+    for images, labels, colors in _loader(data, batch_size):
+        loss = F.cross_entropy(model(images), colors if color_ids else labels)
+        if zero_grad:
+            optimizer.zero_grad()
+        if step_first:
+            optimizer.step()
+            loss.backward()
+        else:
+            loss.backward()
+            optimizer.step()
+        losses.append(float(loss.detach()))
+        sizes.append(len(labels))
+    return losses, sizes, _parameters(model)
+
+
+def _per_sample_mean(losses: list[float], sizes: list[int]) -> float:
+    return sum(l * s for l, s in zip(losses, sizes)) / sum(sizes)
+
+
 def _loss_hint(got: float, data, seed: int, batch_size: int) -> str:
-    """Recognise averaging per batch instead of per sample, and summing, from the value returned."""
+    """Recognise averaging per batch instead of per sample, summing, and a wrong update order from the value."""
     def near(value: float) -> bool:
         tolerance = tolerance_for(value, ops=len(losses) * BATCH_LOSS_OPS)
         return abs(got - value) <= tolerance["atol"] + tolerance["rtol"] * abs(value)
 
-    model = _Small(seed)
-    optimizer = _SGD(model.parameters(), lr=0.1)
-    losses, sizes = [], []
-    for images, labels, _ in _loader(data, batch_size):
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        sizes.append(len(labels))
+    losses, sizes, _ = _sgd_epoch(data, seed, batch_size)
+    for hint, variant in LOOP_VARIANTS:
+        other_losses, other_sizes, _ = _sgd_epoch(data, seed, batch_size, **variant)
+        if near(_per_sample_mean(other_losses, other_sizes)):
+            return hint
     if near(sum(losses) / len(losses)):
         return "that is the mean of the batch losses; weight each batch's loss by its size (the last batch is smaller)"
     if near(sum(l * s for l, s in zip(losses, sizes))):
@@ -275,8 +373,17 @@ def _loss_hint(got: float, data, seed: int, batch_size: int) -> str:
 @check("train_one_epoch")
 def test_train_one_epoch_returns_the_mean_loss_per_sample(train_one_epoch, seed):
     """40 samples in batches of 16, 16 and 8: the returned value is the mean cross-entropy per sample."""
+    # Data on which the mean of the three batch means is far (10 tolerances) from the mean per sample, so averaging
+    # the batch means fails for every seed; chosen from the reference's own epoch, before any student code runs.
+    for attempt in range(50):
+        salt = 10 + 1000 * attempt
+        losses, sizes, _ = _sgd_epoch(_color_coded(40, seed, salt), seed, 16)
+        per_sample = _per_sample_mean(losses, sizes)
+        tolerance = tolerance_for(per_sample, ops=3 * BATCH_LOSS_OPS)
+        if abs(sum(losses) / len(losses) - per_sample) > 10 * (tolerance["atol"] + tolerance["rtol"] * per_sample):
+            break
     (got, _), (expected, _), data = _train_both(train_one_epoch, seed, 40, 16,
-                                                lambda p: _SGD(p, lr=0.1), 10)
+                                                lambda p: _SGD(p, lr=0.1), salt)
     value = _number(got, "train_one_epoch")
     expect_close(value, expected, "the loss train_one_epoch returned",
                  **tolerance_for(expected, ops=3 * BATCH_LOSS_OPS), hint=_loss_hint(value, data, seed, 16))
@@ -288,10 +395,17 @@ def test_train_one_epoch_takes_one_optimizer_step_per_batch(train_one_epoch, see
     (_, mine), (_, theirs), _ = _train_both(train_one_epoch, seed, 40, 16, lambda p: _SGD(p, lr=0.1), 11)
     before = _parameters(_Small(seed))
     after = _parameters(mine)
+    expected = _parameters(theirs)
     hint = "for each batch: optimizer.zero_grad(), loss.backward(), optimizer.step()"
     if torch.equal(after, before):
         hint = "the weights did not change at all: call optimizer.step() after loss.backward()"
-    expected = _parameters(theirs)
+    else:
+        data = _color_coded(40, seed, 11)
+        for variant_hint, variant in LOOP_VARIANTS:
+            weights = _sgd_epoch(data, seed, 16, **variant)[2]
+            if torch.allclose(after, weights, **tolerance_for(weights, ops=3 * BATCH_LOSS_OPS)):
+                hint = variant_hint
+                break
     expect_close(after, expected, "the model's weights after one epoch",
                  **tolerance_for(expected, ops=3 * BATCH_LOSS_OPS), hint=hint)
 
@@ -411,7 +525,12 @@ def _matrix(confusion_matrix, predictions, labels, classes: int | None = None) -
     out = confusion_matrix(*args)
     size = classes or NUM_CLASSES
     what = f"confusion_matrix of {len(labels)} predictions" + (f" with num_classes={classes}" if classes else "")
-    expect_shape(out, (size, size), what, hint=f"one row and one column per class: ({size}, {size})")
+    hint = f"one row and one column per class: ({size}, {size})"
+    if classes is None:
+        hint += "; the size comes from num_classes (default 10), not from the largest label present"
+    if classes is not None and isinstance(out, torch.Tensor) and tuple(out.shape) == (NUM_CLASSES, NUM_CLASSES):
+        hint = f"the size comes from the num_classes argument ({classes} here), not a fixed 10"
+    expect_shape(out, (size, size), what, hint=hint)
     expect_dtype(out, torch.int64, what, hint="counts are integers: build the matrix with dtype=torch.long")
     return out
 
@@ -434,16 +553,21 @@ def test_confusion_matrix_is_ten_by_ten_even_with_missing_classes(confusion_matr
     predictions, labels = _predictions(seed, 50, 6, 31)
     out = _matrix(confusion_matrix, predictions, labels)
     expect_equal(out.sum(), 50, "the sum of all entries of the confusion matrix (one count per sample)")
-    expect_equal(out, reference_confusion_matrix(predictions, labels),
-                 "the confusion matrix of labels and predictions in 0..5",
-                 hint="the size comes from num_classes (default 10), not from the largest label present")
+    expected = reference_confusion_matrix(predictions, labels)
+    hint = "entry [t, p] counts samples with true label t and prediction p; rows and columns 6..9 stay 0"
+    if torch.equal(out, expected.T):
+        hint = "the matrix is transposed: rows must be true labels, columns predictions"
+    expect_equal(out, expected, "the confusion matrix of labels and predictions in 0..5", hint=hint)
 
 
-@check("confusion_matrix", hidden=True)
+@check("confusion_matrix")
 def test_confusion_matrix_supports_other_class_counts(confusion_matrix, seed):
     """num_classes=3 and num_classes=12 give 3 x 3 and 12 x 12 matrices."""
     for classes in (3, 12):
         predictions, labels = _predictions(seed, 80, classes, 32 + classes)
         out = _matrix(confusion_matrix, predictions, labels, classes)
-        expect_equal(out, reference_confusion_matrix(predictions, labels, classes),
-                     f"the confusion matrix with num_classes={classes}")
+        expected = reference_confusion_matrix(predictions, labels, classes)
+        expect_equal(out, expected, f"the confusion matrix with num_classes={classes}",
+                     hint="the matrix is transposed: rows must be true labels, columns predictions"
+                     if torch.equal(out, expected.T) else "entry [t, p] counts samples with true label t and "
+                     "prediction p")

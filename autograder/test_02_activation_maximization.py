@@ -128,7 +128,7 @@ def test_total_variation_samples_are_independent(total_variation, seed):
                  **tolerance_for(expected, ops=_tv_ops(images)))
 
 
-@check("total_variation", hidden=True)
+@check("total_variation")
 def test_total_variation_is_differentiable_with_the_reference_gradient(total_variation, seed):
     """activation_maximization backpropagates through TV, so its gradient must be the reference's."""
     g = _generator(seed, 4)
@@ -244,13 +244,20 @@ def test_activation_maximization_raises_the_class_logit(activation_maximization,
         logits = model(x)[0]
         gray = model(torch.full((1, *IMAGE), 0.5))[0]
     gain = float(logits[target] - gray[target])
+    if gain < -5.0:
+        hint = ("it fell, so the optimizer is minimising the objective: minimise its negative, "
+                "loss = -(logit - l2*||x||^2 - tv*TV(x))")
+    else:
+        hint = ("take the gradient of the target logit itself (logits[0, target_class], not a softmax, "
+                "log-softmax or another class), call optimizer.step() every step and clamp only after it")
     expect_true(gain > 5.0,
-                f"the class-{target} logit should rise: it is {float(logits[target]):.2f} on your image vs "
-                f"{float(gray[target]):.2f} on a plain gray image. Hint: maximise logit - l2*||x||^2 - tv*TV(x), "
-                "i.e. minimise its negative (loss = -objective) with the optimizer")
+                f"after 30 steps the class-{target} logit should be more than 5 above its value on a plain gray "
+                f"image: it is {float(logits[target]):.2f} on your image vs {float(gray[target]):.2f} on gray, "
+                f"a rise of {gain:.2f}. Hint: {hint}")
     expect_true(int(logits.argmax()) == target,
                 f"class {target} should be the top class on your image; the model predicts "
-                f"{int(logits.argmax())}. Hint: maximise the logit of target_class, not of another class")
+                f"{int(logits.argmax())} (logit {float(logits.max()):.2f} vs {float(logits[target]):.2f} for class "
+                f"{target}). Hint: maximise the logit of target_class, not of another class")
 
 
 @check("activation_maximization")
@@ -265,12 +272,111 @@ def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
     nearest = int(distances.argmin())
     wanted = tuple(round(v, 2) for v in PALETTE[target].tolist())
     got = tuple(round(v, 2) for v in mean_rgb.tolist())
+    distance = float(distances[target])
+    if nearest != target:
+        where = (f"it is nearer to {COLOR_NAMES[nearest]} {tuple(round(v, 2) for v in PALETTE[nearest].tolist())} "
+                 f"than to {COLOR_NAMES[target]}")
+    else:
+        where = "it is nearer to it than to any other palette color, but not close enough"
     expect_true(
-        nearest == target and float(distances[target]) < 0.15,
+        nearest == target and distance < 0.15,
         f"this model scores class {target} by how close an image's mean color is to {COLOR_NAMES[target]} "
-        f"{wanted}; your class-{target} image has mean color {got} (closest to {COLOR_NAMES[nearest]}). "
+        f"{wanted}, so after 60 steps your class-{target} image's mean color should lie within 0.15 of it; "
+        f"it is {got}, at distance {distance:.2f} ({where}). "
         "Hint: ascend the class logit with Adam from the noisy start, keeping the image in [0, 1]",
     )
+
+
+class _SharedBrightness(nn.Module):
+    """Every class's logit rises with the image's mean brightness (a shared term) plus a small per-class template.
+
+    Its logit-maximising image is white (the shared term outweighs every penalty and template weight); a softmax or
+    log-softmax of the logits cancels the shared term, so maximising those leaves the image about as gray as it started.
+    """
+
+    def __init__(self, seed: int, brightness: float = 0.2, template: float = 0.01, num_classes: int = 10) -> None:
+        super().__init__()
+        d = IMAGE[0] * IMAGE[1] * IMAGE[2]
+        self.brightness = brightness * d  # d logit / d pixel = brightness for every class
+        self.weight = nn.Parameter(torch.randn(d, num_classes, generator=_generator(seed, 11)) * template)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.brightness * x.mean(dim=(1, 2, 3))[:, None] + x.flatten(1) @ self.weight
+
+
+class _Uniform(nn.Module):
+    """logit_c = slope * sum(x) for every class: with the L2 penalty l2 * ||x||^2 the best pixel value is slope / (2 l2)."""
+
+    def __init__(self, slope: float, num_classes: int = 10) -> None:
+        super().__init__()
+        self.slope = nn.Parameter(torch.full((num_classes,), slope))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=(1, 2, 3))[:, None] * self.slope[None]
+
+
+@check("activation_maximization")
+def test_activation_maximization_ascends_the_logit_itself_not_its_softmax(activation_maximization, seed):
+    """Every logit rises with brightness: ascending the logit whitens the image; a (log-)softmax cancels that term."""
+    model = _SharedBrightness(seed)
+    target = _target(seed, 27)
+    x = _run_actmax(activation_maximization, model, target, seed, steps=30)
+    mean = float(x.mean())
+    expect_true(mean > 0.9,
+                f"this model's logits all rise by 0.2 per unit of every pixel (plus a class template 20 times "
+                f"weaker), so ascending the class-{target} logit for 30 steps should make the image nearly white, "
+                f"mean pixel above 0.9; yours has mean {mean:.3f}. Hint: the objective is the raw logit "
+                "logits[0, target_class]; a softmax probability or log_softmax cancels what raises every class")
+
+
+@check("activation_maximization")
+def test_activation_maximization_l2_penalty_is_the_squared_norm(activation_maximization, seed):
+    """With logit = a * sum(x), tv=0 and weight l2, each pixel's best value is a / (2 * l2), inside [0, 1]."""
+    g = _generator(seed, 28)
+    best = 0.25 + 0.3 * float(torch.rand((), generator=g))  # in [0.25, 0.55]
+    l2 = 1.0
+    model = _Uniform(slope=2 * l2 * best)
+    x = _run_actmax(activation_maximization, model, _target(seed, 29), seed, steps=80, lr=0.02, l2=l2, tv=0.0)
+    mean, spread = float(x.mean()), float((x - best).abs().max())
+    if mean > best:
+        hint = ("the pixels rose above it, so the L2 penalty pulls too weakly: use l2 * x.pow(2).sum(), the "
+                "squared norm summed over pixels (not x.norm(), not a mean)")
+    else:
+        hint = ("the pixels sank below it, so the penalty pulls too hard or the logit does not pull at all: "
+                "ascend the raw logit (every class has the same logit here, so a softmax of them has no gradient) "
+                "and use l2 * x.pow(2).sum()")
+    expect_true(abs(mean - best) < 0.03 and spread < 0.1,
+                f"with logit = {2 * l2 * best:.3f} * sum(x), tv=0 and l2={l2:g}, the objective "
+                f"logit - l2 * ||x||^2 is best with every pixel at {best:.3f} (where {2 * l2 * best:.3f} = "
+                f"2 * l2 * x); after 80 steps your image should have mean within 0.03 of it and no pixel off by "
+                f"0.1 or more; it has mean {mean:.3f} and the farthest pixel is {spread:.3f} away. Hint: {hint}")
+
+class _TupleOutput(nn.Module):
+    """Returns (class logits, an auxiliary head's output), as lesson 4's GRLNet does."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.inner(x)
+        return logits, -3.0 * logits[:, :2]
+
+
+@check("activation_maximization")
+def test_activation_maximization_accepts_a_model_returning_a_tuple(activation_maximization, seed):
+    """A model returning (logits, other) must give the same image as the bare model returning logits."""
+    inner = _Template(seed)
+    target = _target(seed, 30)
+    try:
+        got = _run_actmax(activation_maximization, _TupleOutput(inner), target, seed, steps=5)
+    except (TypeError, IndexError, AttributeError) as error:
+        raise CheckFailure(f"activation_maximization failed on a model that returns a tuple (logits, other), as "
+                           f"lesson 4's GRLNet does: {type(error).__name__}: {error}. Hint: output = model(x); "
+                           "logits = output[0] if isinstance(output, (tuple, list)) else output") from None
+    expected = _run_actmax(activation_maximization, inner, target, seed, steps=5)
+    expect_close(got, expected, "image for a model returning (logits, other) vs the same model returning logits",
+                 atol=1e-5, rtol=0, hint="optimise the first element of the tuple, the class logits")
 
 
 @check("activation_maximization")
@@ -292,7 +398,7 @@ def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mo
                 "the model was in eval mode before the call but in train mode after it; give it back as it came")
 
 
-@check("activation_maximization", hidden=True)
+@check("activation_maximization")
 def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
     activation_maximization, seed
 ):
@@ -302,12 +408,18 @@ def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
     rough = _run_actmax(activation_maximization, model, target, seed, steps=60, tv=0.0, l2=0.0)
     smooth = _run_actmax(activation_maximization, model, target, seed, steps=60, tv=0.05, l2=0.0)
     tv_rough, tv_smooth = (float(reference_total_variation(v.detach())) for v in (rough, smooth))
+    # the start alone has TV about 2 * 3 * 28 * 27 * 0.2 / 3 = 300; the template's optimum is salt-and-pepper
+    expect_true(tv_rough > 1000,
+                f"with tv=0 and l2=0 this model's best image is salt-and-pepper (total variation well above 1000 "
+                f"after 60 steps); yours has total variation {tv_rough:.1f}. Hint: ascend the class logit, and "
+                "optimise the image only (the model's weights are fixed)")
     expect_true(tv_smooth < 0.6 * tv_rough,
-                f"with tv=0.05 the image should be much smoother than with tv=0: its total variation is "
-                f"{tv_smooth:.1f} vs {tv_rough:.1f}. Hint: the objective subtracts tv * TV(x) (a penalty)")
+                f"with tv=0.05 the image's total variation should be below 0.6 times its value with tv=0: it is "
+                f"{tv_smooth:.1f} vs {tv_rough:.1f} with tv=0. Hint: the objective subtracts tv * TV(x) (a penalty), "
+                "computed with total_variation on the image being optimised")
 
 
-@check("activation_maximization", hidden=True)
+@check("activation_maximization")
 def test_activation_maximization_is_reproducible_and_leaves_the_model_unchanged(
     activation_maximization, seed
 ):

@@ -236,22 +236,103 @@ def test_grad_cam_samples_are_independent(grad_cam, seed):
                      hint="normalise each map by its own max, and run in eval mode so samples do not interact")
 
 
-@check("grad_cam", hidden=True)
+def _hooks_left(model: nn.Module) -> list[str]:
+    """'<hook kind> on <module>' for every hook still registered on the model or one of its modules."""
+    return [f"{kind} on module {name or 'model'!r}" for name, module in model.named_modules()
+            for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+            if getattr(module, kind, None)]
+
+
+@check("grad_cam")
+def test_grad_cam_works_when_called_under_no_grad(grad_cam, seed):
+    """Called inside torch.no_grad() (as in an evaluation loop), grad_cam must still enable gradients itself."""
+    model, images = _TinyNet(seed + 9000), _images(seed, 2, salt=13)
+    targets = _nonzero_targets(model, images, seed)
+    expected = reference_grad_cam(model, model.target_layer, images, targets)
+    hint = "wrap the forward pass and torch.autograd.grad in `with torch.enable_grad():`"
+    try:
+        with torch.no_grad():
+            got = _call(grad_cam, model, images, targets)
+    except NotImplementedError:
+        raise  # a stub: reported as "not implemented yet"
+    except RuntimeError as error:
+        raise CheckFailure(f"grad_cam failed when called inside torch.no_grad(): {error}. Hint: {hint}") from None
+    _expect_maps_close(got, expected, "grad_cam map when called inside torch.no_grad()", hint)
+
+
+@check("grad_cam")
 def test_grad_cam_leaves_no_hooks_behind(grad_cam, seed):
     """Every hook registered on the model is removed, and a second call gives the same maps."""
     model, images = _TinyNet(seed + 4000), _images(seed, 2, salt=8)
     targets = _nonzero_targets(model, images, seed)
     first = _call(grad_cam, model, images, targets)
-    for name, module in model.named_modules():
-        hooks = [h for h in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-                 if getattr(module, h, None)]
-        expect_true(not hooks, f"grad_cam left {', '.join(hooks)} on module {name or 'model'!r}. Hint: keep the "
-                    "handle of register_forward_hook and call handle.remove() (in a finally block)")
+    left = _hooks_left(model)
+    expect_true(not left, f"after grad_cam returned, the model still has {', '.join(left)}; a forgotten hook keeps "
+                "firing in every later call. Hint: keep the handle of register_forward_hook and call handle.remove() "
+                "in a finally block")
     second = _call(grad_cam, model, images, targets)
-    expect_close(second, first, "grad_cam map on a second call", atol=1e-6, rtol=0)
+    expect_close(second, first, "grad_cam map on a second call with the same inputs", atol=1e-6, rtol=0,
+                 hint="the same inputs must give the same maps: run the model in eval mode (no dropout) and let "
+                 "nothing from an earlier call (a hook, a stored activation) leak into the next one")
 
 
-@check("grad_cam", hidden=True)
+class _ModelFailure(RuntimeError):
+    """What _FailingNet raises: the check expects it to come out of grad_cam (or be swallowed), nothing else."""
+
+
+class _FailInBackward(torch.autograd.Function):
+    """Identity whose backward pass raises _ModelFailure."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        raise _ModelFailure("the model failed during the backward pass (on purpose, for this check)")
+
+
+class _FailingNet(_TinyNet):
+    """_TinyNet that raises once ``fail`` is "forward" (after target_layer has run) or "backward"."""
+
+    fail: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activations = self.target_layer(self.stem(x))
+        if self.fail == "forward":
+            raise _ModelFailure("the model failed during the forward pass (on purpose, for this check)")
+        if self.fail == "backward":
+            activations = _FailInBackward.apply(activations)
+        return self.head(activations)
+
+
+@check("grad_cam")
+def test_grad_cam_removes_its_hook_even_when_the_model_raises(grad_cam, seed):
+    """A model that raises in its forward pass (after the hooked layer ran), then in its backward pass: no hook may
+    stay behind either time, and the next, normal call still gives the right maps."""
+    model, images = _FailingNet(seed + 8000), _images(seed, 2, salt=12)
+    targets = _nonzero_targets(model, images, seed)
+    for where in ("forward", "backward"):
+        model.fail = where
+        outcome = "returned anyway"
+        try:
+            _call(grad_cam, model, images, targets)
+        except _ModelFailure:
+            outcome = "let the error out"
+        except CheckFailure:
+            outcome = "returned a malformed result"
+        left = _hooks_left(model)
+        expect_true(not left, f"the model raised an error during its {where} pass, after your hook was registered; "
+                    f"grad_cam {outcome} but left {', '.join(left)}, which fires in every later call. "
+                    "Hint: handle = layer.register_forward_hook(...); try: <forward, gradient> finally: handle.remove()")
+    model.fail = None
+    model.train()
+    got = _call(grad_cam, model, images, targets)
+    _expect_maps_close(got, reference_grad_cam(model, model.target_layer, images, targets),
+                       "grad_cam map after two failed calls", lambda: _hint(model, images, targets, got))
+
+
+@check("grad_cam")
 def test_grad_cam_runs_in_eval_mode_and_restores_the_mode(grad_cam, seed):
     """Maps are those of eval mode (no dropout, running BatchNorm stats), and the model is given back as it came."""
     model, images = _TinyNet(seed + 5000), _images(seed, 3, salt=9)
@@ -260,14 +341,16 @@ def test_grad_cam_runs_in_eval_mode_and_restores_the_mode(grad_cam, seed):
     model.train()
     got = _call(grad_cam, model, images, targets)
     expect_true(all(m.training for m in model.modules()),
-                "the model was in train mode before grad_cam but not after; give it back in the mode it came in")
+                "the model was in train mode before grad_cam but not after; give it back in the mode it came in. "
+                "Hint: was_training = model.training before model.eval(), and model.train(was_training) in the "
+                "finally block")
     expect_true(all(torch.equal(buffers[k], v) for k, v in model.state_dict().items()),
                 "grad_cam changed the model's parameters or BatchNorm running statistics: run it in eval mode")
     _expect_maps_close(got, reference_grad_cam(model, model.target_layer, images, targets), "grad_cam map",
                        lambda: _hint(model, images, targets, got))
 
 
-@check("grad_cam", hidden=True)
+@check("grad_cam")
 def test_grad_cam_leaves_parameter_gradients_untouched(grad_cam, seed):
     """Only the activations' gradient is needed: parameters' .grad must stay as they were (None or a value)."""
     model, images = _TinyNet(seed + 6000), _images(seed, 2, salt=10)
@@ -282,7 +365,7 @@ def test_grad_cam_leaves_parameter_gradients_untouched(grad_cam, seed):
                     "torch.autograd.grad(score, activations) instead of score.backward()")
 
 
-@check("grad_cam", hidden=True)
+@check("grad_cam")
 def test_grad_cam_all_zero_map_stays_zero_without_nan(grad_cam, seed):
     """A layer whose output is all zero gives all-zero maps, not NaN from 0 / 0."""
     model, images = _TinyNet(seed + 7000), _images(seed, 2, salt=11)

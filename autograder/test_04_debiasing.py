@@ -270,12 +270,20 @@ def test_consistency_loss_default_weight_is_two(consistency_loss, seed):
                        "consistency_loss with the default weight", pass_weight=False)
 
 
-@check("consistency_loss", hidden=True)
+@check("consistency_loss")
 def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, seed):
     """A GRLNet-style model returns (class_logits, other_logits): use the first element."""
     images, labels, new_ids = _colored_batch(seed + 3)
-    _check_consistency(consistency_loss, _ColorReader(seed + 3, tuple_output=True), images, labels,
-                       new_ids, 1.5, "consistency_loss of a model returning (class_logits, other_logits)")
+    what = "consistency_loss of a model returning a tuple (class_logits, other_logits)"
+    hint = ("the model returned a tuple (class_logits, other_logits), as GRLNet does; take output[0] when the "
+            "output is a tuple or list, else the output itself")
+    try:
+        _check_consistency(consistency_loss, _ColorReader(seed + 3, tuple_output=True), images, labels,
+                           new_ids, 1.5, what)
+    except (NotImplementedError, CheckFailure):
+        raise
+    except Exception as error:  # a tuple reached cross_entropy, softmax or slicing
+        raise CheckFailure(f"{what} raised {type(error).__name__}: {error}. Hint: {hint}") from error
 
 
 @check("consistency_loss", hidden=True)
@@ -423,6 +431,26 @@ def _about(a: float, b: float, scale: float) -> bool:
 
 
 @check("GRLNet")
+def test_grlnet_digit_head_is_the_backbone_classifier(GRLNet, seed):
+    """digit_logits = backbone.classifier(backbone.features(x)), i.e. the backbone SimpleCNN's own output."""
+    g = _generator(seed, 45)
+    model = _build_grlnet(GRLNet, seed, int(torch.randint(3, 9, (1,), generator=g)), 1.0)
+    backbone = getattr(model, "backbone", None)
+    expect_true(isinstance(backbone, nn.Module) and hasattr(backbone, "features") and hasattr(backbone, "classifier"),
+                "GRLNet has no attribute backbone with features and classifier. Hint: self.backbone = "
+                "SimpleCNN(num_classes=num_classes, width=width, hidden=hidden)")
+    x = torch.rand(3, 3, 28, 28, generator=g, dtype=torch.float64)
+    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse), torch.no_grad():
+        out = model(x)
+        expected = backbone.classifier(backbone.features(x))
+    digit = out[0] if isinstance(out, (tuple, list)) else out
+    expect_close(digit, expected, "GRLNet's digit_logits compared with self.backbone.classifier(self.backbone."
+                 "features(x))", **tolerance_for(expected, ops=4),
+                 hint="the digit head is the backbone's own classifier: digit_logits = self.backbone.classifier(h) "
+                 "with h = self.backbone.features(x) (no extra digit head), so the backbone alone is the digit model")
+
+
+@check("GRLNet")
 def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, seed):
     """forward(x) is (digit_logits (N, num_classes), color_logits (N, num_colors)) for images (N, 3, 28, 28)."""
     g = _generator(seed, 41)
@@ -432,12 +460,22 @@ def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, seed)
         digit, color = _grl_outputs(model, torch.rand(n, 3, 28, 28, generator=g, dtype=torch.float64), num_colors)
     expect_finite(digit, "GRLNet's digit_logits")
     expect_finite(color, "GRLNet's color_logits")
+    head = getattr(model, "color_head", None)
+    expect_true(isinstance(head, nn.Module), "GRLNet has no attribute color_head (an nn.Module). Hint: self.color_head "
+                "= nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, num_colors))")
+    shapes = sorted(tuple(p.shape) for p in head.parameters())
+    hidden = 64 if "hidden" in inspect.signature(GRLNet).parameters else 128  # _build_grlnet's, else the default
+    expected = sorted([(hidden // 2, hidden), (hidden // 2,), (num_colors, hidden // 2), (num_colors,)])
+    expect_true(shapes == expected, f"GRLNet(hidden={hidden}, num_colors={num_colors}).color_head has parameters of "
+                f"shapes {shapes}, expected {expected}. Hint: nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), "
+                "nn.Linear(hidden // 2, num_colors))")
 
 
 def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) -> None:
     g = _generator(seed, 42)
     num_colors = int(torch.randint(3, 9, (1,), generator=g))
     model = _build_grlnet(GRLNet, seed, num_colors, strength)
+    initial = strength
     if reassign is not None:
         model.strength = strength = reassign
     x = torch.rand(4, 3, 28, 28, generator=g, dtype=torch.float64)
@@ -473,6 +511,10 @@ def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) 
             problem = "the ordinary gradient: it is not reversed (is grad_reverse applied to the features?)"
         elif _about(ac, -fc, scale):
             problem = f"-1 times the ordinary gradient: the strength ({strength:.3g}) is ignored (use self.strength)"
+        elif reassign is not None and _about(ac, -initial * fc, scale):
+            problem = (f"-{initial:.3g} times the ordinary gradient, the strength given to the constructor: "
+                       f"model.strength = {strength:.3g} set afterwards (as a warm-up schedule does) is ignored. "
+                       "Hint: read self.strength in forward, grad_reverse(h, self.strength)")
         else:
             problem = f"{ac / fc if fc else float('nan'):.4g} times the ordinary gradient"
         expect_true(_about(ac, -strength * fc, scale),
@@ -486,7 +528,7 @@ def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, seed)
     _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used
 
 
-@check("GRLNet", hidden=True)
+@check("GRLNet")
 def test_grlnet_strength_can_be_changed_after_construction(GRLNet, seed):
     """model.strength = s (a warm-up schedule) takes effect at the next forward pass."""
     g = _generator(seed, 44)

@@ -213,7 +213,7 @@ def test_targeted_pgd_reports_success_confidence_and_steps(targeted_pgd, seed):
                  hint="confidence[i] = softmax(f(x_adv))[i, target_i], computed in eval mode on the returned images")
 
 
-@check("targeted_pgd", hidden=True)
+@check("targeted_pgd")
 def test_targeted_pgd_random_start_only_when_asked_and_reproducible(targeted_pgd, seed):
     """random_start=True: a uniform start in the eps-ball, the same for the same generator seed."""
     model = _tiny_net(seed + 4)
@@ -234,7 +234,7 @@ def test_targeted_pgd_random_start_only_when_asked_and_reproducible(targeted_pgd
                 f"pixels moved by {float(moved.mean()):.4g} on average, at most {float(moved.max()):.4g}")
 
 
-@check("targeted_pgd", hidden=True)
+@check("targeted_pgd")
 def test_targeted_pgd_runs_the_model_in_eval_mode_and_restores_it(targeted_pgd, seed):
     """BatchNorm and Dropout must be in eval mode during the attack, and the model given back in train mode."""
     model = _tiny_net(seed + 5)
@@ -249,6 +249,82 @@ def test_targeted_pgd_runs_the_model_in_eval_mode_and_restores_it(targeted_pgd, 
                 "BatchNorm using batch statistics). Hint: model.eval() before attacking")
     expect_true(all(m.training for m in model.modules()), "the model was in train mode before targeted_pgd but "
                 "not after. Hint: remember model.training and restore it with model.train(was_training)")
+
+
+class _CountingBrightness(_Brightness):
+    """_Brightness that counts its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(x)
+
+
+def _gray(values: torch.Tensor) -> torch.Tensor:
+    return values[:, None, None, None].expand(-1, 3, 28, 28).contiguous()
+
+
+@check("targeted_pgd")
+def test_targeted_pgd_stop_confidence_defines_success_and_freezes_images(targeted_pgd, seed):
+    """With stop_confidence: success = target probability >= stop_confidence (the arg-max alone does not count);
+    an image is frozen once it reached it, and the attack stops once every image did."""
+    g = _generator(seed, 8)
+    alpha, eps = 0.01, 0.1
+    stop = _uniform(g, 0.8, 0.95)
+    # _Brightness gains alpha in mean brightness per update, i.e. 100 * alpha in the target logit, so the number of
+    # updates to reach stop_confidence is known: the mean must pass 0.5 + logit(stop) / 100.
+    needed_mean = 0.5 + float(torch.logit(torch.tensor(stop, dtype=torch.float64))) / 100
+    k = int(torch.randint(1, 7, (1,), generator=g))
+    values = torch.tensor([
+        needed_mean - alpha * (k - 0.5),   # reaches stop_confidence after k updates
+        needed_mean + alpha / 2,           # already there: 0 updates
+        0.5 - eps + (needed_mean - 0.5) / 2,  # the arg-max turns to the target, the probability stays below stop
+        0.3,                               # out of reach
+    ])
+    images, targets = _gray(values), torch.ones(4, dtype=torch.int64)
+    settings = {"eps": eps, "alpha": alpha, "steps": 12, "stop_confidence": stop}
+    result = _attack(targeted_pgd, _Brightness(), images, targets, **settings)
+    expected = reference_targeted_pgd(_Brightness(), images, targets, **settings)
+    with torch.no_grad():
+        probability = _Brightness()(result.images).softmax(dim=1)[:, 1]
+    for i in range(4):
+        if bool(result.success[i]) and not bool(expected.success[i]) and float(probability[i]) < stop:
+            raise CheckFailure(
+                f"AttackResult.success[{i}] is True, but the target probability of returned image {i} is "
+                f"{float(probability[i]):.3f} < stop_confidence={stop:.3f}. Hint: with stop_confidence, success "
+                "means the target's probability is at least stop_confidence; the arg-max being the target does "
+                "not count (and does not freeze the image)")
+    expect_close(result.success, expected.success, f"AttackResult.success with stop_confidence={stop:.3f} "
+                 f"(images reaching it after {k}, 0, never, never updates)", atol=0, rtol=0,
+                 hint="with stop_confidence, success[i] = (target probability of the returned image i) >= "
+                 "stop_confidence")
+    expect_close(result.steps, expected.steps, f"AttackResult.steps with stop_confidence={stop:.3f}", atol=0,
+                 rtol=0, hint="steps[i] is the number of updates after which image i first reached stop_confidence "
+                 "(0 if it did at the start, -1 if never); the arg-max alone does not count")
+    moved = (result.images - expected.images).abs().amax(dim=(1, 2, 3))
+    tolerance = tolerance_for(expected.images, ops=3 * settings["steps"] + 1)
+    for i, (what, when) in enumerate(((f"reached stop_confidence after {k} updates", k),
+                                      ("reached stop_confidence at the start", 0))):
+        expect_true(float(moved[i]) <= tolerance["atol"] + tolerance["rtol"],
+                    f"image {i} {what}, so it should be returned as it was then (mean brightness "
+                    f"{float(expected.images[i].mean()):.4f}); it comes back with {float(result.images[i].mean()):.4f}."
+                    f" Hint: with stop_confidence, freeze an image once its target probability reached it: "
+                    f"no further updates (x = torch.where(frozen[:, None, None, None], x, x_new))")
+    _expect_images(result.images, expected.images, images, eps, alpha, settings["steps"],
+                   f"targeted_pgd images with stop_confidence={stop:.3f}")
+    # Every image reaches stop_confidence within max(needed) updates: the attack must stop there, not run 40 steps.
+    needed = torch.randint(1, 6, (3,), generator=g)
+    model = _CountingBrightness()
+    _attack(targeted_pgd, model, _gray(needed_mean - alpha * (needed - 0.5)), torch.ones(3, dtype=torch.int64),
+            eps=eps, alpha=alpha, steps=40, stop_confidence=stop)
+    last = int(needed.max())
+    expect_true(model.calls <= 2 * (last + 1), f"every image reached stop_confidence after at most {last} updates, "
+                f"but the model ran {model.calls} times (steps=40). Hint: stop early once all images are frozen "
+                f"(the reference runs {last + 1} forward passes here; "
+                f"up to {2 * (last + 1)} pass)")
 
 
 @check("targeted_pgd", hidden=True)
@@ -269,7 +345,7 @@ def test_targeted_pgd_stop_confidence_freezes_samples_that_reached_it(targeted_p
                  hint="an image that reached stop_confidence is frozen: no further updates")
 
 
-@check("targeted_pgd", hidden=True)
+@check("targeted_pgd")
 def test_targeted_pgd_leaves_the_inputs_and_parameter_gradients_untouched(targeted_pgd, seed):
     """The caller's images are not modified in place, and the model's parameters get no .grad."""
     model = _tiny_net(seed + 7)

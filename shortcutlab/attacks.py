@@ -93,7 +93,9 @@ def targeted_pgd(
 ) -> AttackResult:
     """Targeted L_inf PGD: signed descent of CE(f(x), targets), steps of alpha, projected into the eps-ball and [0, 1].
 
-    images (N, 3, H, W) in [0, 1]; targets (N,) int64 in [0, K); eps, alpha in pixel units of the [0, 1] scale."""
+    images (N, 3, H, W) in [0, 1]; targets (N,) int64 in [0, K); eps, alpha in pixel units of the [0, 1] scale.
+    ``success`` (on the returned images): without ``stop_confidence``, the arg-max is the target; with it, the target
+    probability is >= stop_confidence (the arg-max alone does not count, and only those images are frozen)."""
     _check_arguments(images, targets, eps, alpha, steps, stop_confidence)
     originals = images.detach().clone()
     targets = targets.detach().to(device=originals.device, dtype=torch.int64)

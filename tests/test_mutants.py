@@ -103,7 +103,7 @@ def test_a_wrong_sign_in_grad_reverse_costs_points_on_grad_reverse_only(graded):
     scores = result.function_scores()
     assert scores["grad_reverse"][0] < scores["grad_reverse"][1]
     grl = [c for c in result.checks if c.function == "GRLNet"]
-    assert len(grl) == 3 and all(c.status == "passed" for c in grl), [(c.name, c.status, c.output[:200]) for c in grl]
+    assert grl and all(c.status == "passed" for c in grl), [(c.name, c.status, c.output[:200]) for c in grl]
     assert scores["GRLNet"][1] > 0 and scores["GRLNet"][0] == pytest.approx(scores["GRLNet"][1])
     assert all(got == pytest.approx(most) for name, (got, most) in scores.items() if name != "grad_reverse"), scores
 

@@ -35,6 +35,10 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "total_variation__summed_over_the_batch": [
             ("return down.flatten(1).sum(dim=1) + right.flatten(1).sum(dim=1)", "return down.sum() + right.sum()"),
         ],
+        "total_variation__not_differentiable": [
+            ("return down.flatten(1).sum(dim=1) + right.flatten(1).sum(dim=1)",
+             "return (down.flatten(1).sum(dim=1) + right.flatten(1).sum(dim=1)).detach()"),
+        ],
         "activation_maximization__gradient_ascent_sign_flipped": [
             ("(x.grad,) = torch.autograd.grad(-objective, [x])", "(x.grad,) = torch.autograd.grad(objective, [x])"),
         ],
@@ -53,6 +57,19 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "activation_maximization__wrong_init_range": [
             ("x = 0.4 + 0.2 * torch.rand((1, *image_shape), generator=generator)",
              "x = torch.rand((1, *image_shape), generator=generator)"),
+        ],
+        "activation_maximization__log_softmax_instead_of_logit": [
+            ("objective = logits[0, target_class] -", "objective = torch.log_softmax(logits, dim=1)[0, target_class] -"),
+        ],
+        "activation_maximization__l2_norm_not_squared": [
+            ("- l2 * (x**2).sum()", "- l2 * x.norm()"),
+        ],
+        "activation_maximization__tuple_output_not_handled": [
+            ("logits = output[0] if isinstance(output, tuple) else output", "logits = output"),
+        ],
+        "activation_maximization__model_parameters_optimised": [
+            ("optimizer = torch.optim.Adam([x], lr=lr)", "optimizer = torch.optim.Adam([x, *model.parameters()], lr=lr)"),
+            ("(x.grad,) = torch.autograd.grad(-objective, [x])", "(-objective).backward()"),
         ],
     },
     "03_gradcam": {
@@ -91,6 +108,19 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "grad_cam__targets_ignored": [
             ("            if targets is None:\n                targets = logits.argmax(dim=1)",
              "            targets = logits.argmax(dim=1)"),
+        ],
+        "grad_cam__hook_not_removed_on_error": [
+            ("            gradients = torch.autograd.grad(score, activations)[0]\n    finally:\n        handle.remove()\n",
+             "            gradients = torch.autograd.grad(score, activations)[0]\n        handle.remove()\n    finally:\n"),
+        ],
+        "grad_cam__gradients_not_enabled": [
+            ("        with torch.enable_grad():\n", "        if True:\n"),
+        ],
+        "grad_cam__mode_not_restored": [
+            ("        for m, mode in modes.items():\n            m.training = mode\n", "        pass\n"),
+        ],
+        "grad_cam__all_zero_map_becomes_nan": [
+            ("    peak = torch.where(peak > 0, peak, torch.ones_like(peak))\n", ""),
         ],
     },
     "04_debiasing": {
@@ -146,6 +176,23 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ("        color_logits = self.color_head(grad_reverse(features, self.strength))",
              "        color_logits = self.color_head(grad_reverse(digit_logits, self.strength))"),
         ],
+        "consistency_loss__tuple_output_not_handled": [
+            ("    return output[0] if isinstance(output, (tuple, list)) else output", "    return output"),
+        ],
+        "GRLNet__separate_digit_head": [
+            ("        self.color_head = nn.Sequential(",
+             "        self.digit_head = nn.Linear(hidden, num_classes)\n        self.color_head = nn.Sequential("),
+            ("        digit_logits = self.backbone.classifier(features)", "        digit_logits = self.digit_head(features)"),
+        ],
+        "GRLNet__color_head_single_linear_layer": [
+            ("            nn.Linear(hidden, hidden // 2),\n            nn.ReLU(),\n            nn.Linear(hidden // 2, num_colors),\n",
+             "            nn.Linear(hidden, num_colors),\n"),
+        ],
+        "GRLNet__strength_fixed_at_construction": [
+            ("        self.strength = strength", "        self.strength = self._initial_strength = strength"),
+            ("        color_logits = self.color_head(grad_reverse(features, self.strength))",
+             "        color_logits = self.color_head(grad_reverse(features, self._initial_strength))"),
+        ],
         "grl_loss__color_weight_ignored": [
             ("    return digit_ce + color_weight * color_ce", "    return digit_ce + 0.5 * color_ce"),
         ],
@@ -176,6 +223,20 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "targeted_pgd__frozen_samples_keep_updating": [
             ("            x = torch.where(done.view(-1, 1, 1, 1), x, new_x)", "            x = new_x"),
         ],
+        "targeted_pgd__success_is_argmax_or_stop_confidence": [
+            ("                hit = confidence >= stop_confidence",
+             "                hit = (probs.argmax(dim=1) == targets) | (confidence >= stop_confidence)"),
+        ],
+        "targeted_pgd__no_early_stop_when_all_frozen": [
+            ("            if k == steps or done.all():", "            if k == steps:"),
+        ],
+        "targeted_pgd__mode_not_restored": [
+            ("        model.train(was_training)", "        pass"),
+        ],
+        "targeted_pgd__gradients_left_in_parameters": [
+            ("            grad, = torch.autograd.grad(loss, x_var)",
+             "            loss.backward()\n            grad = x_var.grad"),
+        ],
         "targeted_pgd__success_of_the_previous_images": [
             ("            k += 1", "            k += 1\n            if k == steps:\n                break"),
         ],
@@ -194,6 +255,26 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "SparseAutoencoder__normalize_decoder_normalising_columns": [
             ("        row_norms = self.W_dec.norm(dim=1, keepdim=True)",
              "        row_norms = self.W_dec.norm(dim=0, keepdim=True)"),
+        ],
+        "SparseAutoencoder__init_normalises_columns": [
+            ("        rows = rows / rows.norm(dim=1, keepdim=True)", "        rows = rows / rows.norm(dim=0, keepdim=True)"),
+        ],
+        "SparseAutoencoder__sizes_not_stored": [
+            ("        self.d_in = d_in\n        self.d_hidden = d_hidden\n", ""),
+        ],
+        "SparseAutoencoder__encoder_not_tied_to_decoder": [
+            ("        self.W_enc = nn.Parameter(rows.t().clone())",
+             "        self.W_enc = nn.Parameter(torch.randn(d_in, d_hidden, generator=generator) / d_in ** 0.5)"),
+        ],
+        "sae_loss__l1_without_abs": [
+            ("    sparsity = f.abs().sum(dim=1).mean()", "    sparsity = f.sum(dim=1).mean()"),
+        ],
+        "fraction_variance_unexplained__float32": [
+            ("    x = x.detach().double()\n    x_hat = x_hat.detach().double()\n",
+             "    x = x.detach()\n    x_hat = x_hat.detach()\n"),
+        ],
+        "fraction_variance_unexplained__returns_a_tensor": [
+            ("    return (residual / total).item()", "    return residual / total"),
         ],
         "sae_loss__mean_over_features": [
             ("    reconstruction = ((x_hat - x) ** 2).sum(dim=1).mean()",

@@ -10,10 +10,14 @@ NUM_CLASSES = 10
 
 
 def assign_colors(labels: torch.Tensor, bias: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Color ids (N,) int64: the digit's own color with probability bias, else one of the nine others uniformly."""
-    dominant = torch.rand(labels.shape, generator=generator) < bias
-    offset = torch.randint(1, NUM_CLASSES, labels.shape, generator=generator)
-    return torch.where(dominant, labels, (labels + offset) % NUM_CLASSES).long()
+    """Color ids (N,) int64: exactly round(bias * n_k) of digit k's n_k samples, chosen at random, get color k;
+    every other sample one of the nine other colors uniformly."""
+    colors = (labels + torch.randint(1, NUM_CLASSES, labels.shape, generator=generator)) % NUM_CLASSES
+    order = torch.randperm(len(labels), generator=generator)  # one random order of all positions
+    for digit in range(NUM_CLASSES):
+        members = order[labels[order] == digit]  # digit's positions, in random order
+        colors[members[:round(bias * len(members))]] = digit
+    return colors.long()
 
 
 def smooth_texture(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
