@@ -1,12 +1,15 @@
 """Grading benchmark: a 30-submission class with `shortcutlab grade --jobs 2`, and the cost of isolation.
 
-    python benchmarks/bench_grading.py [--jobs 2] [--keep DIR]
+    python benchmarks/bench_grading.py [--jobs 2] [--keep DIR] [--sandbox-only [--lessons 00,03]]
 
 The class mixes the 7 solution notebooks (full marks), 7 untouched lessons (0), 12 mutants from tests/mutants/
 (one wrong function each) and 4 broken submissions (bad JSON, a syntax error, a process exit while loading, a
 function that raises). Then, on the 27 submissions that are safe to run in this very process, it compares the
 isolated grading time of each submission (grading server, a forked process per submission and per function,
 run one at a time) with running the same cells and checks here, with the same seeds and no processes at all.
+Last, it grades those submissions one at a time in the OS sandbox (bubblewrap) and without it (today's process
+isolation, SHORTCUTLAB_SANDBOX=none) and prints the sandbox's cost per submission: the ratio and the extra seconds
+(target: at most +0.5 s). ``--sandbox-only`` runs only that comparison (``--lessons`` picks lessons by number).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from shortcutlab.course import load_course  # noqa: E402
 from shortcutlab.grading.batch import grade_class  # noqa: E402
+from shortcutlab.grading import sandbox  # noqa: E402
 from shortcutlab.grading.execute import CheckContext, exec_cells, run_check  # noqa: E402
 from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
@@ -94,14 +98,69 @@ def grade_in_process(paths: list[Path]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _serial(paths: list[Path], out: Path, mode: str) -> tuple[float, dict[str, float], dict[str, float], set]:
+    """Grade ``paths`` one at a time with the sandbox on (``bubblewrap``) or off (``none``): (wall seconds, seconds
+    and score per submission, the sandbox modes the results record)."""
+    saved = os.environ.get(sandbox.SANDBOX_ENV)
+    os.environ[sandbox.SANDBOX_ENV] = mode
+    try:
+        start = time.perf_counter()
+        report = grade_class(paths, out, jobs=1, regrade=True, require_sandbox=mode == sandbox.BUBBLEWRAP,
+                             warn=lambda message: None).report
+        wall = time.perf_counter() - start
+    finally:
+        if saved is None:
+            os.environ.pop(sandbox.SANDBOX_ENV, None)
+        else:
+            os.environ[sandbox.SANDBOX_ENV] = saved
+    return (wall, {s.path: s.seconds for s in report.submissions}, {s.path: s.score for s in report.submissions},
+            {s.sandbox for s in report.submissions})
+
+
+def sandbox_cost(paths: list[Path], work: Path) -> None:
+    """Print the OS sandbox's cost per submission against today's isolation (both one at a time, same seeds)."""
+    why = sandbox.probe(str(ROOT))
+    if why is not None:
+        print(f"OS sandbox: cannot run here ({why}); no comparison")
+        return
+    for mode in (sandbox.NONE, sandbox.BUBBLEWRAP):  # server start alone, each way
+        os.environ[sandbox.SANDBOX_ENV] = mode
+        server = Server(list(load_course().grading.preload), mode,
+                        [str(load_course().check_file(lesson)) for lesson in load_course().lessons])
+        start = time.perf_counter()
+        server.start()
+        print(f"grading server start, sandbox {mode}: {time.perf_counter() - start:.2f} s")
+        server.close()
+    os.environ.pop(sandbox.SANDBOX_ENV, None)
+    plain_wall, plain, plain_scores, plain_modes = _serial(paths, work / "grades-plain", sandbox.NONE)
+    boxed_wall, boxed, boxed_scores, boxed_modes = _serial(paths, work / "grades-sandbox", sandbox.BUBBLEWRAP)
+    rest = [str(p) for p in paths[1:]]  # the first one pays for its server's start
+    agree = sum(1 for p in map(str, paths) if abs(plain_scores[p] - boxed_scores[p]) < 1e-6)
+    plain_total, boxed_total = sum(plain[p] for p in rest), sum(boxed[p] for p in rest)
+    extra = [boxed[p] - plain[p] for p in rest]
+    print(f"one at a time, {len(paths)} submissions: {plain_wall:.1f} s wall without the sandbox ({plain_modes}), "
+          f"{boxed_wall:.1f} s in it ({boxed_modes}); scores agree on {agree}/{len(paths)}")
+    print(f"OS sandbox cost per submission (the other {len(rest)}): {boxed_total / len(rest):.2f} s vs "
+          f"{plain_total / len(rest):.2f} s, ratio {boxed_total / plain_total:.2f}x, extra mean "
+          f"{statistics.mean(extra):+.2f} s, median {statistics.median(extra):+.2f} s (target <= +0.5 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
     parser.add_argument("--keep", metavar="DIR", help="build the class and grades here and keep them")
+    parser.add_argument("--sandbox-only", action="store_true", help="only compare grading in and out of the OS sandbox")
+    parser.add_argument("--lessons", metavar="LIST", help="with --sandbox-only: lesson numbers, e.g. 00,03 (default all)")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
         files, safe = build_class(work / "submitted")
+        if args.sandbox_only:
+            wanted = tuple(args.lessons.split(",")) if args.lessons else None
+            chosen = [p for p in safe if wanted is None or p.stem[:2] in wanted]
+            print(f"{len(chosen)} submissions; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+            sandbox_cost(chosen, work)
+            return
         print(f"class: {len(files)} submissions in {work / 'submitted'}; {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}")
 
@@ -147,6 +206,7 @@ def main() -> None:
         print(f"isolation overhead per submission (the other {len(pairs)}): mean {statistics.mean(overhead):.2f} s, "
               f"median {statistics.median(overhead):.2f} s; isolated {iso_total / len(pairs):.2f} s vs in-process "
               f"{here_total / len(pairs):.2f} s each, ratio {iso_total / here_total:.2f}x")
+        sandbox_cost(safe, work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

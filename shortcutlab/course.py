@@ -71,6 +71,18 @@ class GradingSpec(_Strict):
                                                              "such a function scores 0 on its checks")
     preload: tuple[str, ...] = Field(default=DEFAULT_PRELOAD,
                                      description="modules the grading server imports once, before any submission")
+    derive_timeouts: bool = Field(default=True, description="time each check on the reference (once, cached) and "
+                                  "give a check whose function and lesson set no timeout max(timeout_floor, "
+                                  "timeout_factor x that time), at most `timeout`")
+    timeout_floor: float = Field(default=10, gt=0, description="seconds: the least a derived timeout may be")
+    timeout_factor: float = Field(default=20, gt=0, description="a derived timeout is this many times the "
+                                                                "reference's own time")
+    submission_budget: float | None = Field(default=None, gt=0, description="seconds one submission may take in "
+                                            "all, loading and checks; then its remaining checks time out "
+                                            "(default: load_timeout + twice the longest check timeout of each "
+                                            "graded function, at most 900)")
+    require_sandbox: bool = Field(default=False, description="refuse to grade where the OS sandbox (bubblewrap) "
+                                                             "cannot run")
 
 
 class PathsSpec(_Strict):

@@ -341,17 +341,21 @@ def test_a_stub_is_failed_as_not_implemented_not_as_a_grader_error(graded):
     assert result.error is None and by_function(result)["scale"] == (2.0, 2.0)
 
 
-def test_an_endless_loop_times_out_and_costs_only_that_check(graded):
+def test_an_endless_loop_times_out_and_costs_only_that_function_once(graded):
     result = graded["90_toy_python_loop.py"]
     assert statuses(result) == {"test_add_small_numbers": "passed", "test_add_negative_numbers": "passed",
                                 "test_scale_small": "timeout", "test_scale_big": "timeout"}
     assert "did not finish within 2 s" in result.checks[2].output
+    # The function's next check is not run at all: a loop costs one time limit, not one per check.
+    assert result.checks[3].output.startswith("not run: an earlier check of scale timed out")
 
 
-def test_a_hang_the_alarm_cannot_stop_is_killed_and_the_functions_next_check_still_runs(graded):
+def test_a_hang_the_alarm_cannot_stop_is_killed_and_the_functions_next_check_is_not_run(graded):
     result = graded["90_toy_blocks_alarm.py"]
     assert statuses(result)["test_scale_small"] == "timeout"
-    assert statuses(result)["test_scale_big"] == "passed"
+    assert "did not finish within 2 s and was stopped" in result.checks[2].output
+    assert statuses(result)["test_scale_big"] == "timeout"
+    assert result.checks[3].output.startswith("not run: an earlier check of scale timed out")
     assert by_function(result)["add"] == (3.0, 3.0)
 
 
@@ -372,7 +376,17 @@ def test_code_that_kills_the_process_while_loading_is_a_submission_error_with_ze
 
 
 def test_a_statement_that_raises_in_a_py_file_does_not_stop_the_rest(graded):
-    assert graded["90_toy_tail_error.py"].score == 5.0
+    result = graded["90_toy_tail_error.py"]
+    assert result.score == 5.0
+    # ... but it is never silent: loading reports the statement that raised, and so does the submission's status.
+    assert result.load["status"] == "error" and "a demo call at the end of the file" in result.load["message"]
+    assert submission_status(result) == "error"
+
+
+def test_a_graded_cell_that_raises_while_loading_is_reported_with_its_cell_number(graded):
+    result = graded["90_toy_notebook.ipynb"]
+    assert result.load["status"] == "error" and result.load["cell"] == 7
+    assert "SyntaxError" in result.load["message"]
 
 
 def test_printing_is_captured_and_shown_with_a_failure(graded):
@@ -511,13 +525,16 @@ def test_json_output_is_one_document_on_stdout_with_the_documented_schema(toy):
     document = json.loads(done.stdout)  # student prints (even raw fd writes) never reach stdout
     assert set(document) == {"seed", "submissions"} and document["seed"] == 7
     for submission in document["submissions"]:
-        assert set(submission) == {"path", "lesson", "score", "max_score", "error", "checks"}
+        assert set(submission) == {"path", "lesson", "score", "max_score", "error", "load", "sandbox", "checks"}
+        assert set(submission["load"]) == {"status", "cell", "message"}
+        assert submission["load"]["status"] in ("ok", "error", "timeout", "not_run")
         for c in submission["checks"]:
             assert set(c) == {"name", "function", "score", "max_score", "status", "output", "hidden"}
             assert c["status"] in ("passed", "failed", "error", "timeout")
             assert isinstance(c["score"], (int, float)) and isinstance(c["output"], str)
     noisy, correct, broken = document["submissions"]
     assert (correct["score"], correct["max_score"], correct["error"]) == (5, 5, None)
+    assert correct["load"]["status"] == "ok" and broken["load"]["status"] == "not_run"
     assert noisy["score"] == 2 and broken["error"] and broken["score"] == 0
     assert "graded" in done.stderr
 

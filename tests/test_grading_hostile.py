@@ -8,6 +8,7 @@ to grade): the grades must be identical.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -26,7 +27,7 @@ HOSTILE_DIR = ROOT / "tests" / "submissions" / "hostile"
 CORRECT = ROOT / "tests" / "submissions" / "00_colored_mnist.py"
 LESSON = "00_colored_mnist"
 SEED = 20241128
-TIMEOUT = 3.0  # seconds per check (course.yml says 30): the endless loop costs 3 of them
+TIMEOUT = 3.0  # seconds per check (course.yml says 30): the endless loop costs one of them
 
 _spec = importlib.util.spec_from_file_location("make_hostile", HOSTILE_DIR / "make_hostile.py")
 make_hostile = importlib.util.module_from_spec(_spec)
@@ -133,6 +134,15 @@ def test_fifty_megabytes_of_printing_leave_the_feedback_short(batch):
 def test_a_hostile_submission_loses_exactly_the_points_its_hostility_touches(batch, name):
     """Every check of an untouched function passes; every check of a touched one fails (bar honest passes)."""
     spec, result = HOSTILE[name], _result(batch, name)
+    if name == "kills_grading_server" and result.sandbox == "bubblewrap":
+        # In the OS sandbox student code runs as a user of its own: it cannot signal the grading server at all, so
+        # only the function that tried loses its points.
+        spec = dataclasses.replace(spec, zero=("color_given_digit",), error=False, status="error",
+                                   says="PermissionError")
+    if name == "fake_results" and result.sandbox == "bubblewrap":
+        # Its forging code reads course.yml, which the sandbox does not show: that ends its file's loading there,
+        # so its stubs are not even defined (still 0 everywhere, as errors rather than failures).
+        spec = dataclasses.replace(spec, status="error", says="is not defined in your submission")
     if spec.error:
         assert result.error and spec.says in result.error, result.error
     else:

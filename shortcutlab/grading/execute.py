@@ -130,9 +130,12 @@ class CellNote:
     name: str
     kind: str
     error: str
+    status: str = ERROR  # ERROR (it raised) or TIMEOUT (stopped by a time limit, or not run for want of time)
+    index: int = 0  # the cell's number in the notebook (1-based; 0 for a .py statement)
 
     def to_dict(self) -> dict:
-        return {"filename": self.filename, "name": self.name, "kind": self.kind, "error": self.error}
+        return {"filename": self.filename, "name": self.name, "kind": self.kind, "error": self.error,
+                "status": self.status, "index": self.index}
 
 
 def register_source(filename: str, source: str) -> None:
@@ -165,7 +168,8 @@ def exec_cells(cells: Sequence[dict], namespace: dict, cell_timeout: float | Non
             left = None if budget is None else budget - (time.monotonic() - start)
             if left is not None and left <= 0:
                 notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      f"not run: loading the submission used up its {budget:g} s"))
+                                      f"not run: loading the submission used up its {budget:g} s", TIMEOUT,
+                                      int(cell.get("index") or 0)))
                 continue
             limit_s = min(t for t in (cell_timeout, left) if t is not None) if (cell_timeout or left) else None
             try:
@@ -175,10 +179,11 @@ def exec_cells(cells: Sequence[dict], namespace: dict, cell_timeout: float | Non
                         exec(code, namespace)  # noqa: S102 - running the submission is the point
             except CheckTimeout:
                 notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      f"did not finish within {limit_s:g} s and was stopped"))
+                                      f"did not finish within {limit_s:g} s and was stopped", TIMEOUT,
+                                      int(cell.get("index") or 0)))
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included
                 notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      describe_exception(exc, student_files)))
+                                      describe_exception(exc, student_files), ERROR, int(cell.get("index") or 0)))
     return notes, printed.getvalue()
 
 

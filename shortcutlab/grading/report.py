@@ -31,7 +31,9 @@ def submission_status(result: SubmissionResult) -> str:
     loading, a graded cell that raised while loading), ``timeout`` if a time limit cut it off (loading or a
     check), else ``graded``. A wrong answer, a stub or a function left out is ``graded``."""
     if result.error:
-        return TIMEOUT if _LOAD_TIMEOUT in result.error else ERROR
+        return TIMEOUT if _LOAD_TIMEOUT in result.error or (result.load or {}).get("status") == TIMEOUT else ERROR
+    if (result.load or {}).get("status") in (ERROR, TIMEOUT):  # a cell that raised or was stopped while loading
+        return result.load["status"]
     cell_timeout = False
     for check in result.checks:
         if check.status == "error" and all(marker in check.output for marker in _CELL_RAISED):
@@ -120,7 +122,16 @@ def render_line(result: SubmissionResult, student: str | None = None) -> str:
     """One line: student, lesson, score/max, status (the student id from the path unless given)."""
     student = student or student_id(result.path, result.lesson)
     return f"{student}  {result.lesson or 'unknown lesson'}  {points(result.score)}/{points(result.max_score)}  " \
-           f"{submission_status(result)}"
+           f"{submission_status(result)}{load_problem(result)}"
+
+
+def load_problem(result: SubmissionResult) -> str:
+    """`` (cell 3 timed out while loading)``, `` (cell 3 raised while loading)`` or '' when loading went well."""
+    load = result.load or {}
+    if load.get("status") not in (ERROR, TIMEOUT):
+        return ""
+    where = f"cell {load['cell']}" if load.get("cell") else "its code"
+    return f" ({where} {'timed out' if load['status'] == TIMEOUT else 'raised'} while loading)"
 
 
 def render_details(result: SubmissionResult) -> list[str]:
@@ -129,6 +140,8 @@ def render_details(result: SubmissionResult) -> list[str]:
     lines = [f"  file: {result.path}"]
     if result.error:
         lines += ["  error: " + line for line in _first_lines(result.error, 4)]
+    elif load_problem(result):
+        lines += ["  loading: " + line for line in _first_lines(result.load.get("message", ""), 4)]
     width = max((len(c.function) for c in result.checks), default=0)
     for function, (got, most) in result.function_scores().items():
         mine = [c for c in result.checks if c.function == function]

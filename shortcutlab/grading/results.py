@@ -34,6 +34,9 @@ class SubmissionResult:
     checks: tuple[CheckResult, ...] = ()
     max_score: float = 0.0
     seconds: float = 0.0
+    # How loading went: {"status": ok|error|timeout|not_run, "cell": notebook cell number or None, "message"}
+    load: dict | None = None
+    sandbox: str | None = None  # the OS sandbox it ran in: "bubblewrap" or "none" (None: not recorded)
 
     @property
     def score(self) -> float:
@@ -50,6 +53,7 @@ class SubmissionResult:
     def to_dict(self) -> dict:
         return {"path": self.path, "lesson": self.lesson, "score": round(self.score, 4),
                 "max_score": round(self.max_score, 4), "error": self.error,
+                "load": self.load or {"status": "ok", "cell": None, "message": ""}, "sandbox": self.sandbox,
                 "checks": [c.to_dict() for c in self.checks]}
 
 

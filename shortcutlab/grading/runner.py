@@ -6,6 +6,7 @@ grading, and the next submission gets a new server.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shortcutlab.course import Course, CourseError, load_course
+from shortcutlab.grading import sandbox
 from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
+from shortcutlab.grading.limits import apply_derived_timeouts, default_budget
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
@@ -45,10 +48,15 @@ def server_env() -> dict[str, str]:
 
 
 class Server:
-    """One grading server process, grading one job at a time."""
+    """One grading server process, grading one job at a time; in the OS sandbox if ``mode`` is BUBBLEWRAP, with
+    ``check_files`` (the course's, by path) bound read-only inside."""
 
-    def __init__(self, preload: list[str]) -> None:
+    def __init__(self, preload: list[str], mode: str = sandbox.NONE, check_files: list[str] = ()) -> None:
         self.preload = preload
+        self.mode = mode
+        # A check file's path inside the sandbox, by its path here.
+        self.check_files = {path: f"{sandbox.CHECKS_DIR}/{hashlib.sha256(path.encode()).hexdigest()[:12]}/"
+                                  f"{Path(path).name}" for path in check_files} if mode == sandbox.BUBBLEWRAP else {}
         self.process: subprocess.Popen | None = None
         self.lines: Lines | None = None
         self.started: bool | None = None  # False once a start failed
@@ -60,10 +68,15 @@ class Server:
     def start(self) -> None:
         if self.tmp is None:
             self.tmp = tempfile.mkdtemp(prefix="shortcutlab-grading-")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "shortcutlab.grading.worker", json.dumps(self.preload)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-            env={**server_env(), "TMPDIR": self.tmp}, start_new_session=True)
+        argv = [sys.executable, "-m", "shortcutlab.grading.worker", json.dumps(self.preload)]
+        env = {**server_env(), "TMPDIR": self.tmp}
+        if self.mode == sandbox.BUBBLEWRAP:
+            uid = sandbox.UID_BASE + secrets.randbelow(sandbox.UID_SPAN)  # this server's student uid
+            argv = sandbox.command(argv, sandbox.sandbox_env(server_env(), uid), PACKAGE_ROOT,
+                                   {inside: outside for outside, inside in self.check_files.items()})
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                        env=env, start_new_session=True)
         self.lines = Lines(self.process.stdout.fileno())
         self.started = False
         reply = self._read(time.monotonic() + SERVER_START_TIMEOUT, "start")
@@ -92,6 +105,8 @@ class Server:
         """Send one job and wait for its result (TimeoutError / RuntimeError if the server fails)."""
         if self.process is None or self.process.poll() is not None:
             self.start()
+        if job.get("check_file") in self.check_files:
+            job = {**job, "check_file": self.check_files[job["check_file"]]}
         self.process.stdin.write((json.dumps(job) + "\n").encode())
         self.process.stdin.flush()
         return self._read(time.monotonic() + timeout, "grade the submission")
@@ -130,7 +145,7 @@ class _Work:
 def _plan(course: Course, lesson: str, cache: dict[str, list[PlannedCheck] | str]) -> list[PlannedCheck] | str:
     if lesson not in cache:
         try:
-            cache[lesson] = plan_checks(course, lesson)
+            cache[lesson] = apply_derived_timeouts(course, lesson, plan_checks(course, lesson))
         except CourseError as exc:
             cache[lesson] = f"grader error: {exc}"
     return cache[lesson]
@@ -147,6 +162,7 @@ def _job(work: _Work, course: Course, seed: int) -> dict:
                     "seed": check_seed(seed, lesson.id, c.name)} for c in work.planned],
         "load_timeout": course.load_timeout(lesson),
         "cell_timeout": course.timeout(lesson),
+        "budget": course.grading.submission_budget or default_budget(course.load_timeout(lesson), work.planned),
         "memory_mb": course.grading.memory_mb,
         "output_limit": course.grading.output_limit,
         # The server resolves these before any student code runs: the reference guard and the re-run use them.
@@ -160,7 +176,37 @@ def job_timeout(job: dict) -> float:
     return submission_budget(job) + START_SLACK
 
 
-def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course: Course) -> SubmissionResult:
+LOAD_OK, LOAD_NOT_RUN = "ok", "not_run"
+
+
+def load_status(raw: dict | None, error: str | None, limit: int) -> dict:
+    """How loading went: ``{"status", "cell", "message"}``, status ``ok``, ``error`` (a cell raised, or the code
+    ended its process), ``timeout`` (a cell was stopped by a time limit) or ``not_run`` (never loaded: the file
+    could not be read, a grader problem); ``cell`` the notebook cell number of the first problem."""
+    raw = raw or {}
+    given = raw.get("load")
+    if isinstance(given, dict) and given.get("status") in (ERROR, TIMEOUT):
+        return {"status": given["status"], "cell": given.get("cell") if isinstance(given.get("cell"), int) else None,
+                "message": truncate(str(given.get("message") or ""), limit)}
+    if error:
+        return {"status": LOAD_NOT_RUN, "cell": None, "message": truncate(error, limit)}
+    notes = [n for n in raw.get("notes") or [] if isinstance(n, dict)]
+    if not notes:
+        return {"status": LOAD_OK, "cell": None, "message": ""}
+    worst = [n for n in notes if n.get("status") == TIMEOUT] or notes
+    first = worst[0]
+    status = TIMEOUT if first.get("status") == TIMEOUT else ERROR
+    lines = []
+    for n in notes:
+        label = str(n.get("filename") or "a cell").strip("<>")
+        verb = "was stopped" if n.get("status") == TIMEOUT else "raised"
+        lines.append(f"{label} {verb} while loading: {n.get('error', '')}")
+    cell = first.get("index") if isinstance(first.get("index"), int) and first.get("index") else None
+    return {"status": status, "cell": cell, "message": truncate("\n".join(lines), limit)}
+
+
+def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course: Course,
+              mode: str | None = None) -> SubmissionResult:
     """Score a job's raw results: a check passes only if its process said so."""
     lesson = work.lesson
     planned = work.planned or []
@@ -183,19 +229,23 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
     # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
     max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
         sum(f.points for f in course.lesson(lesson).functions.values())
-    return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3))
+    return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3),
+                            load=load_status(raw, error, limit), sandbox=mode)
 
 
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
           course: Course | str | Path | None = None,
           on_result: Callable[[SubmissionResult], None] | None = None,
-          seed_for: Callable[[Submission, int], int] | None = None) -> GradeReport:
+          seed_for: Callable[[Submission, int], int] | None = None, require_sandbox: bool = False,
+          warn: Callable[[str], None] | None = None) -> GradeReport:
     """Grade .ipynb/.py submissions (folders are searched) against their lessons' checks.
 
     ``lesson`` forces the lesson (else it comes from each file's name); ``jobs`` submissions are graded at
     once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run);
     ``seed_for(submission, seed)``, if given, picks each submission's own run seed (e.g. mixing in its hash).
     A submission that cannot be read or loaded gets an ``error`` and 0 points; it never stops the run.
+    Submissions run in the OS sandbox (sandbox.py) where bubblewrap can run; elsewhere ``warn`` (default: stderr)
+    is told once, and ``require_sandbox`` (or course.yml ``grading.require_sandbox``) makes that a GradingError.
     """
     start = time.monotonic()
     course = course if isinstance(course, Course) else load_course(course)
@@ -205,6 +255,17 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     if not files:
         raise GradingError("no submissions to grade: give .ipynb or .py files, or folders holding them")
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    require = require_sandbox or course.grading.require_sandbox
+    mode, why = sandbox.choose(PACKAGE_ROOT, require)
+    if mode != sandbox.BUBBLEWRAP:
+        if require:
+            raise GradingError(f"refusing to grade without the OS sandbox (--require-sandbox): {why}")
+        message = f"grading without an OS sandbox ({why}); submissions run with process isolation only"
+        if warn is not None:
+            warn(message)
+        else:
+            print(f"shortcutlab: warning: {message}", file=sys.stderr, flush=True)
+    check_files = sorted({str(course.check_file(spec)) for spec in course.lessons if course.check_file(spec).is_file()})
     plans: dict[str, list[PlannedCheck] | str] = {}
     work: list[_Work] = []
     for index, path in enumerate(files):
@@ -228,7 +289,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
         if item.error is None:
             pending.put(item)
         else:
-            results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course)
+            results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course, mode)
             if on_result:
                 on_result(results[item.index])
     workers = max(1, min(jobs or os.cpu_count() or 1, pending.qsize()))
@@ -236,7 +297,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     live: list[Server] = []
 
     def new_server() -> Server:
-        server = Server(list(course.grading.preload))
+        server = Server(list(course.grading.preload), mode, check_files)
         with lock:
             live.append(server)
         return server
@@ -265,7 +326,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
                     server.close()
                     server = new_server()
                     raw = {"error": f"grader error: {exc}", "results": {}}
-                result = _assemble(item, raw, course.grading.output_limit, time.monotonic() - began, course)
+                result = _assemble(item, raw, course.grading.output_limit, time.monotonic() - began, course, mode)
                 with lock:
                     results[item.index] = result
                     if on_result:
@@ -287,5 +348,5 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     missing = [w for w in work if results[w.index] is None]
     for item in missing:  # only if a drain thread itself crashed: never leave a hole
         item.error = "grader error: the submission was not graded"
-        results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course)
+        results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course, mode)
     return GradeReport(seed, tuple(r for r in results if r is not None), round(time.monotonic() - start, 3))

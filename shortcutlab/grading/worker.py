@@ -37,6 +37,7 @@ from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIM
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
+from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
 
 GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
 START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
@@ -192,6 +193,7 @@ def _crash_summary(tail: str) -> str:
 
 
 FILE_LIMIT = 256 << 20  # bytes one file written by a student process may reach (its stdout log included)
+PROCESS_LIMIT = 128  # processes and threads student code may have at once, in the OS sandbox (RLIMIT_NPROC)
 
 
 def _die_with_parent() -> None:
@@ -233,13 +235,19 @@ def _child_setup(log_fd: int, memory_mb: int | None) -> None:
 
 
 def _become_sandbox(log_fd: int, memory_mb: int | None, scratch: str | None = None) -> None:
-    """First steps of a forked process that will run student code: those of every child, plus a cap on the
-    size of any file it writes and its own scratch folder as working directory, temp folder and home."""
+    """First steps of a forked process that will run student code: in the OS sandbox, becoming its unprivileged
+    user (first: a change of user clears the parent-death signal); those of every child; a cap on the size of any
+    file it writes (and in the sandbox on its processes); its own scratch folder as working, temp and home folder."""
+    uid = student_uid()
+    if uid is not None:
+        drop_privileges(uid)
     _child_setup(log_fd, memory_mb)
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+        if uid is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (PROCESS_LIMIT, PROCESS_LIMIT))
     except (ImportError, ValueError, OSError):
         pass
     if scratch:
@@ -278,13 +286,24 @@ def _function_process(checks: list[dict], functions: dict[str, Callable], contex
             event["transcript"] = recorder.transcript()
             event["tampered"] = _SNAPSHOT.changed() if _SNAPSHOT is not None else None
         send(out_fd, event)
+        if outcome.status == TIMEOUT:
+            return  # the parent marks the function's remaining checks as not run
+
+
+def skipped_after_timeout(item: dict) -> dict:
+    """The result of a check not run because an earlier check of the same function timed out."""
+    return {"event": "result", "name": item["name"], "status": TIMEOUT, "seconds": 0.0,
+            "output": f"not run: an earlier check of {item['function']} timed out (it did not finish within "
+                      f"{item['timeout']:g} s); a function that loops once is not run again"}
 
 
 def _run_function(checks: list[dict], functions: dict[str, Callable], context: CheckContext, out_fd: int,
                   limit: int, guards: Callable[[str], ReferenceGuard | None] = lambda f: None,
                   references: dict[str, Any] | None = None) -> int:
     """Fork a process for ``checks`` (one function's), relay its results, kill it if a check overruns.
-    Returns how many of ``checks`` got a result (the rest are retried in a fresh process)."""
+    Returns how many of ``checks`` got a result (the rest are retried in a fresh process). Once a check times
+    out, the function's remaining checks are reported as timed out without running: a function that loops
+    costs one check's time limit, not one per check."""
     sys.stdout.flush()
     r, w = os.pipe()
     pid = fork_group()
@@ -298,7 +317,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
     lines = Lines(r)
     done, current, deadline = 0, None, time.monotonic() + START_SLACK
     by_name = {c["name"]: c for c in checks}
-    problem = ""
+    problem, timed_out = "", False
     while True:
         try:
             event = lines.next(deadline)
@@ -310,6 +329,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
                               "output": f"{item['function']} did not finish within {item['timeout']:g} s and was "
                                         "stopped: look for an endless loop or far more work than needed"})
                 done += 1
+                timed_out = True
             else:
                 problem = "the check's process stopped responding"
             break
@@ -329,12 +349,20 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
         if event.get("event") == "start" and event.get("name") in by_name and current is None:
             current = event["name"]
             deadline = time.monotonic() + by_name[current]["timeout"] + GRACE
+            send(out_fd, {"event": "start", "name": current})
         elif event.get("event") == "result" and event.get("name") == current:
             send(out_fd, event)
             done, current, deadline = done + 1, None, time.monotonic() + START_SLACK
+            if event.get("status") == TIMEOUT:
+                timed_out = True
+                break
     os.close(r)
     kill_group(pid)
     reap(pid)
+    if timed_out:
+        for item in checks[done:]:
+            send(out_fd, skipped_after_timeout(item))
+        return len(checks)
     if done == 0:
         # No progress: report the first check so the retry loop always moves on.
         send(out_fd, {"event": "result", "name": checks[0]["name"], "status": ERROR, "seconds": 0.0,
@@ -351,7 +379,8 @@ def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, 
     cells = job["cells"]
     namespace: dict[str, Any] = {"__name__": SUBMISSION_NAME, "__builtins__": builtins}
     notes, printed = exec_cells(cells, namespace, job["cell_timeout"], job["load_timeout"], limit,
-                                on_cell=lambda cell: send(out_fd, {"event": "cell", "filename": cell["filename"]}))
+                                on_cell=lambda cell: send(out_fd, {"event": "cell", "filename": cell["filename"],
+                                                                   "index": cell.get("index", 0)}))
     send(out_fd, {"event": "loaded", "notes": [n.to_dict() for n in notes], "printed": truncate(printed, limit)})
     student_files = {c["filename"] for c in cells}
     context = CheckContext(namespace, student_files, notes)
@@ -396,10 +425,19 @@ def _trusted_process(checks: list[dict], functions: dict[str, Callable], referen
 # ----------------------------------------------------------------------------- the server
 
 
+def run_limit(job: dict) -> float:
+    """Seconds the submission's own processes may take, loading and checks: its ``budget`` (course.yml
+    ``grading.submission_budget``) if the job has one, and never more than loading plus every check with its
+    grace and a fork."""
+    most = job["load_timeout"] + sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
+    budget = job.get("budget")
+    return min(float(budget), most) if budget else most
+
+
 def submission_budget(job: dict) -> float:
-    """Seconds a submission may take in all: loading, then every check with its grace and a fork, then the
-    grader's own re-run of the checks that passed."""
-    return job["load_timeout"] + sum(2 * (c["timeout"] + GRACE) + 2.0 for c in job["checks"]) + 2 * START_SLACK
+    """Seconds a submission may take in all: its run limit, then the grader's own re-run of the checks that
+    passed."""
+    return run_limit(job) + sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
 
 
 def _parent_of(pid: int) -> int | None:
@@ -455,11 +493,14 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
         run_child(lambda: _submission_process(job, functions, w, log.fileno(), references, codes))
     os.close(w)
     lines = Lines(r)
-    deadline = time.monotonic() + submission_budget(job)
-    loaded, last_cell, timed_out, function_pid = False, "", False, 0
+    limit_s = run_limit(job)
+    deadline = time.monotonic() + limit_s
+    # Loading keeps its own limit in-process; code that blocks the alarm is killed shortly after it.
+    load_deadline = min(deadline, time.monotonic() + job["load_timeout"] + 2 * GRACE)
+    loaded, last_cell, last_index, timed_out, function_pid, current = False, "", 0, False, 0, None
     while True:
         try:
-            event = lines.next(deadline)
+            event = lines.next(deadline if loaded else load_deadline)
         except TimeoutError:
             timed_out = True
             break
@@ -470,6 +511,9 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
         kind = event.get("event")
         if kind == "cell":
             last_cell = str(event.get("filename", ""))
+            last_index = event.get("index") if isinstance(event.get("index"), int) else 0
+        elif kind == "start" and loaded and event.get("name") in names:
+            current = event["name"]
         elif kind == "function" and isinstance(event.get("pid"), int):
             function_pid = event["pid"]
         elif kind == "loaded" and not loaded:
@@ -488,17 +532,31 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
     kill_group(pid)
     status = reap(pid)
     tail = log_tail(log.fileno())
+    budget_spent = timed_out and bool(job.get("budget")) and limit_s >= float(job["budget"]) - 1e-9 and (
+        loaded or load_deadline >= deadline)
     if not loaded:
         where = f" in {last_cell}" if last_cell else ""
-        what = f"did not finish loading within {job['load_timeout']:g} s" if timed_out else describe_exit(status)
+        what = (f"used up the submission's grading budget of {limit_s:g} s" if budget_spent and
+                limit_s < job["load_timeout"] else f"did not finish loading within {min(limit_s, job['load_timeout']):g} s"
+                ) if timed_out else describe_exit(status)
         result["error"] = f"the submission's code ended the grading process while loading{where}: it {what}" + \
                           (f"\nlast output:\n{tail[-500:]}" if tail else "")
+        result["load"] = {"status": TIMEOUT if timed_out else ERROR, "cell": last_index or None,
+                          "message": result["error"]}
     else:
-        why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
+        if budget_spent:
+            why = f"used up the submission's grading budget of {limit_s:g} s"
+            if current is not None and current not in result["results"]:
+                result["results"][current] = {"status": TIMEOUT, "seconds": 0.0,
+                                              "output": f"stopped: the submission {why} (course.yml "
+                                                        "grading.submission_budget) while this check ran"}
+        else:
+            why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
         for item in job["checks"]:
             result["results"].setdefault(item["name"], {
                 "status": TIMEOUT if timed_out else ERROR, "seconds": 0.0,
-                "output": f"not run: the submission's grading process {why}"})
+                "output": f"not run: the submission's grading process {why}" if not budget_spent else
+                          f"not run: the submission {why} (course.yml grading.submission_budget)"})
     return transcripts
 
 
@@ -559,13 +617,20 @@ def run_job(job: dict) -> dict:
     _SNAPSHOT = Snapshot()
     _TOKEN = secrets.token_hex(16)
     scratch = tempfile.mkdtemp(prefix="shortcutlab-scratch-")
+    uid = student_uid()
+    if uid is not None:
+        os.chown(scratch, uid, uid)
     job = {**job, "checks": runnable, "scratch": scratch}
     try:
         with tempfile.TemporaryFile() as log:
             transcripts = _run_submission(job, functions, references, codes, log, result)
+            if uid is not None:
+                kill_uid(uid)  # a daemon it started, whatever its process group or session
             verdicts = _verify(job, functions, references, transcripts, log) if result["error"] is None else {}
     finally:
         _TOKEN = _SNAPSHOT = None
+        if uid is not None:
+            kill_uid(uid)
         remove_tree(scratch)
     limit = int(job["output_limit"])
     for name in transcripts:
