@@ -47,7 +47,8 @@ def _grade(args: argparse.Namespace) -> int:
     # With --json, stdout carries the JSON document and nothing else, whatever gets printed meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         run = grade_class(args.paths, args.out, regrade=args.regrade, lesson=args.lesson, jobs=args.jobs,
-                          seed=args.seed, course=args.course, on_result=progress, warn=warn)
+                          seed=args.seed, course=args.course, on_result=progress, warn=warn,
+                          require_sandbox=args.require_sandbox)
     if live:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     report = run.report
@@ -63,7 +64,25 @@ def _grade(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         print(f"{run.graded} graded, {run.reused} already in the gradebook; gradebook, grades.csv, class_matrix.csv, "
               f"results/ and feedback/ in {run.out}", file=sys.stderr)
+        if run.awaiting_answers:
+            awaiting = run.awaiting_answers
+            print(f"{awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading: "
+                  f"read {run.out / 'answers'}/<lesson>.md, fill in <lesson>_scores.csv, then `shortcutlab answers "
+                  f"--out {run.out} {run.out / 'answers'}/<lesson>_scores.csv`", file=sys.stderr)
     return 1 if any(s.error for s in report.submissions) else 0
+
+
+def _answers(args: argparse.Namespace) -> int:
+    from shortcutlab.course import load_course
+    from shortcutlab.grading.answers import ANSWERS_FOLDER, refresh
+
+    run = refresh(args.out, load_course(args.course), args.scores)
+    if args.scores:
+        print(f"imported {run.imported} score{'s' if run.imported != 1 else ''} of written answers from "
+              f"{', '.join(args.scores)}")
+    print(f"{run.graded} written answers graded, {run.awaiting} awaiting manual grading; grades.csv, "
+          f"class_matrix.csv, results/, feedback/ and {ANSWERS_FOLDER}/ rewritten in {args.out}")
+    return 0
 
 
 def _export_nbgrader(args: argparse.Namespace) -> int:
@@ -153,9 +172,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gradebook (gradebook.sqlite), grades.csv, class_matrix.csv, identical_submissions.csv, "
                        "Gradescope results/ and student feedback/ "
                        "(default ./grades); submissions it already holds are not graded again")
+    grade.add_argument("--require-sandbox", action="store_true", help="refuse to grade (exit 2) where the OS sandbox "
+                       "(bubblewrap) cannot run, instead of grading with process isolation only")
     grade.add_argument("--regrade", action="store_true", help="grade every submission again, even if the gradebook "
                        "holds its grade")
     grade.set_defaults(run=_grade)
+    answers = verbs.add_parser("answers", help="import the scores of written answers graded by hand",
+                               description="Written answers (course.yml's `answers`) are graded by hand: `grade` "
+                               "writes answers/<lesson>.md (each question, its model answer, each student's answer) "
+                               "and answers/<lesson>_scores.csv into --out. Fill in the CSV's points (and comments) "
+                               "and import it here: every row is checked (student, lesson, question, points within "
+                               "the question's) and all are stored in the gradebook, or none. grades.csv, "
+                               "class_matrix.csv, results/ and feedback/ are rewritten with the answers' points; "
+                               "without a file, only rewritten. Exit code 2 names each bad row.")
+    answers.add_argument("scores", nargs="*", metavar="SCORES.csv",
+                         help="scores files (columns lesson, student, question, points, comment; rows without "
+                         "points are skipped)")
+    answers.add_argument("--out", default="grades", metavar="DIR", help="the gradebook's folder, as `grade --out` "
+                         "(default ./grades)")
+    answers.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    answers.set_defaults(run=_answers)
     nbgrader = verbs.add_parser("export-nbgrader", help="write an nbgrader course root for the lessons",
                                 description="Lay out an nbgrader course root in DIR (nbgrader_config.py, "
                                 "source/<id>/<id>.ipynb, the course's checks): nbgrader generate_assignment, autograde "
@@ -175,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     gradescope.set_defaults(run=_gradescope)
     release = verbs.add_parser("release", help="generate lessons/ (student notebooks) from solutions/",
                                description="Write each lesson from its solution notebook: solution regions become "
-                               "stubs, outputs are cleared, check cells get their points from course.yml (in "
-                               "solutions/ too). Exit code 1 with --check when lessons are out of sync or points "
+                               "stubs (a written answer's model answer becomes a prompt), outputs are cleared, "
+                               "check and answer cells get their points from course.yml (in solutions/ too). "
+                               "Exit code 1 with --check when lessons are out of sync or points "
                                "differ from course.yml.")
     release.add_argument("--solutions", default="solutions", metavar="DIR",
                          help="solution notebooks (default ./solutions)")

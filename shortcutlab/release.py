@@ -9,6 +9,11 @@ Points come from course.yml only: given the course, ``release`` writes each func
 ``metadata.nbgrader.points`` of its check cell (``shortcutlab.check("<lesson>.<function>", ...)``, grade id
 ``check_<function>``) in ``solutions/`` (that value only, the file otherwise unchanged) and ``lessons/``;
 ``points_problems`` lists every notebook whose points disagree, for ``release --check``.
+
+Written answers: a markdown cell with nbgrader metadata ``solution: true`` (a manually graded answer cell,
+grade id ``answer_<question>``) keeps its text outside the solution region, and the region (the model answer)
+becomes ``ANSWER_PROMPT``, as nbgrader's ClearSolutions does with its text stub (``export-nbgrader`` sets that
+stub to the same prompt). Its points come from course.yml's ``answers`` of the lesson, like a check cell's.
 """
 from __future__ import annotations
 
@@ -29,12 +34,17 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 HINT = "### HINT:"
 DEFAULT_HINT = "replace this line with your solution"
+# What a student sees in a written-answer cell of a lesson (the model answer's place); nbgrader's default is
+# "YOUR ANSWER HERE", which the grader also reads as unanswered.
+ANSWER_PROMPT = "*Your answer here.*"
+ANSWER_ID = re.compile(r"^answer_(?P<question>q[1-9][0-9]*)$")
 # Metadata Jupyter and nbclient write while running or viewing a notebook: never part of a lesson.
 TRANSIENT_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
 CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<function>\w+)["']""")
 
-__all__ = ["NotebookError", "check_release", "points_problems", "release", "release_notebook", "release_text",
+__all__ = ["ANSWER_PROMPT", "NotebookError", "answer_stub", "check_release", "points_problems", "release",
+           "release_notebook", "release_text",
            "notebook_with_points", "set_points", "stub_source"]
 
 
@@ -74,6 +84,36 @@ def stub_source(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
+def answer_stub(source: str, where: str = "cell") -> str:
+    """A written-answer cell's text with its solution region (the model answer) replaced by ``ANSWER_PROMPT``,
+    at the region's indentation, line for line what nbgrader's ClearSolutions does with a text stub; a cell
+    without a region becomes the prompt alone (as in nbgrader)."""
+    out: list[str] = []
+    inside = replaced = False
+    for number, line in enumerate(source.split("\n"), start=1):
+        if BEGIN.removeprefix("### ") in line:
+            if inside:
+                raise NotebookError(f"{where}, line {number}: {BEGIN} inside another solution region; "
+                                    f"close the first with {END}")
+            inside = replaced = True
+            out.append(line[: len(line) - len(line.lstrip())] + ANSWER_PROMPT)
+        elif END.removeprefix("### ") in line:
+            if not inside:
+                raise NotebookError(f"{where}, line {number}: {END} without a {BEGIN} before it")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
+    return "\n".join(out) if replaced else ANSWER_PROMPT
+
+
+def _is_answer_cell(cell) -> bool:
+    """A written answer: a markdown cell that nbgrader treats as a solution (graded by hand if grade: true)."""
+    meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
+    return cell.get("cell_type") == "markdown" and isinstance(meta, dict) and bool(meta.get("solution"))
+
+
 def _cell_name(path: str, index: int, cell) -> str:
     cell_id = cell.get("id")
     return f"{path}, cell {index}" + (f" (id {cell_id!r})" if cell_id else "")
@@ -90,6 +130,8 @@ def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbfor
     for index, cell in enumerate(lesson.cells):
         for key in TRANSIENT_CELL_METADATA:
             cell.metadata.pop(key, None)
+        if _is_answer_cell(cell):
+            cell.source = answer_stub(cell.source, _cell_name(path, index, cell))
         if cell.cell_type != "code":
             continue
         cell.source = stub_source(cell.source, _cell_name(path, index, cell))
@@ -132,20 +174,30 @@ def _number(value: Any) -> Any:
 
 def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write: bool = True
                ) -> tuple[list[str], list[str]]:
-    """Give each check cell of ``lesson`` its function's points from course.yml (in place unless ``write`` is
-    false); returns (what disagreed, problems).
+    """Give each check cell of ``lesson`` its function's points, and each written-answer cell its answer's
+    points, from course.yml (in place unless ``write`` is false); returns (what disagreed, problems).
 
     ``cells`` are a notebook's cells (nbformat nodes or plain JSON dicts). A check cell is a code cell with
     ``metadata.nbgrader.grade`` true that calls ``shortcutlab.check("<lesson>.<function>", ...)`` or whose
-    grade id is ``check_<function>``. Problems: a check cell of a function course.yml does not grade, two
-    check cells for one function, a graded function without a check cell.
+    grade id is ``check_<function>``. An answer cell is a cell with ``grade`` true and grade id
+    ``answer_<question>`` (``answer_q1``: course.yml's ``answers.q1``). Problems: a check cell of a function
+    course.yml does not grade, two check cells for one function, a graded function without a check cell; the
+    same for answers (an answer cell course.yml does not list, two for one question, a listed answer without
+    a cell), and a manually graded markdown cell whose grade id is not ``answer_<question>``.
     """
     disagreements: list[str] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
+    answered: dict[str, int] = {}
     for index, cell in enumerate(cells):
         meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
-        if cell.get("cell_type") != "code" or not isinstance(meta, dict) or not meta.get("grade"):
+        if not isinstance(meta, dict) or not meta.get("grade"):
+            continue
+        if cell.get("cell_type") != "code":
+            _answer_points(cell, meta, index, lesson, where, write, answered, disagreements, problems)
+            continue
+        if ANSWER_ID.match(str(meta.get("grade_id", ""))):
+            _answer_points(cell, meta, index, lesson, where, write, answered, disagreements, problems)
             continue
         call = CHECK_CALL.search(_source(cell))
         grade_id = str(meta.get("grade_id", ""))
@@ -178,7 +230,44 @@ def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write
             problems.append(f"{where}: no check cell for {function} (a code cell `shortcutlab.check("
                             f"\"{lesson.id}.{function}\", {function})` with nbgrader metadata grade: true, "
                             f"grade_id check_{function}); course.yml grades it")
+    for question in lesson.answers:
+        if question not in answered:
+            problems.append(f"{where}: no answer cell for {question} (a markdown cell with nbgrader metadata "
+                            f"grade: true, solution: true, grade_id answer_{question}); course.yml lists it "
+                            f"in lesson {lesson.id}'s answers")
     return disagreements, problems
+
+
+def _answer_points(cell: dict, meta: dict, index: int, lesson: "LessonSpec", where: str, write: bool,
+                   answered: dict[str, int], disagreements: list[str], problems: list[str]) -> None:
+    """``set_points`` for one graded cell that is not a check cell: a written answer (or a problem)."""
+    grade_id = str(meta.get("grade_id", ""))
+    match = ANSWER_ID.match(grade_id)
+    name = f"{where}, cell {index} ({grade_id or 'no grade_id'})"
+    if match is None:
+        if cell.get("cell_type") == "markdown" and meta.get("solution"):
+            problems.append(f"{name} is a manually graded answer cell, but its grade_id is not answer_<question> "
+                            f"(answer_q1, answer_q2, ...); name it after its question in course.yml's answers")
+        return  # some other graded cell: not course.yml's business
+    question = match["question"]
+    if question not in lesson.answers:
+        listed = ", ".join(lesson.answers) or "none"
+        problems.append(f"{name} is the answer to {question}, which course.yml does not list in lesson "
+                        f"{lesson.id}'s answers (it lists {listed}); add `{question}: {{points: 1}}` there or "
+                        f"remove the cell")
+        return
+    if question in answered:
+        problems.append(f"{name} answers {question} again (cell {answered[question]} already does); nbgrader would "
+                        f"count its points twice")
+        return
+    answered[question] = index
+    expected = _number(lesson.answers[question].points)
+    got = meta.get("points")
+    if not isinstance(got, (int, float)) or isinstance(got, bool) or got != expected:
+        disagreements.append(f"{where}: answer {question} has {got!r} points in the notebook (cell {index}, "
+                             f"{grade_id}) but {expected!r} in course.yml")
+        if write:
+            meta["points"] = expected
 
 
 def _lessons_by_notebook(course: "Course | None") -> dict[str, "LessonSpec"]:
@@ -270,8 +359,9 @@ def check_release(solutions_dir: str | Path = "solutions", lessons_dir: str | Pa
 
 
 def points_problems(solutions_dir: str | Path, lessons_dir: str | Path, course: "Course") -> list[str]:
-    """One line per check cell, in ``solutions_dir`` and ``lessons_dir``, whose points differ from course.yml
-    (naming the notebook, the function and both values), and per missing, extra or doubled check cell."""
+    """One line per check or answer cell, in ``solutions_dir`` and ``lessons_dir``, whose points differ from
+    course.yml (naming the notebook, the function or question and both values), and per missing, extra or
+    doubled check or answer cell."""
     lines: list[str] = []
     for folder in (Path(solutions_dir), Path(lessons_dir)):
         for lesson in course.lessons:

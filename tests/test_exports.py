@@ -45,7 +45,8 @@ def entry(student: str, lesson: str, score_result: SubmissionResult | None = Non
 def test_csv_has_nbgraders_columns_and_a_zero_row_for_a_lesson_not_handed_in():
     entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
     rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
-    assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[-1] == "status"  # nbgrader's columns, then status
+    # nbgrader's columns, then status and written_answers
+    assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[-2:] == ("status", "written_answers")
     assert [(r["assignment"], r["student_id"]) for r in rows] == [
         ("00_colored_mnist", "alice"), ("00_colored_mnist", "bob"), ("03_gradcam", "alice"), ("03_gradcam", "bob")]
     alice = rows[2]

@@ -16,9 +16,9 @@ import pytest
 import shortcutlab
 from shortcutlab.cli import main
 from shortcutlab.course import CourseError, load_course
-from shortcutlab.grading.batch import grade_class
 from shortcutlab.grading.nbgrader_export import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
 from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+from shortcutlab.release import ANSWER_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_colored_mnist"  # the lightest lesson: its exploration cells take seconds
@@ -95,12 +95,15 @@ def test_export_takes_points_from_the_course_file_it_is_given(tmp_path):
     shutil.copytree(ROOT / "autograder", course_dir / "autograder")
     shutil.copyfile(ROOT / "solutions" / "03_gradcam.ipynb", course_dir / "solutions" / "03_gradcam.ipynb")
     changed = (ROOT / "course.yml").read_text().replace("grad_cam: {points: 5,", "grad_cam: {points: 7,")
+    changed = changed.replace("answers: {q1: {points: 1}, q2: {points: 1}, q3: {points: 1}, q4: {points: 1}}",
+                              "answers: {q1: {points: 3}, q2: {points: 1}, q3: {points: 1}, q4: {points: 1}}")
     (course_dir / "course.yml").write_text("stale: a file export must not copy\n")
     (course_dir / "points.yml").write_text(changed)
     root = tmp_path / "nbgrader"
     assert main(["export-nbgrader", str(root), "--lessons", "03_gradcam", "--course",
                  str(course_dir / "points.yml")]) == 0
-    assert check_points(root / "source" / "03_gradcam" / "03_gradcam.ipynb") == {"check_grad_cam": 7}
+    assert check_points(root / "source" / "03_gradcam" / "03_gradcam.ipynb") == {
+        "check_grad_cam": 7, "answer_q1": 3, "answer_q2": 1, "answer_q3": 1, "answer_q4": 1}
     assert (root / COURSE_FOLDER / "course.yml").read_text() == changed
     assert load_course(root / COURSE_FOLDER / "course.yml").function("03_gradcam", "grad_cam").points == 7
 
@@ -116,7 +119,10 @@ def test_nbgraders_student_stubs_keep_the_hints_lessons_give(lesson):
     assert solution_cells
     for index in solution_cells:
         assert nb.cells[index].source == stubs.cells[index].source
-        assert 'raise NotImplementedError("' in nb.cells[index].source
+        if nb.cells[index].cell_type == "markdown":  # a written answer: release's prompt, no model answer
+            assert nb.cells[index].source == ANSWER_PROMPT
+        else:
+            assert 'raise NotImplementedError("' in nb.cells[index].source
 
 
 def test_exporting_an_unknown_lesson_is_an_error_naming_the_lessons(tmp_path):
@@ -183,10 +189,12 @@ def without_exploration(text: str) -> str:
 
 
 @pytest.mark.slow
-def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path):
+def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path, capsys):
     """Change points in (a copy of) course.yml, then release -> export -> generate_assignment -> autograde (a
-    solution, an untouched lesson, a solution missing one clamp, which only a hidden check notices) -> export
-    CSV: the solution gets the new full marks, and shortcutlab grade on the same notebooks agrees."""
+    solution, an untouched lesson, a solution missing one clamp, which a visible check names) -> export
+    CSV: the solution gets the new full marks, and shortcutlab grade on the same notebooks agrees. Written
+    answers are nbgrader's manually graded cells: an answered one needs a manual grade, an untouched prompt
+    scores 0, and both count in max_score as in shortcutlab grade's (0 until graded by hand)."""
     course_dir = tmp_path / "course_repo"
     for folder in ("solutions", "lessons"):
         (course_dir / folder).mkdir(parents=True)
@@ -211,7 +219,7 @@ def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path
     theirs_nb = nbformat.reads(released, as_version=4)
     stub_cells = [i for i, c in enumerate(ours_nb.cells) if c.metadata.get("nbgrader", {}).get("solution")]
     assert [theirs_nb.cells[i].source for i in stub_cells] == [ours_nb.cells[i].source for i in stub_cells]
-    assert "YOUR CODE HERE" not in released
+    assert "YOUR CODE HERE" not in released and "YOUR ANSWER HERE" not in released
 
     solution = (root / "source" / LESSON / f"{LESSON}.ipynb").read_text()
     unclamped = solution.replace(".clamp(0, 1)", "")
@@ -224,15 +232,35 @@ def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path
     nbgrader(root, "autograde", LESSON)
     nbgrader(root, "export")
     theirs = csv_scores(root / "grades.csv")
-    assert theirs == {"alice": (14.0, 14.0), "bob": (0.0, 14.0), "carol": (pytest.approx(13.4), 14.0)}
+    answers = sum(spec.points for spec in load_course(course_file).lesson(LESSON).answers.values())
+    assert answers == 4  # the check cells score as before; the answers add to max_score only
+    assert theirs["alice"] == (14.0, 18.0) and theirs["bob"] == (0.0, 18.0)
+    assert 0 < theirs["carol"][0] < 14 and theirs["carol"][1] == 18.0
+    from nbgrader.api import Gradebook as NbgraderGradebook
 
-    run = grade_class([root / "submitted"], tmp_path / "grades", jobs=2, course=course_file)
+    with NbgraderGradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        alice = gradebook.find_submission_notebook(LESSON, LESSON, "alice")
+        bob = gradebook.find_submission_notebook(LESSON, LESSON, "bob")
+        assert alice.needs_manual_grade and not bob.needs_manual_grade  # bob left the prompts as they were
+        manual = {g.name: (g.score, g.max_score, g.needs_manual_grade) for g in alice.grades
+                  if g.name.startswith("answer_")}
+        assert manual == {f"answer_q{n}": (0.0, 1.0, True) for n in range(1, 5)}
+        assert {g.name: g.score for g in alice.grades if g.name.startswith("check_")} == {
+            "check_assign_colors": 6.0, "check_smooth_texture": 3.0, "check_colorize": 3.0,
+            "check_color_given_digit": 2.0}
+
+    capsys.readouterr()
+    assert main(["grade", str(root / "submitted"), "--out", str(tmp_path / "grades"), "--jobs", "2",
+                 "--course", str(course_file), "--quiet", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
     ours = csv_scores(tmp_path / "grades" / "grades.csv")
     assert ours == theirs
+    answered = (tmp_path / "grades" / "answers" / f"{LESSON}.md").read_text()
+    assert "### alice: awaiting manual grading" in answered and "### bob: unanswered" in answered
     rows = list(csv.DictReader((tmp_path / "grades" / "grades.csv").open()))
     assert {r["timestamp"].removesuffix(" UTC") for r in rows} == {"2024-05-01 10:00:00.000000"}
-    assert all(s.error is None for s in run.report.submissions)
+    assert all(s["error"] is None for s in run["submissions"])
 
     autograded = json.loads((root / "autograded" / "carol" / LESSON / f"{LESSON}.ipynb").read_text())
     outputs = json.dumps(autograded["cells"])
-    assert "hidden check (failed)" in outputs and "clamp the result" not in outputs  # hidden messages stay hidden
+    assert "clamp the result" in outputs  # a visible check's message reaches the student, hint included

@@ -337,7 +337,8 @@ def test_the_repositorys_points_round_trip_through_a_copy_of_course_yml(tmp_path
     assert main([*args, "--check"]) == 0
     for folder in (solutions, lessons):
         cells = read(folder / "03_gradcam.ipynb").cells
-        assert [c.metadata["nbgrader"]["points"] for c in cells if c.metadata.get("nbgrader", {}).get("grade")] == [8]
+        assert [c.metadata["nbgrader"]["points"] for c in cells if c.cell_type == "code"
+                and c.metadata.get("nbgrader", {}).get("grade")] == [8]
     changed = sorted(p.name for p in solutions.iterdir() if p.read_bytes() != (SOLUTIONS / p.name).read_bytes())
     assert changed == ["03_gradcam.ipynb"]
 
@@ -387,9 +388,9 @@ def test_every_graded_function_has_a_solution_cell_and_a_check_cell(lesson):
     assert [c.id for c in solution_nb.cells] == [c.id for c in lesson_nb.cells]
     cells = solution_nb.cells
     solution_cells = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(cells)
-                      if c.metadata.get("nbgrader", {}).get("solution")}
+                      if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
     check_cells = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(cells)
-                   if c.metadata.get("nbgrader", {}).get("grade")}
+                   if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
     functions = CONTRACT[lesson]
     assert sorted(solution_cells) == sorted(functions), "solution cells (grade_id) differ from the contract"
     assert sorted(check_cells) == sorted(f"check_{f}" for f in functions)
@@ -420,6 +421,7 @@ def test_check_points_match_course_yml(lesson):
     points = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
               for c in read(SOLUTIONS / f"{lesson}.ipynb").cells if c.metadata.get("nbgrader", {}).get("grade")}
     expected = {f"check_{name}": spec["points"] for name, spec in course[lesson]["functions"].items()}
+    expected |= {f"answer_{question}": spec["points"] for question, spec in course[lesson].get("answers", {}).items()}
     assert points == expected
 
 

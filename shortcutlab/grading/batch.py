@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import Course, CourseError, load_course
+from shortcutlab.grading.answers import ANSWER_AWAITING, attach, collect, write_answer_files
 from shortcutlab.grading.exports import IdenticalGroup, find_identical, graded_code_digest, write_exports
 from shortcutlab.grading.gradebook import DEFAULT_SEED, Gradebook, GradeKey, checks_version, submission_seed
 from shortcutlab.grading.results import GradeReport, SubmissionResult
@@ -45,6 +46,8 @@ class ClassRun:
     out: Path
     students: dict[str, str] = dataclasses.field(default_factory=dict)
     identical: tuple[IdenticalGroup, ...] = ()
+    awaiting_answers: int = 0  # written answers not yet graded by hand (answers/<lesson>_scores.csv)
+    answer_files: tuple[Path, ...] = ()
 
 
 def released_digests(course: Course) -> set[str]:
@@ -69,7 +72,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
                 course: Course | str | Path | None = None,
                 on_result: Callable[[SubmissionResult, bool], None] | None = None,
-                warn: Callable[[str], None] | None = None) -> ClassRun:
+                warn: Callable[[str], None] | None = None, require_sandbox: bool = False) -> ClassRun:
     """Grade submissions into the gradebook in ``out`` and write the exports there.
 
     ``seed`` is the base seed (default ``DEFAULT_SEED``); each submission's inputs derive from it and the
@@ -163,7 +166,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
 
         if pending:
             grade(pending, lesson=lesson, jobs=jobs, seed=base_seed, course=course, on_result=record,
-                  seed_for=seed_for)
+                  seed_for=seed_for, require_sandbox=require_sandbox, warn=warn)
         if failures:
             raise GradingError(f"could not write the gradebook {book.path}: {failures[0]}")
         for path, first in copies.items():
@@ -181,11 +184,17 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
         titles = {spec.id: spec.title for spec in course.lessons}
         entries = book.entries()
         identical = tuple(find_identical(entries, released_digests(course)))
+        if any(spec.answers for spec in course.lessons):
+            # Written answers are read from the files just graded (never run) and join the exports.
+            collect(book, entries)
+            entries = attach(entries, course, book)
         write_exports(entries, out, course.lesson_ids, titles, identical)
+        written = write_answer_files(entries, course, out) if any(spec.answers for spec in course.lessons) else []
     finally:
         book.close()
     report = GradeReport(base_seed, tuple(results[str(p)] for p in files if str(p) in results),
                          round(time.monotonic() - start, 3))
     graded = len(pending) + len(copies)
+    awaiting = sum(a.status == ANSWER_AWAITING for e in entries for a in e.answers)
     return ClassRun(report, len(files) - graded, graded, Path(out), {key: item.student for key, item in items.items()},
-                    identical)
+                    identical, awaiting, tuple(written))

@@ -13,6 +13,11 @@ Layout under the output folder (files are written readable, like any file the us
     results/<student>/<lesson>/results.json
     feedback/<student>/<lesson>.md
     feedback/<student>/<lesson>.html
+
+Written answers (course.yml's ``answers``, graded by hand): an entry's ``answers`` (``answers.attach``) add to its
+score and max_score everywhere; until the instructor's points are imported each counts 0 of its points and says
+"awaiting manual grading" (grades.csv's ``written_answers`` column, the feedback, a results.json test).
+The instructor's own files (``answers/<lesson>.md``, ``answers/<lesson>_scores.csv``) are ``answers.py``'s.
 """
 from __future__ import annotations
 
@@ -32,12 +37,15 @@ from shortcutlab.grading.gradebook import Entry
 from shortcutlab.grading.report import MISSING, submission_status
 from shortcutlab.grading.report import check_title as report_check_title
 from shortcutlab.grading.report import points  # noqa: F401 - 3 -> '3', 0.625 -> '0.625': one format for every score
+from shortcutlab.grading.answers import ANSWER_AWAITING, ANSWER_GRADED, ANSWER_UNANSWERED, AnswerResult
 from shortcutlab.grading.results import CheckResult, SubmissionResult
 from shortcutlab.grading.students import normalize_timestamp
 
 # nbgrader's ``nbgrader export`` columns, then the submission's status (graded, error, timeout, missing)
+# and whether its written answers are graded (``written_answers``: awaiting manual grading, graded, or empty for a
+# lesson without written answers or not handed in)
 CSV_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
-               "late_submission_penalty", "score", "max_score", "status")
+               "late_submission_penalty", "score", "max_score", "status", "written_answers")
 # The class matrix: Canvas's gradebook-import identity columns, one column per lesson, then the total under a
 # name Canvas treats as read-only (ignored on import). Moodle maps "SIS Login ID" to the username and each
 # lesson column to a grade item, and ignores the rest.
@@ -46,6 +54,8 @@ MATRIX_TOTAL = "Final Points"
 IDENTICAL_COLUMNS = ("lesson", "group", "student_id", "path", "score", "max_score", "code_sha256")
 HIDDEN_NOTE = "hidden check: its details are not shown"
 _SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
+_ANSWER_SYMBOLS = {ANSWER_GRADED: "✎", ANSWER_AWAITING: "…", ANSWER_UNANSWERED: "✗"}
+AWAITING_NOTE = "awaiting manual grading: your instructor reads and scores this answer by hand"
 
 
 
@@ -96,9 +106,20 @@ def _lesson_order(entries: list[Entry], lessons: Iterable[str]) -> list[str]:
     return order + sorted({e.lesson for e in entries} - set(order))
 
 
+def answers_status(answers: Iterable[AnswerResult]) -> str:
+    """A submission's written answers at a glance: '' (none), 'awaiting manual grading' (some answered one has
+    no score yet), 'graded' (some scored, none awaiting) or 'unanswered' (all left unanswered, none scored)."""
+    statuses = {a.status for a in answers}
+    for status in (ANSWER_AWAITING, ANSWER_GRADED, ANSWER_UNANSWERED):
+        if status in statuses:
+            return status
+    return ""
+
+
 def grades_csv(entries: Iterable[Entry], lessons: Iterable[str] = ()) -> str:
-    """nbgrader's ``nbgrader export`` CSV plus a ``status`` column: one row per lesson and student, 0 and status
-    ``missing`` for a lesson not handed in.
+    """nbgrader's ``nbgrader export`` CSV plus ``status`` and ``written_answers`` columns: one row per lesson and
+    student, 0 and status ``missing`` for a lesson not handed in. Scores include the written answers' points
+    (0 until the instructor's are imported).
 
     Lessons come in the order of ``lessons`` (then any others, sorted), students sorted by id; names, emails
     and due dates are empty (the gradebook does not know them) and there is no late penalty. Timestamps are
@@ -108,17 +129,18 @@ def grades_csv(entries: Iterable[Entry], lessons: Iterable[str] = ()) -> str:
     entries = list(entries)
     by_key = {(e.lesson, e.student_id): e for e in entries}
     students = sorted({e.student_id for e in entries})
-    max_scores = {e.lesson: e.result.max_score for e in entries}
+    max_scores = {e.lesson: e.max_score for e in entries}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for lesson in _lesson_order(entries, lessons):
         for student in students:
             entry = by_key.get((lesson, student))
-            raw = _number(entry.result.score) if entry else 0.0
+            raw = _number(entry.score) if entry else 0.0
             writer.writerow([lesson, "", normalize_timestamp(entry.timestamp) if entry else "", student, "", "", "",
                              raw, 0.0, max(0.0, raw), _number(max_scores[lesson]),
-                             submission_status(entry.result) if entry else MISSING])
+                             submission_status(entry.result) if entry else MISSING,
+                             answers_status(entry.answers) if entry else ""])
     return buffer.getvalue()
 
 
@@ -136,7 +158,7 @@ def class_matrix_csv(entries: Iterable[Entry], lessons: Iterable[str] = (),
     entries = list(entries)
     titles = titles or {}
     order = _lesson_order(entries, lessons)
-    max_scores = {e.lesson: e.result.max_score for e in entries}
+    max_scores = {e.lesson: e.max_score for e in entries}
     by_key = {(e.student_id, e.lesson): e for e in entries}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -144,8 +166,8 @@ def class_matrix_csv(entries: Iterable[Entry], lessons: Iterable[str] = (),
                      MATRIX_TOTAL])
     for student in sorted({e.student_id for e in entries}):
         mine = [by_key.get((student, lesson)) for lesson in order]
-        total = sum(e.result.score for e in mine if e is not None)
-        writer.writerow([student, "", "", student, "", *(points(e.result.score) if e else "" for e in mine),
+        total = sum(e.score for e in mine if e is not None)
+        writer.writerow([student, "", "", student, "", *(points(e.score) if e else "" for e in mine),
                          points(total)])
     return buffer.getvalue()
 
@@ -238,12 +260,47 @@ def identical_csv(groups: Iterable[IdenticalGroup]) -> str:
 # ----------------------------------------------------------------------------- Gradescope
 
 
-def gradescope_results(result: SubmissionResult, execution_time: float | None = None) -> dict:
-    """Gradescope's results.json for one submission: the score, and one test per check.
+def answer_output(answer: AnswerResult, quote_answer: bool = True) -> str:
+    """What a student reads about one written answer: its status, points, the instructor's comment, the answer."""
+    if answer.status == ANSWER_GRADED:
+        head = f"Graded by hand: {points(answer.points)} / {points(answer.max_score)}."
+        if answer.comment.strip():
+            head += f"\nComment: {answer.comment.strip()}"
+    elif answer.status == ANSWER_AWAITING:
+        head = f"Awaiting manual grading (0 / {points(answer.max_score)} until then): your instructor reads and " \
+               "scores this answer by hand."
+    else:
+        head = f"Unanswered: 0 / {points(answer.max_score)}."
+    if answer.note:
+        head += f"\n({answer.note})"
+    if quote_answer and answer.answered:
+        head += "\n\nYour answer:\n" + answer.text.strip()
+    return head
+
+
+def answer_tests(answers: Iterable[AnswerResult], first: int = 1) -> list[dict]:
+    """results.json tests for written answers, numbered from ``first``: manually graded tests with the
+    instructor's points, or 0 of their points and no ``status`` while awaiting manual grading."""
+    tests = []
+    for number, answer in enumerate(answers, start=first):
+        test = {"name": f"Question {answer.number}: written answer ({answer.status})", "number": str(number),
+                "score": _number(answer.points), "max_score": _number(answer.max_score),
+                "output": answer_output(answer), "visibility": "visible"}
+        if answer.status != ANSWER_AWAITING:
+            test["status"] = "passed" if answer.points >= answer.max_score - 1e-9 else "failed"
+        tests.append(test)
+    return tests
+
+
+def gradescope_results(result: SubmissionResult, execution_time: float | None = None,
+                       answers: Iterable[AnswerResult] = ()) -> dict:
+    """Gradescope's results.json for one submission: the score, one test per check, then one per written
+    answer (``answer_tests``; they add to the score once graded by hand).
 
     Visible checks show their message; hidden checks show only passed/failed and their points once grades
     are published (visibility ``after_published``).
     """
+    answers = tuple(answers)
     tests = []
     for number, check in enumerate(result.checks, start=1):
         status = "passed" if check.status == "passed" else "failed"
@@ -258,13 +315,18 @@ def gradescope_results(result: SubmissionResult, execution_time: float | None = 
             tests.append({"name": f"{check.function}: {check_title(check)}", "number": str(number),
                           "score": _number(check.score), "max_score": _number(check.max_score),
                           "output": output, "visibility": "visible", "status": status})
-    summary = f"{points(result.score)} / {points(result.max_score)} points"
+    tests += answer_tests(answers, len(tests) + 1)
+    score = result.score + sum(a.points for a in answers)
+    summary = f"{points(score)} / {points(result.max_score + sum(a.max_score for a in answers))} points"
     if result.lesson:
         summary = f"{result.lesson}: {summary}"
+    awaiting = sum(a.status == ANSWER_AWAITING for a in answers)
+    if awaiting:
+        summary += f" ({awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading)"
     if result.error:
         summary += f"\n\nThis submission could not be graded normally:\n{result.error}"
     return {
-        "score": _number(result.score),
+        "score": _number(score),
         "execution_time": round(float(result.seconds if execution_time is None else execution_time), 3),
         "output": summary,
         "visibility": "visible",
@@ -285,25 +347,73 @@ def _summary_rows(result: SubmissionResult) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _percent(result: SubmissionResult) -> str:
-    return f" ({100 * result.score / result.max_score:.0f}%)" if result.max_score else ""
+def _percent(score: float, most: float) -> str:
+    return f" ({100 * score / most:.0f}%)" if most else ""
 
 
-def feedback_markdown(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "") -> str:
+def _answer_rows(answers: tuple[AnswerResult, ...]) -> list[tuple[str, str, str]]:
+    if not answers:
+        return []
+    got, most = sum(a.points for a in answers), sum(a.max_score for a in answers)
+    awaiting = sum(a.status == ANSWER_AWAITING for a in answers)
+    return [("written answers", f"{points(got)} / {points(most)}",
+             f"{awaiting} of {len(answers)} awaiting manual grading" if awaiting else answers_status(answers))]
+
+
+def _answer_heading(answers: tuple[AnswerResult, ...]) -> str:
+    got, most = sum(a.points for a in answers), sum(a.max_score for a in answers)
+    awaiting = sum(a.status == ANSWER_AWAITING for a in answers)
+    return f"Written answers: {points(got)} / {points(most)}" + (f" ({awaiting} awaiting manual grading)"
+                                                                 if awaiting else "")
+
+
+def _answer_line(answer: AnswerResult) -> str:
+    if answer.status == ANSWER_GRADED:
+        state = f"{points(answer.points)} / {points(answer.max_score)}, graded by hand"
+    elif answer.status == ANSWER_AWAITING:
+        state = f"awaiting manual grading (0 / {points(answer.max_score)} until then)"
+    else:
+        state = f"unanswered (0 / {points(answer.max_score)})"
+    return f"{_ANSWER_SYMBOLS[answer.status]} Question {answer.number}: {state}"
+
+
+def _load_trouble(result: SubmissionResult) -> str:
+    """A heading for a cell that raised or was stopped while the submission loaded ('' if none did)."""
+    load = result.load or {}
+    if load.get("status") not in ("error", "timeout"):
+        return ""
+    where = f"Cell {load['cell']}" if load.get("cell") else "Your code"
+    return f"{where} {'did not finish in time' if load['status'] == 'timeout' else 'raised an error'} while loading"
+
+
+def feedback_markdown(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "",
+                      answers: Iterable[AnswerResult] = ()) -> str:
     """A student's feedback on one submission: score, points per function, and each check; a hidden check
-    shows only pass/fail and points."""
+    shows only pass/fail and points; then each written answer (the student's text, its status, points and the
+    instructor's comment)."""
+    answers = tuple(answers)
+    score = result.score + sum(a.points for a in answers)
+    most = result.max_score + sum(a.max_score for a in answers)
     lesson = result.lesson or "unknown lesson"
     lines = [f"# {title or lesson}" + (f" ({lesson})" if title else ""), ""]
     if student:
         lines.append(f"- Student: {student}")
     if timestamp:
         lines.append(f"- Submitted: {normalize_timestamp(timestamp) or timestamp} UTC")
-    lines += [f"- Score: **{points(result.score)} / {points(result.max_score)}**{_percent(result)}", ""]
+    lines.append(f"- Score: **{points(score)} / {points(most)}**{_percent(score, most)}")
+    if any(a.status == ANSWER_AWAITING for a in answers):
+        lines.append("- Written answers awaiting manual grading count 0 until your instructor has graded them.")
+    lines.append("")
     if result.error:
         lines += ["## Your submission could not be graded normally", "", "```text", result.error.strip(), "```", ""]
-    if result.checks:
+    elif _load_trouble(result):
+        lines += [f"## {_load_trouble(result)}", "", "```text", result.load["message"].strip(), "```", ""]
+    if result.sandbox:
+        lines += [f"Graded in OS sandbox: {result.sandbox}.", ""]
+    if result.checks or answers:
         lines += ["| function | points | checks passed |", "|---|---|---|"]
         lines += [f"| `{f}` | {p} | {c} |" for f, p, c in _summary_rows(result)]
+        lines += [f"| {f} | {p} | {c} |" for f, p, c in _answer_rows(answers)]
         lines.append("")
     for function, (got, most) in result.function_scores().items():
         lines += [f"## `{function}`: {points(got)} / {points(most)}", ""]
@@ -319,6 +429,19 @@ def feedback_markdown(result: SubmissionResult, student: str = "", title: str = 
             if check.status != "passed" and check.output.strip():
                 lines += ["", "  ```text", *(f"  {line}" for line in check.output.strip().splitlines()), "  ```", ""]
         lines.append("")
+    if answers:
+        lines += [f"## {_answer_heading(answers)}", ""]
+        for answer in answers:
+            lines.append(f"- {_answer_line(answer)}")
+            if answer.comment.strip() and answer.status == ANSWER_GRADED:
+                lines += ["", *(f"  Comment: {line}" if i == 0 else f"  {line}"
+                                for i, line in enumerate(answer.comment.strip().splitlines())), ""]
+            if answer.note:
+                lines += ["", f"  ({answer.note})", ""]
+            if answer.answered:
+                lines += ["", *(f"  > {line}" if line.strip() else "  >" for line in answer.text.strip().splitlines()),
+                          ""]
+        lines.append("")
     if any(c.hidden for c in result.checks):
         lines += ["Hidden checks test cases you were not shown; only whether they passed is reported.", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -330,8 +453,12 @@ pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;white-space:pre-wrap}.passe
 .failed,.error,.timeout{color:#cf222e}.hidden{color:#666}"""
 
 
-def feedback_html(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "") -> str:
+def feedback_html(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "",
+                  answers: Iterable[AnswerResult] = ()) -> str:
     """The same feedback as ``feedback_markdown``, as a self-contained HTML page."""
+    answers = tuple(answers)
+    score = result.score + sum(a.points for a in answers)
+    most = result.max_score + sum(a.max_score for a in answers)
     esc = html.escape
     lesson = result.lesson or "unknown lesson"
     heading = f"{esc(title)} ({esc(lesson)})" if title else esc(lesson)
@@ -342,13 +469,20 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
         out.append(f"<li>Student: {esc(student)}</li>")
     if timestamp:
         out.append(f"<li>Submitted: {esc(normalize_timestamp(timestamp) or timestamp)} UTC</li>")
-    out += [f"<li>Score: <strong>{points(result.score)} / {points(result.max_score)}</strong>"
-            f"{esc(_percent(result))}</li>", "</ul>"]
+    out.append(f"<li>Score: <strong>{points(score)} / {points(most)}</strong>{esc(_percent(score, most))}</li>")
+    if any(a.status == ANSWER_AWAITING for a in answers):
+        out.append("<li>Written answers awaiting manual grading count 0 until your instructor has graded them.</li>")
+    out.append("</ul>")
     if result.error:
         out += ["<h2>Your submission could not be graded normally</h2>", f"<pre>{esc(result.error.strip())}</pre>"]
-    if result.checks:
+    elif _load_trouble(result):
+        out += [f"<h2>{esc(_load_trouble(result))}</h2>", f"<pre>{esc(result.load['message'].strip())}</pre>"]
+    if result.sandbox:
+        out.append(f"<p>Graded in OS sandbox: {esc(result.sandbox)}.</p>")
+    if result.checks or answers:
         out.append("<table><tr><th>function</th><th>points</th><th>checks passed</th></tr>")
         out += [f"<tr><td><code>{esc(f)}</code></td><td>{p}</td><td>{c}</td></tr>" for f, p, c in _summary_rows(result)]
+        out += [f"<tr><td>{esc(f)}</td><td>{p}</td><td>{c}</td></tr>" for f, p, c in _answer_rows(answers)]
         out.append("</table>")
     for function, (got, most) in result.function_scores().items():
         out += [f"<h2><code>{esc(function)}</code>: {points(got)} / {points(most)}</h2>", "<ul>"]
@@ -365,6 +499,19 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
                 item += f"<pre>{esc(check.output.strip())}</pre>"
             out.append(item + "</li>")
         out.append("</ul>")
+    if answers:
+        out += [f"<h2>{esc(_answer_heading(answers))}</h2>", "<ul>"]
+        for answer in answers:
+            css = {ANSWER_GRADED: "passed", ANSWER_AWAITING: "hidden"}.get(answer.status, "failed")
+            item = f'<li class="{css}">{esc(_answer_line(answer))}'
+            if answer.comment.strip() and answer.status == ANSWER_GRADED:
+                item += f"<p>Comment: {esc(answer.comment.strip())}</p>"
+            if answer.note:
+                item += f"<p>({esc(answer.note)})</p>"
+            if answer.answered:
+                item += f"<pre>{esc(answer.text.strip())}</pre>"
+            out.append(item + "</li>")
+        out.append("</ul>")
     if any(c.hidden for c in result.checks):
         out.append("<p>Hidden checks test cases you were not shown; only whether they passed is reported.</p>")
     out.append("</body></html>")
@@ -375,24 +522,29 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
 
 
 def write_exports(entries: Iterable[Entry], out: str | Path, lessons: Iterable[str] = (),
-                  titles: dict[str, str] | None = None, identical: Iterable[IdenticalGroup] = ()) -> list[Path]:
-    """Write grades.csv, class_matrix.csv, identical_submissions.csv (``identical``: see ``find_identical``),
-    results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html} for ``entries`` (a
-    gradebook's); returns the files written."""
+                  titles: dict[str, str] | None = None, identical: Iterable[IdenticalGroup] | None = ()) -> list[Path]:
+    """Write grades.csv, class_matrix.csv, identical_submissions.csv (``identical``: see ``find_identical``;
+    None leaves the file as it is), results/<student>/<lesson>/results.json and
+    feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's, with their written answers if
+    ``answers.attach`` gave them any); returns the files written."""
     out = Path(out)
     entries = list(entries)
     lessons = tuple(lessons)
     titles = titles or {}
-    written = [out / "grades.csv", out / "class_matrix.csv", out / "identical_submissions.csv"]
+    written = [out / "grades.csv", out / "class_matrix.csv"]
     write_text(written[0], grades_csv(entries, lessons))
     write_text(written[1], class_matrix_csv(entries, lessons, titles))
-    write_text(written[2], identical_csv(identical))
+    if identical is not None:
+        written.append(out / "identical_submissions.csv")
+        write_text(written[2], identical_csv(identical))
     for entry in entries:
-        result, title = entry.result, titles.get(entry.lesson, "")
+        result, title, answers = entry.result, titles.get(entry.lesson, ""), entry.answers
         results = out / "results" / entry.student_id / entry.lesson / "results.json"
-        write_text(results, json.dumps(gradescope_results(result), indent=2) + "\n")
+        write_text(results, json.dumps(gradescope_results(result, answers=answers), indent=2) + "\n")
         feedback = out / "feedback" / entry.student_id
-        write_text(feedback / f"{entry.lesson}.md", feedback_markdown(result, entry.student_id, title, entry.timestamp))
-        write_text(feedback / f"{entry.lesson}.html", feedback_html(result, entry.student_id, title, entry.timestamp))
+        write_text(feedback / f"{entry.lesson}.md",
+                   feedback_markdown(result, entry.student_id, title, entry.timestamp, answers))
+        write_text(feedback / f"{entry.lesson}.html",
+                   feedback_html(result, entry.student_id, title, entry.timestamp, answers))
         written += [results, feedback / f"{entry.lesson}.md", feedback / f"{entry.lesson}.html"]
     return written

@@ -6,7 +6,10 @@ same grade, so a rerun skips it. Each finished submission is committed on its ow
 killed midway keeps everything graded before the kill and the rerun grades only the rest.
 
 Tables: ``grades`` (one row per key, the result as JSON), ``submissions`` (the latest submission of each
-student for each lesson, pointing at its grade) and ``runs`` (when and how each run graded).
+student for each lesson, pointing at its grade) and ``runs`` (when and how each run graded); for written
+answers (``shortcutlab.grading.answers``), ``answers`` (each submission's answer texts, read from its notebook
+by the grading parent) and ``answer_scores`` (the instructor's points per student, lesson and question, with a
+digest of the answer they were given for).
 """
 from __future__ import annotations
 
@@ -22,10 +25,14 @@ import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shortcutlab.course import Course, LessonSpec
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.results import CheckResult, SubmissionResult
+
+if TYPE_CHECKING:
+    from shortcutlab.grading.answers import AnswerResult
 
 GRADEBOOK_FILE = "gradebook.sqlite"
 SCHEMA_VERSION = 1
@@ -36,8 +43,8 @@ ENGINE_MODULES = ("shortcutlab.grading.asserts", "shortcutlab.grading.execute", 
                   "shortcutlab.grading.runner", "shortcutlab.grading.worker")
 # Modules that never decide whether a check passes (the command line, exports, this file): editing them
 # keeps the class's grades.
-NOT_GRADING = frozenset({"shortcutlab.cli", "shortcutlab.release", "shortcutlab.grading.batch",
-                         "shortcutlab.grading.exports", "shortcutlab.grading.gradebook",
+NOT_GRADING = frozenset({"shortcutlab.cli", "shortcutlab.release", "shortcutlab.grading.answers",
+                         "shortcutlab.grading.batch", "shortcutlab.grading.exports", "shortcutlab.grading.gradebook",
                          "shortcutlab.grading.gradescope_bundle", "shortcutlab.grading.nbgrader_export",
                          "shortcutlab.grading.notebook", "shortcutlab.grading.report",
                          "shortcutlab.grading.students"})
@@ -81,6 +88,24 @@ CREATE TABLE IF NOT EXISTS submissions (
     base_seed INTEGER NOT NULL,
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (student_id, lesson)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    content_hash TEXT NOT NULL,
+    lesson TEXT NOT NULL,
+    answers TEXT NOT NULL,
+    read_at TEXT NOT NULL,
+    PRIMARY KEY (content_hash, lesson)
+);
+CREATE TABLE IF NOT EXISTS answer_scores (
+    student_id TEXT NOT NULL,
+    lesson TEXT NOT NULL,
+    question TEXT NOT NULL,
+    points REAL NOT NULL,
+    comment TEXT NOT NULL,
+    answer_sha256 TEXT NOT NULL,
+    source TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (student_id, lesson, question)
 );
 """
 
@@ -179,14 +204,15 @@ def _distribution_versions() -> dict[str, str]:
 def checks_version(course: Course, lesson: LessonSpec | str) -> str:
     """A hash of everything that decides a lesson's grades: its course.yml entry and the grading limits, its
     check file, the library code the checks and references import, and the torch/numpy versions. Change
-    any of them and the lesson's submissions are graded again."""
+    any of them and the lesson's submissions are graded again. Written answers (``answers``) are graded by hand
+    and left out: changing their points regrades nothing."""
     lesson = course.lesson(lesson) if isinstance(lesson, str) else lesson
     check_file = course.check_file(lesson)
     try:
         check_bytes = check_file.read_bytes()
     except OSError:
         check_bytes = b"<missing>"
-    return _checks_version(json.dumps({"lesson": lesson.model_dump(mode="json"),
+    return _checks_version(json.dumps({"lesson": lesson.model_dump(mode="json", exclude={"answers"}),
                                        "grading": course.grading.model_dump(mode="json")}, sort_keys=True),
                            check_file, check_bytes)
 
@@ -254,6 +280,16 @@ class Entry:
     seed: int
     result: SubmissionResult
     graded_at: str
+    answers: tuple[AnswerResult, ...] = ()  # filled by shortcutlab.grading.answers.attach (course.yml's questions)
+
+    @property
+    def score(self) -> float:
+        """The checks' points plus the written answers' (0 for those not scored yet)."""
+        return self.result.score + sum(a.points for a in self.answers)
+
+    @property
+    def max_score(self) -> float:
+        return self.result.max_score + sum(a.max_score for a in self.answers)
 
 
 # ----------------------------------------------------------------------------- the database
@@ -374,8 +410,41 @@ class Gradebook:
                       result_from_json(result, path), graded_at)
                 for student, lesson, path, stamp, content, version, base, seed, result, graded_at in rows]
 
+    # ---- written answers
+
+    def stored_answers(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Each submission's answer texts by (content hash, lesson), then question."""
+        with self._lock:
+            rows = self._db.execute("SELECT content_hash, lesson, answers FROM answers").fetchall()
+        return {(content, lesson): json.loads(text) for content, lesson, text in rows}
+
+    def store_answers(self, content_hash: str, lesson: str, answers: dict[str, str]) -> None:
+        """Keep a submission's answer texts (a pure function of its bytes: the first stored stays)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO answers (content_hash, lesson, answers, read_at) VALUES (?, ?, ?, ?)",
+                       (content_hash, lesson, json.dumps(answers, sort_keys=True), now()))
+
+    def answer_scores(self) -> dict[tuple[str, str, str], tuple[float, str, str]]:
+        """(points, comment, digest of the answer scored) by (student, lesson, question)."""
+        with self._lock:
+            rows = self._db.execute("SELECT student_id, lesson, question, points, comment, answer_sha256 "
+                                    "FROM answer_scores").fetchall()
+        return {(student, lesson, question): (float(score), comment, digest)
+                for student, lesson, question, score, comment, digest in rows}
+
+    def import_answer_scores(self, rows: list[tuple[str, str, str, float, str, str, str]]) -> None:
+        """Store (student, lesson, question, points, comment, answer digest, source) rows in one transaction:
+        a run killed meanwhile imports all of them or none, and importing again replaces them."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO answer_scores (student_id, lesson, question, points, comment, answer_sha256, source, "
+                "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, lesson, question) DO UPDATE "
+                "SET points = excluded.points, comment = excluded.comment, answer_sha256 = excluded.answer_sha256, "
+                "source = excluded.source, imported_at = excluded.imported_at",
+                [(*row, now()) for row in rows])
+
     def count(self, table: str) -> int:
-        if table not in ("grades", "submissions", "runs"):
+        if table not in ("grades", "submissions", "runs", "answers", "answer_scores"):
             raise ValueError(table)
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608

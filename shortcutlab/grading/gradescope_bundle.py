@@ -9,8 +9,10 @@ at once as Gradescope gives it. The bundle (``DIR/autograder.zip``, and the same
     course/course.yml            the course manifest and its check files
     shortcutlab_autograder.json  which lesson to grade, the base seed, where the course is
 
-``$AUTOGRADER_ROOT`` replaces /autograder (to test the bundle against a fake tree), ``$SHORTCUTLAB_PYTHON``
-the Python interpreter, and ``SHORTCUTLAB_SETUP_DRY_RUN=1`` makes setup.sh print its commands instead.
+``$AUTOGRADER_ROOT`` replaces /autograder (to test the bundle against a fake tree laid out as Gradescope does: the
+zip unpacked in ROOT/source/, run_autograder copied to ROOT/, the upload in ROOT/submission/; README.md's
+Gradescope section shows how), ``$SHORTCUTLAB_PYTHON`` the Python interpreter, and ``SHORTCUTLAB_SETUP_DRY_RUN=1``
+makes setup.sh print its commands instead.
 """
 from __future__ import annotations
 
@@ -161,11 +163,16 @@ def _choose(files: list[Path], course: Course, lesson: str | None) -> list[Path]
                       f"{', '.join(p.name for p in files) or 'no .ipynb or .py file'}")
 
 
-def combine(results: list[SubmissionResult], seconds: float) -> dict:
-    """One results.json for the graded files (tests prefixed by lesson when there are several)."""
+def combine(results: list[SubmissionResult], seconds: float, course: Course | None = None) -> dict:
+    """One results.json for the graded files (tests prefixed by lesson when there are several); with ``course``,
+    each upload's written answers follow its checks, 0 of their points from the course file and "awaiting
+    manual grading" (scored by hand on Gradescope)."""
+    from shortcutlab.grading.answers import upload_answers
+
+    answers = [upload_answers(r, course) if course is not None else () for r in results]
     if len(results) == 1:
-        return gradescope_results(results[0], seconds)
-    parts = [gradescope_results(r) for r in results]
+        return gradescope_results(results[0], seconds, answers[0])
+    parts = [gradescope_results(r, answers=a) for r, a in zip(results, answers)]
     tests = []
     for result, part in zip(results, parts):
         for test in part["tests"]:
@@ -190,7 +197,7 @@ def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
         files = _choose(_uploads(root / "submission"), course, lesson)
         report = grade(files, lesson=lesson, jobs=jobs, seed=int(settings.get("seed", DEFAULT_SEED)), course=course,
                        seed_for=lambda submission, base: submission_seed(base, submission.digest))
-        results = combine(list(report.submissions), time.monotonic() - start)
+        results = combine(list(report.submissions), time.monotonic() - start, course)
     except (ShortcutlabError, OSError, ValueError) as exc:
         results = {"score": 0.0, "execution_time": round(time.monotonic() - start, 3),
                    "output": f"This submission could not be graded: {exc}", "visibility": "visible",

@@ -3,13 +3,17 @@
 The course root::
 
     DIR/nbgrader_config.py            points kernels at the course files below, per-cell timeout
-    DIR/source/<id>/<id>.ipynb        each lesson's solution notebook, its check cells' points from course.yml
+    DIR/source/<id>/<id>.ipynb        each lesson's solution notebook, its check and answer cells' points from
+                                      course.yml
     DIR/shortcutlab_course/course.yml the course manifest and its check files (autograder/test_<id>.py)
 
 Then ``nbgrader generate_assignment <id>``, ``nbgrader autograde <id>`` (notebooks in
 ``submitted/<student>/<id>/<id>.ipynb``) and ``nbgrader export`` work as usual, offline. The config has
 ``generate_assignment`` write the same stubs as ``shortcutlab release`` (``raise NotImplementedError("<hint>")``),
-so students keep the hints ``lessons/`` gives them.
+so students keep the hints ``lessons/`` gives them, and a written-answer cell's model answer becomes the same
+prompt as in ``lessons/`` (``*Your answer here.*``). Answer cells (grade id ``answer_<question>``) keep their
+points from course.yml's ``answers``; they are nbgrader's manually graded cells, so ``nbgrader autograde`` marks
+them "needs manual grade" and the formgrader shows them.
 
 Scores agree with ``shortcutlab grade``: under ``nbgrader autograde`` a check cell
 (``shortcutlab.check("<id>.<function>", fn)``) runs every check of the function, hidden ones included, and
@@ -32,7 +36,7 @@ from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, loa
 from shortcutlab.grading.execute import PASSED, CheckContext, run_check
 from shortcutlab.grading.gradebook import DEFAULT_SEED
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
-from shortcutlab.release import NotebookError, notebook_with_points, stub_source
+from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
 
 COURSE_FOLDER = "shortcutlab_course"
 SEED_ENV = "SHORTCUTLAB_SEED"
@@ -124,10 +128,15 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
 @functools.cache
 def _clear_solutions_keeping_hints() -> type:
     from nbgrader.preprocessors import ClearSolutions
+    from traitlets import Unicode
 
     class ClearSolutionsKeepingHints(ClearSolutions):
         """nbgrader's ClearSolutions, but a Python solution region becomes ``shortcutlab release``'s stub,
-        ``raise NotImplementedError("<the region's ### HINT>")``, instead of the same bare stub everywhere."""
+        ``raise NotImplementedError("<the region's ### HINT>")``, instead of the same bare stub everywhere, and
+        a written answer's region becomes ``release``'s prompt."""
+
+        text_stub = Unicode(ANSWER_PROMPT, help="The text snippet that will replace written solutions"
+                            ).tag(config=True)
 
         def _replace_solution_region(self, cell, language):  # noqa: ANN001 - nbgrader's signature
             if cell.cell_type == "code" and language == "python":
