@@ -535,16 +535,20 @@ def _matrix(confusion_matrix, predictions, labels, classes: int | None = None) -
     return out
 
 
+def _expect_counts(out: torch.Tensor, expected: torch.Tensor, what: str, hint: str) -> None:
+    """``out`` equals the reference's counts; a transposed matrix gets its own hint."""
+    if out.shape == expected.shape and torch.equal(out, expected.T):
+        hint = "the matrix is transposed: rows must be true labels, columns predictions"
+    expect_equal(out, expected, what, hint=hint)
+
+
 @check("confusion_matrix")
 def test_confusion_matrix_counts_pairs_with_true_labels_as_rows(confusion_matrix, seed):
     """Entry [t, p] counts samples of true label t predicted as p."""
     predictions, labels = _predictions(seed, 200, NUM_CLASSES, 30)
     out = _matrix(confusion_matrix, predictions, labels)
-    expected = reference_confusion_matrix(predictions, labels)
-    hint = "entry [t, p] counts samples with true label t and prediction p"
-    if torch.equal(out, expected.T):
-        hint = "the matrix is transposed: rows must be true labels, columns predictions"
-    expect_equal(out, expected, "the confusion matrix", hint=hint)
+    _expect_counts(out, reference_confusion_matrix(predictions, labels), "the confusion matrix",
+                   "entry [t, p] counts samples with true label t and prediction p")
 
 
 @check("confusion_matrix")
@@ -553,11 +557,9 @@ def test_confusion_matrix_is_ten_by_ten_even_with_missing_classes(confusion_matr
     predictions, labels = _predictions(seed, 50, 6, 31)
     out = _matrix(confusion_matrix, predictions, labels)
     expect_equal(out.sum(), 50, "the sum of all entries of the confusion matrix (one count per sample)")
-    expected = reference_confusion_matrix(predictions, labels)
-    hint = "entry [t, p] counts samples with true label t and prediction p; rows and columns 6..9 stay 0"
-    if torch.equal(out, expected.T):
-        hint = "the matrix is transposed: rows must be true labels, columns predictions"
-    expect_equal(out, expected, "the confusion matrix of labels and predictions in 0..5", hint=hint)
+    _expect_counts(out, reference_confusion_matrix(predictions, labels),
+                   "the confusion matrix of labels and predictions in 0..5",
+                   "entry [t, p] counts samples with true label t and prediction p; rows and columns 6..9 stay 0")
 
 
 @check("confusion_matrix")

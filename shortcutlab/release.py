@@ -218,13 +218,7 @@ def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write
                             f"count its points twice")
             continue
         seen[function] = index
-        expected = _number(lesson.functions[function].points)
-        got = meta.get("points")
-        if not isinstance(got, (int, float)) or isinstance(got, bool) or got != expected:
-            disagreements.append(f"{where}: {function} has {got!r} points in the notebook (cell {index}, "
-                                 f"{grade_id}) but {expected!r} in course.yml")
-            if write:
-                meta["points"] = expected
+        _sync_points(meta, lesson.functions[function].points, function, where, index, write, disagreements)
     for function in lesson.functions:
         if function not in seen:
             problems.append(f"{where}: no check cell for {function} (a code cell `shortcutlab.check("
@@ -236,6 +230,18 @@ def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write
                             f"grade: true, solution: true, grade_id answer_{question}); course.yml lists it "
                             f"in lesson {lesson.id}'s answers")
     return disagreements, problems
+
+
+def _sync_points(meta: dict, points: float, what: str, where: str, index: int, write: bool,
+                 disagreements: list[str]) -> None:
+    """Note (and, if ``write``, fix) a graded cell's nbgrader points that differ from course.yml's ``points``."""
+    expected = _number(points)
+    got = meta.get("points")
+    if not isinstance(got, (int, float)) or isinstance(got, bool) or got != expected:
+        disagreements.append(f"{where}: {what} has {got!r} points in the notebook (cell {index}, "
+                             f"{meta.get('grade_id', '')}) but {expected!r} in course.yml")
+        if write:
+            meta["points"] = expected
 
 
 def _answer_points(cell: dict, meta: dict, index: int, lesson: "LessonSpec", where: str, write: bool,
@@ -261,13 +267,7 @@ def _answer_points(cell: dict, meta: dict, index: int, lesson: "LessonSpec", whe
                         f"count its points twice")
         return
     answered[question] = index
-    expected = _number(lesson.answers[question].points)
-    got = meta.get("points")
-    if not isinstance(got, (int, float)) or isinstance(got, bool) or got != expected:
-        disagreements.append(f"{where}: answer {question} has {got!r} points in the notebook (cell {index}, "
-                             f"{grade_id}) but {expected!r} in course.yml")
-        if write:
-            meta["points"] = expected
+    _sync_points(meta, lesson.answers[question].points, f"answer {question}", where, index, write, disagreements)
 
 
 def _lessons_by_notebook(course: "Course | None") -> dict[str, "LessonSpec"]:

@@ -231,11 +231,8 @@ def find_identical(entries: Iterable[Entry], ignore: Iterable[str] = ()) -> list
     ignore = set(ignore)
     groups: dict[tuple[str, str], list[Entry]] = {}
     for entry in entries:
-        try:
-            data = Path(entry.path).read_bytes()
-        except OSError:
-            continue
-        if hashlib.sha256(data).hexdigest() != entry.key.content_hash:
+        data = entry.graded_bytes()
+        if data is None:
             continue
         digest = graded_code_digest(entry.path, data)
         if digest is not None and digest not in ignore:

@@ -291,6 +291,14 @@ class Entry:
     def max_score(self) -> float:
         return self.result.max_score + sum(a.max_score for a in self.answers)
 
+    def graded_bytes(self) -> bytes | None:
+        """The submission file as it was graded; None if it is gone or has changed since (another content hash)."""
+        try:
+            data = Path(self.path).read_bytes()
+        except OSError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == self.key.content_hash else None
+
 
 # ----------------------------------------------------------------------------- the database
 
