@@ -23,6 +23,8 @@ from shortcutlab.course import load_course
 from shortcutlab.grading.registry import plan_checks
 from shortcutlab.grading.runner import grade
 
+pytestmark = pytest.mark.slow  # grades whole batches end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = load_course(ROOT / "course.yml")
 READY = [lesson.id for lesson in COURSE.lessons if COURSE.check_file(lesson).exists()]

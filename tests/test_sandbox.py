@@ -97,6 +97,8 @@ import os as _os
 import socket as _socket
 import time as _time
 
+pytestmark = pytest.mark.slow  # grades whole batches end to end
+
 if _os.fork() == 0:  # a daemon: its own session, its parent gone, serving a socket
     _os.setsid()
     if _os.fork() == 0:
