@@ -47,13 +47,6 @@ def study_models(study_artifacts):
             for name in ("cheater", "consistency")}
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """Modules with slow tests run first (file order otherwise kept): xdist's loadscope hands out modules in
-    this order, so the long ones start early and the two workers finish together."""
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
-
-
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
