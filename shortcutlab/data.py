@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from shortcutlab.errors import DataError
+from shortcutlab.user_cache import cache_dir  # noqa: F401 - shortcutlab.data.cache_dir is public
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
@@ -63,23 +63,6 @@ MNIST_MIRROR_HOSTS = ("ossci-datasets.s3.amazonaws.com", "yann.lecun.com")  # to
 
 
 # ----------------------------------------------------------------------------- MNIST sources
-
-
-def cache_dir() -> Path:
-    """Writable user cache folder: $SHORTCUTLAB_CACHE, else $XDG_CACHE_HOME/shortcutlab, else ~/.cache."""
-    explicit = os.environ.get("SHORTCUTLAB_CACHE")
-    base = Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shortcutlab"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        probe = base / ".write-test"
-        probe.touch()
-        probe.unlink()
-        return base
-    except OSError:
-        # A read-only home (some grading sandboxes) must not stop the course from running.
-        fallback = Path(tempfile.gettempdir()) / "shortcutlab-cache"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:

@@ -165,11 +165,14 @@ def exec_cells(cells: Sequence[dict], namespace: dict, cell_timeout: float | Non
         for cell in cells:
             if on_cell is not None:
                 on_cell(cell)
+
+            def note(error: str, status: str = ERROR) -> None:
+                notes.append(CellNote(cell["filename"], cell["name"], cell["kind"], error, status,
+                                      int(cell.get("index") or 0)))
+
             left = None if budget is None else budget - (time.monotonic() - start)
             if left is not None and left <= 0:
-                notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      f"not run: loading the submission used up its {budget:g} s", TIMEOUT,
-                                      int(cell.get("index") or 0)))
+                note(f"not run: loading the submission used up its {budget:g} s", TIMEOUT)
                 continue
             limit_s = min(t for t in (cell_timeout, left) if t is not None) if (cell_timeout or left) else None
             try:
@@ -178,12 +181,9 @@ def exec_cells(cells: Sequence[dict], namespace: dict, cell_timeout: float | Non
                     for code in units:
                         exec(code, namespace)  # noqa: S102 - running the submission is the point
             except CheckTimeout:
-                notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      f"did not finish within {limit_s:g} s and was stopped", TIMEOUT,
-                                      int(cell.get("index") or 0)))
+                note(f"did not finish within {limit_s:g} s and was stopped", TIMEOUT)
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included
-                notes.append(CellNote(cell["filename"], cell["name"], cell["kind"],
-                                      describe_exception(exc, student_files), ERROR, int(cell.get("index") or 0)))
+                note(describe_exception(exc, student_files))
     return notes, printed.getvalue()
 
 

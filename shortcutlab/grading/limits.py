@@ -23,24 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shortcutlab.user_cache import cache_dir
+
 BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
 MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
 
 
-def cache_dir() -> Path:
-    """$SHORTCUTLAB_CACHE, else $XDG_CACHE_HOME/shortcutlab, else ~/.cache/shortcutlab (as shortcutlab.data,
-    without importing torch); a temporary folder if none is writable."""
-    explicit = os.environ.get("SHORTCUTLAB_CACHE")
-    base = Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shortcutlab"
-    folder = base / "grading-timeouts"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
-    folder = Path(tempfile.gettempdir()) / "shortcutlab-grading-timeouts"
-    folder.mkdir(parents=True, exist_ok=True)
+def timeouts_dir() -> Path:
+    """Where measured reference times are kept: grading-timeouts/ in the user's cache folder."""
+    folder = cache_dir() / "grading-timeouts"
+    folder.mkdir(exist_ok=True)
     return folder
 
 
@@ -82,7 +74,7 @@ def apply_derived_timeouts(course: Any, lesson: Any, planned: list) -> list:
         return planned
     from shortcutlab.grading.gradebook import checks_version
 
-    path = cache_dir() / f"{lesson.id}-{checks_version(course, lesson)[:32]}.json"
+    path = timeouts_dir() / f"{lesson.id}-{checks_version(course, lesson)[:32]}.json"
     try:
         times = json.loads(path.read_text())
         if not isinstance(times, dict) or set(todo) - set(times):
@@ -124,9 +116,9 @@ def _main(job: dict) -> dict[str, float | None]:
         except Exception:  # noqa: BLE001 - an optional module may be absent
             pass
     if "torch" in sys.modules:
-        from shortcutlab.grading.worker import _warm_up
+        from shortcutlab.grading.worker import warm_up
 
-        _warm_up()
+        warm_up()
     functions = collect_checks(import_check_file(job["check_file"]))
     namespace = {}
     for name, dotted in job["references"].items():

@@ -425,11 +425,16 @@ def _trusted_process(checks: list[dict], functions: dict[str, Callable], referen
 # ----------------------------------------------------------------------------- the server
 
 
+def _checks_time(job: dict) -> float:
+    """Seconds to run every check of ``job`` once, each with its grace and a fork, after a process start."""
+    return sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
+
+
 def run_limit(job: dict) -> float:
     """Seconds the submission's own processes may take, loading and checks: its ``budget`` (course.yml
     ``grading.submission_budget``) if the job has one, and never more than loading plus every check with its
     grace and a fork."""
-    most = job["load_timeout"] + sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
+    most = job["load_timeout"] + _checks_time(job)
     budget = job.get("budget")
     return min(float(budget), most) if budget else most
 
@@ -437,7 +442,7 @@ def run_limit(job: dict) -> float:
 def submission_budget(job: dict) -> float:
     """Seconds a submission may take in all: its run limit, then the grader's own re-run of the checks that
     passed."""
-    return run_limit(job) + sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
+    return run_limit(job) + _checks_time(job)
 
 
 def _parent_of(pid: int) -> int | None:
@@ -607,7 +612,7 @@ def run_job(job: dict) -> dict:
                           f"{describe_exception(exc)}"
         return result
     if "torch" in sys.modules:  # a check file may bring torch in itself (when it is not preloaded)
-        _warm_up()
+        warm_up()
     runnable = [c for c in job["checks"] if c["name"] in functions]
     for item in job["checks"]:
         if item["name"] not in functions:
@@ -662,14 +667,14 @@ def preload(modules: list[str]) -> list[str]:
         except Exception:  # noqa: BLE001 - an optional module (e.g. matplotlib) may be absent
             failed.append(name)
     if "torch" in sys.modules:
-        _warm_up()
+        warm_up()
     return failed
 
 
 _WARM = False
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """One torch thread, and torch's first-call costs paid once here rather than in every forked process
     (assert_close alone spends about a second on its first call)."""
     global _WARM
