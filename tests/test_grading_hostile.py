@@ -204,3 +204,40 @@ def test_grading_the_same_batch_twice_with_the_same_seed_gives_identical_grades(
 
     assert batch["first"].seed == batch["second"].seed == SEED
     assert [g for g in grades(batch["first"]) if g[0] != KILLER] == grades(batch["second"])
+
+
+LYING_TENSOR = '''
+import torch
+
+
+class Liar(torch.Tensor):
+    """Answers every comparison a check could make with 'equal'."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("allclose", "equal"):
+            return True
+        if name in ("isclose", "eq", "__eq__"):
+            return torch.ones((), dtype=torch.bool)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def grad_cam(model, layer, images, targets=None):
+    return torch.full((images.shape[0], images.shape[2], images.shape[3]), 0.01){wrap}
+'''
+
+
+def test_a_lying_tensor_subclass_earns_no_more_than_the_plain_tensor_it_wraps(tmp_path):
+    """A grad_cam whose (near-blank) map is a tensor subclass answering every comparison with 'equal' scores
+    exactly what the same map as a plain tensor scores: checks run with subclass overrides switched off."""
+    from shortcutlab.grading.runner import grade
+
+    liar, plain = tmp_path / "liar_03_gradcam.py", tmp_path / "plain_03_gradcam.py"
+    liar.write_text(LYING_TENSOR.replace("{wrap}", ".as_subclass(Liar)"))
+    plain.write_text(LYING_TENSOR.replace("{wrap}", ""))
+    report = grade([liar, plain], lesson="03_gradcam", jobs=2, seed=5, course=load_course(ROOT / "course.yml"))
+    lying, honest = report.submissions
+    assert lying.error is None and honest.error is None
+    assert [c.status for c in lying.checks] == [c.status for c in honest.checks]
+    assert lying.score == honest.score < lying.max_score / 2

@@ -249,6 +249,13 @@ def _memory_note(exc: BaseException) -> str:
     return ""
 
 
+def _no_tensor_subclass_overrides():
+    """While a check runs, tensor subclasses' ``__torch_function__`` is not called: a student's tensor subclass
+    cannot answer the check's comparisons (``isclose`` all True) for it; plain tensors are unaffected."""
+    torch = sys.modules.get("torch")
+    return torch._C.DisableTorchFunctionSubclass() if torch is not None else _nothing()
+
+
 def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | None, function: str,
               limit: int, *, wrap: Callable[[str, Any], Any] | None = None, guard: Any = None) -> Outcome:
     """Call one check with the student's objects (by parameter name) and ``seed``; classify what happens.
@@ -274,7 +281,7 @@ def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | N
     start = time.monotonic()
     with captured_output(limit) as printed:
         try:
-            with time_limit(timeout), (guard if guard is not None else _nothing()):
+            with time_limit(timeout), (guard if guard is not None else _nothing()), _no_tensor_subclass_overrides():
                 fn(**kwargs)
             outcome = Outcome(PASSED)
         except NotReplayable as exc:
