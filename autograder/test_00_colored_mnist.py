@@ -56,7 +56,7 @@ def _color_ids(assign_colors, labels: torch.Tensor, bias: float, g: torch.Genera
 # ----------------------------------------------------------------------------- assign_colors
 
 
-@check("assign_colors")
+@check("assign_colors", kind="property")
 def test_assign_colors_returns_one_color_id_per_label(assign_colors, seed):
     """Shape (N,), int64 ids in 0..9, for a random N and bias."""
     g = _generator(seed, 1)
@@ -141,7 +141,7 @@ def test_assign_colors_never_gives_the_dominant_color_at_bias_zero(assign_colors
                            "color among the nine colors that are not the digit's, e.g. (label + randint(1, 10)) % 10")
 
 
-@check("assign_colors")
+@check("assign_colors", kind="property")
 def test_assign_colors_spreads_the_other_colors_uniformly(assign_colors, seed):
     """Among non-dominant samples, each of the nine other colors is equally likely (chi-square test)."""
     g = _generator(seed, 4)
@@ -163,7 +163,7 @@ def test_assign_colors_spreads_the_other_colors_uniformly(assign_colors, seed):
                     "should appear")
 
 
-@check("assign_colors")
+@check("assign_colors", kind="property")
 def test_assign_colors_is_reproducible_with_a_generator(assign_colors, seed):
     """Same seeded generator, same colors; another seed, other colors and other dominant samples (all randomness
     from ``generator``)."""
@@ -193,7 +193,7 @@ def _textures(smooth_texture, n: int, seed: int) -> torch.Tensor:
     return out
 
 
-@check("smooth_texture")
+@check("smooth_texture", kind="property")
 def test_smooth_texture_returns_backgrounds_between_0_1_and_0_3(smooth_texture, seed):
     """Shape (n, 1, 28, 28), float32, every value in [0.1, 0.3]."""
     n = int(torch.randint(2, 20, (1,), generator=_generator(seed, 10)))
@@ -202,7 +202,7 @@ def test_smooth_texture_returns_backgrounds_between_0_1_and_0_3(smooth_texture, 
                  hint="map noise u in [0, 1] to 0.1 + 0.2 * u, after smoothing")
 
 
-@check("smooth_texture")
+@check("smooth_texture", kind="property")
 def test_smooth_texture_is_smooth_not_white_noise(smooth_texture, seed):
     """Neighbouring pixels differ far less than in white noise of the same spread."""
     out = _textures(smooth_texture, 16, seed).double()
@@ -216,7 +216,7 @@ def test_smooth_texture_is_smooth_not_white_noise(smooth_texture, seed):
                 "(e.g. 7x7) and upsample it to 28x28 with bilinear interpolation (F.interpolate)")
 
 
-@check("smooth_texture")
+@check("smooth_texture", kind="property")
 def test_smooth_texture_varies_within_and_across_images(smooth_texture, seed):
     """Not flat: each image varies, images differ, and values use most of [0.1, 0.3]."""
     out = _textures(smooth_texture, 32, seed)
@@ -285,7 +285,7 @@ def _call_colorize(colorize, digits, color_ids, background) -> torch.Tensor:
     return out
 
 
-@check("colorize")
+@check("colorize", kind="property")
 def test_colorize_returns_rgb_images_in_unit_range(colorize, seed):
     """Shape (N, 3, 28, 28), float32, values in [0, 1]."""
     n = int(torch.randint(1, 9, (1,), generator=_generator(seed, 20)))
@@ -338,7 +338,7 @@ def test_colorize_clamps_to_unit_range(colorize, seed):
                  **tolerance_for(expected, ops=COLORIZE_OPS), hint=hint)
 
 
-@check("colorize")
+@check("colorize", kind="property")
 def test_colorize_leaves_its_inputs_unchanged(colorize, seed):
     """Digits, color ids and backgrounds are the caller's: no in-place changes."""
     digits, color_ids, background = _colorize_inputs(seed, 3, 27)
@@ -385,7 +385,7 @@ def test_color_given_digit_matches_the_counts(color_given_digit, seed):
     expect_close(out, expected, "P(color | digit)", **tolerance_for(expected, ops=CGD_OPS), hint=hint)
 
 
-@check("color_given_digit")
+@check("color_given_digit", kind="property")
 def test_color_given_digit_rows_are_probability_distributions(color_given_digit, seed):
     """Every row of a digit that occurs sums to 1 and has no negative entry."""
     labels, colors = _skewed_pairs(seed, 300, 31)

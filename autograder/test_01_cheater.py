@@ -410,7 +410,7 @@ def test_train_one_epoch_takes_one_optimizer_step_per_batch(train_one_epoch, see
                  **tolerance_for(expected, ops=3 * BATCH_LOSS_OPS), hint=hint)
 
 
-@check("train_one_epoch")
+@check("train_one_epoch", kind="property")
 def test_train_one_epoch_puts_the_model_in_train_mode(train_one_epoch, seed):
     """A model handed over in eval mode is trained in train mode (dropout on)."""
     data = _color_coded(20, seed, 12)
@@ -474,7 +474,7 @@ def test_accuracy_counts_correct_predictions_over_all_samples(accuracy, seed):
                  hint=hint)
 
 
-@check("accuracy")
+@check("accuracy", kind="property")
 def test_accuracy_runs_the_model_in_eval_mode(accuracy, seed):
     """Dropout must be off while evaluating: the model runs in eval mode."""
     model = _Small(seed, dropout=0.5).train()
@@ -485,7 +485,7 @@ def test_accuracy_runs_the_model_in_eval_mode(accuracy, seed):
                 "model.eval() before the loop")
 
 
-@check("accuracy")
+@check("accuracy", kind="property")
 def test_accuracy_gives_the_model_back_in_its_mode(accuracy, seed):
     """A model in train mode is in train mode after the call; one in eval mode stays in eval mode."""
     data = _color_coded(16, seed, 23)
@@ -498,7 +498,7 @@ def test_accuracy_gives_the_model_back_in_its_mode(accuracy, seed):
                     "remember was_training = model.training, and call model.train(was_training) at the end")
 
 
-@check("accuracy")
+@check("accuracy", kind="property")
 def test_accuracy_computes_no_gradients(accuracy, seed):
     """Evaluation needs no autograd graph: the model runs under torch.no_grad()."""
     model = _Small(seed)

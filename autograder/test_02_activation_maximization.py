@@ -109,7 +109,7 @@ def test_total_variation_of_a_small_worked_example(total_variation, seed):
     )
 
 
-@check("total_variation", hidden=True)
+@check("total_variation", hidden=True, kind="property")
 def test_total_variation_samples_are_independent(total_variation, seed):
     """Changing one image changes only its own entry."""
     g = _generator(seed, 3)
@@ -202,7 +202,7 @@ def _run_actmax(activation_maximization, model: nn.Module, target: int, seed: in
     return x
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_returns_one_detached_image_in_unit_range(
     activation_maximization, seed
 ):
@@ -215,7 +215,7 @@ def test_activation_maximization_returns_one_detached_image_in_unit_range(
                  hint="clamp the image to [0, 1] after every optimizer step (with torch.no_grad(): x.clamp_(0, 1))")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_with_zero_steps_returns_the_noisy_start(activation_maximization, seed):
     """With steps=0 the result is the start image U(0.4, 0.6), drawn from the given generator."""
     x = _run_actmax(activation_maximization, _Template(seed), _target(seed, 21), seed, steps=0)
@@ -363,7 +363,7 @@ class _TupleOutput(nn.Module):
         return logits, -3.0 * logits[:, :2]
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_accepts_a_model_returning_a_tuple(activation_maximization, seed):
     """A model returning (logits, other) must give the same image as the bare model returning logits."""
     inner = _Template(seed)
@@ -379,7 +379,7 @@ def test_activation_maximization_accepts_a_model_returning_a_tuple(activation_ma
                  atol=1e-5, rtol=0, hint="optimise the first element of the tuple, the class logits")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mode(
     activation_maximization, seed
 ):
@@ -419,7 +419,7 @@ def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
                 "computed with total_variation on the image being optimised")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_is_reproducible_and_leaves_the_model_unchanged(
     activation_maximization, seed
 ):

@@ -163,7 +163,7 @@ def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
     _expect_maps_close(got, expected, "grad_cam map", lambda: _hint(model, images, targets, got))
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_maps_lie_in_unit_interval_and_each_peaks_at_one(grad_cam, seed):
     """Every map is in [0, 1] and reaches exactly 1 (each map divided by its own max)."""
     model = _TinyNet(seed + 1000)
@@ -222,7 +222,7 @@ def test_grad_cam_matches_reference_on_simplecnn_target_layer(grad_cam, seed):
                        "grad_cam map on SimpleCNN", lambda: _hint(model, images, targets, got))
 
 
-@check("grad_cam", hidden=True)
+@check("grad_cam", hidden=True, kind="property")
 def test_grad_cam_samples_are_independent(grad_cam, seed):
     """The batched maps equal the maps of each image alone."""
     model, images = _TinyNet(seed + 3000), _images(seed, 3, salt=7)
@@ -260,7 +260,7 @@ def test_grad_cam_works_when_called_under_no_grad(grad_cam, seed):
     _expect_maps_close(got, expected, "grad_cam map when called inside torch.no_grad()", hint)
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_leaves_no_hooks_behind(grad_cam, seed):
     """Every hook registered on the model is removed, and a second call gives the same maps."""
     model, images = _TinyNet(seed + 4000), _images(seed, 2, salt=8)
@@ -306,7 +306,7 @@ class _FailingNet(_TinyNet):
         return self.head(activations)
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_removes_its_hook_even_when_the_model_raises(grad_cam, seed):
     """A model that raises in its forward pass (after the hooked layer ran), then in its backward pass: no hook may
     stay behind either time, and the next, normal call still gives the right maps."""
@@ -350,7 +350,7 @@ def test_grad_cam_runs_in_eval_mode_and_restores_the_mode(grad_cam, seed):
                        lambda: _hint(model, images, targets, got))
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_leaves_parameter_gradients_untouched(grad_cam, seed):
     """Only the activations' gradient is needed: parameters' .grad must stay as they were (None or a value)."""
     model, images = _TinyNet(seed + 6000), _images(seed, 2, salt=10)
@@ -365,7 +365,7 @@ def test_grad_cam_leaves_parameter_gradients_untouched(grad_cam, seed):
                     "torch.autograd.grad(score, activations) instead of score.backward()")
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_all_zero_map_stays_zero_without_nan(grad_cam, seed):
     """A layer whose output is all zero gives all-zero maps, not NaN from 0 / 0."""
     model, images = _TinyNet(seed + 7000), _images(seed, 2, salt=11)

@@ -109,7 +109,7 @@ def test_symmetric_kl_matches_reference_on_random_logits(symmetric_kl, seed):
         expect_close(got, expected, "symmetric_kl", **tolerance, hint=_skl_hint(p, q, got))
 
 
-@check("symmetric_kl")
+@check("symmetric_kl", kind="property")
 def test_symmetric_kl_is_symmetric_and_zero_for_equal_distributions(symmetric_kl, seed):
     """Swapping the arguments changes nothing; equal logits, or logits shifted by a per-row constant, give 0."""
     p, q = _random_logits(seed, 2)
@@ -311,7 +311,7 @@ def _reverse_setup(seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor, fl
     return torch.randn(shape, generator=g), torch.randn(shape, generator=g), _uniform(g, 1.5, 3.0)  # far from 1
 
 
-@check("grad_reverse")
+@check("grad_reverse", kind="property")
 def test_grad_reverse_is_the_identity_in_the_forward_pass(grad_reverse, seed):
     """The output has the input's shape and values, whatever the strength."""
     x, _, strength = _reverse_setup(seed, 30)
@@ -522,7 +522,7 @@ def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) 
                     f"times the ordinary gradient; it gets {problem}")
 
 
-@check("GRLNet")
+@check("GRLNet", kind="property")
 def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, seed):
     """Backbone: -strength x color gradient, +1 x digit gradient; heads: ordinary gradients (vs finite differences)."""
     _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used

@@ -138,7 +138,7 @@ def test_targeted_pgd_matches_reference_adversarial_images(targeted_pgd, seed):
                    f"steps={settings['steps']})")
 
 
-@check("targeted_pgd")
+@check("targeted_pgd", kind="property")
 def test_targeted_pgd_stays_in_the_eps_ball_and_unit_range(targeted_pgd, seed):
     """Many large steps: every pixel stays within eps of the original and inside [0, 1]."""
     model = _tiny_net(seed + 1)
@@ -213,7 +213,7 @@ def test_targeted_pgd_reports_success_confidence_and_steps(targeted_pgd, seed):
                  hint="confidence[i] = softmax(f(x_adv))[i, target_i], computed in eval mode on the returned images")
 
 
-@check("targeted_pgd")
+@check("targeted_pgd", kind="property")
 def test_targeted_pgd_random_start_only_when_asked_and_reproducible(targeted_pgd, seed):
     """random_start=True: a uniform start in the eps-ball, the same for the same generator seed."""
     model = _tiny_net(seed + 4)
@@ -234,7 +234,7 @@ def test_targeted_pgd_random_start_only_when_asked_and_reproducible(targeted_pgd
                 f"pixels moved by {float(moved.mean()):.4g} on average, at most {float(moved.max()):.4g}")
 
 
-@check("targeted_pgd")
+@check("targeted_pgd", kind="property")
 def test_targeted_pgd_runs_the_model_in_eval_mode_and_restores_it(targeted_pgd, seed):
     """BatchNorm and Dropout must be in eval mode during the attack, and the model given back in train mode."""
     model = _tiny_net(seed + 5)
@@ -345,7 +345,7 @@ def test_targeted_pgd_stop_confidence_freezes_samples_that_reached_it(targeted_p
                  hint="an image that reached stop_confidence is frozen: no further updates")
 
 
-@check("targeted_pgd")
+@check("targeted_pgd", kind="property")
 def test_targeted_pgd_leaves_the_inputs_and_parameter_gradients_untouched(targeted_pgd, seed):
     """The caller's images are not modified in place, and the model's parameters get no .grad."""
     model = _tiny_net(seed + 7)

@@ -425,7 +425,7 @@ def test_fraction_variance_unexplained_is_computed_in_float64(fraction_variance_
                  f"(computed in float64)", **tolerance, hint=hint)
 
 
-@check("fraction_variance_unexplained")
+@check("fraction_variance_unexplained", kind="property")
 def test_fraction_variance_unexplained_returns_a_float_without_touching_gradients(fraction_variance_unexplained,
                                                                                  seed):
     """A metric: a Python float, also for inputs that require grad, with no gradient left anywhere."""

@@ -16,6 +16,7 @@ from typing import Any
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading.registry import CheckFailure
 from shortcutlab.grading.execute import PASSED, CheckContext, Outcome, run_check
+from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
 
 SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
@@ -94,14 +95,19 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
         for c in planned:
             outcomes.append((c.name, run_check(checks[c.name], context, check_seed(run_seed, lesson.id, c.name),
                                                c.timeout, function, limit)))
-    failed = [(n, o) for n, o in outcomes if o.status != PASSED]
+    names = [f for spec in loaded.lessons for f in spec.functions]
+    # No credit for doing nothing: a property check counts only once the function's value checks pass.
+    not_counted = gated(planned, {n: o.status for n, o in outcomes}, names)
+    failed = [(n, o) for n, o in outcomes if o.status != PASSED or n in not_counted]
     seconds = sum(o.seconds for _, o in outcomes)
     head = f"{function}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed ({seconds:.1f} s)"
     lines = [head + (f", seed {run_seed}" if failed else "")]
-    names = [f for spec in loaded.lessons for f in spec.functions]
     for check_name, outcome in outcomes:
-        lines.append(f"  {SYMBOLS.get(outcome.status, '?')} {_title(check_name, function, names)}")
-        if outcome.status != PASSED:
+        status = "failed" if check_name in not_counted else outcome.status
+        lines.append(f"  {SYMBOLS.get(status, '?')} {_title(check_name, function, names)}")
+        if check_name in not_counted:
+            lines.append(_indent(gated_output(not_counted[check_name])))
+        elif outcome.status != PASSED:
             lines.append(_indent(outcome.output(limit)))
     print("\n".join(lines))
     if failed:

@@ -18,6 +18,12 @@ from shortcutlab.course import Course, CourseError, LessonSpec
 
 MARK = "__shortcutlab_check__"
 SEED_PARAMETER = "seed"
+# What a check tests: a "value" check compares the function's output with the reference or a known answer; a
+# "property" check tests a property a stub of the right shape can have too (a shape, a range, hooks removed, a
+# mode restored, inputs left alone). A property check's points count only once every value check of its
+# function passed (gating.py).
+VALUE, PROPERTY = "value", "property"
+KINDS = (VALUE, PROPERTY)
 F = TypeVar("F", bound=Callable)
 
 
@@ -33,17 +39,27 @@ class CheckFailure(AssertionError):
 class CheckMark:
     function: str
     hidden: bool
+    kind: str = VALUE
 
 
-def check(function: str, *, hidden: bool = False) -> Callable[[F], F]:
+def _kind_error(kind: object) -> str:
+    return (f"unknown check kind {kind!r}: write kind=\"value\" (the default: the check compares the function's "
+            "output with the reference or a known answer) or kind=\"property\" (a property a stub of the right "
+            "shape could have too; it counts only once the function's value checks pass)")
+
+
+def check(function: str, *, hidden: bool = False, kind: str = VALUE) -> Callable[[F], F]:
     """Mark a pytest-style check of the graded function ``function``; ``hidden`` checks are not run by
-    ``shortcutlab.check`` in notebooks and their messages are not shown to students."""
+    ``shortcutlab.check`` in notebooks and their messages are not shown to students; a ``kind="property"``
+    check's points count only when every value check of ``function`` passed."""
     if not isinstance(function, str) or not function.isidentifier():
         raise TypeError(f"@check needs the graded function's name as a string, e.g. @check(\"grad_cam\"); "
                         f"got {function!r}")
+    if kind not in KINDS:
+        raise ValueError(_kind_error(kind))
 
     def mark(fn: F) -> F:
-        setattr(fn, MARK, CheckMark(function, bool(hidden)))
+        setattr(fn, MARK, CheckMark(function, bool(hidden), kind))
         return fn
 
     return mark
@@ -59,6 +75,7 @@ class CheckInfo:
     params: tuple[str, ...]
     line: int
     doc: str = ""
+    kind: str = VALUE
 
 
 @dataclass(frozen=True)
@@ -72,10 +89,11 @@ class PlannedCheck:
     max_score: float
     timeout: float
     doc: str = ""
+    kind: str = VALUE  # VALUE or PROPERTY (counts only once the function's value checks pass)
 
 
-def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool] | None:
-    """(function, hidden) of ``@check(...)`` / ``@grading.check(...)``; None for other decorators."""
+def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool, str] | None:
+    """(function, hidden, kind) of ``@check(...)`` / ``@grading.check(...)``; None for other decorators."""
     if not isinstance(node, ast.Call):
         return None
     func = node.func
@@ -84,12 +102,17 @@ def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool] | None:
         return None
     values: dict[str, ast.expr] = dict(zip(("function",), node.args))
     values.update({kw.arg: kw.value for kw in node.keywords if kw.arg})
-    function, hidden = values.get("function"), values.get("hidden")
+    function, hidden, kind = values.get("function"), values.get("hidden"), values.get("kind")
     if not (isinstance(function, ast.Constant) and isinstance(function.value, str)) or (
-            hidden is not None and not (isinstance(hidden, ast.Constant) and isinstance(hidden.value, bool))):
-        raise CheckFileError(f"{where}: write @check(\"function_name\") or @check(\"function_name\", hidden=True) "
-                             "with literal arguments; the grader reads them without importing the file")
-    return function.value, bool(hidden.value) if hidden is not None else False
+            hidden is not None and not (isinstance(hidden, ast.Constant) and isinstance(hidden.value, bool))) or (
+            kind is not None and not (isinstance(kind, ast.Constant) and isinstance(kind.value, str))):
+        raise CheckFileError(f"{where}: write @check(\"function_name\") or @check(\"function_name\", hidden=True, "
+                             "kind=\"property\") with literal arguments; the grader reads them without importing "
+                             "the file")
+    if kind is not None and kind.value not in KINDS:
+        raise CheckFileError(f"{where}: {_kind_error(kind.value)}")
+    return function.value, bool(hidden.value) if hidden is not None else False, \
+        kind.value if kind is not None else VALUE
 
 
 def parse_check_file(path: str | Path) -> list[CheckInfo]:
@@ -115,7 +138,8 @@ def parse_check_file(path: str | Path) -> list[CheckInfo]:
             args = node.args
             params = tuple(a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs))
             doc = (ast.get_docstring(node) or "").strip().splitlines()
-            checks.append(CheckInfo(node.name, found[0], found[1], params, node.lineno, doc[0] if doc else ""))
+            checks.append(CheckInfo(node.name, found[0], found[1], params, node.lineno, doc[0] if doc else "",
+                                    found[2]))
     return checks
 
 
@@ -123,7 +147,7 @@ def plan_checks(course: Course, lesson: LessonSpec | str) -> list[PlannedCheck]:
     """The lesson's checks ordered by function (course.yml order), each with points, visibility and timeout.
 
     Raises CheckFileError when course.yml and the check file disagree (a function without checks,
-    a check of an unknown function, a hidden name that is no check).
+    a check of an unknown function, a hidden name that is no check) or a function has property checks only.
     """
     lesson = course.lesson(lesson) if isinstance(lesson, str) else lesson
     path = course.check_file(lesson)
@@ -144,12 +168,17 @@ def plan_checks(course: Course, lesson: LessonSpec | str) -> list[PlannedCheck]:
     if stray:
         raise CheckFileError(f"course.yml hides {', '.join(stray)} in lesson {lesson.id}, but {path} has no such "
                              f"check; its checks are: {', '.join(c.name for c in found)}")
+    no_value = [f for f in lesson.functions if all(c.kind == PROPERTY for c in found if c.function == f)]
+    if no_value:
+        raise CheckFileError(f"{path}: every check of {', '.join(no_value)} is a kind=\"property\" check; a "
+                             "function needs at least one value check (one that compares its output with the "
+                             "reference or a known answer), since property checks count only once those pass")
     planned: list[PlannedCheck] = []
     for function, spec in lesson.functions.items():
         mine = [c for c in found if c.function == function]
         for c in mine:
             planned.append(PlannedCheck(c.name, function, c.hidden or c.name in lesson.hidden, c.params,
-                                        spec.points / len(mine), course.timeout(lesson, function), c.doc))
+                                        spec.points / len(mine), course.timeout(lesson, function), c.doc, c.kind))
     return planned
 
 

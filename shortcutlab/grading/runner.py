@@ -24,6 +24,7 @@ from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading import sandbox
 from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
 from shortcutlab.grading.limits import apply_derived_timeouts, default_budget
+from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
@@ -213,7 +214,7 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
     error = work.error or (raw or {}).get("error")
     results = (raw or {}).get("results", {})
     notes = list(work.submission.notes) if work.submission else []
-    checks = []
+    outcomes: dict[str, tuple[str, str]] = {}
     for c in planned:
         got = results.get(c.name)
         if got is None:
@@ -222,6 +223,14 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
             status, output = str(got.get("status")), str(got.get("output") or "")
             if status not in (PASSED, "failed", ERROR, TIMEOUT):
                 status, output = ERROR, f"grader error: unknown status {status!r}"
+        outcomes[c.name] = status, output
+    # No credit for doing nothing: a property check counts only once its function's value checks pass.
+    for name, sentence in gated(planned, {n: s for n, (s, _) in outcomes.items()},
+                                [f for spec in course.lessons for f in spec.functions]).items():
+        outcomes[name] = "failed", gated_output(sentence)
+    checks = []
+    for c in planned:
+        status, output = outcomes[c.name]
         if status != PASSED and notes:
             output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
         checks.append(CheckResult(c.name, c.function, c.max_score if status == PASSED else 0.0, c.max_score,

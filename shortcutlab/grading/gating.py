@@ -1,0 +1,49 @@
+"""No credit for doing nothing: a property check's points count only once its function's value checks pass.
+
+A ``@check(..., kind="property")`` check tests something a stub of the right shape can have too (a shape, a
+range, hooks removed, a mode restored, inputs left alone); a zeros/constant/unmoved stub would earn those points
+without computing anything. So wherever points are computed (``shortcutlab grade``, nbgrader's autograde check
+cells, the notebook's check report), :func:`gated` names the property checks that passed but do not count, and
+the caller gives each 0 points, status ``failed`` and :func:`gated_output` as its message.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from shortcutlab.grading.registry import PROPERTY, VALUE, PlannedCheck
+
+PASSED = "passed"  # execute.PASSED (not imported: this module stays free of the check runner)
+NOT_COUNTED = "not counted until"
+
+
+def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
+          names: Iterable[str] | None = None) -> dict[str, str]:
+    """The property checks of ``planned`` that passed (``statuses[name] == "passed"``) but do not count, since a
+    value check of their function (among ``planned``) did not pass, each with the sentence saying so
+    (``not counted until "matches the reference" passes``; a hidden value check is "a hidden check").
+    ``names``: the course's graded functions and classes, for the check titles."""
+    from shortcutlab.grading.report import check_title
+
+    names = list(names) if names is not None else None
+    out: dict[str, str] = {}
+    for function in dict.fromkeys(c.function for c in planned):
+        mine = [c for c in planned if c.function == function]
+        missing = [c for c in mine if c.kind == VALUE and statuses.get(c.name) != PASSED]
+        if not missing:
+            continue
+        visible = [f'"{check_title(c.name, function, names)}"' for c in missing if not c.hidden]
+        hidden = sum(c.hidden for c in missing)
+        titles = visible + ([f"{'a' if hidden == 1 else hidden} hidden check{'s' if hidden > 1 else ''}"]
+                            if hidden else [])
+        listed = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+        verb = "passes" if len(missing) == 1 else "pass"
+        for c in mine:
+            if c.kind == PROPERTY and statuses.get(c.name) == PASSED:
+                out[c.name] = f"{NOT_COUNTED} {listed} {verb}"
+    return out
+
+
+def gated_output(sentence: str) -> str:
+    """A gated check's message: it passed, and why it earns nothing yet."""
+    return (f"passed, but {sentence}: this check tests a property that code doing nothing useful can have too, "
+            "so it counts only once the function's values are right")
