@@ -1,7 +1,7 @@
 """Does the OS sandbox (bubblewrap) hold? Hostile lesson-00 submissions, graded in one batch with a correct one,
 each try one escape: read an answer key beside the batch, write outside their scratch folder (beside the batch, the
 output folder, the grader's home), connect to a listener of the grader on 127.0.0.1, read a secret from the
-grader's environment, start hundreds of processes, leave a daemon behind. Each gets full marks on
+grader's environment, start hundreds of processes, leave a daemon behind, SIGKILL the grading server. Each gets full marks on
 color_given_digit only if its escape works; the sandbox must give it 0 there, the correct one full marks, change
 nothing outside the scratch and output folders and leave no process behind.
 
@@ -42,6 +42,7 @@ sys.modules.setdefault("make_hostile", make_hostile)
 _spec.loader.exec_module(make_hostile)
 
 WHY_NOT = sandbox.probe(str(PACKAGE_ROOT))
+pytestmark = pytest.mark.slow  # grades whole batches end to end
 needs_bwrap = pytest.mark.skipif(WHY_NOT is not None and not os.environ.get("CI"),
                                  reason=f"the OS sandbox cannot run here: {WHY_NOT}")
 
@@ -82,6 +83,9 @@ def _escapes(batch: Path, out: Path, port: int) -> dict[str, str]:
                 os._exit(0)
         globals()["_FORKED_MANY"] = True
 ''',
+        # The grading server is its parent's parent (make_hostile's kills_grading_server): in the sandbox student code
+        # runs as a uid of its own, so the kill fails with PermissionError and the server grades on.
+        "kills_grading_server": make_hostile.KILL_SERVER,
         # The second half of the daemon: it works only if the daemon started by daemon_start (graded just before,
         # by the same grading server) outlived that submission.
         "daemon_check": f'''    import socket
@@ -96,8 +100,6 @@ DAEMON = '''
 import os as _os
 import socket as _socket
 import time as _time
-
-pytestmark = pytest.mark.slow  # grades whole batches end to end
 
 if _os.fork() == 0:  # a daemon: its own session, its parent gone, serving a socket
     _os.setsid()
@@ -183,6 +185,8 @@ def escaped(tmp_path_factory):
     start = batch / f"{LESSON}__daemon_start.py"
     start.write_text(correct + DAEMON.replace("{tag}", TAG))
     paths.insert(paths.index(batch / f"{LESSON}__daemon_check.py"), start)  # graded just before the check
+    killer = batch / f"{LESSON}__kills_grading_server.py"
+    paths.insert(0, paths.pop(paths.index(killer)))  # first: every other submission is graded by its target
     before = {"batch": _listing(batch), "home": sorted(os.listdir(Path.home())), "repo": sorted(os.listdir(ROOT))}
     saved = os.getcwd(), os.environ.get("TMPDIR")
     os.environ[SECRET_ENV] = SECRET
@@ -215,7 +219,8 @@ def escaped(tmp_path_factory):
         except OSError:
             pass
     by_name = {Path(r.path).stem.split("__")[1]: r for r in run.report.submissions}
-    return {"by_name": by_name, "before": before, "after": after, "left": left, "connections": len(connections),
+    return {"by_name": by_name, "order": [Path(r.path).name for r in run.report.submissions],
+            "paths": [p.name for p in paths], "before": before, "after": after, "left": left, "connections": len(connections),
             "out": out, "cwd": cwd, "tmp": tmp, "warnings": warnings, "seconds": seconds}
 
 
@@ -230,8 +235,18 @@ def test_the_correct_submission_gets_full_marks_in_the_sandbox(escaped):
 
 
 @needs_bwrap
+def test_the_grading_server_survives_a_submission_that_tries_to_kill_it(escaped):
+    """Graded first by the only grading server: the kill fails (another uid), so only the function that tried it
+    loses its points, and every submission after it is graded (and reported, in order)."""
+    assert escaped["order"] == escaped["paths"]
+    mine = [c for c in escaped["by_name"]["kills_grading_server"].checks if c.function == FUNCTION]
+    assert mine and all(c.status == "error" and "PermissionError" in c.output for c in mine), \
+        [c.output[:300] for c in mine]
+
+
+@needs_bwrap
 @pytest.mark.parametrize("name", ["reads_answer_key", "writes_outside", "connects", "reads_secret", "forks_many",
-                                  "daemon_check"])
+                                  "kills_grading_server", "daemon_check"])
 def test_an_escape_gets_zero_on_the_function_that_tries_it(escaped, name):
     result = escaped["by_name"][name]
     scores = result.function_scores()

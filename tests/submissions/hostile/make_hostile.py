@@ -2,7 +2,7 @@
 
 Each .py is the correct submission tests/submissions/00_colored_mnist.py with exactly one hostile change
 (an endless loop, an exit, a crash, a memory bomb, a flood of output, forged results, a patched grader or
-reference, the reference itself, mutated inputs, a killed grading server); the notebooks are one correct
+reference, the reference itself, mutated inputs, a killed grading server, a pickle payload); the notebooks are one correct
 notebook and three broken ones. ``HOSTILE`` also says what grading must make of each (used by
 tests/test_grading_hostile.py). Run `python tests/submissions/hostile/make_hostile.py` after editing the
 correct submission or an entry; `--check` exits 1 when a committed file is stale.
@@ -145,6 +145,87 @@ KILL_SERVER = '''    import os
     os.kill(server, signal.SIGKILL)
 '''
 
+# Where a pickle payload leaves its marker when it runs: its working, temp and home folders (the grader's own when
+# anything there unpickles, deep-copies or reads the state of the answer) and ``PICKLE_DIR``, a folder the test
+# bakes into its copy of the file (with_marker_dir; "" in the committed file). It also says so on stdout and
+# stderr, and unpickles into the correct answer, so a grader that decoded it would also pass the check.
+PICKLE_SAYS = "HOSTILE-PICKLE-PAYLOAD-RAN"
+PICKLE_DIR = 'PICKLE_DIR = ""\n'
+PICKLE = f"""
+import builtins as _builtins
+import os as _os
+import pickle as _pickle
+import sys as _sys
+import tempfile as _tempfile
+
+{PICKLE_DIR}_PICKLE_SAYS = {PICKLE_SAYS!r}
+
+
+def _payload_code():
+    \"\"\"Python that leaves the marker wherever it runs (run by ``exec`` after unpickling: no submission needed).\"\"\"
+    return (f"import os, sys, tempfile\\n"
+            f"for folder in (os.getcwd(), tempfile.gettempdir(), os.path.expanduser('~'), {{PICKLE_DIR!r}}):\\n"
+            f"    try:\\n"
+            f"        if folder:\\n"
+            f"            open(os.path.join(folder, 'HOSTILE_unpickled.txt'), 'w').write('{{_PICKLE_SAYS}}')\\n"
+            f"    except OSError:\\n"
+            f"        pass\\n"
+            f"for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):\\n"
+            f"    try:\\n"
+            f"        stream.write('{{_PICKLE_SAYS}}\\\\n')\\n"
+            f"        stream.flush()\\n"
+            f"    except Exception:\\n"
+            f"        pass\\n")
+
+
+def _leave_marker():
+    exec(_payload_code(), {{}})
+
+
+class _Payload(torch.Tensor):
+    \"\"\"Looks like the answer; pickled, copied or unpickled anywhere, it runs _payload_code there.\"\"\"
+
+    def __reduce__(self):
+        _leave_marker()
+        # Unpickles (in any process: builtins only) into the marker's side effects, then the correct answer.
+        data = torch.Tensor.tolist(self.as_subclass(torch.Tensor))
+        return (_builtins.eval, ("(exec(code, {{}}), __import__('torch').tensor(data))[1]",
+                                {{"code": _payload_code(), "data": data}}))
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+    def __getstate__(self):
+        _leave_marker()
+        return {{}}
+
+    def __setstate__(self, state):
+        _leave_marker()
+
+    def __copy__(self):
+        _leave_marker()
+        return self
+
+    def __deepcopy__(self, memo):
+        _leave_marker()
+        return self
+
+
+class _PayloadAsBytes:
+    def __reduce__(self):
+        return (_builtins.exec, (_payload_code(), {{}}))
+
+"""
+
+
+def with_marker_dir(source: str, folder: str) -> str:
+    """A pickle submission's source whose payload also leaves its marker in ``folder``."""
+    assert source.count(PICKLE_DIR) == 1
+    return source.replace(PICKLE_DIR, f"PICKLE_DIR = {folder!r}\n")
+
+
+COLORIZE_RETURN = "    return (d * color + background * (1 - d)).clamp(0, 1)\n"
+
 STUBS = tuple(at_start(f, '    raise NotImplementedError("hostile: forged results only")\n') for f in FUNCTIONS)
 
 HOSTILE: dict[str, Hostile] = {
@@ -212,11 +293,21 @@ HOSTILE: dict[str, Hostile] = {
     "mutates_inputs": Hostile(
         "colorize zeroes the library's PALETTE in place, so the reference it is compared with agrees with it",
         (at_start("colorize", "    PALETTE.zero_()\n"),),
-        zero=("colorize",), still_passes=("test_colorize_returns_rgb_images_in_unit_range",)),
+        # (its shape/range check passes too, but as a property check it counts only once the values do: 0)
+        zero=("colorize",)),
     "kills_grading_server": Hostile(
         "color_given_digit SIGKILLs the grading server",
         (at_start("color_given_digit", KILL_SERVER),),
         zero=FUNCTIONS, error=True, says="grading server"),
+    "pickle_payload": Hostile(
+        "colorize returns its correct answer as a tensor subclass whose pickling, copying and unpickling run code",
+        ((IMPORTS, IMPORTS + PICKLE),
+         (COLORIZE_RETURN, "    return (d * color + background * (1 - d)).clamp(0, 1).as_subclass(_Payload)\n")),
+        zero=("colorize",), status="failed", says="which the grader cannot compare"),
+    "pickle_bytes": Hostile(
+        "colorize returns the bytes of a pickle that runs code when loaded",
+        ((IMPORTS, IMPORTS + PICKLE), (COLORIZE_RETURN, "    return _pickle.dumps(_PayloadAsBytes())\n")),
+        zero=("colorize",), status="failed", says="bytes"),
 }
 
 BROKEN_NOTEBOOKS = {
