@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from shortcutlab.data import colorize
-from shortcutlab.grading import (CheckFailure, check, expect_close, expect_dtype, expect_equal, expect_finite,
+from shortcutlab.grading import (CheckFailure, check, probe, expect_close, expect_dtype, expect_equal, expect_finite,
                                  expect_shape, expect_true)
 from shortcutlab.tolerance import tolerance_for
 
@@ -190,9 +190,9 @@ def _forward(model: nn.Module, x: torch.Tensor, what: str) -> object:
             handle.remove()
 
 
-def _logits(model: nn.Module, x: torch.Tensor, what: str, classes: int = NUM_CLASSES) -> torch.Tensor:
-    out = _forward(model, x, what)
-    expect_shape(out, (x.shape[0], classes), what,
+def _expect_logits(out: object, n: int, what: str, classes: int = NUM_CLASSES) -> torch.Tensor:
+    """``out`` is (n, classes) finite float32 logits, not probabilities (judged on data)."""
+    expect_shape(out, (n, classes), what,
                  hint=f"end with a linear layer to num_classes ({classes}) outputs, one logit per class")
     expect_dtype(out, torch.float32, what)
     expect_finite(out, what)
@@ -204,70 +204,108 @@ def _logits(model: nn.Module, x: torch.Tensor, what: str, classes: int = NUM_CLA
     return out
 
 
-@check("SimpleCNN")
+def _logits(model: nn.Module, x: torch.Tensor, what: str, classes: int = NUM_CLASSES) -> torch.Tensor:
+    """``model(x)``, checked to be logits (inside a probe: the judge checks what the probe returns again)."""
+    return _expect_logits(_forward(model, x, what), x.shape[0], what, classes)
+
+
+@probe
+def _outputs_on(SimpleCNN, images: torch.Tensor, noise: torch.Tensor, classes: int) -> dict:
+    """SimpleCNN()'s outputs on ``images`` and ``noise``, and SimpleCNN(num_classes=classes)'s on ``images``."""
+    model = _new_model(SimpleCNN)
+    n = images.shape[0]
+    out = _forward(model, images, f"SimpleCNN()(images of shape ({n}, 3, 28, 28))")
+    other = _forward(model, noise, "SimpleCNN()(other images)")
+    resized = _forward(SimpleCNN(num_classes=classes), images,
+                       f"SimpleCNN(num_classes={classes})(images of shape ({n}, 3, 28, 28))")
+    return {"out": _detached(out), "other": _detached(other), "resized": _detached(resized)}
+
+
+def _detached(value: object) -> object:
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+@check("SimpleCNN", kind="property")
 def test_simple_cnn_maps_images_to_ten_logits(SimpleCNN, seed):
     """(N, 3, 28, 28) images give (N, 10) finite float32 logits (not probabilities) that depend on the image;
     SimpleCNN(num_classes=k) gives k logits."""
     g = _generator(seed, 1)
     n = int(torch.randint(2, 7, (1,), generator=g))
-    model = _new_model(SimpleCNN)
     x, _, _ = _color_coded(n, seed, 2)
-    out = _logits(model, x, f"SimpleCNN()(images of shape ({n}, 3, 28, 28))")
     noise = torch.rand(x.shape, generator=_generator(seed, 3))
-    other = _logits(model, noise, "SimpleCNN()(other images)")
+    classes = int(torch.randint(2, 9, (1,), generator=g))
+    got = _outputs_on(SimpleCNN, x, noise, classes)
+    out = _expect_logits(got["out"], n, f"SimpleCNN()(images of shape ({n}, 3, 28, 28))")
+    other = _expect_logits(got["other"], n, "SimpleCNN()(other images)")
     expect_true(not torch.allclose(out, other, rtol=0, atol=1e-6), "SimpleCNN gives the same logits for different "
                 "images: the output must be computed from the input")
-    classes = int(torch.randint(2, 9, (1,), generator=g))
-    _logits(SimpleCNN(num_classes=classes), x, f"SimpleCNN(num_classes={classes})(images of shape ({n}, 3, 28, 28))",
-            classes)
+    _expect_logits(got["resized"], n, f"SimpleCNN(num_classes={classes})(images of shape ({n}, 3, 28, 28))", classes)
 
 
-@check("SimpleCNN")
-def test_simple_cnn_exposes_a_convolutional_target_layer(SimpleCNN, seed):
-    """``model.target_layer`` is a submodule whose output is a 4-D feature map (N, C, H, W), for Grad-CAM."""
+@probe
+def _target_layer_run(SimpleCNN, images: torch.Tensor) -> dict:
+    """What Grad-CAM needs of ``model.target_layer``: whether it is one of the model's own layers, and the order in
+    which it and the convolutions run on ``images`` with the shape of each output."""
     model = _new_model(SimpleCNN)
-    expect_true(hasattr(model, "target_layer"), "SimpleCNN has no attribute target_layer. Hint: keep the last "
-                "convolutional block as self.target_layer (or a property returning it)")
+    if not hasattr(model, "target_layer"):
+        return {"has": False}
     target = model.target_layer
-    expect_true(isinstance(target, nn.Module), f"model.target_layer should be a layer (nn.Module), got "
-                f"{type(target).__name__}")
-    expect_true(any(m is target for m in model.modules()), "model.target_layer is not one of the model's own "
-                "layers; it must be the module the forward pass goes through")
-    order: list[object] = []  # the target layer's output and every convolution, in the order they run
-    handles = [target.register_forward_hook(lambda module, inputs, output: order.append(("target", output)))]
-    handles += [m.register_forward_hook(lambda module, inputs, output: order.append(("conv", output)))
+    found = {"has": True, "type": type(target).__name__, "is_module": isinstance(target, nn.Module)}
+    if not found["is_module"]:
+        return found
+    found["own"] = any(m is target for m in model.modules())
+    order: list[tuple[str, object]] = []  # the target layer's output and every convolution, in the order they run
+
+    def shape(output: object) -> object:
+        return list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+
+    handles = [target.register_forward_hook(lambda module, inputs, output: order.append(("target", shape(output))))]
+    handles += [m.register_forward_hook(lambda module, inputs, output: order.append(("conv", shape(output))))
                 for m in model.modules() if isinstance(m, nn.Conv2d) and m is not target]
     try:
-        _forward(model, _color_coded(3, seed, 3)[0], "SimpleCNN()(images of shape (3, 3, 28, 28))")
+        _forward(model, images, "SimpleCNN()(images of shape (3, 3, 28, 28))")
     finally:
         for handle in handles:
             handle.remove()
+    found["order"] = order
+    return found
+
+
+@check("SimpleCNN", kind="property")
+def test_simple_cnn_exposes_a_convolutional_target_layer(SimpleCNN, seed):
+    """``model.target_layer`` is a submodule whose output is a 4-D feature map (N, C, H, W), for Grad-CAM."""
+    found = _target_layer_run(SimpleCNN, _color_coded(3, seed, 3)[0])
+    expect_true(found["has"], "SimpleCNN has no attribute target_layer. Hint: keep the last "
+                "convolutional block as self.target_layer (or a property returning it)")
+    expect_true(found["is_module"], f"model.target_layer should be a layer (nn.Module), got {found['type']}")
+    expect_true(found["own"], "model.target_layer is not one of the model's own "
+                "layers; it must be the module the forward pass goes through")
+    order = [(kind, output) for kind, output in found["order"]]
     seen = [output for kind, output in order if kind == "target"]
     expect_true(seen, "the forward pass never runs model.target_layer; use the layer itself in forward")
     feature_map = seen[-1]
-    expect_true(isinstance(feature_map, torch.Tensor) and feature_map.dim() == 4 and feature_map.shape[0] == 3,
-                "model.target_layer should output a feature map (N, C, H, W); it output "
-                + (f"shape {tuple(feature_map.shape)}" if isinstance(feature_map, torch.Tensor) else
-                   type(feature_map).__name__)
+    is_map = isinstance(feature_map, list) and len(feature_map) == 4 and feature_map[0] == 3
+    expect_true(is_map, "model.target_layer should output a feature map (N, C, H, W); it output "
+                + (f"shape {tuple(feature_map)}" if isinstance(feature_map, list) else str(feature_map))
                 + ". Hint: pick a convolutional block, not a linear layer")
     last = max(i for i, (kind, _) in enumerate(order) if kind == "target")
     expect_true(all(kind != "conv" for kind, _ in order[last + 1:]),
                 "a convolution runs after model.target_layer: it should be the last convolutional block, whose "
                 "output is the last feature map")
-    expect_true(tuple(feature_map.shape[-2:]) == (7, 7),
-                f"model.target_layer outputs maps of {feature_map.shape[-2]}x{feature_map.shape[-1]} pixels; the "
+    expect_true(tuple(feature_map[-2:]) == (7, 7),
+                f"model.target_layer outputs maps of {feature_map[-2]}x{feature_map[-1]} pixels; the "
                 "last feature map of 28x28 images is 7x7 (28 -> 14 -> 7 after two 2x2 poolings). Hint: 3x3 "
                 "convolutions with padding=1 keep the size; only the two MaxPool2d(2) halve it")
 
 
-@check("SimpleCNN")
-def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
-    """A few Adam steps on 20 images whose color gives the label bring the loss well down."""
-    x, labels, _ = _color_coded(20, seed, 4, balanced=True)
+@probe
+def _training_losses(SimpleCNN, x: torch.Tensor, labels: torch.Tensor) -> list[float] | None:
+    """The cross-entropy losses of 15 Adam steps (lr 5e-3) of a fresh SimpleCNN on (x, labels); None if it has
+    no trainable parameters."""
     model = _new_model(SimpleCNN).train()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    expect_true(parameters, "SimpleCNN has no trainable parameters. Hint: create layers in __init__ as attributes "
-                "(self.conv = nn.Conv2d(...)), not inside forward")
+    if not parameters:
+        return None
     optimizer = _Adam(parameters, lr=5e-3)
     losses = []
     for _ in range(15):
@@ -276,6 +314,18 @@ def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+    return losses
+
+
+@check("SimpleCNN")
+def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
+    """A few Adam steps on 20 images whose color gives the label bring the loss well down."""
+    x, labels, _ = _color_coded(20, seed, 4, balanced=True)
+    losses = _training_losses(SimpleCNN, x, labels)
+    expect_true(losses is not None, "SimpleCNN has no trainable parameters. Hint: create layers in __init__ as "
+                "attributes (self.conv = nn.Conv2d(...)), not inside forward")
+    expect_true(isinstance(losses, list) and len(losses) == 15 and all(isinstance(v, float) for v in losses),
+                "the grader could not read the training losses")
     # The reference ends below 0.55 of its first loss on every seed tried; a model that cannot use the image
     # stays at 1.0 (balanced classes).
     expect_true(min(losses[-3:]) < 0.8 * losses[0],
@@ -284,14 +334,24 @@ def test_simple_cnn_learns_a_color_coded_task(SimpleCNN, seed):
                 "then linear layers; make sure every layer is used in forward and nothing is detached")
 
 
-@check("SimpleCNN")
-def test_simple_cnn_treats_each_image_independently(SimpleCNN, seed):
-    """In eval mode, an image's logits do not depend on the other images of its batch."""
+@probe
+def _batch_and_single(SimpleCNN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fresh SimpleCNN's eval-mode logits of ``x`` as one batch, and of each image alone (stacked)."""
     model = _new_model(SimpleCNN).eval()
-    x, _, _ = _color_coded(4, seed, 5)
     with torch.no_grad():
         batch = _logits(model, x, "SimpleCNN's output")
-        single = torch.cat([_logits(model, x[i:i + 1], "SimpleCNN's output on one image") for i in range(4)])
+        single = torch.cat([_logits(model, x[i:i + 1], "SimpleCNN's output on one image")
+                            for i in range(x.shape[0])])
+    return batch, single
+
+
+@check("SimpleCNN", kind="property")
+def test_simple_cnn_treats_each_image_independently(SimpleCNN, seed):
+    """In eval mode, an image's logits do not depend on the other images of its batch."""
+    x, _, _ = _color_coded(4, seed, 5)
+    batch, single = _batch_and_single(SimpleCNN, x)
+    batch = _expect_logits(batch, 4, "SimpleCNN's output")
+    single = _expect_logits(single, 4, "SimpleCNN's output on one image at a time")
     expect_close(batch, single, "logits of images run as a batch vs one at a time",
                  **tolerance_for(single, ops=SIMPLECNN_OPS),
                  hint="an image's logits must depend on that image alone: flatten with x.flatten(1) (or "

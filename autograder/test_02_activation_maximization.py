@@ -231,7 +231,7 @@ def test_activation_maximization_with_zero_steps_returns_the_noisy_start(activat
                 f"{mean:.3f}, std {std:.3f}. Hint: {hint}")
     again = _run_actmax(activation_maximization, _Template(seed), _target(seed, 21), seed, steps=0)
     expect_true(torch.equal(x, again), "two calls with identically seeded generators gave different start "
-                f"images. Hint: draw the noise with torch.rand(..., generator=generator)")
+                "images. Hint: draw the noise with torch.rand(..., generator=generator)")
 
 
 @check("activation_maximization")

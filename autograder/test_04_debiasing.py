@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortcutlab.data import NUM_CLASSES, colorize, recolor, smooth_texture
-from shortcutlab.grading import CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true, with_reference
+from shortcutlab.grading import (CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true, probe,
+                                 with_reference)
 from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
@@ -383,16 +384,31 @@ def _build_grlnet(GRLNet, seed: int, num_colors: int, strength: float) -> nn.Mod
     return model.double().eval()
 
 
-def _grl_outputs(model: nn.Module, x: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
-    out = model(x)
+def _detached(value: object) -> object:
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _output_parts(out: object, detach: bool) -> dict:
+    """What the check needs of GRLNet's output ``out``: whether it is a pair, what it is if not, and the pair."""
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CheckFailure(f"GRLNet's forward should return a pair (digit_logits, color_logits), got {got}. Hint: "
-                           "return self.backbone.classifier(h), self.color_head(grad_reverse(h, self.strength))")
-    n = x.shape[0]
-    expect_shape(out[0], (n, NUM_CLASSES), "GRLNet's digit_logits (first output)")
-    expect_shape(out[1], (n, num_colors), f"GRLNet's color_logits (second output) for num_colors={num_colors}")
-    return out[0], out[1]
+        return {"pair": False, "got": got}
+    digit, color = (_detached(out[0]), _detached(out[1])) if detach else (out[0], out[1])
+    return {"pair": True, "digit": digit, "color": color}
+
+
+def _expect_pair(parts: dict, n: int, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``parts`` (from _output_parts) is a pair of digit logits (n, 10) and color logits (n, num_colors)."""
+    if not parts["pair"]:
+        raise CheckFailure(f"GRLNet's forward should return a pair (digit_logits, color_logits), got {parts['got']}. "
+                           "Hint: return self.backbone.classifier(h), self.color_head(grad_reverse(h, self.strength))")
+    expect_shape(parts["digit"], (n, NUM_CLASSES), "GRLNet's digit_logits (first output)")
+    expect_shape(parts["color"], (n, num_colors), f"GRLNet's color_logits (second output) for num_colors={num_colors}")
+    return parts["digit"], parts["color"]
+
+
+def _grl_outputs(model: nn.Module, x: torch.Tensor, num_colors: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _expect_pair(_output_parts(model(x), detach=False), x.shape[0], num_colors)
 
 
 def _directional_derivatives(model: nn.Module, x: torch.Tensor, num_colors: int, seed: int):
@@ -430,57 +446,90 @@ def _about(a: float, b: float, scale: float) -> bool:
     return abs(a - b) <= 1e-4 * scale + 1e-3 * abs(b)
 
 
-@check("GRLNet")
-def test_grlnet_digit_head_is_the_backbone_classifier(GRLNet, seed):
-    """digit_logits = backbone.classifier(backbone.features(x)), i.e. the backbone SimpleCNN's own output."""
-    g = _generator(seed, 45)
-    model = _build_grlnet(GRLNet, seed, int(torch.randint(3, 9, (1,), generator=g)), 1.0)
+@probe
+def _digit_head_outputs(GRLNet, seed: int, num_colors: int, x: torch.Tensor) -> dict:
+    """GRLNet's first output on ``x`` and its backbone's own classifier(features(x)) (``backbone``: whether it has a
+    backbone with features and classifier)."""
+    model = _build_grlnet(GRLNet, seed, num_colors, 1.0)
     backbone = getattr(model, "backbone", None)
-    expect_true(isinstance(backbone, nn.Module) and hasattr(backbone, "features") and hasattr(backbone, "classifier"),
-                "GRLNet has no attribute backbone with features and classifier. Hint: self.backbone = "
-                "SimpleCNN(num_classes=num_classes, width=width, hidden=hidden)")
-    x = torch.rand(3, 3, 28, 28, generator=g, dtype=torch.float64)
+    if not (isinstance(backbone, nn.Module) and hasattr(backbone, "features") and hasattr(backbone, "classifier")):
+        return {"backbone": False}
     with with_reference(GRLNet, "grad_reverse", reference_grad_reverse), torch.no_grad():
         out = model(x)
         expected = backbone.classifier(backbone.features(x))
     digit = out[0] if isinstance(out, (tuple, list)) else out
+    return {"backbone": True, "digit": _detached(digit), "expected": _detached(expected)}
+
+
+@probe
+def _shapes_of_outputs_and_color_head(GRLNet, seed: int, num_colors: int, x: torch.Tensor) -> dict:
+    """GRLNet's outputs on ``x``, whether it has a color_head module and its parameters' shapes, and whether the
+    constructor takes ``hidden`` (then _build_grlnet passes 64)."""
+    model = _build_grlnet(GRLNet, seed, num_colors, 1.0)
+    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
+        out = _output_parts(model(x), detach=True)
+    head = getattr(model, "color_head", None)
+    is_module = isinstance(head, nn.Module)
+    return {"out": out, "color_head": is_module,
+            "head_shapes": [list(p.shape) for p in head.parameters()] if is_module else [],
+            "takes_hidden": "hidden" in inspect.signature(GRLNet).parameters}
+
+
+@check("GRLNet")
+def test_grlnet_digit_head_is_the_backbone_classifier(GRLNet, seed):
+    """digit_logits = backbone.classifier(backbone.features(x)), i.e. the backbone SimpleCNN's own output."""
+    g = _generator(seed, 45)
+    num_colors = int(torch.randint(3, 9, (1,), generator=g))
+    x = torch.rand(3, 3, 28, 28, generator=g, dtype=torch.float64)
+    got = _digit_head_outputs(GRLNet, seed, num_colors, x)
+    expect_true(got["backbone"], "GRLNet has no attribute backbone with features and classifier. Hint: self.backbone = "
+                "SimpleCNN(num_classes=num_classes, width=width, hidden=hidden)")
+    digit, expected = got["digit"], got["expected"]
     expect_close(digit, expected, "GRLNet's digit_logits compared with self.backbone.classifier(self.backbone."
                  "features(x))", **tolerance_for(expected, ops=4),
                  hint="the digit head is the backbone's own classifier: digit_logits = self.backbone.classifier(h) "
                  "with h = self.backbone.features(x) (no extra digit head), so the backbone alone is the digit model")
 
 
-@check("GRLNet")
+@check("GRLNet", kind="property")
 def test_grlnet_returns_digit_and_color_logits_of_the_right_shapes(GRLNet, seed):
     """forward(x) is (digit_logits (N, num_classes), color_logits (N, num_colors)) for images (N, 3, 28, 28)."""
     g = _generator(seed, 41)
     num_colors, n = int(torch.randint(3, 9, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
-    model = _build_grlnet(GRLNet, seed, num_colors, 1.0)
-    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
-        digit, color = _grl_outputs(model, torch.rand(n, 3, 28, 28, generator=g, dtype=torch.float64), num_colors)
+    got = _shapes_of_outputs_and_color_head(GRLNet, seed, num_colors, torch.rand(n, 3, 28, 28, generator=g,
+                                                                                  dtype=torch.float64))
+    digit, color = _expect_pair(got["out"], n, num_colors)
     expect_finite(digit, "GRLNet's digit_logits")
     expect_finite(color, "GRLNet's color_logits")
-    head = getattr(model, "color_head", None)
-    expect_true(isinstance(head, nn.Module), "GRLNet has no attribute color_head (an nn.Module). Hint: self.color_head "
+    expect_true(got["color_head"], "GRLNet has no attribute color_head (an nn.Module). Hint: self.color_head "
                 "= nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, num_colors))")
-    shapes = sorted(tuple(p.shape) for p in head.parameters())
-    hidden = 64 if "hidden" in inspect.signature(GRLNet).parameters else 128  # _build_grlnet's, else the default
+    shapes = sorted(tuple(int(s) for s in shape) for shape in got["head_shapes"])
+    hidden = 64 if got["takes_hidden"] else 128  # _build_grlnet's, else the default
     expected = sorted([(hidden // 2, hidden), (hidden // 2,), (num_colors, hidden // 2), (num_colors,)])
     expect_true(shapes == expected, f"GRLNet(hidden={hidden}, num_colors={num_colors}).color_head has parameters of "
                 f"shapes {shapes}, expected {expected}. Hint: nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), "
                 "nn.Linear(hidden // 2, num_colors))")
 
 
+@probe
+def _reversal_rows(GRLNet, seed: int, num_colors: int, strength: float, reassign: float | None,
+                   x: torch.Tensor) -> list:
+    """_directional_derivatives of GRLNet(strength=strength) on ``x``, after model.strength = reassign if given."""
+    model = _build_grlnet(GRLNet, seed, num_colors, strength)
+    if reassign is not None:
+        model.strength = reassign
+    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
+        return _directional_derivatives(model, x, num_colors, seed)
+
+
 def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) -> None:
     g = _generator(seed, 42)
     num_colors = int(torch.randint(3, 9, (1,), generator=g))
-    model = _build_grlnet(GRLNet, seed, num_colors, strength)
     initial = strength
-    if reassign is not None:
-        model.strength = strength = reassign
     x = torch.rand(4, 3, 28, 28, generator=g, dtype=torch.float64)
-    with with_reference(GRLNet, "grad_reverse", reference_grad_reverse):
-        rows = _directional_derivatives(model, x, num_colors, seed)
+    rows = [tuple(r) for r in _reversal_rows(GRLNet, seed, num_colors, strength, reassign, x)]
+    if reassign is not None:
+        strength = reassign
     scale = max(max(abs(r[2]), abs(r[4])) for r in rows) or 1.0
     small = 1e-6 * scale  # below this a parameter does not influence that output
     digit_only = [r for r in rows if abs(r[4]) <= small and abs(r[2]) > small]
@@ -522,7 +571,7 @@ def _check_reversal(GRLNet, seed: int, strength: float, reassign: float | None) 
                     f"times the ordinary gradient; it gets {problem}")
 
 
-@check("GRLNet", kind="property")
+@check("GRLNet")
 def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, seed):
     """Backbone: -strength x color gradient, +1 x digit gradient; heads: ordinary gradients (vs finite differences)."""
     _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used

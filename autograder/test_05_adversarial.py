@@ -239,12 +239,14 @@ def test_targeted_pgd_runs_the_model_in_eval_mode_and_restores_it(targeted_pgd, 
     """BatchNorm and Dropout must be in eval mode during the attack, and the model given back in train mode."""
     model = _tiny_net(seed + 5)
     images, targets = _batch(seed + 5, model, n=4)
-    seen: list[bool] = []
-    handle = model.register_forward_pre_hook(lambda module, inputs: seen.append(module.training))
+    # Kept on the model (a public attribute) so that the grader's re-run sees it as part of the model's state.
+    model.modes_seen = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: module.modes_seen.append(module.training))
     try:
         _attack(targeted_pgd, model, images, targets, eps=0.05, alpha=0.01, steps=3)
     finally:
         handle.remove()
+    seen = model.modes_seen
     expect_true(bool(seen) and not any(seen), "the model ran in train mode during the attack (Dropout active, "
                 "BatchNorm using batch statistics). Hint: model.eval() before attacking")
     expect_true(all(m.training for m in model.modules()), "the model was in train mode before targeted_pgd but "

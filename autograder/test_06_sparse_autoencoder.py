@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.grading import CheckFailure, check, expect_close, expect_shape, expect_true
+from shortcutlab.grading import CheckFailure, check, expect_close, expect_shape, expect_tensor, expect_true, probe
 from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
@@ -56,31 +56,66 @@ def _fvu_close(got: float, value: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- SparseAutoencoder
+#
+# Each check's use of the student's class is a @probe (it builds and runs the SAE, returning plain data); the check
+# body judges that data: the parameters' names and shapes again, and every comparison with the reference, which is
+# built in the body from parameter values the body draws itself.
 
 
 def _build(SparseAutoencoder, d_in: int, d_hidden: int, seed: int) -> nn.Module:
+    """(Inside a probe) a new SAE, stopped early with the message a check gives if it is not one of the right shape."""
     sae = SparseAutoencoder(d_in, d_hidden, generator=_generator(seed, 1))
-    expect_true(isinstance(sae, nn.Module),
-                f"SparseAutoencoder(...) should build an nn.Module, got {type(sae).__name__}")
-    registered = dict(sae.named_parameters())
+    _expect_built(_described(sae), d_in, d_hidden)
+    return sae
+
+
+def _described(sae: object) -> dict:
+    """What ``_expect_built`` judges of a new SAE: whether it is an nn.Module, and its registered parameters."""
+    if not isinstance(sae, nn.Module):
+        return {"module": False, "type": type(sae).__name__, "parameters": {}}
+    return {"module": True, "type": type(sae).__name__,
+            "parameters": {name: p.detach().clone() for name, p in sae.named_parameters() if name in PARAMETERS}}
+
+
+def _expect_built(built: dict, d_in: int, d_hidden: int) -> None:
+    expect_true(built["module"], f"SparseAutoencoder(...) should build an nn.Module, got {built['type']}")
+    registered = built["parameters"]
     for name, shape in zip(PARAMETERS, ((d_in, d_hidden), (d_hidden,), (d_hidden, d_in), (d_in,))):
         if name not in registered:
             raise CheckFailure(f"SparseAutoencoder has no parameter {name}; create it in __init__ as "
                                f"self.{name} = nn.Parameter(...) of shape {shape}")
         expect_shape(registered[name], shape, f"SparseAutoencoder({d_in}, {d_hidden}).{name}",
                      hint="W_enc is (d_in, d_hidden), b_enc (d_hidden,), W_dec (d_hidden, d_in), b_dec (d_in,)")
-    return sae
 
 
-def _randomise(sae: nn.Module, seed: int, salt: int) -> dict[str, torch.Tensor]:
-    """Give every parameter random values (non-zero biases, uneven decoder rows); returns them."""
+def _plain(value: object) -> object:
+    """A student method's answer as plain data: tensors detached (and copied), tuples and lists element-wise."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value) if type(value) in (tuple, list) else [_plain(v) for v in value]
+    return value
+
+
+def _state(sae: nn.Module) -> dict[str, object]:
+    """The SAE's four parameters as it holds them now (attributes, detached copies)."""
+    return {name: _plain(getattr(sae, name)) for name in PARAMETERS}
+
+
+def _random_values(d_in: int, d_hidden: int, seed: int, salt: int) -> dict[str, torch.Tensor]:
+    """Random values for every parameter (non-zero biases, uneven decoder rows)."""
     g = _generator(seed, salt)
-    values = {name: torch.randn(getattr(sae, name).shape, generator=g) for name in PARAMETERS}
+    shapes = {"W_enc": (d_in, d_hidden), "b_enc": (d_hidden,), "W_dec": (d_hidden, d_in), "b_dec": (d_in,)}
+    values = {name: torch.randn(shapes[name], generator=g) for name in PARAMETERS}
     values["W_dec"] = values["W_dec"] * (0.5 + 2 * torch.rand(values["W_dec"].shape[0], 1, generator=g))
-    with torch.no_grad():
-        for name, value in values.items():
-            getattr(sae, name).copy_(value)
     return values
+
+
+def _assign(sae: nn.Module, values: dict[str, torch.Tensor]) -> None:
+    """(Inside a probe) copy ``values`` into the SAE's parameters."""
+    with torch.no_grad():
+        for name in PARAMETERS:
+            getattr(sae, name).copy_(values[name])
 
 
 def _reference_with(values: dict[str, torch.Tensor]) -> nn.Module:
@@ -106,16 +141,27 @@ def _encode_hint(values: dict[str, torch.Tensor], x: torch.Tensor, got: torch.Te
     return "encode(x) = relu((x - b_dec) @ W_enc + b_enc)"
 
 
-@check("SparseAutoencoder")
+@probe
+def _shapes_of(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, x: torch.Tensor | None) -> dict:
+    """A new SAE's parameters, its stored (d_in, d_hidden) and, given ``x``, its forward output on it."""
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    stored = (getattr(sae, "d_in", None), getattr(sae, "d_hidden", None))
+    return {"built": _described(sae), "stored": _plain(stored), "out": None if x is None else _plain(sae(x))}
+
+
+@check("SparseAutoencoder", kind="property")
 def test_sparse_autoencoder_has_parameters_and_outputs_of_the_documented_shapes(SparseAutoencoder, seed):
     """W_enc (d_in, d_hidden), b_enc (d_hidden,), W_dec (d_hidden, d_in), b_dec (d_in,); forward -> (x_hat, f)."""
     n, d_in, d_hidden = _sizes(seed, 2)
-    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    stored = (getattr(sae, "d_in", None), getattr(sae, "d_hidden", None))
+    got = _shapes_of(SparseAutoencoder, d_in, d_hidden, seed, None)  # the stored sizes are judged before forward runs
+    _expect_built(got["built"], d_in, d_hidden)
+    stored = tuple(got["stored"])
     expect_true(stored == (d_in, d_hidden), f"SparseAutoencoder({d_in}, {d_hidden}) stores (d_in, d_hidden) = {stored}. "
                 "Hint: self.d_in, self.d_hidden = d_in, d_hidden (the training loop and the notebook read them)")
     x = torch.randn(n, d_in, generator=_generator(seed, 3))
-    out = sae(x)
+    got = _shapes_of(SparseAutoencoder, d_in, d_hidden, seed, x)
+    _expect_built(got["built"], d_in, d_hidden)
+    out = got["out"]
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise CheckFailure(f"SparseAutoencoder's forward should return a pair (x_hat, f), got {type(out).__name__}. "
                            "Hint: f = self.encode(x); return self.decode(f), f")
@@ -123,29 +169,48 @@ def test_sparse_autoencoder_has_parameters_and_outputs_of_the_documented_shapes(
     expect_shape(out[1], (n, d_hidden), f"f (second output) for x of shape {(n, d_in)}")
 
 
+@probe
+def _answers_of(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, values: dict, calls: list) -> dict:
+    """A new SAE given the parameter ``values``: its answers to ``calls`` [(method, input)], in order, without
+    gradients ("forward" is sae(input))."""
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    _assign(sae, values)
+    answers = []
+    with torch.no_grad():
+        for method, value in calls:
+            answers.append(_plain(sae(value.clone()) if method == "forward" else getattr(sae, method)(value.clone())))
+    return {"built": _described(sae), "answers": answers}
+
+
 @check("SparseAutoencoder")
 def test_sparse_autoencoder_encode_and_decode_follow_the_formulas(SparseAutoencoder, seed):
     """With random parameter values: encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec."""
     n, d_in, d_hidden = _sizes(seed, 4)
-    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    values = _randomise(sae, seed, 5)
+    values = _random_values(d_in, d_hidden, seed, 5)
     reference = _reference_with(values)
     x = torch.randn(n, d_in, generator=_generator(seed, 6)) + 2 * torch.randn(d_in, generator=_generator(seed, 7))
+    latents = F.relu(torch.randn(n, d_hidden, generator=_generator(seed, 8)))
+    calls = [("encode", x), ("decode", latents), ("forward", x)]
+
+    def answers(count: int) -> list:  # answers to the first ``count`` calls: a stage is judged before the next runs
+        got = _answers_of(SparseAutoencoder, d_in, d_hidden, seed, values, calls[:count])
+        _expect_built(got["built"], d_in, d_hidden)
+        return got["answers"]
+
     with torch.no_grad():
-        f, expected_f = sae.encode(x.clone()), reference.encode(x)
+        f, expected_f = answers(1)[0], reference.encode(x)
         expect_shape(f, (n, d_hidden), "encode(x)")
         encode_tolerance = tolerance_for(expected_f, ops=ENCODE_OPS)
         try:
             expect_close(f, expected_f, "encode(x)", **encode_tolerance)
         except CheckFailure:
             expect_close(f, expected_f, "encode(x)", **encode_tolerance, hint=_encode_hint(values, x, f))
-        latents = F.relu(torch.randn(n, d_hidden, generator=_generator(seed, 8)))
-        x_hat = sae.decode(latents.clone())
+        x_hat = answers(2)[1]
         expect_shape(x_hat, (n, d_in), "decode(f)")
         expected_x_hat = reference.decode(latents)
         expect_close(x_hat, expected_x_hat, "decode(f)", **tolerance_for(expected_x_hat, ops=DECODE_OPS),
                      hint="decode(f) = f @ W_dec + b_dec (b_dec is added back after decoding)")
-        out = sae(x.clone())
+        out = answers(3)[2]
         expected_x_hat, _ = reference(x)
         expect_close(out[1], expected_f, "forward(x)[1], the latents f", **encode_tolerance,
                      hint="forward returns (decode(encode(x)), encode(x))")
@@ -154,70 +219,105 @@ def test_sparse_autoencoder_encode_and_decode_follow_the_formulas(SparseAutoenco
                      hint="forward returns (decode(encode(x)), encode(x))")
 
 
-@check("SparseAutoencoder")
+@probe
+def _normalized(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, values: dict) -> dict:
+    """A new SAE given the parameter ``values``, after normalize_decoder_(): its parameters, and whether W_dec is
+    still the same object."""
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    _assign(sae, values)
+    parameter = sae.W_dec
+    sae.normalize_decoder_()
+    return {"built": _described(sae), "same_w_dec": sae.W_dec is parameter, "state": _state(sae)}
+
+
+@check("SparseAutoencoder", kind="property")
 def test_sparse_autoencoder_normalize_decoder_makes_every_row_unit_norm(SparseAutoencoder, seed):
     """normalize_decoder_() divides each row of W_dec by its L2 norm, in place, keeping its direction."""
     _, d_in, d_hidden = _sizes(seed, 9)
-    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    values = _randomise(sae, seed, 10)
-    parameter = sae.W_dec
-    sae.normalize_decoder_()
-    expect_true(sae.W_dec is parameter, "normalize_decoder_ replaced W_dec by a new object; rescale it in place "
+    values = _random_values(d_in, d_hidden, seed, 10)
+    got = _normalized(SparseAutoencoder, d_in, d_hidden, seed, values)
+    _expect_built(got["built"], d_in, d_hidden)
+    expect_true(got["same_w_dec"] is True, "normalize_decoder_ replaced W_dec by a new object; rescale it in place "
                 "(self.W_dec.div_(...) under torch.no_grad()) so an optimizer holding it keeps working")
-    norms = sae.W_dec.detach().norm(dim=1)
+    state = got["state"]
+    w_dec = expect_tensor(state["W_dec"], "W_dec after normalize_decoder_()")
+    norms = w_dec.norm(dim=1)
     expected = values["W_dec"] / values["W_dec"].norm(dim=1, keepdim=True)
     hint = "each *row* (one latent's direction, dim=1) gets unit norm: W_dec / W_dec.norm(dim=1, keepdim=True)"
     ones = torch.ones(d_hidden)
     expect_close(norms, ones, f"norms of the {d_hidden} rows of W_dec after normalize_decoder_()",
                  **tolerance_for(ones, ops=2 * NORM_OPS), hint=hint)
-    expect_close(sae.W_dec.detach(), expected, "W_dec after normalize_decoder_()",
+    expect_close(w_dec, expected, "W_dec after normalize_decoder_()",
                  **tolerance_for(expected, ops=NORM_OPS), hint=hint)
     for name in ("W_enc", "b_enc", "b_dec"):
-        expect_close(getattr(sae, name).detach(), values[name], f"{name} after normalize_decoder_()", atol=0, rtol=0,
+        expect_close(state[name], values[name], f"{name} after normalize_decoder_()", atol=0, rtol=0,
                      hint="normalize_decoder_ changes W_dec only")
 
 
-@check("SparseAutoencoder")
+@probe
+def _two_fresh(SparseAutoencoder, d_in: int, d_hidden: int, seed: int) -> dict:
+    """Two SAEs built with identically seeded generators: their parameters as they start."""
+    a = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    b = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    return {"built": [_described(a), _described(b)], "a": _state(a), "b": _state(b)}
+
+
+@check("SparseAutoencoder", kind="property")
 def test_sparse_autoencoder_starts_with_unit_decoder_rows_zero_biases_reproducibly(SparseAutoencoder, seed):
     """Fresh SAE: unit-norm decoder rows, W_enc = W_dec.T (tied), zero biases, reproducible from the generator."""
     _, d_in, d_hidden = _sizes(seed, 11)
-    a = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    b = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    got = _two_fresh(SparseAutoencoder, d_in, d_hidden, seed)
+    for built in got["built"]:
+        _expect_built(built, d_in, d_hidden)
+    a, b = got["a"], got["b"]
+    for name in PARAMETERS:
+        expect_tensor(a[name], f"a fresh {name}")
+        expect_tensor(b[name], f"a fresh {name}")
     ones = torch.ones(d_hidden)
-    row_norms = a.W_dec.detach().norm(dim=1)
+    row_norms = a["W_dec"].norm(dim=1)
     hint = "start from random unit directions: torch.randn(d_hidden, d_in, generator=generator), each row divided by its norm"
-    if not _close(row_norms, ones, 2 * NORM_OPS) and _close(a.W_dec.detach().norm(dim=0), torch.ones(d_in),
-                                                            2 * NORM_OPS):
+    if not _close(row_norms, ones, 2 * NORM_OPS) and _close(a["W_dec"].norm(dim=0), torch.ones(d_in), 2 * NORM_OPS):
         hint = ("the columns of W_dec have unit norm, its rows do not: row j is latent j's direction, so normalise "
                 "along dim=1, directions / directions.norm(dim=1, keepdim=True)")
     expect_close(row_norms, ones, f"norms of the {d_hidden} rows of a fresh W_dec ({d_hidden}, {d_in})",
                  **tolerance_for(ones, ops=2 * NORM_OPS), hint=hint)
-    expect_close(a.W_enc.detach(), a.W_dec.detach().T, "a fresh W_enc compared with W_dec.T", atol=0, rtol=0,
+    expect_close(a["W_enc"], a["W_dec"].T, "a fresh W_enc compared with W_dec.T", atol=0, rtol=0,
                  hint="tied start: W_enc is the transpose of W_dec (the same unit directions), as a separate copy")
     for name in ("b_enc", "b_dec"):
-        expect_close(getattr(a, name).detach(), torch.zeros_like(getattr(a, name)), f"a fresh {name}", atol=0, rtol=0,
-                     hint="biases start at zero")
+        expect_close(a[name], torch.zeros_like(a[name]), f"a fresh {name}", atol=0, rtol=0, hint="biases start at zero")
     for name in PARAMETERS:
-        expect_true(torch.equal(getattr(a, name), getattr(b, name)), f"two SAEs built with identically seeded "
+        expect_true(torch.equal(a[name], b[name]), f"two SAEs built with identically seeded "
                     f"generators have different {name}. Hint: draw with torch.randn(..., generator=generator)")
+
+
+@probe
+def _gradients(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, values: dict, x: torch.Tensor,
+               l1: float) -> dict:
+    """A new SAE given the parameter ``values``: each parameter's gradient (None if it got none) of the loss
+    sae_loss(x, *sae(x), l1)."""
+    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
+    _assign(sae, values)
+    x_hat, f = sae(x.clone())
+    reference_sae_loss(x, x_hat, f, l1).backward()
+    return {"built": _described(sae), "grads": {name: _plain(getattr(sae, name).grad) for name in PARAMETERS}}
 
 
 @check("SparseAutoencoder", hidden=True)
 def test_sparse_autoencoder_gradients_match_the_reference(SparseAutoencoder, seed):
     """Training works: every parameter gets the reference's gradient of a reconstruction + L1 loss."""
     n, d_in, d_hidden = _sizes(seed, 12)
-    sae = _build(SparseAutoencoder, d_in, d_hidden, seed)
-    values = _randomise(sae, seed, 13)
-    reference = _reference_with(values)
+    values = _random_values(d_in, d_hidden, seed, 13)
     x = torch.randn(n, d_in, generator=_generator(seed, 14))
-    for model in (sae, reference):
-        x_hat, f = model(x.clone())
-        reference_sae_loss(x, x_hat, f, 0.1).backward()
+    got = _gradients(SparseAutoencoder, d_in, d_hidden, seed, values, x, 0.1)
+    _expect_built(got["built"], d_in, d_hidden)
+    reference = _reference_with(values)
+    x_hat, f = reference(x.clone())
+    reference_sae_loss(x, x_hat, f, 0.1).backward()
     for name in PARAMETERS:
-        got = getattr(sae, name).grad
-        expect_true(got is not None, f"{name} got no gradient: use it in encode/decode with torch operations")
+        grad = got["grads"][name]
+        expect_true(grad is not None, f"{name} got no gradient: use it in encode/decode with torch operations")
         expected = getattr(reference, name).grad
-        expect_close(got, expected, f"gradient of the loss with respect to {name}",
+        expect_close(grad, expected, f"gradient of the loss with respect to {name}",
                      **tolerance_for(expected, ops=GRAD_OPS),
                      hint="encode = relu((x - b_dec) @ W_enc + b_enc), decode = f @ W_dec + b_dec")
 

@@ -9,7 +9,9 @@ isolated grading time of each submission (grading server, a forked process per s
 run one at a time) with running the same cells and checks here, with the same seeds and no processes at all.
 Last, it grades those submissions one at a time in the OS sandbox (bubblewrap) and without it (today's process
 isolation, SHORTCUTLAB_SANDBOX=none) and prints the sandbox's cost per submission: the ratio and the extra seconds
-(target: at most +0.5 s). ``--sandbox-only`` runs only that comparison (``--lessons`` picks lessons by number).
+(target: at most +0.5 s), and the judge's share (the re-run of each passed check in a process where no student
+code ran, timed inside the run): sandbox + judge against neither. ``--sandbox-only`` runs only that comparison
+(``--lessons`` picks lessons by number).
 """
 from __future__ import annotations
 
@@ -114,7 +116,7 @@ def _serial(paths: list[Path], out: Path, mode: str) -> tuple[float, dict[str, f
         else:
             os.environ[sandbox.SANDBOX_ENV] = saved
     return (wall, {s.path: s.seconds for s in report.submissions}, {s.path: s.score for s in report.submissions},
-            {s.sandbox for s in report.submissions})
+            {s.sandbox for s in report.submissions}, {s.path: s.judge_seconds for s in report.submissions})
 
 
 def sandbox_cost(paths: list[Path], work: Path) -> None:
@@ -132,8 +134,8 @@ def sandbox_cost(paths: list[Path], work: Path) -> None:
         print(f"grading server start, sandbox {mode}: {time.perf_counter() - start:.2f} s")
         server.close()
     os.environ.pop(sandbox.SANDBOX_ENV, None)
-    plain_wall, plain, plain_scores, plain_modes = _serial(paths, work / "grades-plain", sandbox.NONE)
-    boxed_wall, boxed, boxed_scores, boxed_modes = _serial(paths, work / "grades-sandbox", sandbox.BUBBLEWRAP)
+    plain_wall, plain, plain_scores, plain_modes, plain_judge = _serial(paths, work / "grades-plain", sandbox.NONE)
+    boxed_wall, boxed, boxed_scores, boxed_modes, _ = _serial(paths, work / "grades-sandbox", sandbox.BUBBLEWRAP)
     rest = [str(p) for p in paths[1:]]  # the first one pays for its server's start
     agree = sum(1 for p in map(str, paths) if abs(plain_scores[p] - boxed_scores[p]) < 1e-6)
     plain_total, boxed_total = sum(plain[p] for p in rest), sum(boxed[p] for p in rest)
@@ -143,6 +145,13 @@ def sandbox_cost(paths: list[Path], work: Path) -> None:
     print(f"OS sandbox cost per submission (the other {len(rest)}): {boxed_total / len(rest):.2f} s vs "
           f"{plain_total / len(rest):.2f} s, ratio {boxed_total / plain_total:.2f}x, extra mean "
           f"{statistics.mean(extra):+.2f} s, median {statistics.median(extra):+.2f} s (target <= +0.5 s)")
+    # Today's isolation without the judge: the plain run less its judge's re-runs (timed inside the same run).
+    judge = sum(plain_judge[p] for p in rest)
+    bare = plain_total - judge
+    print(f"judge (re-running each passed check where no student code ran): {judge / len(rest):.2f} s per "
+          f"submission; sandbox + judge vs neither: {boxed_total / len(rest):.2f} s vs {bare / len(rest):.2f} s, "
+          f"ratio {boxed_total / bare:.2f}x, extra {(boxed_total - bare) / len(rest):+.2f} s per submission "
+          "(target <= +0.5 s)")
 
 
 def main() -> None:

@@ -529,7 +529,7 @@ def test_json_output_is_one_document_on_stdout_with_the_documented_schema(toy):
         assert set(submission["load"]) == {"status", "cell", "message"}
         assert submission["load"]["status"] in ("ok", "error", "timeout", "not_run")
         for c in submission["checks"]:
-            assert set(c) == {"name", "function", "score", "max_score", "status", "output", "hidden"}
+            assert set(c) == {"name", "function", "score", "max_score", "status", "output", "hidden", "judged"}
             assert c["status"] in ("passed", "failed", "error", "timeout")
             assert isinstance(c["score"], (int, float)) and isinstance(c["output"], str)
     noisy, correct, broken = document["submissions"]
@@ -669,58 +669,6 @@ def test_expect_helpers_say_what_is_wrong_where():
 
 
 # ----------------------------------------------------------------------------- tamper resistance, piece by piece
-
-
-def test_recorded_answers_replay_results_and_in_place_changes_elsewhere():
-    """What a student function returned and changed in place (a tensor, a generator) comes back in the re-run."""
-    from shortcutlab.grading.replay import Recorder, replayers
-
-    def student(x, generator=None):
-        x.mul_(2)
-        noise = torch.rand(3, generator=generator)
-        return {"noise": noise, "sum": float(x.sum()), "pair": (torch.Size([2]), torch.int64)}
-
-    recorder = Recorder()
-    recorded = recorder.wrap("f", student)
-    out = recorded(torch.ones(2), generator=torch.Generator().manual_seed(5))
-    transcript = json.loads(json.dumps(recorder.transcript()))  # it travels as JSON
-    x, g = torch.ones(2), torch.Generator().manual_seed(5)
-    again = replayers(transcript, ["f"])["f"](x, generator=g)
-    assert torch.equal(again["noise"], out["noise"]) and again["sum"] == 4.0 and again["pair"] == out["pair"]
-    assert torch.equal(x, torch.full((2,), 2.0))
-    moved = torch.Generator().manual_seed(5)
-    torch.rand(3, generator=moved)
-    assert torch.equal(torch.rand(1, generator=g), torch.rand(1, generator=moved))
-
-
-@pytest.mark.parametrize("tamper, message", [
-    (lambda t: t["calls"]["f"].clear(), "reported no answer"),
-    (lambda t: t["calls"]["f"][0].update(digest="0" * 64), "called with other arguments"),
-    (lambda t: t["calls"]["f"][0].update(result={"tensor": 0, "dtype": "float32; import os", "shape": [2]}),
-     "malformed"),
-    (lambda t: t["calls"]["f"][0].update(result={"tensor": 0, "dtype": "float32", "shape": [99]}), "malformed"),
-    (lambda t: t["calls"]["f"][0].update(result={"opaque": "builtins.object"}), "cannot compare"),
-    (lambda t: t.update(blobs=["!!not base64!!"]), "malformed"),
-])
-def test_a_forged_or_broken_record_fails_the_check_in_the_re_run(tamper, message):
-    from shortcutlab.grading.replay import Recorder, replayers
-
-    recorder = Recorder()
-    recorder.wrap("f", lambda x: x * 2)(torch.ones(2))
-    transcript = json.loads(json.dumps(recorder.transcript()))
-    tamper(transcript)
-    with pytest.raises(CheckFailure, match=message):
-        replayers(transcript, ["f"])["f"](torch.ones(2))
-
-
-def test_a_call_that_needs_a_live_object_cannot_be_replayed():
-    from shortcutlab.grading.replay import NotReplayable, replayers
-
-    replayer = replayers({"calls": {"f": []}, "blobs": []}, ["f"])["f"]
-    with pytest.raises(NotReplayable, match="Linear"):
-        replayer(torch.nn.Linear(2, 2))
-    with pytest.raises(NotReplayable, match="requires gradients"):
-        replayer(torch.ones(2, requires_grad=True))
 
 
 STUDENT_CODE = '''

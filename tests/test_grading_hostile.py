@@ -272,9 +272,11 @@ def grad_cam(model, layer, images, targets=None):
 '''
 
 
-def test_a_lying_tensor_subclass_earns_no_more_than_the_plain_tensor_it_wraps(tmp_path):
-    """A grad_cam whose (near-blank) map is a tensor subclass answering every comparison with 'equal' scores
-    exactly what the same map as a plain tensor scores: checks run with subclass overrides switched off."""
+def test_a_lying_tensor_subclass_earns_zero_like_the_plain_tensor_it_wraps(tmp_path):
+    """A grad_cam whose (near-blank) map is a tensor subclass answering every comparison with 'equal' earns 0, as
+    the same map as a plain tensor does: the judge never sees the subclass (answers travel as data, and a subclass
+    is "cannot compare"), the runner runs checks with subclass overrides switched off, and property checks count
+    only once the values are right."""
     from shortcutlab.grading.runner import grade
 
     liar, plain = tmp_path / "liar_03_gradcam.py", tmp_path / "plain_03_gradcam.py"
@@ -283,5 +285,5 @@ def test_a_lying_tensor_subclass_earns_no_more_than_the_plain_tensor_it_wraps(tm
     report = grade([liar, plain], lesson="03_gradcam", jobs=2, seed=5, course=load_course(ROOT / "course.yml"))
     lying, honest = report.submissions
     assert lying.error is None and honest.error is None
-    assert [c.status for c in lying.checks] == [c.status for c in honest.checks]
-    assert lying.score == honest.score < lying.max_score / 2
+    assert [c.status for c in lying.checks] == [c.status for c in honest.checks] == ["failed"] * len(lying.checks)
+    assert lying.score == honest.score == 0

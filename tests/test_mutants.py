@@ -122,6 +122,15 @@ def test_a_correct_submission_gets_full_marks(path, graded):
     _full_marks(graded[path])
 
 
+@pytest.mark.parametrize("path", SUBMISSIONS, ids=lambda p: p.stem)
+def test_every_check_of_a_correct_submission_is_judged_where_no_student_code_ran(path, graded):
+    """Each pass comes from the judge's re-run (recorded answers, model states and probe data), never from the
+    process that ran the student's code alone."""
+    _ready(path, path.stem)
+    unjudged = [c.name for c in graded[path].checks if not c.judged]
+    assert not unjudged, f"{path.stem}: passed without the judge: {unjudged}"
+
+
 @pytest.mark.parametrize("lesson", COURSE.lesson_ids)
 def test_the_library_reference_gets_full_marks(lesson, graded):
     _ready(Path(lesson), lesson)

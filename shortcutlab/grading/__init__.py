@@ -10,7 +10,7 @@ from shortcutlab.grading.registry import CheckFailure, check
 
 __all__ = ["CheckFailure", "check", "check_in_notebook", "expect_close", "expect_dtype", "expect_equal",
            "expect_finite", "expect_range", "expect_shape", "expect_tensor", "expect_true", "grade",
-           "with_reference"]
+           "probe", "with_reference"]
 
 _LAZY = {
     "expect_close": "shortcutlab.grading.asserts",
@@ -24,6 +24,7 @@ _LAZY = {
     "grade": "shortcutlab.grading.runner",
     "check_in_notebook": "shortcutlab.grading.notebook",
     "with_reference": "shortcutlab.grading.dependencies",
+    "probe": "shortcutlab.grading.probes",
 }
 
 

@@ -18,6 +18,8 @@ import threading
 import types
 from typing import Any
 
+from shortcutlab.grading.registry import CHECK_MODULE_PREFIX
+
 GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -138,7 +140,7 @@ WATCHED_MODULES = ("builtins", "torch", "torch.testing", "torch.nn.functional", 
 def _watched() -> list[tuple[str, Any]]:
     return [(name, module) for name, module in list(sys.modules.items())
             if module is not None and (name in WATCHED_MODULES or name == "shortcutlab"
-                                       or name.startswith(("shortcutlab.", "shortcutlab_checks_")))]
+                                       or name.startswith(("shortcutlab.", CHECK_MODULE_PREFIX)))]
 
 
 class Snapshot:

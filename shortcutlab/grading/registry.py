@@ -188,10 +188,13 @@ def check_seed(run_seed: int, lesson: str, name: str) -> int:
     return int.from_bytes(digest[:4], "big") >> 1
 
 
+CHECK_MODULE_PREFIX = "shortcutlab_checks_"  # the module name of every imported check file starts with it
+
+
 def import_check_file(path: str | Path) -> ModuleType:
     """Import a check file as a module of its own (cached by path)."""
     path = Path(path).resolve()
-    module_name = "shortcutlab_checks_" + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "_" + \
+    module_name = CHECK_MODULE_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "_" + \
         path.stem.replace("-", "_")
     if module_name in sys.modules:
         return sys.modules[module_name]

@@ -1,15 +1,19 @@
 """Re-running a check where no student code ever ran, with the student's recorded answers.
 
 The process that runs a submission's checks records each call a check makes to a student function: a digest
-of the arguments, the result, and every change the call made to its tensor, array and generator arguments.
-A process forked from the grading server (which never runs student code) then runs the same check again
-with stand-ins that check the arguments against the digest and give back the recorded answers. The verdict,
-and every reference value it compares with, come from that process: the student's process only supplies
-answers, as data (decoded here without pickle), so nothing it patches, prints or writes can make a check pass.
+of the arguments, the result, every change the call made to its arguments (tensors, arrays, generators, and the
+observable state of models, optimizers and the check's own objects: parameters, gradients, modes, hooks, plain
+attributes), the global random state and grad mode it left, and, for an answer the check differentiates, each
+backward pass through it (the incoming gradient's digest and the gradients it produced for the call's arguments).
+A process forked from the grading server (which never runs student code) then runs the same check again with
+stand-ins that check the arguments against the digest, apply the recorded changes to the judge's own objects and
+give back the recorded answers, as plain tensors whose backward gives back the recorded gradients. The verdict, and
+every reference value it compares with, come from that process: the student's process only supplies answers, as
+data (``codec.py``, never pickle), so nothing it patches, prints or writes can make a check pass.
 
-A check that hands a student function something that is not plain data (a model, an optimizer, a tensor that
-needs gradients) or that takes a student class cannot be replayed: ``NotReplayable`` says so, and its verdict
-is the one of the process that ran it (see the README's "Threat model").
+A check that hands a student function something that is not carried as data, or that takes a student class,
+cannot be replayed: ``NotReplayable`` says so, and its verdict is the one of the process that ran it (see the
+README's "Threat model").
 """
 from __future__ import annotations
 
@@ -18,262 +22,35 @@ import binascii
 import builtins
 import functools
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from shortcutlab.grading.registry import CheckFailure
+from shortcutlab.grading.codec import (MAX_BYTES, DecodeError, Encoder, NotReplayable, TooBig,
+                                       apply_state, decode, has_opaque, is_plain_value, shift, signature, tensor_bytes)
+from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, CheckFailure
 
-MAX_BYTES = 32 << 20  # tensor bytes one check may record (answers of the lessons are a few kB)
-MAX_NODES = 100_000  # containers and scalars in one recorded value
-MAX_DEPTH = 32
-
-
-class NotReplayable(BaseException):
-    """The check cannot be re-run from recorded answers (BaseException: no check's ``except`` catches it)."""
+__all__ = ["NotReplayable", "Recorder", "Replayer", "fingerprint", "replayers"]
 
 
-class _Skip(Exception):
-    """A value the encoder does not carry (recorded as opaque unless strict)."""
-
-
-class Opaque:
-    """Stands for a recorded value of a type the grader does not carry between processes."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __repr__(self) -> str:
-        return f"<{self.kind} object>"
-
-
-class _Encoder:
-    """Values to JSON-able trees plus byte blobs; ``leaves`` collects the mutable values met (tensors,
-    arrays, generators) in order, with their bytes, so a call's in-place changes can be found and replayed."""
-
-    def __init__(self, strict: bool, budget: int = MAX_BYTES) -> None:
-        self.strict, self.budget = strict, budget
-        self.blobs: list[bytes] = []
-        self.leaves: list[Any] = []
-        self.leaf_bytes: list[bytes] = []
-        self.nodes = 0
-
-    def _blob(self, data: bytes) -> int:
-        self.budget -= len(data)
-        if self.budget < 0:
-            raise _Skip("too_big")
-        self.blobs.append(data)
-        return len(self.blobs) - 1
-
-    def _opaque(self, value: Any, why: str = "") -> dict:
-        kind = f"{type(value).__module__}.{type(value).__qualname__}"
-        if self.strict:
-            raise NotReplayable(why or f"it is given a {kind}")
-        return {"opaque": kind}
-
-    def encode(self, value: Any, depth: int = 0, leaf: bool = True) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES or depth > MAX_DEPTH:
-            if self.strict:
-                raise NotReplayable("its arguments are too large or too deeply nested")
-            raise _Skip("too_big")
-        kind = type(value)
-        if value is None or kind in (bool, int, str):
-            return value
-        if kind is float:
-            return {"float": repr(value)}
-        if kind is tuple:
-            return {"t": [self.encode(v, depth + 1) for v in value]}
-        if kind is list:
-            return {"l": [self.encode(v, depth + 1) for v in value]}
-        if kind is dict:
-            if not all(type(k) is str for k in value):
-                return self._opaque(value, "it is given a dict with keys that are not strings")
-            return {"d": [[k, self.encode(v, depth + 1)] for k, v in value.items()]}
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            if kind is torch.Size:
-                return {"size": [int(s) for s in value]}
-            if kind is torch.dtype:
-                return {"dtype": str(value).removeprefix("torch.")}
-            if kind is torch.device:
-                return {"device": str(value)}
-            if isinstance(value, torch.Tensor):
-                return self._tensor(torch, value, leaf)
-            if kind is torch.Generator:
-                if value.device.type != "cpu":
-                    return self._opaque(value)
-                index = self._blob(value.get_state().numpy().tobytes())
-                if leaf:
-                    self.leaves.append(value)
-                    self.leaf_bytes.append(self.blobs[index])
-                return {"gen": index}
-        np = sys.modules.get("numpy")
-        if np is not None:
-            if kind is np.ndarray or isinstance(value, np.generic):
-                array = np.asarray(value)
-                if array.dtype.kind not in "biufc" or array.dtype.hasobject:
-                    return self._opaque(value)
-                data = np.ascontiguousarray(array).tobytes()
-                index = self._blob(data)
-                if leaf and kind is np.ndarray:
-                    self.leaves.append(value)
-                    self.leaf_bytes.append(data)
-                return {"nd": index, "dtype": array.dtype.str, "shape": list(array.shape),
-                        "scalar": kind is not np.ndarray}
-        return self._opaque(value)
-
-    def _tensor(self, torch: Any, value: Any, leaf: bool) -> dict:
-        if self.strict and value.requires_grad:
-            raise NotReplayable("it is given a tensor that requires gradients")
-        if type(value) not in (torch.Tensor, torch.nn.Parameter) or value.layout != torch.strided or \
-                value.device.type != "cpu" or value.is_quantized:
-            return self._opaque(value)
-        tensor = value.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
-        data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        index = self._blob(data)
-        if leaf:
-            self.leaves.append(value)
-            self.leaf_bytes.append(data)
-        return {"tensor": index, "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape),
-                "rg": bool(value.requires_grad)}
-
-
-def fingerprint(args: tuple, kwargs: dict, strict: bool) -> tuple[str, _Encoder]:
+def fingerprint(args: tuple, kwargs: dict, strict: bool) -> tuple[str, Encoder]:
     """A digest of a call's arguments (equal in every process for equal values), and the encoder that
-    holds its mutable leaves. ``strict``: NotReplayable for anything but plain data."""
-    encoder = _Encoder(strict)
+    holds its mutable leaves and gradient sources. ``strict``: NotReplayable for anything not carried as data."""
+    encoder = Encoder(strict)
     try:
         tree = encoder.encode((tuple(args), {k: kwargs[k] for k in sorted(kwargs)}), leaf=True)
-    except _Skip:
+    except TooBig:
         if strict:
             raise NotReplayable("its arguments are too large to replay") from None
         return "too_big", encoder
-    digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode())
-    for blob in encoder.blobs:
-        digest.update(hashlib.sha256(blob).digest())
-    return digest.hexdigest(), encoder
+    return signature(tree, encoder.blobs).hex(), encoder
 
 
-# ----------------------------------------------------------------------------- decoding (untrusted input)
-
-
-class DecodeError(Exception):
-    """A recorded value is malformed (never trusted: it came from the student's process)."""
-
-
-def _dtype(torch: Any, name: Any) -> Any:
-    value = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(value, torch.dtype):
-        raise DecodeError(f"unknown dtype {name!r}")
-    return value
-
-
-def _shape(shape: Any) -> list[int]:
-    if not isinstance(shape, list) or len(shape) > 64 or not all(type(s) is int and s >= 0 for s in shape):
-        raise DecodeError("bad shape")
-    return shape
-
-
-def decode(node: Any, blobs: list[bytes], depth: int = 0) -> Any:
-    """The value an encoded tree stands for; DecodeError if it is malformed."""
-    if depth > MAX_DEPTH + 2:
-        raise DecodeError("too deep")
-    if node is None or type(node) in (bool, int, str):
-        return node
-    if type(node) is not dict or len(node) < 1:
-        raise DecodeError(f"unexpected {type(node).__name__}")
-
-    def blob(key: str) -> bytes:
-        index = node.get(key)
-        if type(index) is not int or not 0 <= index < len(blobs):
-            raise DecodeError("bad blob index")
-        return blobs[index]
-
-    if "float" in node:
-        try:
-            return float(node["float"])
-        except (TypeError, ValueError):
-            raise DecodeError("bad float") from None
-    if "t" in node or "l" in node:
-        items = node.get("t", node.get("l"))
-        if not isinstance(items, list):
-            raise DecodeError("bad sequence")
-        values = [decode(v, blobs, depth + 1) for v in items]
-        return tuple(values) if "t" in node else values
-    if "d" in node:
-        pairs = node["d"]
-        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and type(p[0]) is str
-                                                  for p in pairs):
-            raise DecodeError("bad mapping")
-        return {k: decode(v, blobs, depth + 1) for k, v in pairs}
-    if "opaque" in node:
-        return Opaque(str(node["opaque"])[:200])
-    if "too_big" in node:
-        return Opaque("value too large to record")
-    if "nd" in node:
-        import numpy as np
-
-        try:
-            dtype = np.dtype(str(node.get("dtype")))
-        except TypeError:
-            raise DecodeError("bad array dtype") from None
-        if dtype.kind not in "biufc" or dtype.hasobject:
-            raise DecodeError("bad array dtype")
-        shape, data = _shape(node.get("shape")), blob("nd")
-        count = 1
-        for s in shape:
-            count *= s
-        if count * dtype.itemsize != len(data):
-            raise DecodeError("array size does not match its data")
-        array = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-        return array[()] if node.get("scalar") else array
-    import torch
-
-    if "size" in node:
-        return torch.Size(_shape(node["size"]))
-    if "dtype" in node and len(node) == 1:
-        return _dtype(torch, node["dtype"])
-    if "device" in node:
-        try:
-            return torch.device(str(node["device"]))
-        except (RuntimeError, ValueError):
-            raise DecodeError("bad device") from None
-    if "tensor" in node:
-        dtype, shape, data = _dtype(torch, node.get("dtype")), _shape(node.get("shape")), blob("tensor")
-        count = 1
-        for s in shape:
-            count *= s
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if count * itemsize != len(data):
-            raise DecodeError("tensor size does not match its data")
-        if count == 0:
-            tensor = torch.empty(shape, dtype=dtype)
-        else:
-            tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
-        # Never requires_grad, whatever the record says: a replayed answer is plain data, so nothing the
-        # student's process sends can turn a later call into one that cannot be replayed.
-        return tensor
-    if "gen" in node:
-        generator = torch.Generator()
-        try:
-            generator.set_state(torch.frombuffer(bytearray(blob("gen")), dtype=torch.uint8))
-        except (RuntimeError, ValueError):
-            raise DecodeError("bad generator state") from None
-        return generator
-    raise DecodeError("unknown record")
-
-
-def _has_opaque(value: Any, depth: int = 0) -> Opaque | None:
-    if isinstance(value, Opaque):
-        return value
-    if depth < MAX_DEPTH and isinstance(value, (tuple, list, dict)):
-        for item in (value.values() if isinstance(value, dict) else value):
-            found = _has_opaque(item, depth + 1)
-            if found is not None:
-                return found
-    return None
+def gradient_digest(gradient: Any) -> str:
+    """A digest of the gradient flowing into an answer during a backward pass (dtype, shape and bytes)."""
+    digest = hashlib.sha256(f"{gradient.dtype}{tuple(gradient.shape)}".encode())
+    digest.update(tensor_bytes(gradient))
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- recording (student process)
@@ -287,7 +64,7 @@ class Recorder:
         self.blobs: list[bytes] = []
         self.budget = budget
 
-    def _keep(self, encoder: _Encoder, tree: Any) -> Any:
+    def _keep(self, encoder: Encoder, tree: Any) -> Any:
         """Move ``encoder``'s blobs into the transcript, renumbering ``tree``'s blob indexes."""
         size = sum(len(b) for b in encoder.blobs)
         if size > self.budget:
@@ -295,13 +72,13 @@ class Recorder:
         self.budget -= size
         offset = len(self.blobs)
         self.blobs.extend(encoder.blobs)
-        return _shift(tree, offset) if offset else tree
+        return shift(tree, offset) if offset else tree
 
-    def _encode(self, value: Any) -> Any:
-        encoder = _Encoder(strict=False, budget=self.budget)
+    def _encode(self, value: Any, taps: dict[int, int] | None = None) -> Any:
+        encoder = Encoder(strict=False, budget=self.budget, taps=taps)
         try:
             tree = encoder.encode(value, leaf=False)
-        except _Skip:
+        except TooBig:
             return {"too_big": True}
         return self._keep(encoder, tree)
 
@@ -310,18 +87,22 @@ class Recorder:
         calls = self.calls.setdefault(name, [])
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
-            entry: dict[str, Any] = {"digest": None, "result": None, "raised": None, "changed": []}
+            entry: dict[str, Any] = {"digest": None, "result": None, "raised": None, "changed": [], "backward": []}
             calls.append(entry)
             digest, before = fingerprint(args, kwargs, strict=False)
             entry["digest"] = digest
+            torch = sys.modules.get("torch")
+            random_state = torch.get_rng_state() if torch is not None else None
             try:
                 result = obj(*args, **kwargs)
             except BaseException as exc:
-                entry["raised"] = {"type": type(exc).__name__, "message": str(exc)[:4000]}
-                self._changes(entry, before)
+                entry["raised"] = {"type": type(exc).__name__, "module": type(exc).__module__,
+                                   "message": str(exc)[:4000]}
+                self._after(entry, before, random_state)
                 raise
-            self._changes(entry, before)
-            entry["result"] = self._encode(result)
+            self._after(entry, before, random_state)
+            result, taps = self._tap(result, before.sources, entry)
+            entry["result"] = self._encode(result, taps)
             return result
 
         try:
@@ -330,43 +111,84 @@ class Recorder:
             pass
         return recorded
 
-    def _changes(self, entry: dict, before: _Encoder) -> None:
-        for index, (leaf, old) in enumerate(zip(before.leaves, before.leaf_bytes)):
-            encoder = _Encoder(strict=False, budget=self.budget)
+    def _after(self, entry: dict, before: Encoder, random_state: Any) -> None:
+        """Record what the call changed: its arguments, the global random state, the grad mode."""
+        for index, (leaf, old) in enumerate(zip(before.leaves, before.leaf_signatures)):
+            encoder = Encoder(strict=False, budget=self.budget)
             try:
                 tree = encoder.encode(leaf, leaf=False)
-            except _Skip:
+            except TooBig:
                 entry["changed"].append([index, {"too_big": True}])
                 continue
-            if encoder.blobs and encoder.blobs[0] == old and tree.get("shape", None) == _leaf_shape(leaf):
-                continue
-            entry["changed"].append([index, self._keep(encoder, tree)])
+            if signature(tree, encoder.blobs) != old:
+                entry["changed"].append([index, self._keep(encoder, tree)])
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            state = torch.get_rng_state()
+            if random_state is None or not torch.equal(state, random_state):
+                entry["random_state"] = self._encode(state)
+            entry["grad_enabled"] = torch.is_grad_enabled()
+
+    def _tap(self, result: Any, sources: list, entry: dict) -> tuple[Any, dict[int, int]]:
+        """``result`` with each answer tensor the check may differentiate routed through a tap that records every
+        backward pass (``entry["backward"]``); the taps by tensor id."""
+        torch = sys.modules.get("torch")
+        taps: dict[int, int] = {}
+        if torch is None or not sources:
+            return result, taps
+
+        def visit(value: Any, depth: int) -> Any:
+            if type(value) is torch.Tensor and value.requires_grad and value.is_floating_point():
+                index = len(taps)
+                tapped = _recording_tap(torch, value, sources, index, self, entry)
+                taps[id(tapped)] = index
+                return tapped
+            if depth < 4 and type(value) in (tuple, list):
+                items = [visit(v, depth + 1) for v in value]
+                return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+            if depth < 4 and type(value) is dict:
+                items = {k: visit(v, depth + 1) for k, v in value.items()}
+                return value if all(items[k] is value[k] for k in value) else items
+            return value
+
+        return visit(result, 0), taps
 
     def transcript(self) -> dict:
         return {"calls": self.calls, "blobs": [base64.b64encode(b).decode("ascii") for b in self.blobs]}
 
 
-def _leaf_shape(leaf: Any) -> Any:
-    shape = getattr(leaf, "shape", None)
-    return list(shape) if shape is not None else None
+def _recording_tap(torch: Any, answer: Any, sources: list, index: int, recorder: Recorder, entry: dict) -> Any:
+    """``answer``'s value as a new tensor whose backward passes through the student's graph to ``sources`` (as
+    usual) and records the incoming gradient's digest and the gradients it hands on."""
 
+    class Tap(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *inputs: Any) -> Any:
+            return answer.detach().clone()
 
-def _shift(tree: Any, offset: int) -> Any:
-    if isinstance(tree, list):
-        return [_shift(v, offset) for v in tree]
-    if isinstance(tree, dict):
-        return {k: (v + offset if k in ("tensor", "gen", "nd") and type(v) is int else _shift(v, offset))
-                for k, v in tree.items()}
-    return tree
+        @staticmethod
+        def backward(ctx: Any, gradient: Any) -> Any:
+            with torch.enable_grad():
+                grads = torch.autograd.grad(answer, sources, gradient, retain_graph=True, allow_unused=True)
+            entry["backward"].append({"tap": index, "digest": gradient_digest(gradient),
+                                      "grads": [None if g is None else recorder._encode(g) for g in grads]})
+            return grads
+
+    return Tap.apply(*sources)
 
 
 # ----------------------------------------------------------------------------- replaying (trusted process)
 
 
 def _student_exception(raised: dict) -> BaseException:
-    """The exception a recorded call raised: the builtin type of that name, else a generic error."""
+    """The exception a recorded call raised: the builtin type of that name, or the check file's own exception that
+    it let through (a check's model that fails on purpose), else a generic error."""
     name, message = str(raised.get("type", "Exception"))[:100], str(raised.get("message", ""))[:4000]
-    kind = getattr(builtins, name, None)
+    module = str(raised.get("module", ""))
+    if module == CheckFailure.__module__ and name == CheckFailure.__name__:
+        return CheckFailure(message)  # a probe's own verdict that the class failed (it can only cost points)
+    home = sys.modules.get(module) if module.startswith(CHECK_MODULE_PREFIX) else builtins
+    kind = getattr(home, name, None) if name.isidentifier() else None
     if isinstance(kind, type) and issubclass(kind, Exception):
         try:
             return kind(message)
@@ -385,60 +207,105 @@ class Replayer:
     def __init__(self, name: str, calls: list, blobs: list[bytes]) -> None:
         self.name, self.calls, self.blobs, self.count = name, calls, blobs, 0
         self.__name__ = self.__qualname__ = name
+        # True once a replayed call handed over a live object (a model, an optimizer, a check's own object) or ran a
+        # probe: its recorded state was observed by the student's process, so a process that tampered with the
+        # grader cannot be trusted on it.
+        self.observed = name.startswith("probe:")
+
+    def _unverifiable(self, why: str) -> CheckFailure:
+        return CheckFailure(f"the grader could not verify this check: {why}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         digest, encoder = fingerprint(args, kwargs, strict=True)
+        self.observed = self.observed or any(not is_plain_value(leaf) for leaf in encoder.leaves)
         if self.count >= len(self.calls):
-            raise CheckFailure(f"the grader could not verify this check: the process that ran {self.name} reported "
-                               f"no answer for its call number {self.count + 1} (it stopped early, or was tampered "
-                               "with)")
+            raise self._unverifiable(f"the process that ran {self.name} reported no answer for its call number "
+                                     f"{self.count + 1} (it stopped early, or was tampered with)")
         call = self.calls[self.count]
         self.count += 1
         try:
             if not isinstance(call, dict) or call.get("digest") != digest:
-                raise CheckFailure(
-                    f"the grader could not verify this check: {self.name} was called with other arguments in the "
-                    f"process that ran it than in the grader's own re-run (call number {self.count}). Does your code "
-                    "reseed or draw from the global random number generator, or change the checks' inputs?")
+                raise self._unverifiable(
+                    f"{self.name} was called with other arguments in the process that ran it than in the grader's "
+                    f"own re-run (call number {self.count}). Does your code reseed the random number generator, or "
+                    "change the checks' inputs in a way it does not undo?")
+            problem = f"{self.name} changed one of its arguments in place in a way the grader cannot replay"
             for change in call.get("changed") or []:
-                self._apply(encoder.leaves, change)
+                if not (isinstance(change, list) and len(change) == 2 and type(change[0]) is int
+                        and 0 <= change[0] < len(encoder.leaves)):
+                    raise DecodeError("bad change record")
+                try:
+                    apply_state(encoder.leaves[change[0]], change[1], self.blobs, problem)
+                except ValueError:
+                    raise CheckFailure(problem) from None
+            self._restore_globals(call)
             if call.get("raised") is not None:
                 raise _student_exception(call["raised"] if isinstance(call["raised"], dict) else {})
-            result = decode(call.get("result"), self.blobs)
+            backward = call.get("backward") if isinstance(call.get("backward"), list) else []
+            result = decode(call.get("result"), self.blobs,
+                            tap=lambda index, value, rg: self._tap(index, value, rg, encoder.sources, backward))
         except DecodeError as exc:
-            raise CheckFailure(f"the grader could not verify this check: the answer recorded for {self.name} is "
-                               f"malformed ({exc})") from None
-        opaque = _has_opaque(result)
+            raise self._unverifiable(f"the answer recorded for {self.name} is malformed ({exc})") from None
+        opaque = has_opaque(result)
         if opaque is not None:
             raise CheckFailure(f"{self.name} returned {opaque!r}, which the grader cannot compare; return tensors, "
                                "numbers, or tuples/lists/dicts of them")
         return result
 
-    def _apply(self, leaves: list, change: Any) -> None:
-        """Replay an in-place change the student's call made to one of its arguments."""
-        if not (isinstance(change, list) and len(change) == 2 and type(change[0]) is int
-                and 0 <= change[0] < len(leaves)):
-            raise DecodeError("bad change record")
-        target, new = leaves[change[0]], decode(change[1], self.blobs)
+    def _restore_globals(self, call: dict) -> None:
+        torch = sys.modules.get("torch")  # recorded only where torch was loaded; never imported here (seconds)
+        if torch is None:
+            return
+        if "random_state" in call:
+            state = decode(call["random_state"], self.blobs)
+            if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+                raise DecodeError("bad random state")
+            try:
+                torch.set_rng_state(state)
+            except (RuntimeError, ValueError):
+                raise DecodeError("bad random state") from None
+        if isinstance(call.get("grad_enabled"), bool):
+            torch.set_grad_enabled(call["grad_enabled"])
+
+    def _tap(self, index: int, value: Any, requires_grad: bool, sources: list, backward: list) -> Any:
+        """The recorded answer ``value``; differentiable to ``sources`` (the judge's own arguments) through the
+        gradients recorded for it, one backward pass after another."""
         import torch
 
-        problem = f"{self.name} changed one of its arguments in place in a way the grader cannot replay"
-        if isinstance(target, torch.Generator) and isinstance(new, torch.Generator):
-            target.set_state(new.get_state())
-        elif isinstance(target, torch.Tensor) and isinstance(new, torch.Tensor):
-            with torch.no_grad():
-                if target.shape == new.shape and target.dtype == new.dtype:
-                    target.copy_(new)
-                else:
+        if not requires_grad or not sources:
+            return value.requires_grad_(requires_grad)
+        passes = [p for p in backward if isinstance(p, dict) and p.get("tap") == index]
+        name, blobs, unverifiable = self.name, self.blobs, self._unverifiable
+
+        class ReplayedAnswer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, *inputs: Any) -> Any:
+                return value.clone()
+
+            @staticmethod
+            def backward(ctx: Any, gradient: Any) -> Any:
+                if not passes:
+                    raise unverifiable(f"no gradient of {name}'s answer was recorded for this backward pass")
+                recorded = passes.pop(0)
+                if recorded.get("digest") != gradient_digest(gradient):
+                    raise unverifiable(f"the gradient flowing into {name}'s answer differs from the one in the "
+                                       "process that ran it")
+                grads = recorded.get("grads")
+                if not isinstance(grads, list) or len(grads) != len(sources):
+                    raise unverifiable(f"the gradients recorded for {name}'s answer are malformed")
+                out = []
+                for source, node in zip(sources, grads):
                     try:
-                        target.set_(new.detach().clone())
-                    except RuntimeError:
-                        raise CheckFailure(problem) from None
-        elif type(target).__module__ == "numpy" and type(new).__module__ == "numpy" and \
-                getattr(target, "shape", None) == getattr(new, "shape", None) and target.dtype == new.dtype:
-            target[...] = new
-        else:
-            raise CheckFailure(problem)
+                        grad = None if node is None else decode(node, blobs)
+                    except DecodeError:
+                        grad = False
+                    if grad is not None and not (isinstance(grad, torch.Tensor) and grad.shape == source.shape
+                                                 and grad.dtype == source.dtype):
+                        raise unverifiable(f"the gradients recorded for {name}'s answer are malformed")
+                    out.append(None if grad is None else grad.detach())
+                return tuple(out)
+
+        return ReplayedAnswer.apply(*sources)
 
 
 def replayers(transcript: Any, names: list[str]) -> dict[str, Callable]:

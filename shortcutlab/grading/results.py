@@ -17,11 +17,12 @@ class CheckResult:
     status: str
     output: str
     hidden: bool = False
+    judged: bool = False  # its pass was decided by the judge, a process where no student code ran
 
     def to_dict(self) -> dict:
         return {"name": self.name, "function": self.function, "score": round(self.score, 4),
                 "max_score": round(self.max_score, 4), "status": self.status, "output": self.output,
-                "hidden": self.hidden}
+                "hidden": self.hidden, "judged": self.judged}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class SubmissionResult:
     # How loading went: {"status": ok|error|timeout|not_run, "cell": notebook cell number or None, "message"}
     load: dict | None = None
     sandbox: str | None = None  # the OS sandbox it ran in: "bubblewrap" or "none" (None: not recorded)
+    judge_seconds: float = 0.0  # of ``seconds``, the judge's re-run of the passed checks (not stored, not in --json)
 
     @property
     def score(self) -> float:

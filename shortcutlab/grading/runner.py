@@ -233,13 +233,15 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
         status, output = outcomes[c.name]
         if status != PASSED and notes:
             output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
+        judged = status == PASSED and (results.get(c.name) or {}).get("verified") is True
         checks.append(CheckResult(c.name, c.function, c.max_score if status == PASSED else 0.0, c.max_score,
-                                  status, truncate(output, limit), c.hidden))
+                                  status, truncate(output, limit), c.hidden, judged))
     # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
     max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
         sum(f.points for f in course.lesson(lesson).functions.values())
     return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3),
-                            load=load_status(raw, error, limit), sandbox=mode)
+                            load=load_status(raw, error, limit), sandbox=mode,
+                            judge_seconds=float((raw or {}).get("judge_seconds") or 0.0))
 
 
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,

@@ -34,6 +34,7 @@ from typing import Any
 from shortcutlab.course import import_object
 from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
                                          Outcome, describe_exception, exec_cells, run_check, truncate)
+from shortcutlab.grading import probes
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
@@ -275,11 +276,14 @@ def _function_process(checks: list[dict], functions: dict[str, Callable], contex
     """Run one function's checks in order, reporting each on ``out_fd``; a passed check's report carries
     the record of its calls, for the grader's own re-run."""
     _die_with_parent()
+    classes = {name: context.namespace[name] for name, reference in (references or {}).items()
+               if isinstance(reference, type) and name in context.namespace}
     for item in checks:
         send(out_fd, {"event": "start", "name": item["name"]})
         recorder = Recorder()
-        outcome = run_check(functions[item["name"]], context, item["seed"], item["timeout"], item["function"], limit,
-                            wrap=_record_wrapper(recorder, references or {}), guard=guards(item["function"]))
+        with probes.recording(recorder, classes):
+            outcome = run_check(functions[item["name"]], context, item["seed"], item["timeout"], item["function"],
+                                limit, wrap=_record_wrapper(recorder, references or {}), guard=guards(item["function"]))
         event = {"event": "result", "name": item["name"], "status": outcome.status,
                  "output": outcome.output(limit), "seconds": round(outcome.seconds, 3)}
         if outcome.status == PASSED:
@@ -406,20 +410,34 @@ def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, 
 def _trusted_process(checks: list[dict], functions: dict[str, Callable], references: dict[str, Any],
                      transcripts: dict[str, Any], out_fd: int, log_fd: int, job: dict) -> None:
     """Re-run passed checks from their recorded answers, in a process forked from the server (no student
-    code ever ran here), and report each verdict: ``unverified`` for a check that cannot be replayed."""
+    code ever ran here), and report each verdict: ``unverified`` for a check that cannot be replayed. A student
+    class is handed over as a token that only probes take (probes.py)."""
     _child_setup(log_fd, job.get("memory_mb"))
     limit = int(job["output_limit"])
     for item in checks:
         fn = functions[item["name"]]
         params = [p for p in inspect.signature(fn).parameters.values() if p.name != "seed"]
         names = [p.name for p in params if p.name in references or p.default is inspect.Parameter.empty]
-        if any(name not in references or isinstance(references[name], type) for name in names):
-            outcome = Outcome(UNVERIFIED, "takes a student class or object that cannot be replayed")
+        if any(name not in references for name in names):
+            outcome, observed = Outcome(UNVERIFIED, "takes an object of the submission that is not graded, so not "
+                                                    "replayable"), False
         else:
-            context = CheckContext(replayers(transcripts.get(item["name"]), names))
-            outcome = run_check(fn, context, item["seed"], item["timeout"], item["function"], limit)
+            transcript = transcripts.get(item["name"])
+            classes = {n: probes.StudentClass(n) for n in names if isinstance(references[n], type)}
+            stand_ins = replayers(transcript, [n for n in names if n not in classes])
+            probe_replayers: dict[str, Callable] = {}
+
+            def probe_replayer(key: str, transcript: Any = transcript, cache: dict = probe_replayers) -> Callable:
+                if key not in cache:
+                    cache.update(replayers(transcript, [key]))
+                return cache[key]
+
+            with probes.replaying(probe_replayer, classes):
+                outcome = run_check(fn, CheckContext({**stand_ins, **classes}), item["seed"], item["timeout"],
+                                    item["function"], limit)
+            observed = any(r.observed for r in [*stand_ins.values(), *probe_replayers.values()])
         send(out_fd, {"event": "verified", "name": item["name"], "status": outcome.status,
-                      "output": outcome.output(limit)})
+                      "output": outcome.output(limit), "observed": outcome.status != UNVERIFIED and observed})
 
 
 # ----------------------------------------------------------------------------- the server
@@ -631,7 +649,9 @@ def run_job(job: dict) -> dict:
             transcripts = _run_submission(job, functions, references, codes, log, result)
             if uid is not None:
                 kill_uid(uid)  # a daemon it started, whatever its process group or session
+            judge_start = time.monotonic()
             verdicts = _verify(job, functions, references, transcripts, log) if result["error"] is None else {}
+            result["judge_seconds"] = round(time.monotonic() - judge_start, 4)
     finally:
         _TOKEN = _SNAPSHOT = None
         if uid is not None:
@@ -643,9 +663,11 @@ def run_job(job: dict) -> dict:
         if verdict is None:
             got.update(status=ERROR, output="grader error: the grader's own re-run of this check, which decides "
                                             "whether it passes, did not finish; it is not counted as passed")
-        elif verdict["status"] == UNVERIFIED and got.get("tampered"):
-            # Judged in the student's process only, which replaced part of the grader: not a pass.
-            got.update(status=FAILED, verified=False,
+        elif got.get("tampered") and (verdict["status"] == UNVERIFIED or
+                                      (verdict["status"] == PASSED and verdict.get("observed"))):
+            # The process that recorded the answers (model states, probe data) replaced part of the grader: what it
+            # observed cannot be trusted, so not a pass.
+            got.update(status=FAILED, verified=verdict["status"] == PASSED,
                        output=f"the submission replaced `{got['tampered']}`, which the grader or its checks rely on, "
                               "so this check cannot be trusted to pass; leave the library and the grader as they are")
         elif verdict["status"] == UNVERIFIED:
