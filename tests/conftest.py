@@ -32,8 +32,22 @@ def study_artifacts(tmp_path_factory) -> Path:
     # The run's base folder, shared by all xdist workers (each worker's own basetemp is a child of it).
     run_root = tmp_path_factory.getbasetemp().parent if WORKER else tmp_path_factory.getbasetemp()
     out = run_root / "shared-study-artifacts"
-    with FileLock(str(run_root / "shared-study-artifacts.lock")):
-        for name in STUDY_MODEL_NAMES:  # loads what another worker trained; trains only what is missing
+    locks = {name: FileLock(str(run_root / f"shared-study-{name}.lock")) for name in STUDY_MODEL_NAMES}
+    waiting = []
+    # One lock per model: a worker that finds a model being trained trains the next one meanwhile, so two workers
+    # that both need the models train them side by side instead of one waiting for all three.
+    for name in STUDY_MODEL_NAMES:
+        try:
+            locks[name].acquire(timeout=0)
+        except TimeoutError:
+            waiting.append(name)
+            continue
+        try:  # loads what another worker trained; trains only what is missing
+            pretrained(name, data="embedded", out=out, quiet=True, device="cpu")
+        finally:
+            locks[name].release()
+    for name in waiting:
+        with locks[name]:
             pretrained(name, data="embedded", out=out, quiet=True, device="cpu")
     return out
 
