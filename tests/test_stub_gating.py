@@ -333,11 +333,65 @@ def stubs(tmp_path_factory) -> dict[Path, tuple[str, str, str]]:
     return made
 
 
+LYING_TENSOR = '''
+import torch
+
+
+class Liar(torch.Tensor):
+    """Answers every comparison a check could make with 'equal'."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("allclose", "equal"):
+            return True
+        if name in ("isclose", "eq", "__eq__"):
+            return torch.ones((), dtype=torch.bool)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def grad_cam(model, layer, images, targets=None):
+    return torch.full((images.shape[0], images.shape[2], images.shape[3]), 0.01){wrap}
+'''
+
+
 @pytest.fixture(scope="module")
-def graded_stubs(stubs) -> dict[Path, object]:
-    """Every stub of every lesson, graded in one batch (2 at a time)."""
-    report = grade(list(stubs), course=COURSE, jobs=2, seed=SEED)
+def others(tmp_path_factory) -> dict[str, Path]:
+    """Graded in the stubs' batch: a correct submission, and a grad_cam returning a near-blank map as a tensor
+    subclass that answers every comparison with 'equal' (and the same map as a plain tensor)."""
+    folder = tmp_path_factory.mktemp("others") / "03_gradcam"
+    folder.mkdir()
+    paths = {"correct": folder / "correct.py", "liar": folder / "liar.py", "plain": folder / "plain.py"}
+    paths["correct"].write_bytes((ROOT / "tests" / "submissions" / "03_gradcam.py").read_bytes())
+    paths["liar"].write_text(LYING_TENSOR.replace("{wrap}", ".as_subclass(Liar)"))
+    paths["plain"].write_text(LYING_TENSOR.replace("{wrap}", ""))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def graded_stubs(stubs, others) -> dict[Path, object]:
+    """Every stub of every lesson and ``others``, graded in one batch (2 at a time)."""
+    report = grade([*stubs, *others.values()], course=COURSE, jobs=2, seed=SEED)
     return {Path(result.path): result for result in report.submissions}
+
+
+@pytest.mark.slow
+def test_the_correct_submission_in_the_stubs_batch_gets_full_marks_every_check_judged(others, graded_stubs):
+    result = graded_stubs[others["correct"]]
+    assert result.error is None and result.score == result.max_score and all(c.judged for c in result.checks)
+
+
+@pytest.mark.slow
+def test_a_lying_tensor_subclass_earns_zero_like_the_plain_tensor_it_wraps(others, graded_stubs):
+    """A grad_cam whose (near-blank) map is a tensor subclass answering every comparison with 'equal' earns 0, as
+    the same map as a plain tensor does: the judge never sees the subclass (answers travel as data, and a subclass
+    is "cannot compare"), the runner runs checks with subclass overrides switched off, and property checks count
+    only once the values are right."""
+    lying, honest = graded_stubs[others["liar"]], graded_stubs[others["plain"]]
+    assert lying.error is None and honest.error is None
+    assert [c.status for c in lying.checks] == [c.status for c in honest.checks] == ["failed"] * len(lying.checks)
+    assert lying.score == honest.score == 0
+    assert any("cannot compare" in c.output for c in lying.checks)
 
 
 @pytest.mark.slow
