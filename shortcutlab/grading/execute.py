@@ -20,9 +20,11 @@ from contextlib import contextmanager, nullcontext as _nothing
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortcutlab.grading.status import Status
+
 GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
-PASSED, FAILED, ERROR, TIMEOUT = "passed", "failed", "error", "timeout"
-UNVERIFIED = "unverified"  # internal: a check the trusted re-run cannot replay (never a final status)
+PASSED, FAILED, ERROR, TIMEOUT, UNVERIFIED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT,
+                                              Status.UNVERIFIED)  # short names used throughout the engine
 
 
 class CheckTimeout(BaseException):

@@ -39,6 +39,7 @@ from shortcutlab.grading.report import check_title as report_check_title
 from shortcutlab.grading.report import points  # noqa: F401 - 3 -> '3', 0.625 -> '0.625': one format for every score
 from shortcutlab.grading.answers import ANSWER_AWAITING, ANSWER_GRADED, ANSWER_UNANSWERED, AnswerResult
 from shortcutlab.grading.results import CheckResult, SubmissionResult
+from shortcutlab.grading.status import SYMBOLS, Status
 from shortcutlab.grading.students import normalize_timestamp
 
 # nbgrader's ``nbgrader export`` columns, then the submission's status (graded, error, timeout, missing)
@@ -53,7 +54,6 @@ MATRIX_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 MATRIX_TOTAL = "Final Points"
 IDENTICAL_COLUMNS = ("lesson", "group", "student_id", "path", "score", "max_score", "code_sha256")
 HIDDEN_NOTE = "hidden check: its details are not shown"
-_SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
 _ANSWER_SYMBOLS = {ANSWER_GRADED: "✎", ANSWER_AWAITING: "…", ANSWER_UNANSWERED: "✗"}
 AWAITING_NOTE = "awaiting manual grading: your instructor reads and scores this answer by hand"
 
@@ -300,14 +300,14 @@ def gradescope_results(result: SubmissionResult, execution_time: float | None = 
     answers = tuple(answers)
     tests = []
     for number, check in enumerate(result.checks, start=1):
-        status = "passed" if check.status == "passed" else "failed"
+        status = "passed" if check.status == Status.PASSED else "failed"
         if check.hidden:
             tests.append({"name": f"{check.function}: hidden check", "number": str(number),
                           "score": _number(check.score), "max_score": _number(check.max_score),
                           "output": f"{status} ({HIDDEN_NOTE})", "visibility": "after_published", "status": status})
         else:
-            output = check.output if check.status != "passed" else ""
-            if check.status in ("error", "timeout"):
+            output = check.output if check.status != Status.PASSED else ""
+            if check.status in (Status.ERROR, Status.TIMEOUT):
                 output = f"[{check.status}] {output}"
             tests.append({"name": f"{check.function}: {check_title(check)}", "number": str(number),
                           "score": _number(check.score), "max_score": _number(check.max_score),
@@ -339,7 +339,7 @@ def _summary_rows(result: SubmissionResult) -> list[tuple[str, str, str]]:
     rows = []
     for function, (got, most) in result.function_scores().items():
         mine = [c for c in result.checks if c.function == function]
-        passed = sum(c.status == "passed" for c in mine)
+        passed = sum(c.status == Status.PASSED for c in mine)
         rows.append((function, f"{points(got)} / {points(most)}", f"{passed} of {len(mine)}"))
     return rows
 
@@ -415,15 +415,15 @@ def feedback_markdown(result: SubmissionResult, student: str = "", title: str = 
     for function, (got, most) in result.function_scores().items():
         lines += [f"## `{function}`: {points(got)} / {points(most)}", ""]
         for check in (c for c in result.checks if c.function == function):
-            mark = _SYMBOLS.get(check.status, "?")
+            mark = SYMBOLS.get(check.status, "?")
             score = f"{points(check.score)} / {points(check.max_score)}"
             if check.hidden:
-                word = "passed" if check.status == "passed" else "failed"
+                word = "passed" if check.status == Status.PASSED else "failed"
                 lines.append(f"- {mark} hidden check, {word} ({score})")
                 continue
-            lines.append(f"- {mark} {check_title(check)} ({score})" + ("" if check.status == "passed"
+            lines.append(f"- {mark} {check_title(check)} ({score})" + ("" if check.status == Status.PASSED
                                                                          else f": {check.status}"))
-            if check.status != "passed" and check.output.strip():
+            if check.status != Status.PASSED and check.output.strip():
                 lines += ["", "  ```text", *(f"  {line}" for line in check.output.strip().splitlines()), "  ```", ""]
         lines.append("")
     if answers:
@@ -484,15 +484,15 @@ def feedback_html(result: SubmissionResult, student: str = "", title: str = "", 
     for function, (got, most) in result.function_scores().items():
         out += [f"<h2><code>{esc(function)}</code>: {points(got)} / {points(most)}</h2>", "<ul>"]
         for check in (c for c in result.checks if c.function == function):
-            mark = _SYMBOLS.get(check.status, "?")
+            mark = SYMBOLS.get(check.status, "?")
             score = f"{points(check.score)} / {points(check.max_score)}"
             if check.hidden:
-                word = "passed" if check.status == "passed" else "failed"
+                word = "passed" if check.status == Status.PASSED else "failed"
                 out.append(f'<li class="hidden">{mark} hidden check, {word} ({score})</li>')
                 continue
-            status = "" if check.status == "passed" else f": {esc(check.status)}"
+            status = "" if check.status == Status.PASSED else f": {esc(check.status)}"
             item = f'<li class="{esc(check.status)}">{mark} {esc(check_title(check))} ({score}){status}'
-            if check.status != "passed" and check.output.strip():
+            if check.status != Status.PASSED and check.output.strip():
                 item += f"<pre>{esc(check.output.strip())}</pre>"
             out.append(item + "</li>")
         out.append("</ul>")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from shortcutlab.grading.registry import PROPERTY, VALUE, PlannedCheck
+from shortcutlab.grading.status import Status
 
-PASSED = "passed"  # execute.PASSED (not imported: this module stays free of the check runner)
 NOT_COUNTED = "not counted until"
 
 
@@ -28,7 +28,7 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
     out: dict[str, str] = {}
     for function in dict.fromkeys(c.function for c in planned):
         mine = [c for c in planned if c.function == function]
-        missing = [c for c in mine if c.kind == VALUE and statuses.get(c.name) != PASSED]
+        missing = [c for c in mine if c.kind == VALUE and statuses.get(c.name) != Status.PASSED]
         if not missing:
             continue
         visible = [f'"{check_title(c.name, function, names)}"' for c in missing if not c.hidden]
@@ -38,7 +38,7 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
         listed = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
         verb = "passes" if len(missing) == 1 else "pass"
         for c in mine:
-            if c.kind == PROPERTY and statuses.get(c.name) == PASSED:
+            if c.kind == PROPERTY and statuses.get(c.name) == Status.PASSED:
                 out[c.name] = f"{NOT_COUNTED} {listed} {verb}"
     return out
 

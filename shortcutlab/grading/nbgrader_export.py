@@ -36,6 +36,7 @@ from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, loa
 from shortcutlab.grading.execute import PASSED, CheckContext, run_check
 from shortcutlab.grading.gradebook import DEFAULT_SEED
 from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.status import SYMBOLS, Status
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
 from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
 
@@ -170,7 +171,8 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
 
     Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
     """
-    from shortcutlab.grading.notebook import SYMBOLS, _indent, _one_thread, _title
+    from shortcutlab.grading.notebook import indent, one_thread
+    from shortcutlab.grading.report import check_title
     from shortcutlab.grading.report import points
 
     base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
@@ -183,7 +185,7 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
         planned = [c for c in plan_checks(course, lesson) if c.function == function]
         checks = collect_checks(import_check_file(course.check_file(lesson)))
         context = CheckContext(dict(namespace))
-        with _one_thread():
+        with one_thread():
             outcomes = {c.name: run_check(checks[c.name], context, check_seed(base, lesson.id, c.name), c.timeout,
                                           function, limit) for c in planned}
         # No credit for doing nothing: a property check counts only once the function's value checks pass.
@@ -194,14 +196,14 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
             earned += c.max_score if passed else 0.0
             passed_count += passed
             if c.hidden:
-                lines.append(f"  {SYMBOLS['passed' if passed else 'failed']} hidden check "
+                lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
                              + (f"({gated_output(not_counted[c.name])})" if c.name in not_counted
                                 else f"({'passed' if passed else 'failed'})"))
                 continue
-            lines.append(f"  {SYMBOLS.get('failed' if c.name in not_counted else outcome.status, '?')} "
-                         f"{_title(c.name, function, names)}")
+            lines.append(f"  {SYMBOLS.get(Status.FAILED if c.name in not_counted else outcome.status, '?')} "
+                         f"{check_title(c.name, function, names)}")
             if not passed:
-                lines.append(_indent(gated_output(not_counted[c.name]) if c.name in not_counted
+                lines.append(indent(gated_output(not_counted[c.name]) if c.name in not_counted
                                      else outcome.output(limit)))
     total = lesson.functions[function].points
     earned = min(round(earned, 6), float(total))

@@ -18,8 +18,9 @@ from shortcutlab.grading.registry import CheckFailure
 from shortcutlab.grading.execute import PASSED, CheckContext, Outcome, run_check
 from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
+from shortcutlab.grading.report import check_title
+from shortcutlab.grading.status import SYMBOLS, Status
 
-SYMBOLS = {"passed": "✓", "failed": "✗", "error": "✗", "timeout": "⏱"}
 _MISSING = object()
 
 
@@ -34,7 +35,7 @@ class ChecksFailed(CheckFailure):
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Run checks on one torch thread, as the grader does: their tensors are tiny, and on a busy machine
     several threads make them many times slower."""
     torch = sys.modules.get("torch")
@@ -48,14 +49,8 @@ def _one_thread() -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _title(name: str, function: str, names=None) -> str:
-    """test_colorize_matches_the_formula -> 'matches the formula' (``report.check_title``)."""
-    from shortcutlab.grading.report import check_title
-
-    return check_title(name, function, names)
-
-
-def _indent(text: str, prefix: str = "      ") -> str:
+def indent(text: str, prefix: str = "      ") -> str:
+    """``text`` with each line under a check's line in a report."""
     return "\n".join(prefix + line for line in text.strip().splitlines())
 
 
@@ -91,7 +86,7 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
     limit = loaded.grading.output_limit
     outcomes: list[tuple[str, Outcome]] = []
-    with _one_thread():
+    with one_thread():
         for c in planned:
             outcomes.append((c.name, run_check(checks[c.name], context, check_seed(run_seed, lesson.id, c.name),
                                                c.timeout, function, limit)))
@@ -103,12 +98,12 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     head = f"{function}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed ({seconds:.1f} s)"
     lines = [head + (f", seed {run_seed}" if failed else "")]
     for check_name, outcome in outcomes:
-        status = "failed" if check_name in not_counted else outcome.status
-        lines.append(f"  {SYMBOLS.get(status, '?')} {_title(check_name, function, names)}")
+        status = Status.FAILED if check_name in not_counted else outcome.status
+        lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(check_name, function, names)}")
         if check_name in not_counted:
-            lines.append(_indent(gated_output(not_counted[check_name])))
+            lines.append(indent(gated_output(not_counted[check_name])))
         elif outcome.status != PASSED:
-            lines.append(_indent(outcome.output(limit)))
+            lines.append(indent(outcome.output(limit)))
     print("\n".join(lines))
     if failed:
         raise ChecksFailed(f"{len(failed)} of {len(outcomes)} checks of {function} did not pass; see the report above")

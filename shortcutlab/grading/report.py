@@ -12,13 +12,13 @@ import re
 import textwrap
 from collections.abc import Iterable
 from shortcutlab.grading.results import GradeReport, SubmissionResult
+from shortcutlab.grading.status import Status, SubmissionStatus
 from shortcutlab.grading.students import student_id
 
-MARKS = {"passed": "ok", "failed": "FAIL", "error": "ERROR", "timeout": "TIMEOUT"}
-# A submission's status (grades.csv, the terminal): graded normally, not graded normally (error), cut off by a
-# time limit (timeout); "missing" (not handed in) exists only in the class's exports.
-GRADED, ERROR, TIMEOUT, MISSING = "graded", "error", "timeout", "missing"
-STATUSES = (GRADED, ERROR, TIMEOUT, MISSING)
+MARKS = {Status.PASSED: "ok", Status.FAILED: "FAIL", Status.ERROR: "ERROR", Status.TIMEOUT: "TIMEOUT"}
+# A submission's status (grades.csv, the terminal); "missing" (not handed in) exists only in the class's exports.
+GRADED, ERROR, TIMEOUT, MISSING = SubmissionStatus
+STATUSES = tuple(SubmissionStatus)
 # How the engine words these (worker.py, execute.py): loading cut off by its time limit, a graded cell that was
 # stopped while loading, and a graded function whose cell raised while loading (execute.missing_message).
 _LOAD_TIMEOUT = "did not finish loading within"
@@ -36,13 +36,13 @@ def submission_status(result: SubmissionResult) -> str:
         return result.load["status"]
     cell_timeout = False
     for check in result.checks:
-        if check.status == "error" and all(marker in check.output for marker in _CELL_RAISED):
+        if check.status == Status.ERROR and all(marker in check.output for marker in _CELL_RAISED):
             raised = check.output.split(_CELL_RAISED[1], 1)[1]
             if any(marker in raised for marker in _CELL_TIMEOUTS):
                 cell_timeout = True
             else:
                 return ERROR
-    if cell_timeout or any(check.status == "timeout" for check in result.checks):
+    if cell_timeout or any(check.status == Status.TIMEOUT for check in result.checks):
         return TIMEOUT
     return GRADED
 
@@ -145,10 +145,10 @@ def render_details(result: SubmissionResult) -> list[str]:
     width = max((len(c.function) for c in result.checks), default=0)
     for function, (got, most) in result.function_scores().items():
         mine = [c for c in result.checks if c.function == function]
-        passed = sum(c.status == "passed" for c in mine)
+        passed = sum(c.status == Status.PASSED for c in mine)
         lines.append(f"  {function:<{width}}  {points(got):>5}/{points(most):<5} {passed}/{len(mine)} checks passed")
         for c in mine:
-            if c.status == "passed" or (result.error and c.output.startswith("not graded")):
+            if c.status == Status.PASSED or (result.error and c.output.startswith("not graded")):
                 continue
             lines.append(f"    {MARKS.get(c.status, c.status)} {c.name}" + (" (hidden)" if c.hidden else ""))
             if not c.hidden:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STATUSES = ("passed", "failed", "error", "timeout")
-
 
 @dataclass(frozen=True)
 class CheckResult:

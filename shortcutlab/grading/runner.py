@@ -26,6 +26,7 @@ from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
 from shortcutlab.grading.limits import apply_derived_timeouts, default_budget
 from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
+from shortcutlab.grading.status import FINAL, Status
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
 from shortcutlab.grading.worker import START_SLACK, Lines, remove_tree, submission_budget
@@ -221,13 +222,13 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
             status, output = ERROR, f"not graded: {error or 'no result was reported'}"
         else:
             status, output = str(got.get("status")), str(got.get("output") or "")
-            if status not in (PASSED, "failed", ERROR, TIMEOUT):
+            if status not in FINAL:
                 status, output = ERROR, f"grader error: unknown status {status!r}"
         outcomes[c.name] = status, output
     # No credit for doing nothing: a property check counts only once its function's value checks pass.
     for name, sentence in gated(planned, {n: s for n, (s, _) in outcomes.items()},
                                 [f for spec in course.lessons for f in spec.functions]).items():
-        outcomes[name] = "failed", gated_output(sentence)
+        outcomes[name] = Status.FAILED, gated_output(sentence)
     checks = []
     for c in planned:
         status, output = outcomes[c.name]

@@ -1,0 +1,30 @@
+"""Every status a check or a submission can have, in one place (string enums: they compare, hash and serialise as
+their values, so ``"passed"`` read back from a gradebook or JSON equals ``Status.PASSED``)."""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A check's outcome."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # includes a stub's NotImplementedError and a property check not counted yet
+    ERROR = "error"  # an exception escaped the check, or the grader could not grade it
+    TIMEOUT = "timeout"
+    UNVERIFIED = "unverified"  # internal: the judge could not re-run the check (never a final status)
+
+
+FINAL = (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT)  # what results, CSVs and JSON carry
+
+# How a check's status is shown in the notebook report, nbgrader's cell output and the feedback.
+SYMBOLS = {Status.PASSED: "✓", Status.FAILED: "✗", Status.ERROR: "✗", Status.TIMEOUT: "⏱"}
+
+
+class SubmissionStatus(StrEnum):
+    """A submission's line in the terminal, grades.csv and the feedback."""
+
+    GRADED = "graded"
+    ERROR = "error"  # not graded normally: unreadable, its code killed the grader, a cell raised while loading
+    TIMEOUT = "timeout"  # cut off by a time limit
+    MISSING = "missing"  # not handed in
