@@ -16,11 +16,9 @@ import sys
 import types
 from typing import Any
 
+from shortcutlab.grading.limits import RECORD_BYTES, RECORD_DEPTH, RECORD_NODES
 from shortcutlab.grading.registry import CHECK_MODULE_PREFIX
 
-MAX_BYTES = 32 << 20  # tensor bytes one check may record (answers of the lessons are a few kB, models a few MB)
-MAX_NODES = 200_000  # containers and scalars in one recorded value
-MAX_DEPTH = 32
 HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -68,7 +66,7 @@ class Encoder:
     differentiated with respect to, each once, in the order met.
     """
 
-    def __init__(self, strict: bool, budget: int = MAX_BYTES, taps: dict[int, int] | None = None) -> None:
+    def __init__(self, strict: bool, budget: int = RECORD_BYTES, taps: dict[int, int] | None = None) -> None:
         self.strict, self.budget, self.taps = strict, budget, taps or {}
         self.blobs: list[bytes] = []
         self.leaves: list[Any] = []
@@ -110,7 +108,7 @@ class Encoder:
 
     def encode(self, value: Any, depth: int = 0, leaf: bool = True) -> Any:
         self.nodes += 1
-        if self.nodes > MAX_NODES or depth > MAX_DEPTH:
+        if self.nodes > RECORD_NODES or depth > RECORD_DEPTH:
             if self.strict and not self._attribute_depth:
                 raise NotReplayable("its arguments are too large or too deeply nested")
             raise TooBig("too_big")
@@ -360,7 +358,7 @@ def decode_tensor(node: dict, blobs: list[bytes]) -> tuple[Any, Any]:
 def decode(node: Any, blobs: list[bytes], depth: int = 0, tap: Any = None) -> Any:
     """The value an encoded tree stands for; DecodeError if it is malformed. ``tap(index, tensor, requires_grad)``
     builds the tensor of a recorded answer that the check may differentiate."""
-    if depth > MAX_DEPTH + 2:
+    if depth > RECORD_DEPTH + 2:
         raise DecodeError("too deep")
     if node is None or type(node) in (bool, int, str):
         return node
@@ -571,7 +569,7 @@ def merge(old: Any, node: Any, blobs: list[bytes], depth: int = 0) -> Any:
     """The recorded value ``node``, written into ``old`` where both are the same kind of container or tensor (so
     references the check holds see it), else decoded afresh."""
     torch = sys.modules.get("torch")
-    if depth > MAX_DEPTH:
+    if depth > RECORD_DEPTH:
         raise DecodeError("too deep")
     if torch is not None and isinstance(node, dict) and isinstance(old, torch.Tensor) and "tensor" in node and \
             type(old) in (torch.Tensor, torch.nn.Parameter):
@@ -603,14 +601,14 @@ def has_opaque(value: Any, depth: int = 0) -> Opaque | None:
     """The first Opaque inside ``value``, if any."""
     if isinstance(value, Opaque):
         return value
-    if depth < MAX_DEPTH and isinstance(value, (tuple, list, dict, types.SimpleNamespace)):
+    if depth < RECORD_DEPTH and isinstance(value, (tuple, list, dict, types.SimpleNamespace)):
         items = vars(value).values() if isinstance(value, types.SimpleNamespace) else \
             value.values() if isinstance(value, dict) else value
         for item in items:
             found = has_opaque(item, depth + 1)
             if found is not None:
                 return found
-    if dataclasses.is_dataclass(value) and not isinstance(value, type) and depth < MAX_DEPTH:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and depth < RECORD_DEPTH:
         for f in dataclasses.fields(value):
             found = has_opaque(getattr(value, f.name), depth + 1)
             if found is not None:

@@ -1,5 +1,8 @@
-"""Time limits of grading: checks' timeouts derived from the reference's own measured time, and the budget of
-a whole submission.
+"""Every limit of grading, declared here: the ones a course sets (course.yml ``grading:`` keys, with their help
+text in ``shortcutlab.course.GradingSpec``: ``timeout``, ``load_timeout``, ``memory_mb``, ``output_limit``,
+``submission_budget``, ``derive_timeouts``, ``timeout_floor``, ``timeout_factor``, ``require_sandbox``; a lesson's
+and a function's ``timeout``) and the fixed ones below; and the time limits derived from them: checks' timeouts
+from the reference's own measured time, and the budget of a whole submission.
 
 A check whose function and lesson set no ``timeout`` in course.yml gets ``max(timeout_floor, timeout_factor x
 the time the check takes on the library's reference)``, rounded up to whole seconds and at most
@@ -25,8 +28,23 @@ from typing import Any
 
 from shortcutlab.user_cache import cache_dir
 
+# ---- time
 BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
 MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
+GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
+START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
+SERVER_START_TIMEOUT = 300.0  # seconds a grading server may take to start (importing torch on a loaded 2-core machine)
+SANDBOX_PROBE_TIMEOUT = 30.0  # seconds to find out whether bubblewrap can run here
+# ---- size (memory: course.yml grading.memory_mb; output: grading.output_limit)
+MAX_SUBMISSION_BYTES = 200 << 20  # a notebook with embedded outputs can be tens of MB; far larger is not a submission
+FILE_LIMIT = 256 << 20  # bytes one file written by a student process may reach (its stdout log included)
+SCRATCH_BYTES = 1 << 30  # size cap of the sandbox's /tmp (every submission's scratch folder lives there)
+MAX_LINE = 128 << 20  # bytes of one event line on a grading pipe; a longer one (a runaway writer) is dropped
+RECORD_BYTES = 32 << 20  # tensor bytes one check may record for the judge (answers are kB, models a few MB)
+RECORD_NODES = 200_000  # containers and scalars in one recorded value
+RECORD_DEPTH = 32  # nesting of one recorded value
+# ---- processes
+PROCESS_LIMIT = 128  # processes and threads student code may have at once, in the OS sandbox (RLIMIT_NPROC)
 
 
 def timeouts_dir() -> Path:

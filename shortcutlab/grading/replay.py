@@ -26,8 +26,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from shortcutlab.grading.codec import (MAX_BYTES, DecodeError, Encoder, NotReplayable, TooBig,
+from shortcutlab.grading.codec import (DecodeError, Encoder, NotReplayable, TooBig,
                                        apply_state, decode, has_opaque, is_plain_value, shift, signature, tensor_bytes)
+from shortcutlab.grading.limits import RECORD_BYTES
 from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, CheckFailure
 
 __all__ = ["NotReplayable", "Recorder", "Replayer", "fingerprint", "replayers"]
@@ -59,7 +60,7 @@ def gradient_digest(gradient: Any) -> str:
 class Recorder:
     """Wraps a check's student functions so that each call is recorded; ``transcript()`` is JSON-able."""
 
-    def __init__(self, budget: int = MAX_BYTES) -> None:
+    def __init__(self, budget: int = RECORD_BYTES) -> None:
         self.calls: dict[str, list[dict]] = {}
         self.blobs: list[bytes] = []
         self.budget = budget

@@ -23,15 +23,14 @@ from typing import Any, Callable
 from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading import sandbox
 from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
-from shortcutlab.grading.limits import apply_derived_timeouts, default_budget
+from shortcutlab.grading.limits import SERVER_START_TIMEOUT, START_SLACK, apply_derived_timeouts, default_budget
 from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.status import FINAL, Status
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
-from shortcutlab.grading.worker import START_SLACK, Lines, remove_tree, submission_budget
+from shortcutlab.grading.worker import Lines, remove_tree, submission_budget
 
-SERVER_START_TIMEOUT = 300.0  # importing torch on a loaded 2-core machine can take most of a minute
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,14 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shortcutlab.grading.limits import SANDBOX_PROBE_TIMEOUT, SCRATCH_BYTES
+
 BUBBLEWRAP, NONE = "bubblewrap", "none"
 SANDBOX_UID_ENV = "SHORTCUTLAB_SANDBOX_UID"  # set inside the sandbox: the uid student code runs as
 SANDBOX_ENV = "SHORTCUTLAB_SANDBOX"  # "none" forces grading without the sandbox, "bubblewrap" requires it
 CHECKS_DIR = "/grader/checks"  # where the check files appear inside (a folder only the server's user can open)
-SCRATCH_BYTES = 1 << 30  # size cap of the sandbox's /tmp (every submission's scratch folder lives there)
 UID_BASE, UID_SPAN = 300_000, 100_000  # student uids are drawn from here (no account has them)
 KEPT_ENV = ("LANG", "LC_ALL", "TZ")
-PROBE_TIMEOUT = 30.0
 
 
 def bwrap() -> str | None:
@@ -106,7 +106,7 @@ def probe(package_root: str) -> str | None:
         return "bwrap (Debian package bubblewrap) is not installed"
     argv = command([sys.executable, "-c", "pass"], {"PATH": "/usr/bin:/bin"}, package_root, scratch_bytes=1 << 20)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SANDBOX_PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not run: {exc}"
     if done.returncode != 0:

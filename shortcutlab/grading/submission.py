@@ -15,10 +15,10 @@ from pathlib import Path
 
 from shortcutlab.course import Course
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.grading.limits import MAX_SUBMISSION_BYTES
 
 SETUP_TAG = "setup"
 SUFFIXES = (".ipynb", ".py")
-MAX_BYTES = 200 << 20  # a notebook with embedded outputs can be tens of MB; far larger is not a submission
 # IPython syntax that plain Python cannot run; the grader has no kernel, so these lines are dropped.
 _MAGIC_LINE = re.compile(r"^\s*[%!]")
 _HARMLESS_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
@@ -166,9 +166,9 @@ def load_submission(path: str | Path, course: Course, lesson: str | None = None)
         raise SubmissionError(f"{path}: submit a notebook (.ipynb) or a Python file (.py)")
     try:
         size = path.stat().st_size
-        if size > MAX_BYTES:
+        if size > MAX_SUBMISSION_BYTES:
             raise SubmissionError(f"{path} is {size / 2**20:.0f} MB, more than the grader reads "
-                                  f"({MAX_BYTES >> 20} MB); clear the notebook's outputs (Edit > Clear All Outputs) "
+                                  f"({MAX_SUBMISSION_BYTES >> 20} MB); clear the notebook's outputs (Edit > Clear All Outputs) "
                                   "and save it again")
         data = path.read_bytes()
     except OSError as exc:

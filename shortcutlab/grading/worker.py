@@ -36,19 +36,17 @@ from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIM
                                          Outcome, describe_exception, exec_cells, run_check, truncate)
 from shortcutlab.grading import probes
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
+from shortcutlab.grading.limits import FILE_LIMIT, GRACE, MAX_LINE, PROCESS_LIMIT, START_SLACK
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
 from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
 
-GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
-START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
 SUBMISSION_NAME = "__submission__"  # __name__ of a submission: its `if __name__ == "__main__":` block stays off
 
 
 # ----------------------------------------------------------------------------- pipes
 
 
-MAX_LINE = 128 << 20  # bytes of one event line; a longer one (a runaway writer) is dropped as garbage
 _TOKEN: str | None = None  # this job's secret, stamped on every event its processes send
 _SNAPSHOT: Snapshot | None = None  # what the grader relies on, as it was before the job's student code ran
 
@@ -193,8 +191,6 @@ def _crash_summary(tail: str) -> str:
 # ----------------------------------------------------------------------------- inside the forked processes
 
 
-FILE_LIMIT = 256 << 20  # bytes one file written by a student process may reach (its stdout log included)
-PROCESS_LIMIT = 128  # processes and threads student code may have at once, in the OS sandbox (RLIMIT_NPROC)
 
 
 def _die_with_parent() -> None:
