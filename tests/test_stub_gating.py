@@ -284,13 +284,15 @@ def test_gating_names_the_value_checks_that_must_pass_first(toy):
 
 
 def test_grade_gives_a_gated_check_zero_and_says_why(toy):
+    from shortcutlab.grading.protocol import JobResult
     from shortcutlab.grading.runner import _assemble, _Work
 
     course = load_course(toy / "course.yml")
     planned = plan_checks(course, "90_toy")
     raw = {"results": {c.name: {"status": "passed", "output": ""} for c in planned}}
     raw["results"]["test_add_small_numbers"] = {"status": "failed", "output": "add(2, 3) gave 0, expected 5"}
-    result = _assemble(_Work(0, toy / "90_toy.py", "90_toy", None, planned), raw, 4000, 0.1, course)
+    result = _assemble(_Work(0, toy / "90_toy.py", "90_toy", None, planned), JobResult.from_dict(raw), 4000, 0.1,
+                       course)
     checks = {c.name: c for c in result.checks}
     assert result.function_scores() == {"add": (0.0, 3.0), "scale": (2.0, 2.0)}
     for name in ("test_add_returns_an_int", "test_add_is_symmetric"):

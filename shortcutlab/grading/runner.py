@@ -6,6 +6,7 @@ grading, and the next submission gets a new server.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,13 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading import sandbox
 from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
 from shortcutlab.grading.limits import SERVER_START_TIMEOUT, START_SLACK, apply_derived_timeouts, default_budget
 from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.status import FINAL, Status
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
@@ -102,15 +104,15 @@ class Server:
         except OSError:
             return ""
 
-    def grade(self, job: dict, timeout: float) -> dict:
-        """Send one job and wait for its result (TimeoutError / RuntimeError if the server fails)."""
+    def grade(self, job: Job, timeout: float) -> JobResult:
+        """Send one job and wait for its raw result (TimeoutError / RuntimeError if the server fails)."""
         if self.process is None or self.process.poll() is not None:
             self.start()
-        if job.get("check_file") in self.check_files:
-            job = {**job, "check_file": self.check_files[job["check_file"]]}
-        self.process.stdin.write((json.dumps(job) + "\n").encode())
+        if job.check_file in self.check_files:  # the path the check file has inside the sandbox
+            job = dataclasses.replace(job, check_file=self.check_files[job.check_file])
+        self.process.stdin.write((job.to_json() + "\n").encode())
         self.process.stdin.flush()
-        return self._read(time.monotonic() + timeout, "grade the submission")
+        return JobResult.from_dict(self._read(time.monotonic() + timeout, "grade the submission"))
 
     def close(self) -> None:
         if self.log.closed:
@@ -152,27 +154,27 @@ def _plan(course: Course, lesson: str, cache: dict[str, list[PlannedCheck] | str
     return cache[lesson]
 
 
-def _job(work: _Work, course: Course, seed: int) -> dict:
+def _job(work: _Work, course: Course, seed: int) -> Job:
     lesson = course.lesson(work.submission.lesson)
-    return {
-        "id": work.index,
-        "lesson": lesson.id,
-        "check_file": str(course.check_file(lesson)),
-        "cells": [cell.to_dict() for cell in work.submission.cells],
-        "checks": [{"name": c.name, "function": c.function, "timeout": c.timeout,
-                    "seed": check_seed(seed, lesson.id, c.name)} for c in work.planned],
-        "load_timeout": course.load_timeout(lesson),
-        "cell_timeout": course.timeout(lesson),
-        "budget": course.grading.submission_budget or default_budget(course.load_timeout(lesson), work.planned),
-        "memory_mb": course.grading.memory_mb,
-        "output_limit": course.grading.output_limit,
+    return Job(
+        id=work.index,
+        lesson=lesson.id,
+        check_file=str(course.check_file(lesson)),
+        cells=tuple(cell.to_dict() for cell in work.submission.cells),
+        checks=tuple(CheckJob(c.name, c.function, c.timeout, check_seed(seed, lesson.id, c.name))
+                     for c in work.planned),
+        load_timeout=course.load_timeout(lesson),
+        cell_timeout=course.timeout(lesson),
+        budget=course.grading.submission_budget or default_budget(course.load_timeout(lesson), work.planned),
+        memory_mb=course.grading.memory_mb,
+        output_limit=course.grading.output_limit,
         # The server resolves these before any student code runs: the reference guard and the re-run use them.
-        "references": {name: spec.reference for name, spec in lesson.functions.items()},
-        "allow_reference": course.grading.allow_reference,
-    }
+        references={name: spec.reference for name, spec in lesson.functions.items()},
+        allow_reference=course.grading.allow_reference,
+    )
 
 
-def job_timeout(job: dict) -> float:
+def job_timeout(job: Job) -> float:
     """How long a server may take for a job before it is presumed stuck (the worker's own limit + slack)."""
     return submission_budget(job) + START_SLACK
 
@@ -180,18 +182,18 @@ def job_timeout(job: dict) -> float:
 LOAD_OK, LOAD_NOT_RUN = "ok", "not_run"
 
 
-def load_status(raw: dict | None, error: str | None, limit: int) -> dict:
+def load_status(raw: JobResult | None, error: str | None, limit: int) -> dict:
     """How loading went: ``{"status", "cell", "message"}``, status ``ok``, ``error`` (a cell raised, or the code
     ended its process), ``timeout`` (a cell was stopped by a time limit) or ``not_run`` (never loaded: the file
     could not be read, a grader problem); ``cell`` the notebook cell number of the first problem."""
-    raw = raw or {}
-    given = raw.get("load")
+    raw = raw or JobResult()
+    given = raw.load
     if isinstance(given, dict) and given.get("status") in (ERROR, TIMEOUT):
         return {"status": given["status"], "cell": given.get("cell") if isinstance(given.get("cell"), int) else None,
                 "message": truncate(str(given.get("message") or ""), limit)}
     if error:
         return {"status": LOAD_NOT_RUN, "cell": None, "message": truncate(error, limit)}
-    notes = [n for n in raw.get("notes") or [] if isinstance(n, dict)]
+    notes = [n for n in raw.notes if isinstance(n, dict)]
     if not notes:
         return {"status": LOAD_OK, "cell": None, "message": ""}
     worst = [n for n in notes if n.get("status") == TIMEOUT] or notes
@@ -206,13 +208,13 @@ def load_status(raw: dict | None, error: str | None, limit: int) -> dict:
     return {"status": status, "cell": cell, "message": truncate("\n".join(lines), limit)}
 
 
-def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course: Course,
+def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, course: Course,
               mode: str | None = None) -> SubmissionResult:
     """Score a job's raw results: a check passes only if its process said so."""
     lesson = work.lesson
     planned = work.planned or []
-    error = work.error or (raw or {}).get("error")
-    results = (raw or {}).get("results", {})
+    error = work.error or (raw.error if raw else None)
+    results = raw.results if raw else {}
     notes = list(work.submission.notes) if work.submission else []
     outcomes: dict[str, tuple[str, str]] = {}
     for c in planned:
@@ -220,7 +222,7 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
         if got is None:
             status, output = ERROR, f"not graded: {error or 'no result was reported'}"
         else:
-            status, output = str(got.get("status")), str(got.get("output") or "")
+            status, output = str(got.status), str(got.output or "")
             if status not in FINAL:
                 status, output = ERROR, f"grader error: unknown status {status!r}"
         outcomes[c.name] = status, output
@@ -233,7 +235,7 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
         status, output = outcomes[c.name]
         if status != PASSED and notes:
             output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
-        judged = status == PASSED and (results.get(c.name) or {}).get("verified") is True
+        judged = status == PASSED and c.name in results and results[c.name].verified is True
         checks.append(CheckResult(c.name, c.function, c.max_score if status == PASSED else 0.0, c.max_score,
                                   status, truncate(output, limit), c.hidden, judged))
     # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
@@ -241,7 +243,7 @@ def _assemble(work: _Work, raw: dict | None, limit: int, seconds: float, course:
         sum(f.points for f in course.lesson(lesson).functions.values())
     return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3),
                             load=load_status(raw, error, limit), sandbox=mode,
-                            judge_seconds=float((raw or {}).get("judge_seconds") or 0.0))
+                            judge_seconds=raw.judge_seconds if raw else 0.0)
 
 
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
@@ -324,7 +326,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
                     return
                 job = _job(item, course, seed if seed_for is None else seed_for(item.submission, seed))
                 began = time.monotonic()
-                raw: dict[str, Any] | None
+                raw: JobResult | None
                 try:
                     if start_failures >= 2:  # a server that cannot start will not start for the next job either
                         raise RuntimeError(f"no grading server could start: {last_failure}")
@@ -336,7 +338,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
                     last_failure = str(exc)
                     server.close()
                     server = new_server()
-                    raw = {"error": f"grader error: {exc}", "results": {}}
+                    raw = JobResult(error=f"grader error: {exc}")
                 result = _assemble(item, raw, course.grading.output_limit, time.monotonic() - began, course, mode)
                 with lock:
                     results[item.index] = result

@@ -16,6 +16,7 @@ the README's "Threat model" for what this defends and what it does not.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import faulthandler
 import importlib
 import inspect
@@ -36,6 +37,7 @@ from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIM
                                          Outcome, describe_exception, exec_cells, run_check, truncate)
 from shortcutlab.grading import probes
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
+from shortcutlab.grading.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.limits import FILE_LIMIT, GRACE, MAX_LINE, PROCESS_LIMIT, START_SLACK
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
@@ -266,7 +268,7 @@ def _record_wrapper(recorder: Recorder, references: dict[str, Any]) -> Callable[
     return wrap
 
 
-def _function_process(checks: list[dict], functions: dict[str, Callable], context: CheckContext,
+def _function_process(checks: list[CheckJob], functions: dict[str, Callable], context: CheckContext,
                       out_fd: int, limit: int, guards: Callable[[str], ReferenceGuard | None] = lambda f: None,
                       references: dict[str, Any] | None = None) -> None:
     """Run one function's checks in order, reporting each on ``out_fd``; a passed check's report carries
@@ -275,12 +277,12 @@ def _function_process(checks: list[dict], functions: dict[str, Callable], contex
     classes = {name: context.namespace[name] for name, reference in (references or {}).items()
                if isinstance(reference, type) and name in context.namespace}
     for item in checks:
-        send(out_fd, {"event": "start", "name": item["name"]})
+        send(out_fd, {"event": "start", "name": item.name})
         recorder = Recorder()
         with probes.recording(recorder, classes):
-            outcome = run_check(functions[item["name"]], context, item["seed"], item["timeout"], item["function"],
-                                limit, wrap=_record_wrapper(recorder, references or {}), guard=guards(item["function"]))
-        event = {"event": "result", "name": item["name"], "status": outcome.status,
+            outcome = run_check(functions[item.name], context, item.seed, item.timeout, item.function,
+                                limit, wrap=_record_wrapper(recorder, references or {}), guard=guards(item.function))
+        event = {"event": "result", "name": item.name, "status": outcome.status,
                  "output": outcome.output(limit), "seconds": round(outcome.seconds, 3)}
         if outcome.status == PASSED:
             event["transcript"] = recorder.transcript()
@@ -290,14 +292,14 @@ def _function_process(checks: list[dict], functions: dict[str, Callable], contex
             return  # the parent marks the function's remaining checks as not run
 
 
-def skipped_after_timeout(item: dict) -> dict:
+def skipped_after_timeout(item: CheckJob) -> dict:
     """The result of a check not run because an earlier check of the same function timed out."""
-    return {"event": "result", "name": item["name"], "status": TIMEOUT, "seconds": 0.0,
-            "output": f"not run: an earlier check of {item['function']} timed out (it did not finish within "
-                      f"{item['timeout']:g} s); a function that loops once is not run again"}
+    return {"event": "result", "name": item.name, "status": TIMEOUT, "seconds": 0.0,
+            "output": f"not run: an earlier check of {item.function} timed out (it did not finish within "
+                      f"{item.timeout:g} s); a function that loops once is not run again"}
 
 
-def _run_function(checks: list[dict], functions: dict[str, Callable], context: CheckContext, out_fd: int,
+def _run_function(checks: list[CheckJob], functions: dict[str, Callable], context: CheckContext, out_fd: int,
                   limit: int, guards: Callable[[str], ReferenceGuard | None] = lambda f: None,
                   references: dict[str, Any] | None = None) -> int:
     """Fork a process for ``checks`` (one function's), relay its results, kill it if a check overruns.
@@ -316,7 +318,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
     send(out_fd, {"event": "function", "pid": pid})
     lines = Lines(r)
     done, current, deadline = 0, None, time.monotonic() + START_SLACK
-    by_name = {c["name"]: c for c in checks}
+    by_name = {c.name: c for c in checks}
     problem, timed_out = "", False
     while True:
         try:
@@ -325,8 +327,8 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
             kill_group(pid)
             if current is not None:
                 item = by_name[current]
-                send(out_fd, {"event": "result", "name": current, "status": TIMEOUT, "seconds": item["timeout"],
-                              "output": f"{item['function']} did not finish within {item['timeout']:g} s and was "
+                send(out_fd, {"event": "result", "name": current, "status": TIMEOUT, "seconds": item.timeout,
+                              "output": f"{item.function} did not finish within {item.timeout:g} s and was "
                                         "stopped: look for an endless loop or far more work than needed"})
                 done += 1
                 timed_out = True
@@ -340,7 +342,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
                 send(out_fd, {"event": "result", "name": current, "status": ERROR, "seconds": 0.0,
                               "output": f"the process running this check {describe_exit(status)} before it "
                                         f"reported a result (a crash, os._exit or similar in "
-                                        f"{by_name[current]['function']})" + (f"\nlast output:\n{tail}" if tail
+                                        f"{by_name[current].function})" + (f"\nlast output:\n{tail}" if tail
                                                                                else "")})
                 done += 1
             elif done < len(checks):
@@ -348,7 +350,7 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
             break
         if event.get("event") == "start" and event.get("name") in by_name and current is None:
             current = event["name"]
-            deadline = time.monotonic() + by_name[current]["timeout"] + GRACE
+            deadline = time.monotonic() + by_name[current].timeout + GRACE
             send(out_fd, {"event": "start", "name": current})
         elif event.get("event") == "result" and event.get("name") == current:
             send(out_fd, event)
@@ -365,20 +367,20 @@ def _run_function(checks: list[dict], functions: dict[str, Callable], context: C
         return len(checks)
     if done == 0:
         # No progress: report the first check so the retry loop always moves on.
-        send(out_fd, {"event": "result", "name": checks[0]["name"], "status": ERROR, "seconds": 0.0,
+        send(out_fd, {"event": "result", "name": checks[0].name, "status": ERROR, "seconds": 0.0,
                       "output": f"grader error: {problem or 'no result'}"})
         done = 1
     return done
 
 
-def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, log_fd: int,
+def _submission_process(job: Job, functions: dict[str, Callable], out_fd: int, log_fd: int,
                         references: dict[str, Any] | None = None, codes: dict[str, set] | None = None) -> None:
     """Run the submission's cells, then each graded function's checks in a process of its own."""
-    _become_sandbox(log_fd, job.get("memory_mb"), job.get("scratch"))
-    limit = int(job["output_limit"])
-    cells = job["cells"]
+    _become_sandbox(log_fd, job.memory_mb, job.scratch)
+    limit = int(job.output_limit)
+    cells = job.cells
     namespace: dict[str, Any] = {"__name__": SUBMISSION_NAME, "__builtins__": builtins}
-    notes, printed = exec_cells(cells, namespace, job["cell_timeout"], job["load_timeout"], limit,
+    notes, printed = exec_cells(cells, namespace, job.cell_timeout, job.load_timeout, limit,
                                 on_cell=lambda cell: send(out_fd, {"event": "cell", "filename": cell["filename"],
                                                                    "index": cell.get("index", 0)}))
     send(out_fd, {"event": "loaded", "notes": [n.to_dict() for n in notes], "printed": truncate(printed, limit)})
@@ -388,37 +390,37 @@ def _submission_process(job: dict, functions: dict[str, Callable], out_fd: int, 
     check_files = {getattr(getattr(fn, "__code__", None), "co_filename", "") for fn in functions.values()}
 
     def guards(function: str) -> ReferenceGuard | None:
-        if job.get("allow_reference") or function not in references:
+        if job.allow_reference or function not in references:
             return None
-        return ReferenceGuard(function, references[function], job["references"][function], student_files,
+        return ReferenceGuard(function, references[function], job.references[function], student_files,
                               check_files, codes=codes.get(function))
 
     order: list[str] = []
-    for item in job["checks"]:
-        if item["function"] not in order:
-            order.append(item["function"])
+    for item in job.checks:
+        if item.function not in order:
+            order.append(item.function)
     for function in order:
-        remaining = [c for c in job["checks"] if c["function"] == function]
+        remaining = [c for c in job.checks if c.function == function]
         while remaining:
             remaining = remaining[_run_function(remaining, functions, context, out_fd, limit, guards, references):]
 
 
-def _trusted_process(checks: list[dict], functions: dict[str, Callable], references: dict[str, Any],
-                     transcripts: dict[str, Any], out_fd: int, log_fd: int, job: dict) -> None:
+def _trusted_process(checks: list[CheckJob], functions: dict[str, Callable], references: dict[str, Any],
+                     transcripts: dict[str, Any], out_fd: int, log_fd: int, job: Job) -> None:
     """Re-run passed checks from their recorded answers, in a process forked from the server (no student
     code ever ran here), and report each verdict: ``unverified`` for a check that cannot be replayed. A student
     class is handed over as a token that only probes take (probes.py)."""
-    _child_setup(log_fd, job.get("memory_mb"))
-    limit = int(job["output_limit"])
+    _child_setup(log_fd, job.memory_mb)
+    limit = int(job.output_limit)
     for item in checks:
-        fn = functions[item["name"]]
+        fn = functions[item.name]
         params = [p for p in inspect.signature(fn).parameters.values() if p.name != "seed"]
         names = [p.name for p in params if p.name in references or p.default is inspect.Parameter.empty]
         if any(name not in references for name in names):
             outcome, observed = Outcome(UNVERIFIED, "takes an object of the submission that is not graded, so not "
                                                     "replayable"), False
         else:
-            transcript = transcripts.get(item["name"])
+            transcript = transcripts.get(item.name)
             classes = {n: probes.StudentClass(n) for n in names if isinstance(references[n], type)}
             stand_ins = replayers(transcript, [n for n in names if n not in classes])
             probe_replayers: dict[str, Callable] = {}
@@ -429,31 +431,31 @@ def _trusted_process(checks: list[dict], functions: dict[str, Callable], referen
                 return cache[key]
 
             with probes.replaying(probe_replayer, classes):
-                outcome = run_check(fn, CheckContext({**stand_ins, **classes}), item["seed"], item["timeout"],
-                                    item["function"], limit)
+                outcome = run_check(fn, CheckContext({**stand_ins, **classes}), item.seed, item.timeout,
+                                    item.function, limit)
             observed = any(r.observed for r in [*stand_ins.values(), *probe_replayers.values()])
-        send(out_fd, {"event": "verified", "name": item["name"], "status": outcome.status,
+        send(out_fd, {"event": "verified", "name": item.name, "status": outcome.status,
                       "output": outcome.output(limit), "observed": outcome.status != UNVERIFIED and observed})
 
 
 # ----------------------------------------------------------------------------- the server
 
 
-def _checks_time(job: dict) -> float:
+def _checks_time(job: Job) -> float:
     """Seconds to run every check of ``job`` once, each with its grace and a fork, after a process start."""
-    return sum(c["timeout"] + GRACE + 1.0 for c in job["checks"]) + START_SLACK
+    return sum(c.timeout + GRACE + 1.0 for c in job.checks) + START_SLACK
 
 
-def run_limit(job: dict) -> float:
+def run_limit(job: Job) -> float:
     """Seconds the submission's own processes may take, loading and checks: its ``budget`` (course.yml
     ``grading.submission_budget``) if the job has one, and never more than loading plus every check with its
     grace and a fork."""
-    most = job["load_timeout"] + _checks_time(job)
-    budget = job.get("budget")
+    most = job.load_timeout + _checks_time(job)
+    budget = job.budget
     return min(float(budget), most) if budget else most
 
 
-def submission_budget(job: dict) -> float:
+def submission_budget(job: Job) -> float:
     """Seconds a submission may take in all: its run limit, then the grader's own re-run of the checks that
     passed."""
     return run_limit(job) + _checks_time(job)
@@ -486,10 +488,10 @@ def remove_tree(path: str) -> None:
         time.sleep(0.05 * (attempt + 1))
 
 
-def _references(job: dict) -> tuple[dict[str, Any], dict[str, set]]:
+def _references(job: Job) -> tuple[dict[str, Any], dict[str, set]]:
     """The lesson's reference objects and their code, resolved here, before any student code runs."""
     references: dict[str, Any] = {}
-    for name, dotted in (job.get("references") or {}).items():
+    for name, dotted in job.references.items():
         try:
             references[name] = import_object(dotted)
         except Exception:  # noqa: BLE001 - a reference that cannot be imported guards and replays nothing
@@ -497,12 +499,12 @@ def _references(job: dict) -> tuple[dict[str, Any], dict[str, set]]:
     return references, {name: reference_codes(ref) for name, ref in references.items()}
 
 
-def _run_submission(job: dict, functions: dict[str, Callable], references: dict[str, Any], codes: dict[str, set],
+def _run_submission(job: Job, functions: dict[str, Callable], references: dict[str, Any], codes: dict[str, set],
                     log: Any, result: dict) -> dict[str, Any]:
     """Fork the submission's process and collect what it reports into ``result``; returns the recorded calls
     of each check it says passed."""
     transcripts: dict[str, Any] = {}
-    names = {c["name"] for c in job["checks"]}
+    names = {c.name for c in job.checks}
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -515,7 +517,7 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
     limit_s = run_limit(job)
     deadline = time.monotonic() + limit_s
     # Loading keeps its own limit in-process; code that blocks the alarm is killed shortly after it.
-    load_deadline = min(deadline, time.monotonic() + job["load_timeout"] + 2 * GRACE)
+    load_deadline = min(deadline, time.monotonic() + job.load_timeout + 2 * GRACE)
     loaded, last_cell, last_index, timed_out, function_pid, current = False, "", 0, False, 0, None
     while True:
         try:
@@ -538,7 +540,7 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
         elif kind == "loaded" and not loaded:
             loaded = True
             result["notes"] = event.get("notes", []) if isinstance(event.get("notes"), list) else []
-            result["printed"] = truncate(str(event.get("printed", "")), int(job["output_limit"]))
+            result["printed"] = truncate(str(event.get("printed", "")), int(job.output_limit))
         elif kind == "result" and loaded and event.get("name") in names and event["name"] not in result["results"]:
             result["results"][event["name"]] = {k: event.get(k) for k in ("status", "output", "seconds")}
             if event.get("status") == PASSED:
@@ -551,12 +553,12 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
     kill_group(pid)
     status = reap(pid)
     tail = log_tail(log.fileno())
-    budget_spent = timed_out and bool(job.get("budget")) and limit_s >= float(job["budget"]) - 1e-9 and (
+    budget_spent = timed_out and bool(job.budget) and limit_s >= float(job.budget) - 1e-9 and (
         loaded or load_deadline >= deadline)
     if not loaded:
         where = f" in {last_cell}" if last_cell else ""
         what = (f"used up the submission's grading budget of {limit_s:g} s" if budget_spent and
-                limit_s < job["load_timeout"] else f"did not finish loading within {min(limit_s, job['load_timeout']):g} s"
+                limit_s < job.load_timeout else f"did not finish loading within {min(limit_s, job.load_timeout):g} s"
                 ) if timed_out else describe_exit(status)
         result["error"] = f"the submission's code ended the grading process while loading{where}: it {what}" + \
                           (f"\nlast output:\n{tail[-500:]}" if tail else "")
@@ -571,19 +573,19 @@ def _run_submission(job: dict, functions: dict[str, Callable], references: dict[
                                                         "grading.submission_budget) while this check ran"}
         else:
             why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
-        for item in job["checks"]:
-            result["results"].setdefault(item["name"], {
+        for item in job.checks:
+            result["results"].setdefault(item.name, {
                 "status": TIMEOUT if timed_out else ERROR, "seconds": 0.0,
                 "output": f"not run: the submission's grading process {why}" if not budget_spent else
                           f"not run: the submission {why} (course.yml grading.submission_budget)"})
     return transcripts
 
 
-def _verify(job: dict, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],
+def _verify(job: Job, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],
             log: Any) -> dict[str, dict]:
     """Re-run the checks the submission's process says passed, in a process forked from this server (where no
     student code ever ran), from the recorded answers; its verdict by check name."""
-    todo = [c for c in job["checks"] if c["name"] in transcripts]
+    todo = [c for c in job.checks if c.name in transcripts]
     if not todo:
         return {}
     r, w = os.pipe()
@@ -595,8 +597,8 @@ def _verify(job: dict, functions: dict[str, Callable], references: dict[str, Any
         run_child(lambda: _trusted_process(todo, functions, references, transcripts, w, log.fileno(), job))
     os.close(w)
     lines = Lines(r)
-    names = {c["name"] for c in todo}
-    deadline = time.monotonic() + sum(c["timeout"] + GRACE for c in todo) + START_SLACK
+    names = {c.name for c in todo}
+    deadline = time.monotonic() + sum(c.timeout + GRACE for c in todo) + START_SLACK
     verdicts: dict[str, dict] = {}
     while True:
         try:
@@ -613,25 +615,25 @@ def _verify(job: dict, functions: dict[str, Callable], references: dict[str, Any
     return verdicts
 
 
-def run_job(job: dict) -> dict:
+def run_job(job: Job) -> dict:
     """Grade one submission: its code and checks run in forked processes of their own (in a scratch folder
     removed afterwards); a check passes only if that process says so and the grader's own re-run of the
     check from the recorded answers agrees. Results by check name, plus load notes or an error."""
     global _TOKEN, _SNAPSHOT
-    result: dict[str, Any] = {"id": job.get("id"), "error": None, "notes": [], "printed": "", "results": {}}
+    result: dict[str, Any] = {"id": job.id, "error": None, "notes": [], "printed": "", "results": {}}
     try:
-        functions = collect_checks(import_check_file(job["check_file"]))
+        functions = collect_checks(import_check_file(job.check_file))
     except BaseException as exc:  # noqa: BLE001 - a broken check file is reported, not fatal to the server
-        result["error"] = f"grader error: the check file {job['check_file']} failed to import: " \
+        result["error"] = f"grader error: the check file {job.check_file} failed to import: " \
                           f"{describe_exception(exc)}"
         return result
     if "torch" in sys.modules:  # a check file may bring torch in itself (when it is not preloaded)
         warm_up()
-    runnable = [c for c in job["checks"] if c["name"] in functions]
-    for item in job["checks"]:
-        if item["name"] not in functions:
-            result["results"][item["name"]] = {"status": ERROR, "seconds": 0.0,
-                                               "output": f"grader error: no check {item['name']} in the check file"}
+    runnable = [c for c in job.checks if c.name in functions]
+    for item in job.checks:
+        if item.name not in functions:
+            result["results"][item.name] = {"status": ERROR, "seconds": 0.0,
+                                               "output": f"grader error: no check {item.name} in the check file"}
     references, codes = _references(job)
     _SNAPSHOT = Snapshot()
     _TOKEN = secrets.token_hex(16)
@@ -639,7 +641,7 @@ def run_job(job: dict) -> dict:
     uid = student_uid()
     if uid is not None:
         os.chown(scratch, uid, uid)
-    job = {**job, "checks": runnable, "scratch": scratch}
+    job = dataclasses.replace(job, checks=tuple(runnable), scratch=scratch)
     try:
         with tempfile.TemporaryFile() as log:
             transcripts = _run_submission(job, functions, references, codes, log, result)
@@ -653,7 +655,7 @@ def run_job(job: dict) -> dict:
         if uid is not None:
             kill_uid(uid)
         remove_tree(scratch)
-    limit = int(job["output_limit"])
+    limit = int(job.output_limit)
     for name in transcripts:
         got, verdict = result["results"][name], verdicts.get(name)
         if verdict is None:
@@ -730,8 +732,7 @@ def serve(modules: list[str]) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        job = json.loads(line)
-        protocol.write(json.dumps(run_job(job)) + "\n")
+        protocol.write(JobResult.from_dict(run_job(Job.from_dict(json.loads(line)))).to_json() + "\n")
     return 0
 
 
