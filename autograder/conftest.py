@@ -3,9 +3,11 @@
     pytest autograder                                   # checks the library reference (every check must pass)
     pytest autograder --submission lessons/03_gradcam.ipynb [--lesson 03_gradcam] [--seed 7]
 
-A check's parameters are filled by name: ``seed`` (derived from --seed, else random per run, as the grader
-does) and each graded function of course.yml, taken from the submission if one is given (only that
-lesson's checks run, in this process), else from its library reference.
+Without --submission, a check's parameters are filled by name, here: ``seed`` (derived from --seed, else random
+per run) and each graded function of course.yml from its library reference. With --submission, only that lesson's
+checks are collected and the submission is graded once by the grading engine itself (``shortcutlab grade``: its
+code runs in the sandboxed runner, every verdict comes from the judge, property checks are gated); each check
+then passes or fails with the engine's verdict and message. Student code never runs in the pytest process.
 """
 from __future__ import annotations
 
@@ -15,12 +17,10 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import import_object, load_course
-from shortcutlab.grading.execute import CheckContext, exec_cells, missing_message
 from shortcutlab.grading.registry import check_seed
 from shortcutlab.grading.submission import load_submission
 
 COURSE = load_course()
-SUBMISSION_NAME = "__submission__"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,17 +51,34 @@ def _lesson_of(path: str | Path) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def submission(pytestconfig: pytest.Config) -> tuple[str, CheckContext] | None:
-    """(lesson id, the submission's objects) after running its setup and graded cells; None without --submission."""
-    path = pytestconfig.getoption("--submission")
-    if path is None:
+_GRADED = pytest.StashKey[object]()
+
+
+def _graded(config: pytest.Config):
+    """The engine's result for --submission (graded once, on first use)."""
+    if _GRADED not in config.stash:
+        from shortcutlab.grading.runner import grade
+
+        path = config.getoption("--submission")
+        lesson = load_submission(path, COURSE, config.getoption("--lesson")).lesson
+        report = grade([path], lesson=lesson, jobs=1, seed=config.stash[_SEED], course=COURSE)
+        config.stash[_GRADED] = report.submissions[0]
+    return config.stash[_GRADED]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """With --submission, a check's outcome is the grading engine's verdict (its body runs in the engine)."""
+    if pyfuncitem.config.getoption("--submission") is None or _lesson_of(pyfuncitem.path) is None:
         return None
-    loaded = load_submission(path, COURSE, pytestconfig.getoption("--lesson"))
-    cells = [cell.to_dict() for cell in loaded.cells]
-    namespace: dict = {"__name__": SUBMISSION_NAME}
-    notes, _ = exec_cells(cells, namespace, cell_timeout=None, budget=None, limit=COURSE.grading.output_limit)
-    return loaded.lesson, CheckContext(namespace, {c["filename"] for c in cells}, notes)
+    result = _graded(pyfuncitem.config)
+    found = [c for c in result.checks if c.name == pyfuncitem.originalname]
+    if not found:
+        pytest.fail(f"not graded: {result.error or 'the engine reported no result for this check'}", pytrace=False)
+    check = found[0]
+    if check.status != "passed":
+        pytest.fail(f"[{check.status}] {check.output}", pytrace=False)
+    return True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -82,19 +99,16 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 def _student_object(name: str):
-    def fixture(request: pytest.FixtureRequest, submission: tuple[str, CheckContext] | None):
+    def fixture(request: pytest.FixtureRequest):
         lesson = _lesson_of(request.path)
-        if submission is not None:
-            context = submission[1]
-            if name not in context.namespace:
-                pytest.fail(missing_message(name, context), pytrace=False)
-            return context.namespace[name]
+        if request.config.getoption("--submission") is not None:
+            return None  # the engine runs the check with the submission's object (pytest_pyfunc_call)
         if lesson is None:
             pytest.fail(f"{request.path} is no lesson's check file in course.yml", pytrace=False)
         return import_object(COURSE.function(lesson, name).reference)
 
     fixture.__name__ = f"student_{name}"
-    fixture.__doc__ = f"The submission's {name}, else the library reference."
+    fixture.__doc__ = f"The library reference of {name} (with --submission, the engine supplies the submission's)."
     return pytest.fixture(name=name)(fixture)
 
 
