@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Callable
 
 from shortcutlab.course import Course, CourseError, load_course
-from shortcutlab.grading import sandbox
-from shortcutlab.grading.execute import ERROR, PASSED, TIMEOUT, truncate
+from shortcutlab.grading import sandbox, verdict
+from shortcutlab.grading.execute import ERROR, TIMEOUT, truncate
 from shortcutlab.grading.limits import SERVER_START_TIMEOUT, START_SLACK, apply_derived_timeouts, default_budget
-from shortcutlab.grading.gating import gated, gated_output
 from shortcutlab.grading.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
-from shortcutlab.grading.status import FINAL, Status
-from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
+from shortcutlab.grading.results import GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
 from shortcutlab.grading.worker import Lines, remove_tree, submission_budget
 
@@ -210,38 +208,18 @@ def load_status(raw: JobResult | None, error: str | None, limit: int) -> dict:
 
 def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, course: Course,
               mode: str | None = None) -> SubmissionResult:
-    """Score a job's raw results: a check passes only if its process said so."""
+    """A submission's result from its job's raw results (verdict.score) and how loading went."""
     lesson = work.lesson
     planned = work.planned or []
     error = work.error or (raw.error if raw else None)
     results = raw.results if raw else {}
     notes = list(work.submission.notes) if work.submission else []
-    outcomes: dict[str, tuple[str, str]] = {}
-    for c in planned:
-        got = results.get(c.name)
-        if got is None:
-            status, output = ERROR, f"not graded: {error or 'no result was reported'}"
-        else:
-            status, output = str(got.status), str(got.output or "")
-            if status not in FINAL:
-                status, output = ERROR, f"grader error: unknown status {status!r}"
-        outcomes[c.name] = status, output
-    # No credit for doing nothing: a property check counts only once its function's value checks pass.
-    for name, sentence in gated(planned, {n: s for n, (s, _) in outcomes.items()},
-                                [f for spec in course.lessons for f in spec.functions]).items():
-        outcomes[name] = Status.FAILED, gated_output(sentence)
-    checks = []
-    for c in planned:
-        status, output = outcomes[c.name]
-        if status != PASSED and notes:
-            output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
-        judged = status == PASSED and c.name in results and results[c.name].verified is True
-        checks.append(CheckResult(c.name, c.function, c.max_score if status == PASSED else 0.0, c.max_score,
-                                  status, truncate(output, limit), c.hidden, judged))
+    checks = verdict.score(planned, results, error, notes, limit,
+                           [f for spec in course.lessons for f in spec.functions])
     # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
     max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
         sum(f.points for f in course.lesson(lesson).functions.values())
-    return SubmissionResult(str(work.path), lesson, error, tuple(checks), max_score, round(seconds, 3),
+    return SubmissionResult(str(work.path), lesson, error, checks, max_score, round(seconds, 3),
                             load=load_status(raw, error, limit), sandbox=mode,
                             judge_seconds=raw.judge_seconds if raw else 0.0)
 

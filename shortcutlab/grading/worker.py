@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shortcutlab.course import import_object
-from shortcutlab.grading.execute import (ERROR, FAILED, GRADING_DIR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
+from shortcutlab.grading.execute import (ERROR, GRADING_DIR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
                                          Outcome, describe_exception, exec_cells, run_check, truncate)
 from shortcutlab.grading import probes
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
@@ -42,6 +42,7 @@ from shortcutlab.grading.limits import FILE_LIMIT, GRACE, MAX_LINE, PROCESS_LIMI
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
 from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
+from shortcutlab.grading.verdict import judge
 
 SUBMISSION_NAME = "__submission__"  # __name__ of a submission: its `if __name__ == "__main__":` block stays off
 
@@ -655,26 +656,8 @@ def run_job(job: Job) -> dict:
         if uid is not None:
             kill_uid(uid)
         remove_tree(scratch)
-    limit = int(job.output_limit)
     for name in transcripts:
-        got, verdict = result["results"][name], verdicts.get(name)
-        if verdict is None:
-            got.update(status=ERROR, output="grader error: the grader's own re-run of this check, which decides "
-                                            "whether it passes, did not finish; it is not counted as passed")
-        elif got.get("tampered") and (verdict["status"] == UNVERIFIED or
-                                      (verdict["status"] == PASSED and verdict.get("observed"))):
-            # The process that recorded the answers (model states, probe data) replaced part of the grader: what it
-            # observed cannot be trusted, so not a pass.
-            got.update(status=FAILED, verified=verdict["status"] == PASSED,
-                       output=f"the submission replaced `{got['tampered']}`, which the grader or its checks rely on, "
-                              "so this check cannot be trusted to pass; leave the library and the grader as they are")
-        elif verdict["status"] == UNVERIFIED:
-            got.update(verified=False, why_unverified=str(verdict.get("output") or "")[:300])
-        elif verdict["status"] == PASSED:
-            got["verified"] = True
-        else:
-            got.update(status=verdict["status"], output=truncate(str(verdict.get("output") or ""), limit),
-                       verified=True)
+        judge(result["results"][name], verdicts.get(name), int(job.output_limit))
     return result
 
 

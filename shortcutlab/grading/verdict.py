@@ -1,0 +1,75 @@
+"""Where a check's verdict is decided, in this order: the runner's answer -> the judge's re-run -> one status ->
+points.
+
+``judge``: a check that passed in the runner (where the student's code ran) passes only if the judge's re-run
+(where no student code ran) passes too; a re-run that could not happen, or a runner that tampered with the grader
+when the verdict relied on what the runner observed, is no pass (worker.run_job, for each check of a job).
+``score``: the final statuses of a submission's checks -> its ``CheckResult``s: an unknown status is an error,
+property checks count only once their function's value checks pass (gating.py), a pass earns the check's points
+(runner._assemble).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shortcutlab.grading.execute import truncate
+from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.protocol import CheckReport
+from shortcutlab.grading.registry import PlannedCheck
+from shortcutlab.grading.results import CheckResult
+from shortcutlab.grading.status import FINAL, Status
+
+NOT_RE_RUN = ("grader error: the grader's own re-run of this check, which decides whether it passes, did not "
+              "finish; it is not counted as passed")
+
+
+def judge(report: dict, verdict: dict | None, limit: int) -> None:
+    """Update ``report`` (a check that passed in the runner: status, output, tampered) with the judge's
+    ``verdict`` (status, output, observed; None if the re-run never reported)."""
+    if verdict is None:
+        report.update(status=Status.ERROR, output=NOT_RE_RUN)
+    elif report.get("tampered") and (verdict["status"] == Status.UNVERIFIED or
+                                     (verdict["status"] == Status.PASSED and verdict.get("observed"))):
+        # The process that recorded the answers (model states, probe data) replaced part of the grader: what it
+        # observed cannot be trusted, so not a pass.
+        report.update(status=Status.FAILED, verified=verdict["status"] == Status.PASSED,
+                      output=f"the submission replaced `{report['tampered']}`, which the grader or its checks rely "
+                             "on, so this check cannot be trusted to pass; leave the library and the grader as they "
+                             "are")
+    elif verdict["status"] == Status.UNVERIFIED:
+        report.update(verified=False, why_unverified=str(verdict.get("output") or "")[:300])
+    elif verdict["status"] == Status.PASSED:
+        report["verified"] = True
+    else:
+        report.update(status=verdict["status"], output=truncate(str(verdict.get("output") or ""), limit),
+                      verified=True)
+
+
+def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], error: str | None, notes: list[str],
+          limit: int, names: list[str]) -> tuple[CheckResult, ...]:
+    """Each planned check's result: its final status and message (``error`` when it was never graded, ``notes``
+    of the submission's loading added to what did not pass), and its points. ``names``: the course's graded names,
+    for check titles."""
+    outcomes: dict[str, tuple[str, str]] = {}
+    for c in planned:
+        got = results.get(c.name)
+        if got is None:
+            status, output = Status.ERROR, f"not graded: {error or 'no result was reported'}"
+        else:
+            status, output = str(got.status), str(got.output or "")
+            if status not in FINAL:
+                status, output = Status.ERROR, f"grader error: unknown status {status!r}"
+        outcomes[c.name] = status, output
+    # No credit for doing nothing: a property check counts only once its function's value checks pass.
+    for name, sentence in gated(planned, {n: s for n, (s, _) in outcomes.items()}, names).items():
+        outcomes[name] = Status.FAILED, gated_output(sentence)
+    checks = []
+    for c in planned:
+        status, output = outcomes[c.name]
+        passed = status == Status.PASSED
+        if not passed and notes:
+            output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
+        judged = passed and c.name in results and results[c.name].verified is True
+        checks.append(CheckResult(c.name, c.function, c.max_score if passed else 0.0, c.max_score,
+                                  Status(status), truncate(output, limit), c.hidden, judged))
+    return tuple(checks)
