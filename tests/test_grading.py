@@ -736,7 +736,7 @@ def test_the_reference_guard_knows_the_reference_in_disguise():
 
 
 def test_an_over_long_line_on_a_grading_pipe_is_dropped_and_reading_goes_on():
-    from shortcutlab.grading.worker import Lines
+    from shortcutlab.grading.processes import Lines
 
     r, w = os.pipe()
     os.write(w, b"x" * 5000 + b"\n" + b'{"event": "ok"}\n' + b'{"n": 1' + b"9" * 5000 + b"}\n")

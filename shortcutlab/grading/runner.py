@@ -29,7 +29,8 @@ from shortcutlab.grading.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import GradeReport, SubmissionResult
 from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
-from shortcutlab.grading.worker import Lines, remove_tree, submission_budget
+from shortcutlab.grading.processes import Lines, remove_tree
+from shortcutlab.grading.worker import submission_budget
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,8 +23,6 @@ import inspect
 import json
 import os
 import secrets
-import select
-import shutil
 import signal
 import sys
 import tempfile
@@ -33,12 +31,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shortcutlab.course import import_object
-from shortcutlab.grading.execute import (ERROR, GRADING_DIR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
+from shortcutlab.grading.execute import (ERROR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
                                          Outcome, describe_exception, exec_cells, run_check, truncate)
 from shortcutlab.grading import probes
 from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
+from shortcutlab.grading.processes import (Lines, crash_summary, describe_exit, die_with_parent, fork_group,
+                                           kill_group, log_tail, parent_of, reap, remove_tree, run_child)
 from shortcutlab.grading.protocol import CheckJob, Job, JobResult
-from shortcutlab.grading.limits import FILE_LIMIT, GRACE, MAX_LINE, PROCESS_LIMIT, START_SLACK
+from shortcutlab.grading.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
 from shortcutlab.grading.registry import collect_checks, import_check_file
 from shortcutlab.grading.replay import Recorder, replayers
 from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
@@ -63,153 +63,13 @@ def send(fd: int, payload: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-class Lines:
-    """JSON lines read from a pipe with a deadline; a line longer than ``max_line`` bytes is dropped."""
-
-    def __init__(self, fd: int, max_line: int = MAX_LINE) -> None:
-        self.fd, self.buffer, self.closed, self.max_line = fd, bytearray(), False, max_line
-        self.scanned, self.skipping = 0, False
-
-    def next(self, deadline: float) -> dict | None:
-        """The next event; None at end of file; TimeoutError once ``deadline`` (time.monotonic) passes."""
-        while True:
-            end = self.buffer.find(b"\n", self.scanned)
-            if end >= 0:
-                line = bytes(self.buffer[:end])
-                del self.buffer[:end + 1]
-                self.scanned = 0
-                if self.skipping:  # the tail of an over-long line
-                    self.skipping = False
-                    continue
-                break
-            self.scanned = len(self.buffer)
-            if len(self.buffer) > self.max_line:
-                self.buffer.clear()
-                self.scanned, self.skipping = 0, True
-                return {"event": "garbage"}
-            if self.closed:
-                if self.buffer.strip() and not self.skipping:
-                    line = bytes(self.buffer)
-                    self.buffer.clear()
-                    break
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise TimeoutError
-            chunk = os.read(self.fd, 1 << 20)
-            if not chunk:
-                self.closed = True
-            self.buffer += chunk
-        try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an over-long integer
-            return {"event": "garbage"}
-        return event if isinstance(event, dict) else {"event": "garbage"}
-
-
-def describe_exit(status: int) -> str:
-    """A waitpid status in words."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        why = " (out of memory, or stopped by the grader)" if name == "SIGKILL" else ""
-        return f"was killed by {name}{why}"
-    return f"exited with code {os.WEXITSTATUS(status)}"
-
-
-def kill_group(pid: int) -> None:
-    """SIGKILL a process group we created (a process and everything it started)."""
-    if pid <= 1 or pid in (os.getpgrp(), os.getpid()):
-        return
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def reap(pid: int, timeout: float = GRACE) -> int:
-    """The exit status of our child ``pid``, killing it (and its group) if it outlives ``timeout`` s."""
-    end = time.monotonic() + timeout
-    try:
-        while time.monotonic() < end:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status
-            time.sleep(0.005)
-        kill_group(pid)
-        return os.waitpid(pid, 0)[1]
-    except ChildProcessError:
-        return 0
-
-
-def run_child(body: Callable[[], None]) -> None:
-    """End a forked process: after ``body``, with os._exit (no atexit handlers or buffers of the parent run
-    twice); a grader bug shows as a traceback in the log and a non-zero exit."""
-    code = 0
-    try:
-        body()
-    except BaseException:  # noqa: BLE001 - whatever happens, this process must end here
-        import traceback
-
-        traceback.print_exc()
-        code = 70
-    finally:
-        os._exit(code)
-
-
-def fork_group() -> int:
-    """os.fork, with the child leading a new process group (set on both sides, so no kill can miss it)."""
-    pid = os.fork()
-    try:
-        os.setpgid(0 if pid == 0 else pid, 0 if pid == 0 else pid)
-    except OSError:
-        pass  # the child already exec'd or exited: nothing left to group
-    return pid
-
-
-def log_tail(fd: int, limit: int = 1500) -> str:
-    """The end of what student code wrote straight to the process's stdout/stderr file."""
-    try:
-        size = os.fstat(fd).st_size
-        return os.pread(fd, limit, max(size - limit, 0)).decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _crash_summary(tail: str) -> str:
-    """The end of a process's output; of a crash dump (faulthandler), the error and the student's frames."""
-    start = tail.rfind("Fatal Python error")
-    if start < 0:
-        return tail[-1500:]
-    lines = tail[start:].splitlines()
-    frames = [line for line in lines[1:] if line.strip().startswith('File "') and GRADING_DIR not in line
-              and "<frozen" not in line and "site-packages" not in line]
-    return "\n".join([lines[0], *frames[:10]])
-
-
 # ----------------------------------------------------------------------------- inside the forked processes
-
-
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies, so none outlives the grader."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _child_setup(log_fd: int, memory_mb: int | None) -> None:
     """First steps of every forked process: dies with its parent, no access to the server's pipes, output
     to the job's log, capped memory, a traceback on a hard crash."""
-    _die_with_parent()
+    die_with_parent()
     if _PROTOCOL_FD is not None:
         try:
             os.close(_PROTOCOL_FD)
@@ -274,7 +134,7 @@ def _function_process(checks: list[CheckJob], functions: dict[str, Callable], co
                       references: dict[str, Any] | None = None) -> None:
     """Run one function's checks in order, reporting each on ``out_fd``; a passed check's report carries
     the record of its calls, for the grader's own re-run."""
-    _die_with_parent()
+    die_with_parent()
     classes = {name: context.namespace[name] for name, reference in (references or {}).items()
                if isinstance(reference, type) and name in context.namespace}
     for item in checks:
@@ -339,7 +199,7 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
         if event is None:
             status = reap(pid)
             if current is not None:
-                tail = _crash_summary(log_tail(1, 8000))
+                tail = crash_summary(log_tail(1, 8000))
                 send(out_fd, {"event": "result", "name": current, "status": ERROR, "seconds": 0.0,
                               "output": f"the process running this check {describe_exit(status)} before it "
                                         f"reported a result (a crash, os._exit or similar in "
@@ -462,33 +322,6 @@ def submission_budget(job: Job) -> float:
     return run_limit(job) + _checks_time(job)
 
 
-def _parent_of(pid: int) -> int | None:
-    """The parent process id of ``pid`` (Linux /proc), None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def remove_tree(path: str) -> None:
-    """Delete a scratch folder whatever its content (student code may have made folders unreadable, or, in a
-    process the kernel is killing along with its parent, still be writing for a moment)."""
-    for attempt in range(3):
-        for root, dirs, _files in os.walk(path, topdown=True, onerror=lambda exc: None):
-            for name in dirs:
-                full = os.path.join(root, name)
-                if not os.path.islink(full):
-                    try:
-                        os.chmod(full, 0o700)
-                    except OSError:
-                        pass
-        shutil.rmtree(path, ignore_errors=True)
-        if not os.path.lexists(path):
-            return
-        time.sleep(0.05 * (attempt + 1))
-
-
 def _references(job: Job) -> tuple[dict[str, Any], dict[str, set]]:
     """The lesson's reference objects and their code, resolved here, before any student code runs."""
     references: dict[str, Any] = {}
@@ -549,7 +382,7 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
                 if event.get("tampered"):
                     result["results"][event["name"]]["tampered"] = str(event["tampered"])[:200]
     os.close(r)
-    if function_pid and _parent_of(function_pid) == pid:  # only ever our own grandchild
+    if function_pid and parent_of(function_pid) == pid:  # only ever our own grandchild
         kill_group(function_pid)
     kill_group(pid)
     status = reap(pid)
