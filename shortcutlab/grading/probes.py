@@ -77,7 +77,6 @@ def probe(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         return session.call(fn, args, kwargs)
 
-    run.is_probe = True  # type: ignore[attr-defined]
     return run
 
 

@@ -31,7 +31,7 @@ from shortcutlab.grading.codec import (DecodeError, Encoder, NotReplayable, TooB
 from shortcutlab.grading.limits import RECORD_BYTES
 from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, CheckFailure
 
-__all__ = ["NotReplayable", "Recorder", "Replayer", "fingerprint", "replayers"]
+__all__ = ["NotReplayable", "Recorder", "Replayer", "Transcript", "fingerprint", "replayers"]
 
 
 def fingerprint(args: tuple, kwargs: dict, strict: bool) -> tuple[str, Encoder]:
@@ -294,31 +294,51 @@ class Replayer:
                 grads = recorded.get("grads")
                 if not isinstance(grads, list) or len(grads) != len(sources):
                     raise unverifiable(f"the gradients recorded for {name}'s answer are malformed")
+                malformed = unverifiable(f"the gradients recorded for {name}'s answer are malformed")
                 out = []
                 for source, node in zip(sources, grads):
                     try:
                         grad = None if node is None else decode(node, blobs)
                     except DecodeError:
-                        grad = False
+                        raise malformed from None
                     if grad is not None and not (isinstance(grad, torch.Tensor) and grad.shape == source.shape
                                                  and grad.dtype == source.dtype):
-                        raise unverifiable(f"the gradients recorded for {name}'s answer are malformed")
+                        raise malformed
                     out.append(None if grad is None else grad.detach())
                 return tuple(out)
 
         return ReplayedAnswer.apply(*sources)
 
 
+class Transcript:
+    """A transcript sent by the student's process, read once (blobs decoded once), with one stand-in per recorded
+    name, made on first use: the graded functions and the probes a check calls."""
+
+    def __init__(self, transcript: Any) -> None:
+        self.calls: dict = {}
+        self.blobs: list[bytes] = []
+        if isinstance(transcript, dict):
+            self.calls = transcript.get("calls") if isinstance(transcript.get("calls"), dict) else {}
+            raw = transcript.get("blobs") if isinstance(transcript.get("blobs"), list) else []
+            try:
+                self.blobs = [base64.b64decode(b, validate=True) for b in raw if isinstance(b, str)]
+            except (binascii.Error, ValueError):
+                self.blobs = []
+        self.stand_ins: dict[str, Replayer] = {}
+
+    def replayer(self, name: str) -> Replayer:
+        """The stand-in for ``name``, the same one on every call."""
+        if name not in self.stand_ins:
+            calls = self.calls.get(name)
+            self.stand_ins[name] = Replayer(name, calls if isinstance(calls, list) else [], self.blobs)
+        return self.stand_ins[name]
+
+    def observed(self) -> bool:
+        """Whether a replayed call relied on what the student's process observed (``Replayer.observed``)."""
+        return any(r.observed for r in self.stand_ins.values())
+
+
 def replayers(transcript: Any, names: list[str]) -> dict[str, Callable]:
     """Stand-ins for the student objects ``names`` from a transcript sent by the student's process."""
-    calls: dict = {}
-    blobs: list[bytes] = []
-    if isinstance(transcript, dict):
-        calls = transcript.get("calls") if isinstance(transcript.get("calls"), dict) else {}
-        raw = transcript.get("blobs") if isinstance(transcript.get("blobs"), list) else []
-        try:
-            blobs = [base64.b64decode(b, validate=True) for b in raw if isinstance(b, str)]
-        except (binascii.Error, ValueError):
-            blobs = []
-    return {name: Replayer(name, calls.get(name) if isinstance(calls.get(name), list) else [], blobs)
-            for name in names}
+    recorded = Transcript(transcript)
+    return {name: recorded.replayer(name) for name in names}

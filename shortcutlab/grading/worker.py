@@ -40,7 +40,7 @@ from shortcutlab.grading.processes import (Lines, crash_summary, describe_exit, 
 from shortcutlab.grading.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
 from shortcutlab.grading.registry import collect_checks, import_check_file
-from shortcutlab.grading.replay import Recorder, replayers
+from shortcutlab.grading.replay import Recorder, Transcript
 from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
 from shortcutlab.grading.verdict import judge
 
@@ -281,20 +281,13 @@ def _trusted_process(checks: list[CheckJob], functions: dict[str, Callable], ref
             outcome, observed = Outcome(UNVERIFIED, "takes an object of the submission that is not graded, so not "
                                                     "replayable"), False
         else:
-            transcript = transcripts.get(item.name)
+            recorded = Transcript(transcripts.get(item.name))
             classes = {n: probes.StudentClass(n) for n in names if isinstance(references[n], type)}
-            stand_ins = replayers(transcript, [n for n in names if n not in classes])
-            probe_replayers: dict[str, Callable] = {}
-
-            def probe_replayer(key: str, transcript: Any = transcript, cache: dict = probe_replayers) -> Callable:
-                if key not in cache:
-                    cache.update(replayers(transcript, [key]))
-                return cache[key]
-
-            with probes.replaying(probe_replayer, classes):
+            stand_ins = {n: recorded.replayer(n) for n in names if n not in classes}
+            with probes.replaying(recorded.replayer, classes):
                 outcome = run_check(fn, CheckContext({**stand_ins, **classes}), item.seed, item.timeout,
                                     item.function, limit)
-            observed = any(r.observed for r in [*stand_ins.values(), *probe_replayers.values()])
+            observed = recorded.observed()
         send(out_fd, {"event": "verified", "name": item.name, "status": outcome.status,
                       "output": outcome.output(limit), "observed": outcome.status != UNVERIFIED and observed})
 
