@@ -12,6 +12,7 @@ recorded state into the judge's own live object, keeping its identity (the check
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 from typing import Any
@@ -247,8 +248,7 @@ class Encoder:
                 return self._opaque(optimizer, "it is given an optimizer whose state the grader cannot read")
             state.append([index[id(parameter)], self.encode(values, depth + 2, leaf=False)])
         # Its other attributes (defaults, hooks) do not change in a step; param_groups and state are above.
-        return {"optim": qualified_name(type(optimizer)), "groups": groups, "state": sorted(state, key=lambda s: s[0]),
-                "attrs": []}
+        return {"optim": qualified_name(type(optimizer)), "groups": groups, "state": sorted(state, key=lambda s: s[0])}
 
     def _loader(self, torch: Any, loader: Any, depth: int) -> dict:
         dataset, sampler = loader.dataset, loader.sampler
@@ -333,9 +333,7 @@ def _blob(node: dict, key: str, blobs: list[bytes]) -> bytes:
 
 
 def _tensor_from(torch: Any, data: bytes, dtype: Any, shape: list[int]) -> Any:
-    count = 1
-    for s in shape:
-        count *= s
+    count = math.prod(shape)
     if count * torch.empty((), dtype=dtype).element_size() != len(data):
         raise DecodeError("tensor size does not match its data")
     if count == 0:
@@ -394,10 +392,7 @@ def decode(node: Any, blobs: list[bytes], depth: int = 0, tap: Any = None) -> An
         if dtype.kind not in "biufc" or dtype.hasobject:
             raise DecodeError("bad array dtype")
         shape, data = _shape(node.get("shape")), _blob(node, "nd", blobs)
-        count = 1
-        for s in shape:
-            count *= s
-        if count * dtype.itemsize != len(data):
+        if math.prod(shape) * dtype.itemsize != len(data):
             raise DecodeError("array size does not match its data")
         array = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
         return array[()] if node.get("scalar") else array
@@ -428,11 +423,16 @@ def decode(node: Any, blobs: list[bytes], depth: int = 0, tap: Any = None) -> An
     raise DecodeError("unknown record")
 
 
-def _pairs(pairs: Any, blobs: list[bytes], depth: int, tap: Any = None) -> list[tuple[str, Any]]:
+def _mapping(pairs: Any) -> list:
+    """A recorded mapping's ``[[key, node], ...]``, checked: string keys."""
     if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and type(p[0]) is str
                                               for p in pairs):
         raise DecodeError("bad mapping")
-    return [(k, decode(v, blobs, depth + 1, tap)) for k, v in pairs]
+    return pairs
+
+
+def _pairs(pairs: Any, blobs: list[bytes], depth: int, tap: Any = None) -> list[tuple[str, Any]]:
+    return [(k, decode(v, blobs, depth + 1, tap)) for k, v in _mapping(pairs)]
 
 
 def _dataclass(name: str, fields: dict[str, Any]) -> Any:
@@ -551,7 +551,6 @@ def _apply_optimizer(target: Any, node: dict, blobs: list[bytes], problem: str) 
         for key, value in _pairs(recorded.get("d"), blobs, 0):
             if key != "params":
                 group[key] = value
-    _apply_attributes(target, node.get("attrs"), blobs)
 
 
 def _apply_attributes(target: Any, pairs: Any, blobs: list[bytes]) -> None:
@@ -586,11 +585,7 @@ def merge(old: Any, node: Any, blobs: list[bytes], depth: int = 0) -> Any:
             len(old) == len(node["t"]):
         return tuple(merge(o, n, blobs, depth + 1) for o, n in zip(old, node["t"]))
     if isinstance(node, dict) and type(old) is dict and "d" in node:
-        pairs = node["d"]
-        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and type(p[0]) is str
-                                                  for p in pairs):
-            raise DecodeError("bad mapping")
-        new = {k: merge(old.get(k), v, blobs, depth + 1) for k, v in pairs}
+        new = {k: merge(old.get(k), v, blobs, depth + 1) for k, v in _mapping(node["d"])}
         old.clear()
         old.update(new)
         return old
