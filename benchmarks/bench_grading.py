@@ -33,7 +33,7 @@ from shortcutlab.course import load_course  # noqa: E402
 from shortcutlab.grading.batch import grade_class  # noqa: E402
 from shortcutlab.grading import sandbox  # noqa: E402
 from shortcutlab.grading.execute import CheckContext, exec_cells, run_check  # noqa: E402
-from shortcutlab.grading.gating import gated  # noqa: E402
+from shortcutlab.grading.gating import counted  # noqa: E402
 from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
 from shortcutlab.grading.runner import Server  # noqa: E402
@@ -93,14 +93,13 @@ def grade_in_process(paths: list[Path]) -> dict[str, tuple[float, float]]:
                               course.grading.output_limit)
         context = CheckContext(namespace, {c["filename"] for c in cells}, notes)
         run_seed = submission_seed(DEFAULT_SEED, submission.digest)
-        statuses = {}
+        outcomes = {}
         for planned in plans[lesson.id]:
             outcome = run_check(checks[lesson.id][planned.name], context, check_seed(run_seed, lesson.id, planned.name),
                                 planned.timeout, planned.function, course.grading.output_limit)
-            statuses[planned.name] = outcome.status
-        not_counted = gated(plans[lesson.id], statuses)  # property checks count once the values are right
-        score = sum(p.max_score for p in plans[lesson.id]
-                    if statuses[p.name] == Status.PASSED and p.name not in not_counted)
+            outcomes[planned.name] = outcome.status, ""
+        final = counted(plans[lesson.id], outcomes)  # property checks count once the values are right
+        score = sum(p.max_score for p in plans[lesson.id] if final[p.name][0] == Status.PASSED)
         out[str(path)] = (time.perf_counter() - start, score)
     return out
 

@@ -3,8 +3,8 @@
 A ``@check(..., kind="property")`` check tests something a stub of the right shape can have too (a shape, a
 range, hooks removed, a mode restored, inputs left alone); a zeros/constant/unmoved stub would earn those points
 without computing anything. So wherever points are computed (``shortcutlab grade``, nbgrader's autograde check
-cells, the notebook's check report), :func:`gated` names the property checks that passed but do not count, and
-the caller gives each 0 points, status ``failed`` and :func:`gated_output` as its message.
+cells, the notebook's check report), :func:`counted` turns each property check that passed but does not count
+(:func:`gated`) into a failure (0 points) whose message (:func:`gated_output`) says why.
 """
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def gated_output(sentence: str) -> str:
     """A gated check's message: it passed, and why it earns nothing yet."""
     return (f"passed, but {sentence}: this check tests a property that code doing nothing useful can have too, "
             "so it counts only once the function's values are right")
+
+
+def counted(planned: Sequence[PlannedCheck], outcomes: Mapping[str, tuple[str, str]],
+            names: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
+    """``outcomes`` (status and message by check name) as they count: a property check that passed but does not
+    count yet (``gated``) becomes ``failed`` with the message saying why; every other outcome stays as it is."""
+    not_counted = gated(planned, {name: status for name, (status, _) in outcomes.items()}, names)
+    return {name: (Status.FAILED, gated_output(not_counted[name])) if name in not_counted else outcome
+            for name, outcome in outcomes.items()}

@@ -35,7 +35,7 @@ from typing import Any
 from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, load_course
 from shortcutlab.grading.execute import PASSED, CheckContext, run_check
 from shortcutlab.grading.gradebook import DEFAULT_SEED
-from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.gating import counted
 from shortcutlab.grading.status import SYMBOLS, Status
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
 from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
@@ -189,22 +189,20 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
             outcomes = {c.name: run_check(checks[c.name], context, check_seed(base, lesson.id, c.name), c.timeout,
                                           function, limit) for c in planned}
         # No credit for doing nothing: a property check counts only once the function's value checks pass.
-        not_counted = gated(planned, {name: o.status for name, o in outcomes.items()}, names)
+        final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
         for c in planned:
-            outcome = outcomes[c.name]
-            passed = outcome.status == PASSED and c.name not in not_counted
+            status, output = final[c.name]
+            passed = status == PASSED
             earned += c.max_score if passed else 0.0
             passed_count += passed
-            if c.hidden:
+            if c.hidden:  # its message stays hidden, unless it is only waiting for the value checks
+                was_gated = outcomes[c.name].status == PASSED and not passed
                 lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
-                             + (f"({gated_output(not_counted[c.name])})" if c.name in not_counted
-                                else f"({'passed' if passed else 'failed'})"))
+                             + (f"({output})" if was_gated else f"({'passed' if passed else 'failed'})"))
                 continue
-            lines.append(f"  {SYMBOLS.get(Status.FAILED if c.name in not_counted else outcome.status, '?')} "
-                         f"{check_title(c.name, function, names)}")
+            lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(c.name, function, names)}")
             if not passed:
-                lines.append(indent(gated_output(not_counted[c.name]) if c.name in not_counted
-                                     else outcome.output(limit)))
+                lines.append(indent(output))
     total = lesson.functions[function].points
     earned = min(round(earned, 6), float(total))
     print(f"{function}: {passed_count}/{len(planned)} checks passed, {points(earned)}/{points(total)} points")

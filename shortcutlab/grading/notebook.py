@@ -16,10 +16,10 @@ from typing import Any
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading.registry import CheckFailure
 from shortcutlab.grading.execute import PASSED, CheckContext, Outcome, run_check
-from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.gating import counted
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
 from shortcutlab.grading.report import check_title
-from shortcutlab.grading.status import SYMBOLS, Status
+from shortcutlab.grading.status import SYMBOLS
 
 _MISSING = object()
 
@@ -92,18 +92,15 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
                                                c.timeout, function, limit)))
     names = [f for spec in loaded.lessons for f in spec.functions]
     # No credit for doing nothing: a property check counts only once the function's value checks pass.
-    not_counted = gated(planned, {n: o.status for n, o in outcomes}, names)
-    failed = [(n, o) for n, o in outcomes if o.status != PASSED or n in not_counted]
+    final = counted(planned, {n: (o.status, o.output(limit)) for n, o in outcomes}, names)
+    failed = [n for n, (status, _) in final.items() if status != PASSED]
     seconds = sum(o.seconds for _, o in outcomes)
     head = f"{function}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed ({seconds:.1f} s)"
     lines = [head + (f", seed {run_seed}" if failed else "")]
-    for check_name, outcome in outcomes:
-        status = Status.FAILED if check_name in not_counted else outcome.status
+    for check_name, (status, output) in final.items():
         lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(check_name, function, names)}")
-        if check_name in not_counted:
-            lines.append(indent(gated_output(not_counted[check_name])))
-        elif outcome.status != PASSED:
-            lines.append(indent(outcome.output(limit)))
+        if status != PASSED:
+            lines.append(indent(output))
     print("\n".join(lines))
     if failed:
         raise ChecksFailed(f"{len(failed)} of {len(outcomes)} checks of {function} did not pass; see the report above")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shortcutlab.grading.execute import truncate
-from shortcutlab.grading.gating import gated, gated_output
+from shortcutlab.grading.gating import counted
 from shortcutlab.grading.protocol import CheckReport
 from shortcutlab.grading.registry import PlannedCheck
 from shortcutlab.grading.results import CheckResult
@@ -60,9 +60,7 @@ def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], erro
             if status not in FINAL:
                 status, output = Status.ERROR, f"grader error: unknown status {status!r}"
         outcomes[c.name] = status, output
-    # No credit for doing nothing: a property check counts only once its function's value checks pass.
-    for name, sentence in gated(planned, {n: s for n, (s, _) in outcomes.items()}, names).items():
-        outcomes[name] = Status.FAILED, gated_output(sentence)
+    outcomes = counted(planned, outcomes, names)  # property checks count once the values are right
     checks = []
     for c in planned:
         status, output = outcomes[c.name]
