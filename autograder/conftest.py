@@ -18,7 +18,7 @@ import pytest
 
 from shortcutlab.course import import_object, load_course
 from shortcutlab.grading.registry import check_seed
-from shortcutlab.grading.submission import load_submission
+from shortcutlab.grading.engine.submission import load_submission
 
 COURSE = load_course()
 
@@ -57,7 +57,7 @@ _GRADED = pytest.StashKey[object]()
 def _graded(config: pytest.Config):
     """The engine's result for --submission (graded once, on first use)."""
     if _GRADED not in config.stash:
-        from shortcutlab.grading.runner import grade
+        from shortcutlab.grading.engine.runner import grade
 
         path = config.getoption("--submission")
         lesson = load_submission(path, COURSE, config.getoption("--lesson")).lesson

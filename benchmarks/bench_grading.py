@@ -30,15 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shortcutlab.course import load_course  # noqa: E402
-from shortcutlab.grading.batch import grade_class  # noqa: E402
-from shortcutlab.grading import sandbox  # noqa: E402
-from shortcutlab.grading.execute import CheckContext, exec_cells, run_check  # noqa: E402
-from shortcutlab.grading.gating import counted  # noqa: E402
-from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
+from shortcutlab.grading.integrations.batch import grade_class  # noqa: E402
+from shortcutlab.grading.engine import sandbox  # noqa: E402
+from shortcutlab.grading.engine.execute import CheckContext, exec_cells, run_check  # noqa: E402
+from shortcutlab.grading.engine.gating import counted  # noqa: E402
+from shortcutlab.grading.store.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
-from shortcutlab.grading.runner import Server  # noqa: E402
+from shortcutlab.grading.engine.runner import Server  # noqa: E402
 from shortcutlab.grading.status import Status  # noqa: E402
-from shortcutlab.grading.submission import load_submission  # noqa: E402
+from shortcutlab.grading.engine.submission import load_submission  # noqa: E402
 
 MUTANTS_PER_LESSON = {"00_colored_mnist": 2, "01_cheater": 2, "02_activation_maximization": 2, "03_gradcam": 2,
                       "04_debiasing": 2, "05_adversarial": 1, "06_sparse_autoencoder": 1}

@@ -1,9 +1,12 @@
 """shortcutlab: a test-driven course on shortcut learning with Colored MNIST."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from shortcutlab.errors import DataError, ShortcutlabError
 
 __version__ = "0.1.0"
+PACKAGE_DIR = Path(__file__).resolve().parent  # shortcutlab/; its parent holds pyproject.toml when run from a checkout
 __all__ = ["DataError", "ShortcutlabError", "__version__", "check", "pretrained"]
 
 
@@ -27,6 +30,6 @@ def check(name: str, function, /, **kwargs) -> None:
     """Run the visible checks of ``name`` ("<lesson id>.<function>", e.g. "03_gradcam.grad_cam") on
     ``function`` and print a short report; raises an AssertionError if any fails (see shortcutlab.grading)."""
     __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame in tracebacks
-    from shortcutlab.grading.notebook import check_in_notebook
+    from shortcutlab.grading.integrations.notebook import check_in_notebook
 
     return check_in_notebook(name, function, _depth=2, **kwargs)

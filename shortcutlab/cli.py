@@ -22,8 +22,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     import contextlib
 
-    from shortcutlab.grading.batch import grade_class
-    from shortcutlab.grading.report import render_json, render_line, render_table
+    from shortcutlab.grading.integrations.batch import grade_class
+    from shortcutlab.grading.outputs.report import render_json, render_line, render_table
 
     done = [0]
     live = not args.json and not args.quiet and sys.stderr.isatty()
@@ -74,7 +74,8 @@ def _grade(args: argparse.Namespace) -> int:
 
 def _answers(args: argparse.Namespace) -> int:
     from shortcutlab.course import load_course
-    from shortcutlab.grading.answers import ANSWERS_FOLDER, refresh
+    from shortcutlab.grading.integrations.batch import refresh
+    from shortcutlab.grading.store.answers import ANSWERS_FOLDER
 
     run = refresh(args.out, load_course(args.course), args.scores)
     if args.scores:
@@ -86,7 +87,7 @@ def _answers(args: argparse.Namespace) -> int:
 
 
 def _export_nbgrader(args: argparse.Namespace) -> int:
-    from shortcutlab.grading.nbgrader_export import export_nbgrader
+    from shortcutlab.grading.integrations.nbgrader import export_nbgrader
 
     lessons = [part for part in args.lessons.split(",") if part] if args.lessons else None
     written = export_nbgrader(args.dir, course=args.course, lessons=lessons, course_id=args.course_id)
@@ -98,7 +99,7 @@ def _export_nbgrader(args: argparse.Namespace) -> int:
 
 
 def _gradescope(args: argparse.Namespace) -> int:
-    from shortcutlab.grading.gradescope_bundle import write_bundle
+    from shortcutlab.grading.integrations.gradescope_bundle import write_bundle
 
     archive = write_bundle(args.dir, course=args.course, lesson=args.lesson, seed=args.seed)
     print(f"wrote {archive}: upload it as the autograder of a Gradescope programming assignment"

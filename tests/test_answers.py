@@ -14,10 +14,15 @@ import pytest
 
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
-from shortcutlab.grading.answers import (ANSWER_AWAITING, ANSWER_GRADED, ANSWER_UNANSWERED, AnswerError,
-                                         AnswerResult, normalize_answer, read_answers, refresh)
-from shortcutlab.grading.exports import feedback_markdown, gradescope_results
-from shortcutlab.grading.gradebook import Gradebook
+from shortcutlab.grading.integrations.batch import refresh
+from shortcutlab.grading.outputs.feedback import feedback_markdown
+from shortcutlab.grading.outputs.gradescope import gradescope_results
+from shortcutlab.grading.results import AnswerResult
+from shortcutlab.grading.status import AnswerStatus
+from shortcutlab.grading.store.answers import AnswerError, normalize_answer, read_answers
+
+ANSWER_GRADED, ANSWER_AWAITING, ANSWER_UNANSWERED = AnswerStatus
+from shortcutlab.grading.store.gradebook import Gradebook
 from shortcutlab.grading.results import CheckResult, SubmissionResult
 from shortcutlab.release import ANSWER_PROMPT, answer_stub, points_problems, release
 
@@ -358,7 +363,7 @@ def test_gradescope_results_and_feedback_show_answers_as_manually_graded_tests()
 
 
 def test_gradescopes_run_autograder_lists_the_uploads_answers_awaiting_manual_grading(toy, tmp_path):
-    from shortcutlab.grading.gradescope_bundle import run_autograder
+    from shortcutlab.grading.integrations.gradescope_bundle import run_autograder
 
     root = tmp_path / "autograder"
     (root / "submission").mkdir(parents=True)

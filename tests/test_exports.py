@@ -12,13 +12,15 @@ import stat
 
 import pytest
 
-from shortcutlab.grading.exports import (CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, feedback_html,
-                                         feedback_markdown, find_identical, graded_code_digest, gradescope_results,
-                                         grades_csv, identical_csv, write_exports)
-from shortcutlab.grading.gradebook import Entry, GradeKey
-from shortcutlab.grading.report import submission_status
-from shortcutlab.grading.results import CheckResult, SubmissionResult
-from shortcutlab.grading.students import clean_id, normalize_timestamp, student_id, submission_timestamp
+from shortcutlab.grading.outputs.exports import write_exports
+from shortcutlab.grading.outputs.feedback import build_feedback, feedback_html, feedback_markdown, render
+from shortcutlab.grading.outputs.gradescope import gradescope_results
+from shortcutlab.grading.outputs.identical import find_identical, graded_code_digest, identical_csv
+from shortcutlab.grading.outputs.tables import CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, grades_csv
+from shortcutlab.grading.store.gradebook import Entry, GradeKey
+from shortcutlab.grading.outputs.report import submission_status
+from shortcutlab.grading.results import AnswerResult, CheckResult, SubmissionResult
+from shortcutlab.grading.store.students import clean_id, normalize_timestamp, student_id, submission_timestamp
 
 SECRET = "the hidden input was 12345"
 LESSONS = ("00_colored_mnist", "03_gradcam")
@@ -162,6 +164,88 @@ def test_html_feedback_escapes_student_text():
 def test_feedback_of_a_submission_that_could_not_be_graded_shows_the_error():
     text = feedback_markdown(SubmissionResult("x.ipynb", "03_gradcam", "broken JSON at line 3", (), 5.0))
     assert "could not be graded" in text and "broken JSON at line 3" in text and "0 / 5" in text
+
+
+HOSTILE = "<script>alert(1)</script> & 'quoted' \"too\""
+
+
+def rich_result() -> tuple[SubmissionResult, tuple[AnswerResult, ...]]:
+    """result() with a load error, a sandbox, a multi-line failing output and written answers in every state."""
+    extra = CheckResult("test_colorize_matches_the_formula", "colorize", 0.0, 0.625, "timeout",
+                        f"first `line` | pipe\n\n{HOSTILE}\n")
+    res = dataclasses.replace(result(), checks=(*result().checks, extra), max_score=10.625,
+                              load={"status": "error", "cell": 3, "message": "NameError: x"}, sandbox="bubblewrap")
+    answers = (AnswerResult("q1", 2.0, f"Color, because\n\n{HOSTILE}", 1.5, "Good.\nBut short."),
+               AnswerResult("q2", 1.0, "Shape?", None, "", "a note"), AnswerResult("q3", 1.0))
+    return res, answers
+
+
+def test_feedback_is_one_model_that_both_renderings_lay_out():
+    import html
+
+    res, answers = rich_result()
+    model = build_feedback(res, "alice", "Grad-CAM", "2024-05-01 10:00:00", answers)
+    # decided once, in the model: a hidden check carries only pass/fail and points
+    hidden = [c for s in model.functions for c in s.checks if c.hidden]
+    assert [(c.label, c.points, c.failure, c.output) for c in hidden] == [
+        ("hidden check, failed", "0 / 2.5", "", ""), ("hidden check, passed", "2.5 / 2.5", "", "")]
+    assert SECRET not in repr(model) and "no_hooks" not in repr(model) and "no hooks" not in repr(model)
+    assert (model.score, model.percent) == ("6.5 / 14.625", "44%")
+    assert [c.status for c in model.answers] == ["graded", "awaiting manual grading", "unanswered"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.score = "10 / 10"  # type: ignore[misc]
+
+    facts = [model.heading, model.submitted, model.trouble.heading, model.trouble.message, model.sandbox,
+             model.awaiting_notice, model.answers_heading, model.hidden_notice]
+    facts += [x for row in model.summary for x in (row.name, row.points, row.checks)]
+    facts += [f"{s.name}" for s in model.functions] + [s.points for s in model.functions]
+    facts += [f"{c.symbol} {c.label} ({c.points})" + (f": {c.failure}" if c.failure else "")
+              for s in model.functions for c in s.checks]
+    facts += [a.line for a in model.answers] + [a.note for a in model.answers if a.note]
+    markdown, page = feedback_markdown(res, "alice", "Grad-CAM", "2024-05-01 10:00:00", answers), \
+        feedback_html(res, "alice", "Grad-CAM", "2024-05-01 10:00:00", answers)
+    for fact in filter(None, facts):
+        assert fact in markdown and html.escape(fact) in page, fact
+    assert f"**{model.score}** ({model.percent})" in markdown and f"<strong>{model.score}</strong>" in page
+    # a failing visible check's output: a fenced block in Markdown, <pre> in HTML; in both and nowhere else
+    output = next(c.output for s in model.functions for c in s.checks if c.output.startswith("first"))
+    assert "  ```text\n" + "\n".join(f"  {line}" for line in output.splitlines()) + "\n  ```" in markdown
+    assert f"<pre>{html.escape(output)}</pre>" in page
+    for text in (markdown, page):
+        assert SECRET not in text and "no hooks" not in text and text.count("hidden check") == 2
+    # the comment of a graded answer and the text of each answered one
+    assert "  Comment: Good.\n  But short." in markdown and "<p>Comment: Good.\nBut short.</p>" in page
+    assert "  > Color, because\n  >\n  > " in markdown and "<pre>Color, because\n\n" in page
+
+
+def test_html_feedback_escapes_hostile_text_and_markdown_keeps_it_in_fences_and_quotes():
+    import html
+
+    res, answers = rich_result()
+    markdown, page = feedback_markdown(res, HOSTILE, answers=answers), feedback_html(res, HOSTILE, answers=answers)
+    assert "<script>" not in page and page.count(html.escape(HOSTILE)) == 4  # student (title, list), output, answer
+    assert f"<title>Feedback: 03_gradcam - {html.escape(HOSTILE)}</title>" in page
+    assert html.escape(f"Color, because\n\n{HOSTILE}") in page  # an answer's text
+    assert "&quot;too&quot;" in page and "&#x27;quoted&#x27;" in page  # as html.escape writes them
+    # Markdown is not escaped: the check output stays inside its fence, the answer inside its quote
+    assert f"- Student: {HOSTILE}\n" in markdown
+    assert f"  ```text\n  first `line` | pipe\n  \n  {HOSTILE}\n  ```" in markdown
+    assert f"  > Color, because\n  >\n  > {HOSTILE}\n" in markdown
+
+
+@pytest.mark.parametrize("template", ["feedback.md.j2", "feedback.html.j2"])
+def test_a_template_missing_a_value_of_the_model_fails_loudly(template):
+    import types
+
+    import jinja2
+
+    model = build_feedback(*rich_result()[:1], "alice")
+    assert render(template, model)  # the whole model renders
+    for name in ("sandbox", "heading", "functions"):
+        partial = types.SimpleNamespace(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+                                           if f.name != name})
+        with pytest.raises(jinja2.UndefinedError):
+            render(template, partial)
 
 
 def test_write_exports_lays_out_csv_results_and_feedback(tmp_path):

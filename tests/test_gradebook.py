@@ -20,9 +20,10 @@ import pytest
 
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
-from shortcutlab.grading.batch import grade_class
-from shortcutlab.grading.gradebook import DEFAULT_SEED, GRADEBOOK_FILE, Gradebook, GradebookError, GradeKey, \
-    checks_version, submission_seed
+from shortcutlab.grading.integrations.batch import grade_class
+from shortcutlab.grading.engine.versions import checks_version
+from shortcutlab.grading.store.gradebook import DEFAULT_SEED, GRADEBOOK_FILE, Gradebook, GradebookError, GradeKey, \
+    submission_seed
 from shortcutlab.grading.results import CheckResult, SubmissionResult
 
 ROOT = Path(__file__).resolve().parents[1]

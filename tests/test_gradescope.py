@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.cli import main
-from shortcutlab.grading.batch import grade_class
-from shortcutlab.grading.gradescope_bundle import CONFIG_FILE, run_autograder, write_bundle
+from shortcutlab.grading.integrations.batch import grade_class
+from shortcutlab.grading.integrations.gradescope_bundle import CONFIG_FILE, run_autograder, write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_the_bundle_zips_setup_run_autograder_the_package_and_the_course(tmp_pat
         names = set(archive.namelist())
         modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
     assert {"setup.sh", "run_autograder", CONFIG_FILE, "package/pyproject.toml", "course/course.yml",
-            "course/autograder/test_03_gradcam.py", "package/shortcutlab/grading/runner.py"} <= names
+            "course/autograder/test_03_gradcam.py", "package/shortcutlab/grading/engine/runner.py"} <= names
     assert not any("__pycache__" in name for name in names)
     assert modes["setup.sh"] & stat.S_IXUSR and modes["run_autograder"] & stat.S_IXUSR
     assert json.loads((folder / CONFIG_FILE).read_text())["lesson"] == "03_gradcam"
@@ -133,7 +133,7 @@ def test_the_bundled_package_builds_offline(tmp_path, toy):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     wheel, = (tmp_path / "wheels").glob("shortcutlab-*.whl")
-    assert "shortcutlab/grading/gradescope_bundle.py" in zipfile.ZipFile(wheel).namelist()
+    assert "shortcutlab/grading/integrations/gradescope_bundle.py" in zipfile.ZipFile(wheel).namelist()
 
 
 # ----------------------------------------------------------------------------- run_autograder

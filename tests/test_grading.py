@@ -20,12 +20,12 @@ import shortcutlab
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading import CheckFailure, check, expect_close, expect_equal, expect_finite, expect_range, \
     expect_shape
-from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
 from shortcutlab.grading.registry import CheckFileError, collect_checks, import_check_file, parse_check_file, plan_checks
-from shortcutlab.grading.report import render_table, submission_status
+from shortcutlab.grading.outputs.report import render_table, submission_status
 from shortcutlab.grading.results import CheckResult, GradeReport, SubmissionResult
-from shortcutlab.grading.runner import grade
-from shortcutlab.grading.submission import SubmissionError, load_submission
+from shortcutlab.grading.engine.runner import grade
+from shortcutlab.grading.engine.submission import SubmissionError, load_submission
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ open("results.json", "w").write(_fake)
 """,
     "90_toy_patches_runner.py": CORRECT_TOY.replace("return a + b", "return 0") + """
 import sys
-import shortcutlab.grading.execute as execute
+import shortcutlab.grading.engine.execute as execute
 sys.modules["__main__"].run_check = lambda *args, **kwargs: execute.Outcome(execute.PASSED)
 """,
     "90_toy_is_reference.py": CORRECT_TOY.replace("def add(a, b):\n    return a + b\n", "from operator import add\n"),
@@ -697,7 +697,7 @@ def own(labels, colors):
                                            ("through_the_library", None), ("own", None)])
 def test_the_reference_guard_catches_calls_into_the_reference_from_student_code_only(name, flagged):
     import shortcutlab.data
-    from shortcutlab.grading.guard import ReferenceGuard
+    from shortcutlab.grading.engine.guard import ReferenceGuard
 
     namespace = {"torch": torch}
     exec(compile(STUDENT_CODE, "<cell 3, student>", "exec"), namespace)  # noqa: S102
@@ -721,7 +721,7 @@ def test_the_reference_guard_knows_the_reference_in_disguise():
 
     import shortcutlab.data
     import shortcutlab.models
-    from shortcutlab.grading.guard import ReferenceGuard
+    from shortcutlab.grading.engine.guard import ReferenceGuard
 
     colorize = shortcutlab.data.colorize
     copy = type(colorize)(colorize.__code__, colorize.__globals__)
@@ -736,7 +736,7 @@ def test_the_reference_guard_knows_the_reference_in_disguise():
 
 
 def test_an_over_long_line_on_a_grading_pipe_is_dropped_and_reading_goes_on():
-    from shortcutlab.grading.processes import Lines
+    from shortcutlab.grading.engine.processes import Lines
 
     r, w = os.pipe()
     os.write(w, b"x" * 5000 + b"\n" + b'{"event": "ok"}\n' + b'{"n": 1' + b"9" * 5000 + b"}\n")
@@ -750,12 +750,12 @@ def test_an_over_long_line_on_a_grading_pipe_is_dropped_and_reading_goes_on():
 
 def test_a_snapshot_names_what_student_code_replaced_in_the_library_or_the_grader():
     import shortcutlab.data
-    import shortcutlab.grading.execute
-    from shortcutlab.grading.guard import Snapshot
+    import shortcutlab.grading.engine.execute
+    from shortcutlab.grading.engine.guard import Snapshot
 
     snapshot = Snapshot()
     assert snapshot.changed() is None
-    for owner, name in ((shortcutlab.data, "colorize"), (shortcutlab.grading.execute, "run_check"),
+    for owner, name in ((shortcutlab.data, "colorize"), (shortcutlab.grading.engine.execute, "run_check"),
                         (torch.Tensor, "allclose")):
         original = vars(owner).get(name)  # torch.Tensor.allclose is inherited: patching shadows it
         setattr(owner, name, lambda *args, **kwargs: True)
@@ -775,8 +775,8 @@ def test_a_snapshot_names_what_student_code_replaced_in_the_library_or_the_grade
 def test_every_check_title_reads_as_a_phrase_with_its_numbers_and_names():
     import re
 
-    from shortcutlab.grading.exports import check_title as export_title
-    from shortcutlab.grading.report import _snake, check_title
+    from shortcutlab.grading.outputs.feedback import feedback_markdown
+    from shortcutlab.grading.wording import check_title, snake_case
 
     course = load_course()
     names = [f for lesson in course.lessons for f in lesson.functions]
@@ -784,14 +784,16 @@ def test_every_check_title_reads_as_a_phrase_with_its_numbers_and_names():
     for lesson in course.lessons:
         for c in plan_checks(course, lesson):
             title = check_title(c.name, c.function, names)
-            # the notebook and nbgrader's cells use report.check_title; the exports (results.json, feedback) too
-            assert export_title(CheckResult(c.name, c.function, 0.0, 1.0, "passed", "")) == title
+            # the notebook, nbgrader's cells and the exports (results.json, feedback) all use wording.check_title
+            feedback = feedback_markdown(SubmissionResult("a.py", lesson.id, None,
+                                                          (CheckResult(c.name, c.function, 0.0, 1.0, "failed", ""),)))
+            assert f" {title} (0 / 1)" in feedback
             titles[(lesson.id, c.name)] = title
             assert title and title == title.strip(), title
             assert "_" not in re.sub("|".join(n for n in names if "_" in n), "", title), title
             assert not re.search(r"\d \d", title), f"{c.name}: {title!r} lost a decimal point"
             for name in names:
-                spellings = {name.lower(), _snake(name).replace("_", " ")} - {name}
+                spellings = {name.lower(), snake_case(name).replace("_", " ")} - {name}
                 for spelling in spellings:
                     assert not re.search(rf"\b{re.escape(spelling)}\b", title), \
                         f"{c.name}: {title!r} writes {name} as {spelling!r}"
@@ -810,13 +812,13 @@ def test_every_check_title_reads_as_a_phrase_with_its_numbers_and_names():
                                          (2 / 3, "0.667"), (0.0625, "0.0625"), (10 / 3, "3.333"), (0, "0"),
                                          (-0.0, "0"), (7.5, "7.5"), (float("nan"), "?")])
 def test_points_are_printed_without_rounding_a_fraction_away(value, text):
-    from shortcutlab.grading import exports, report
+    from shortcutlab.grading.wording import points
 
-    assert report.points(value) == exports.points(value) == text
+    assert points(value) == text
 
 
 def test_points_in_the_table_and_feedback_keep_every_decimal():
-    from shortcutlab.grading.exports import feedback_html, feedback_markdown
+    from shortcutlab.grading.outputs.feedback import feedback_html, feedback_markdown
 
     checks = tuple(CheckResult(f"test_f_{i}", "f", 0.625 if i < 3 else 0.0, 0.625, "passed" if i < 3 else "failed",
                                "" if i < 3 else "wrong") for i in range(4))

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading import sandbox
+from shortcutlab.grading.engine import sandbox
 from shortcutlab.grading.registry import plan_checks
-from shortcutlab.grading.runner import grade
+from shortcutlab.grading.engine.runner import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE_DIR = ROOT / "tests" / "submissions" / "hostile"

@@ -21,7 +21,7 @@ import pytest
 
 from shortcutlab.course import load_course
 from shortcutlab.grading.registry import plan_checks
-from shortcutlab.grading.runner import grade
+from shortcutlab.grading.engine.runner import grade
 
 pytestmark = pytest.mark.slow  # grades whole batches end to end
 

@@ -16,8 +16,8 @@ import pytest
 import shortcutlab
 from shortcutlab.cli import main
 from shortcutlab.course import CourseError, load_course
-from shortcutlab.grading.nbgrader_export import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
-from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+from shortcutlab.grading.integrations.nbgrader import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
+from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
 from shortcutlab.release import ANSWER_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]

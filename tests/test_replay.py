@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shortcutlab.attacks import AttackResult
 from shortcutlab.grading import CheckFailure
-from shortcutlab.grading.replay import NotReplayable, Recorder, replayers
+from shortcutlab.grading.engine.replay import NotReplayable, Recorder, replayers
 
 
 def _round_trip(check, student, name="f"):

@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading import sandbox
-from shortcutlab.grading.batch import grade_class
-from shortcutlab.grading.runner import GradingError, PACKAGE_ROOT, grade
+from shortcutlab.grading.engine import sandbox
+from shortcutlab.grading.integrations.batch import grade_class
+from shortcutlab.grading.engine.environment import PACKAGE_ROOT
+from shortcutlab.grading.engine.runner import GradingError, grade
 
 ROOT = Path(__file__).resolve().parents[1]
 CORRECT = ROOT / "tests" / "submissions" / "00_colored_mnist.py"

@@ -1,7 +1,7 @@
 """No credit for doing nothing: a stub of the right shape earns 0 on its function (issue 10, item 4).
 
 A ``@check(..., kind="property")`` check counts only once every value check of its function passed
-(shortcutlab/grading/gating.py). The fast tests cover the decorator, the plan-time validation and the gating
+(shortcutlab/grading/engine/gating.py). The fast tests cover the decorator, the plan-time validation and the gating
 in every place points are computed (``shortcutlab grade``, nbgrader's autograde cells, the notebook report).
 The slow test grades, in one batch, stubs made from the correct submissions tests/submissions/<lesson>.py
 with ONE graded function replaced by one that does nothing useful.
@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading.gating import NOT_COUNTED, gated, gated_output
+from shortcutlab.grading.engine.gating import NOT_COUNTED, gated, gated_output
 from shortcutlab.grading.registry import PROPERTY, CheckFileError, check, parse_check_file, plan_checks
-from shortcutlab.grading.report import render_details
-from shortcutlab.grading.runner import grade
+from shortcutlab.grading.outputs.report import render_details
+from shortcutlab.grading.engine.runner import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = load_course(ROOT / "course.yml")
@@ -284,8 +284,8 @@ def test_gating_names_the_value_checks_that_must_pass_first(toy):
 
 
 def test_grade_gives_a_gated_check_zero_and_says_why(toy):
-    from shortcutlab.grading.protocol import JobResult
-    from shortcutlab.grading.runner import _assemble, _Work
+    from shortcutlab.grading.engine.protocol import JobResult
+    from shortcutlab.grading.engine.runner import _assemble, _Work
 
     course = load_course(toy / "course.yml")
     planned = plan_checks(course, "90_toy")
@@ -302,8 +302,8 @@ def test_grade_gives_a_gated_check_zero_and_says_why(toy):
 
 
 def test_the_notebook_report_and_nbgrader_autograde_say_it_too(toy, capsys, monkeypatch):
-    from shortcutlab.grading.nbgrader_export import autograde_check
-    from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+    from shortcutlab.grading.integrations.notebook import autograde_check
+    from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
 
     def zero(a, b):
         return 0

@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading import limits
-from shortcutlab.grading.limits import apply_derived_timeouts, default_budget, derived_timeout
+from shortcutlab.grading.engine import limits
+from shortcutlab.grading.engine import timeouts
+from shortcutlab.grading.engine.limits import default_budget
+from shortcutlab.grading.engine.timeouts import apply_derived_timeouts, derived_timeout
 from shortcutlab.grading.registry import plan_checks
-from shortcutlab.grading.runner import grade
+from shortcutlab.grading.engine.runner import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,7 +242,7 @@ def test_default_timeouts_come_from_the_references_time_once_and_course_yml_keys
     def measure(*args, **kwargs):
         raise AssertionError("measured twice")
 
-    monkeypatch.setattr(limits, "_measure", measure)  # cached: the same timeouts without measuring again
+    monkeypatch.setattr(timeouts, "_measure", measure)  # cached: the same timeouts without measuring again
     again = {c.name: c.timeout for c in apply_derived_timeouts(course, "93_derive", plan_checks(course, "93_derive"))}
     assert again == planned
     assert derived_timeout(0.001, 10, 20, 60) == 10 and derived_timeout(5, 10, 20, 60) == 60
@@ -275,8 +277,8 @@ def _lesson_03_class(folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_a_lesson_03_class_with_a_looping_and_a_hanging_notebook_is_graded_fast(tmp_path):
-    from shortcutlab.grading.batch import grade_class
-    from shortcutlab.grading.report import submission_status
+    from shortcutlab.grading.integrations.batch import grade_class
+    from shortcutlab.grading.outputs.report import submission_status
 
     course = load_course(ROOT / "course.yml")
     lessons = tuple(lesson.model_copy(update={"timeout": 8.0, "load_timeout": 40.0}) if lesson.id == "03_gradcam"

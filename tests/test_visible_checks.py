@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading.notebook import ChecksFailed, check_in_notebook
+from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = load_course(ROOT / "course.yml")

@@ -1,5 +1,10 @@
 """The autograder: checks (``@check`` + ``expect_*``), grading submissions, and notebook check cells.
 
+Its top-level modules are the core every layer shares (the check-author API, statuses, results, wording); then
+``engine/`` (runner, judge, verdicts, limits), ``store/`` (gradebook), ``outputs/`` (CSV, results.json, feedback)
+and ``integrations/`` (``shortcutlab grade``, check cells, nbgrader, Gradescope), each importing only from the
+layers before it (docs/grading-contract.md).
+
 Light to import (no torch) so ``shortcutlab grade`` starts fast; the assertion helpers load torch on first use.
 """
 from __future__ import annotations
@@ -21,8 +26,8 @@ _LAZY = {
     "expect_shape": "shortcutlab.grading.asserts",
     "expect_tensor": "shortcutlab.grading.asserts",
     "expect_true": "shortcutlab.grading.asserts",
-    "grade": "shortcutlab.grading.runner",
-    "check_in_notebook": "shortcutlab.grading.notebook",
+    "grade": "shortcutlab.grading.engine.runner",
+    "check_in_notebook": "shortcutlab.grading.integrations.notebook",
     "with_reference": "shortcutlab.grading.dependencies",
     "probe": "shortcutlab.grading.probes",
 }

@@ -28,7 +28,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from shortcutlab.grading.codec import NotReplayable
+from shortcutlab.grading.registry import NotReplayable
 
 _SESSION: _Session | None = None  # set while the engine grades a check; None in notebooks and plain pytest
 

@@ -35,6 +35,10 @@ class CheckFailure(AssertionError):
     """A check failed; the message is meant for the student (raised by the ``expect_*`` helpers)."""
 
 
+class NotReplayable(BaseException):
+    """The check cannot be re-run from recorded answers (BaseException: no check's ``except`` catches it)."""
+
+
 @dataclass(frozen=True)
 class CheckMark:
     function: str

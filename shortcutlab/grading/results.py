@@ -1,7 +1,11 @@
-"""Grading results: per check, per submission, per run (the shape of ``shortcutlab grade --json``)."""
+"""Grading results: per check, per submission, per run (the shape of ``shortcutlab grade --json``), and a written
+answer graded by hand."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from shortcutlab.grading.status import AnswerStatus
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,49 @@ class GradeReport:
 
     def to_dict(self) -> dict:
         return {"seed": self.seed, "submissions": [s.to_dict() for s in self.submissions]}
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """A written answer to one question of a lesson (course.yml's ``answers``), graded by hand.
+
+    ``text`` is what the student wrote (empty: unanswered, the prompt left as is or the cell deleted); ``score``
+    is the instructor's points, None until imported (``shortcutlab answers SCORES.csv``). Until then it counts
+    0 of ``max_score``; an unanswered question counts 0 and needs no grading (a score may still be imported).
+    """
+
+    question: str
+    max_score: float
+    text: str = ""
+    score: float | None = None
+    comment: str = ""
+    note: str = ""  # for the instructor and the student: why a stored score was not applied, say
+
+    @property
+    def number(self) -> int:
+        return int(self.question.lstrip("q"))
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.text.strip())
+
+    @property
+    def points(self) -> float:
+        return float(self.score) if self.score is not None else 0.0
+
+    @property
+    def status(self) -> AnswerStatus:
+        if self.score is not None:
+            return AnswerStatus.GRADED
+        return AnswerStatus.AWAITING if self.answered else AnswerStatus.UNANSWERED
+
+
+
+def answers_status(answers: Iterable[AnswerResult]) -> str:
+    """A submission's written answers at a glance: '' (none), 'awaiting manual grading' (some answered one has
+    no score yet), 'graded' (some scored, none awaiting) or 'unanswered' (all left unanswered, none scored)."""
+    statuses = {a.status for a in answers}
+    for status in (AnswerStatus.AWAITING, AnswerStatus.GRADED, AnswerStatus.UNANSWERED):
+        if status in statuses:
+            return status
+    return ""

@@ -28,3 +28,11 @@ class SubmissionStatus(StrEnum):
     ERROR = "error"  # not graded normally: unreadable, its code killed the grader, a cell raised while loading
     TIMEOUT = "timeout"  # cut off by a time limit
     MISSING = "missing"  # not handed in
+
+
+class AnswerStatus(StrEnum):
+    """A written answer's state (graded by hand, never by a check)."""
+
+    GRADED = "graded"  # the instructor's points are imported
+    AWAITING = "awaiting manual grading"  # answered, not scored yet: counts 0 until then
+    UNANSWERED = "unanswered"

@@ -123,7 +123,7 @@ for _module in [m for n, m in list(_sys.modules.items()) if n.startswith("shortc
 PATCH_GRADER = '''
 import sys as _sys
 
-import shortcutlab.grading.execute as _execute
+import shortcutlab.grading.engine.execute as _execute
 
 
 def _always_passed(*args, **kwargs):
@@ -131,7 +131,7 @@ def _always_passed(*args, **kwargs):
 
 
 # The grading server's own functions (it runs as __main__), its excepthook, the check runner everywhere.
-for _module in (_sys.modules.get("__main__"), _execute, _sys.modules.get("shortcutlab.grading.notebook")):
+for _module in (_sys.modules.get("__main__"), _execute, _sys.modules.get("shortcutlab.grading.integrations.notebook")):
     if _module is not None and hasattr(_module, "run_check"):
         _module.run_check = _always_passed
 _execute.Outcome.output = lambda self, limit: ""

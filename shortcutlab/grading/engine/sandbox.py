@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shortcutlab.grading.limits import SANDBOX_PROBE_TIMEOUT, SCRATCH_BYTES
+from shortcutlab.grading.engine.limits import SANDBOX_PROBE_TIMEOUT, SCRATCH_BYTES
 
 BUBBLEWRAP, NONE = "bubblewrap", "none"
 SANDBOX_UID_ENV = "SHORTCUTLAB_SANDBOX_UID"  # set inside the sandbox: the uid student code runs as

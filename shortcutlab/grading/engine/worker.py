@@ -1,29 +1,28 @@
-"""The grading server: ``python -m shortcutlab.grading.worker PRELOAD_JSON``.
+"""The grading server: ``python -m shortcutlab.grading.engine.worker PRELOAD_JSON``.
 
-It imports torch and the check files once, then for each job (one JSON line on stdin, one result line
-on stdout) forks a process for the submission, in a scratch folder of its own (its working, temp and home
-folder, removed afterwards), with capped memory and file sizes. That process runs the submission's cells,
+It imports torch and the check files once, then for each job (one ``Job`` JSON line on stdin, one ``JobResult``
+line on stdout; protocol.py) forks a process for the submission, in a scratch folder of its own (its working, temp
+and home folder, removed afterwards), with capped memory and file sizes. That process runs the submission's cells,
 then forks one process per graded function to run its checks, so a crash, hang or ``sys.exit`` in one
 function costs that function's checks only. Time limits are kept by the parent of each process, never by
-the process that runs student code; a process that dies without reporting a check fails that check.
+the process that runs student code; a process that dies without reporting a check fails that check. Processes
+report to their parent with typed events (events.py), each stamped with a per-job token (serving.py), so blindly
+forged lines are dropped.
 
 What those processes report is never trusted to pass a check on its own: each passed check comes with a
-record of the calls it made to student functions, and a process forked from this server (where no student
-code ever runs) re-runs the check from those recorded answers, computing the reference values and the
-verdict itself (replay.py). Reports carry a per-job token, so blindly forged lines are dropped. See
-the README's "Threat model" for what this defends and what it does not.
+record of the calls it made to student functions, and the judge (judge.py), a process forked from this server
+where no student code ever runs, re-runs the check from those recorded answers, computing the reference values
+and the verdict itself; verdict.judge merges the two. See the README's "Threat model" for what this defends and
+what it does not.
 """
 from __future__ import annotations
 
 import builtins
 import dataclasses
-import faulthandler
 import importlib
-import inspect
 import json
 import os
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -31,67 +30,26 @@ from collections.abc import Callable
 from typing import Any
 
 from shortcutlab.course import import_object
-from shortcutlab.grading.execute import (ERROR, PASSED, TIMEOUT, UNVERIFIED, CheckContext,
-                                         Outcome, describe_exception, exec_cells, run_check, truncate)
 from shortcutlab.grading import probes
-from shortcutlab.grading.guard import ReferenceGuard, Snapshot, reference_codes
-from shortcutlab.grading.processes import (Lines, crash_summary, describe_exit, die_with_parent, fork_group,
-                                           kill_group, log_tail, parent_of, reap, remove_tree, run_child)
-from shortcutlab.grading.protocol import CheckJob, Job, JobResult
-from shortcutlab.grading.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
+from shortcutlab.grading.engine import verdict
+from shortcutlab.grading.engine.events import Cell, FunctionStarted, Loaded, Result, Start, decode
+from shortcutlab.grading.engine.execute import (ERROR, PASSED, TIMEOUT, CheckContext, describe_exception, exec_cells,
+                                                run_check, truncate)
+from shortcutlab.grading.engine.guard import ReferenceGuard, Snapshot, reference_codes
+from shortcutlab.grading.engine.judge import verify
+from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
+from shortcutlab.grading.engine.processes import (Lines, crash_summary, describe_exit, die_with_parent, fork_group,
+                                                  kill_group, log_tail, parent_of, reap, remove_tree, run_child)
+from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
+from shortcutlab.grading.engine.replay import Recorder
+from shortcutlab.grading.engine.sandbox import drop_privileges, kill_uid, student_uid
+from shortcutlab.grading.engine.serving import STATE, child_setup, job_event, send
 from shortcutlab.grading.registry import collect_checks, import_check_file
-from shortcutlab.grading.replay import Recorder, Transcript
-from shortcutlab.grading.sandbox import drop_privileges, kill_uid, student_uid
-from shortcutlab.grading.verdict import judge
 
 SUBMISSION_NAME = "__submission__"  # __name__ of a submission: its `if __name__ == "__main__":` block stays off
 
 
-# ----------------------------------------------------------------------------- pipes
-
-
-_TOKEN: str | None = None  # this job's secret, stamped on every event its processes send
-_SNAPSHOT: Snapshot | None = None  # what the grader relies on, as it was before the job's student code ran
-
-
-def send(fd: int, payload: dict) -> None:
-    """Write one JSON line to ``fd`` (whole, even if the pipe takes it in pieces), stamped with the job's token."""
-    if _TOKEN is not None and "token" not in payload:
-        payload = {**payload, "token": _TOKEN}
-    data = (json.dumps(payload) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data):]
-
-
 # ----------------------------------------------------------------------------- inside the forked processes
-
-
-def _child_setup(log_fd: int, memory_mb: int | None) -> None:
-    """First steps of every forked process: dies with its parent, no access to the server's pipes, output
-    to the job's log, capped memory, a traceback on a hard crash."""
-    die_with_parent()
-    if _PROTOCOL_FD is not None:
-        try:
-            os.close(_PROTOCOL_FD)
-        except OSError:
-            pass
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb:
-            cap = int(memory_mb) << 20
-            resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
-    except (ImportError, ValueError, OSError):
-        pass
-    faulthandler.enable(file=sys.__stderr__)
 
 
 def _become_sandbox(log_fd: int, memory_mb: int | None, scratch: str | None = None) -> None:
@@ -101,7 +59,7 @@ def _become_sandbox(log_fd: int, memory_mb: int | None, scratch: str | None = No
     uid = student_uid()
     if uid is not None:
         drop_privileges(uid)
-    _child_setup(log_fd, memory_mb)
+    child_setup(log_fd, memory_mb)
     try:
         import resource
 
@@ -138,26 +96,24 @@ def _function_process(checks: list[CheckJob], functions: dict[str, Callable], co
     classes = {name: context.namespace[name] for name, reference in (references or {}).items()
                if isinstance(reference, type) and name in context.namespace}
     for item in checks:
-        send(out_fd, {"event": "start", "name": item.name})
+        send(out_fd, Start(item.name))
         recorder = Recorder()
         with probes.recording(recorder, classes):
             outcome = run_check(functions[item.name], context, item.seed, item.timeout, item.function,
                                 limit, wrap=_record_wrapper(recorder, references or {}), guard=guards(item.function))
-        event = {"event": "result", "name": item.name, "status": outcome.status,
-                 "output": outcome.output(limit), "seconds": round(outcome.seconds, 3)}
+        result = Result(item.name, outcome.status, outcome.output(limit), round(outcome.seconds, 3))
         if outcome.status == PASSED:
-            event["transcript"] = recorder.transcript()
-            event["tampered"] = _SNAPSHOT.changed() if _SNAPSHOT is not None else None
-        send(out_fd, event)
+            result = dataclasses.replace(result, transcript=recorder.transcript(),
+                                         tampered=STATE.snapshot.changed() if STATE.snapshot is not None else None)
+        send(out_fd, result)
         if outcome.status == TIMEOUT:
             return  # the parent marks the function's remaining checks as not run
 
 
-def skipped_after_timeout(item: CheckJob) -> dict:
+def skipped_after_timeout(item: CheckJob) -> Result:
     """The result of a check not run because an earlier check of the same function timed out."""
-    return {"event": "result", "name": item.name, "status": TIMEOUT, "seconds": 0.0,
-            "output": f"not run: an earlier check of {item.function} timed out (it did not finish within "
-                      f"{item.timeout:g} s); a function that loops once is not run again"}
+    return Result(item.name, TIMEOUT, f"not run: an earlier check of {item.function} timed out (it did not finish "
+                                      f"within {item.timeout:g} s); a function that loops once is not run again", 0.0)
 
 
 def _run_function(checks: list[CheckJob], functions: dict[str, Callable], context: CheckContext, out_fd: int,
@@ -176,47 +132,47 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
         run_child(lambda: _function_process(checks, functions, context, w, limit, guards, references))
     os.close(w)
     # The server kills this process group too if the whole submission runs out of time.
-    send(out_fd, {"event": "function", "pid": pid})
+    send(out_fd, FunctionStarted(pid))
     lines = Lines(r)
     done, current, deadline = 0, None, time.monotonic() + START_SLACK
     by_name = {c.name: c for c in checks}
     problem, timed_out = "", False
     while True:
         try:
-            event = lines.next(deadline)
+            line = lines.next(deadline)
         except TimeoutError:
             kill_group(pid)
             if current is not None:
                 item = by_name[current]
-                send(out_fd, {"event": "result", "name": current, "status": TIMEOUT, "seconds": item.timeout,
-                              "output": f"{item.function} did not finish within {item.timeout:g} s and was "
-                                        "stopped: look for an endless loop or far more work than needed"})
+                send(out_fd, Result(current, TIMEOUT, f"{item.function} did not finish within {item.timeout:g} s and "
+                                                      "was stopped: look for an endless loop or far more work than "
+                                                      "needed", item.timeout))
                 done += 1
                 timed_out = True
             else:
                 problem = "the check's process stopped responding"
             break
-        if event is None:
+        if line is None:
             status = reap(pid)
             if current is not None:
                 tail = crash_summary(log_tail(1, 8000))
-                send(out_fd, {"event": "result", "name": current, "status": ERROR, "seconds": 0.0,
-                              "output": f"the process running this check {describe_exit(status)} before it "
-                                        f"reported a result (a crash, os._exit or similar in "
-                                        f"{by_name[current].function})" + (f"\nlast output:\n{tail}" if tail
-                                                                               else "")})
+                send(out_fd, Result(current, ERROR, f"the process running this check {describe_exit(status)} before "
+                                                    f"it reported a result (a crash, os._exit or similar in "
+                                                    f"{by_name[current].function})" + (f"\nlast output:\n{tail}"
+                                                                                       if tail else ""), 0.0))
                 done += 1
             elif done < len(checks):
                 problem = f"the check's process {describe_exit(status)} before starting"
             break
-        if event.get("event") == "start" and event.get("name") in by_name and current is None:
-            current = event["name"]
+        event = decode(line)
+        if isinstance(event, Start) and event.name in by_name and current is None:
+            current = event.name
             deadline = time.monotonic() + by_name[current].timeout + GRACE
-            send(out_fd, {"event": "start", "name": current})
-        elif event.get("event") == "result" and event.get("name") == current:
-            send(out_fd, event)
+            send(out_fd, Start(current))
+        elif isinstance(event, Result) and event.name == current:
+            send(out_fd, event)  # as it came, token and all
             done, current, deadline = done + 1, None, time.monotonic() + START_SLACK
-            if event.get("status") == TIMEOUT:
+            if event.status == TIMEOUT:
                 timed_out = True
                 break
     os.close(r)
@@ -228,8 +184,7 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
         return len(checks)
     if done == 0:
         # No progress: report the first check so the retry loop always moves on.
-        send(out_fd, {"event": "result", "name": checks[0].name, "status": ERROR, "seconds": 0.0,
-                      "output": f"grader error: {problem or 'no result'}"})
+        send(out_fd, Result(checks[0].name, ERROR, f"grader error: {problem or 'no result'}", 0.0))
         done = 1
     return done
 
@@ -242,9 +197,8 @@ def _submission_process(job: Job, functions: dict[str, Callable], out_fd: int, l
     cells = job.cells
     namespace: dict[str, Any] = {"__name__": SUBMISSION_NAME, "__builtins__": builtins}
     notes, printed = exec_cells(cells, namespace, job.cell_timeout, job.load_timeout, limit,
-                                on_cell=lambda cell: send(out_fd, {"event": "cell", "filename": cell["filename"],
-                                                                   "index": cell.get("index", 0)}))
-    send(out_fd, {"event": "loaded", "notes": [n.to_dict() for n in notes], "printed": truncate(printed, limit)})
+                                on_cell=lambda cell: send(out_fd, Cell(cell["filename"], cell.get("index", 0))))
+    send(out_fd, Loaded(tuple(n.to_dict() for n in notes), truncate(printed, limit)))
     student_files = {c["filename"] for c in cells}
     context = CheckContext(namespace, student_files, notes)
     references, codes = references or {}, codes or {}
@@ -264,32 +218,6 @@ def _submission_process(job: Job, functions: dict[str, Callable], out_fd: int, l
         remaining = [c for c in job.checks if c.function == function]
         while remaining:
             remaining = remaining[_run_function(remaining, functions, context, out_fd, limit, guards, references):]
-
-
-def _trusted_process(checks: list[CheckJob], functions: dict[str, Callable], references: dict[str, Any],
-                     transcripts: dict[str, Any], out_fd: int, log_fd: int, job: Job) -> None:
-    """Re-run passed checks from their recorded answers, in a process forked from the server (no student
-    code ever ran here), and report each verdict: ``unverified`` for a check that cannot be replayed. A student
-    class is handed over as a token that only probes take (probes.py)."""
-    _child_setup(log_fd, job.memory_mb)
-    limit = int(job.output_limit)
-    for item in checks:
-        fn = functions[item.name]
-        params = [p for p in inspect.signature(fn).parameters.values() if p.name != "seed"]
-        names = [p.name for p in params if p.name in references or p.default is inspect.Parameter.empty]
-        if any(name not in references for name in names):
-            outcome, observed = Outcome(UNVERIFIED, "takes an object of the submission that is not graded, so not "
-                                                    "replayable"), False
-        else:
-            recorded = Transcript(transcripts.get(item.name))
-            classes = {n: probes.StudentClass(n) for n in names if isinstance(references[n], type)}
-            stand_ins = {n: recorded.replayer(n) for n in names if n not in classes}
-            with probes.replaying(recorded.replayer, classes):
-                outcome = run_check(fn, CheckContext({**stand_ins, **classes}), item.seed, item.timeout,
-                                    item.function, limit)
-            observed = recorded.observed()
-        send(out_fd, {"event": "verified", "name": item.name, "status": outcome.status,
-                      "output": outcome.output(limit), "observed": outcome.status != UNVERIFIED and observed})
 
 
 # ----------------------------------------------------------------------------- the server
@@ -348,32 +276,31 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
     loaded, last_cell, last_index, timed_out, function_pid, current = False, "", 0, False, 0, None
     while True:
         try:
-            event = lines.next(deadline if loaded else load_deadline)
+            line = lines.next(deadline if loaded else load_deadline)
         except TimeoutError:
             timed_out = True
             break
-        if event is None:
+        if line is None:
             break
-        if event.get("token") != _TOKEN:
-            continue  # not written by the grader's own code
-        kind = event.get("event")
-        if kind == "cell":
-            last_cell = str(event.get("filename", ""))
-            last_index = event.get("index") if isinstance(event.get("index"), int) else 0
-        elif kind == "start" and loaded and event.get("name") in names:
-            current = event["name"]
-        elif kind == "function" and isinstance(event.get("pid"), int):
-            function_pid = event["pid"]
-        elif kind == "loaded" and not loaded:
+        event = job_event(line)
+        if event is None:
+            continue  # malformed, or not written by the grader's own code
+        if isinstance(event, Cell):
+            last_cell, last_index = event.filename, event.index
+        elif isinstance(event, Start) and loaded and event.name in names:
+            current = event.name
+        elif isinstance(event, FunctionStarted):
+            function_pid = event.pid
+        elif isinstance(event, Loaded) and not loaded:
             loaded = True
-            result["notes"] = event.get("notes", []) if isinstance(event.get("notes"), list) else []
-            result["printed"] = truncate(str(event.get("printed", "")), int(job.output_limit))
-        elif kind == "result" and loaded and event.get("name") in names and event["name"] not in result["results"]:
-            result["results"][event["name"]] = {k: event.get(k) for k in ("status", "output", "seconds")}
-            if event.get("status") == PASSED:
-                transcripts[event["name"]] = event.get("transcript")
-                if event.get("tampered"):
-                    result["results"][event["name"]]["tampered"] = str(event["tampered"])[:200]
+            result["notes"] = list(event.notes)
+            result["printed"] = truncate(event.printed, int(job.output_limit))
+        elif isinstance(event, Result) and loaded and event.name in names and event.name not in result["results"]:
+            result["results"][event.name] = {"status": event.status, "output": event.output, "seconds": event.seconds}
+            if event.status == PASSED:
+                transcripts[event.name] = event.transcript
+                if event.tampered:
+                    result["results"][event.name]["tampered"] = event.tampered[:200]
     os.close(r)
     if function_pid and parent_of(function_pid) == pid:  # only ever our own grandchild
         kill_group(function_pid)
@@ -408,45 +335,10 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
     return transcripts
 
 
-def _verify(job: Job, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],
-            log: Any) -> dict[str, dict]:
-    """Re-run the checks the submission's process says passed, in a process forked from this server (where no
-    student code ever ran), from the recorded answers; its verdict by check name."""
-    todo = [c for c in job.checks if c.name in transcripts]
-    if not todo:
-        return {}
-    r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = fork_group()
-    if pid == 0:
-        os.close(r)
-        run_child(lambda: _trusted_process(todo, functions, references, transcripts, w, log.fileno(), job))
-    os.close(w)
-    lines = Lines(r)
-    names = {c.name for c in todo}
-    deadline = time.monotonic() + sum(c.timeout + GRACE for c in todo) + START_SLACK
-    verdicts: dict[str, dict] = {}
-    while True:
-        try:
-            event = lines.next(deadline)
-        except TimeoutError:
-            break
-        if event is None:
-            break
-        if event.get("token") == _TOKEN and event.get("event") == "verified" and event.get("name") in names:
-            verdicts[event["name"]] = {"status": event.get("status"), "output": event.get("output")}
-    os.close(r)
-    kill_group(pid)
-    reap(pid)
-    return verdicts
-
-
 def run_job(job: Job) -> dict:
     """Grade one submission: its code and checks run in forked processes of their own (in a scratch folder
     removed afterwards); a check passes only if that process says so and the grader's own re-run of the
     check from the recorded answers agrees. Results by check name, plus load notes or an error."""
-    global _TOKEN, _SNAPSHOT
     result: dict[str, Any] = {"id": job.id, "error": None, "notes": [], "printed": "", "results": {}}
     try:
         functions = collect_checks(import_check_file(job.check_file))
@@ -462,8 +354,8 @@ def run_job(job: Job) -> dict:
             result["results"][item.name] = {"status": ERROR, "seconds": 0.0,
                                                "output": f"grader error: no check {item.name} in the check file"}
     references, codes = _references(job)
-    _SNAPSHOT = Snapshot()
-    _TOKEN = secrets.token_hex(16)
+    STATE.snapshot = Snapshot()
+    STATE.token = secrets.token_hex(16)
     scratch = tempfile.mkdtemp(prefix="shortcutlab-scratch-")
     uid = student_uid()
     if uid is not None:
@@ -475,15 +367,16 @@ def run_job(job: Job) -> dict:
             if uid is not None:
                 kill_uid(uid)  # a daemon it started, whatever its process group or session
             judge_start = time.monotonic()
-            verdicts = _verify(job, functions, references, transcripts, log) if result["error"] is None else {}
+            # Forked from this server, never from a process that ran student code (judge.py).
+            verdicts = verify(job, functions, references, transcripts, log) if result["error"] is None else {}
             result["judge_seconds"] = round(time.monotonic() - judge_start, 4)
     finally:
-        _TOKEN = _SNAPSHOT = None
+        STATE.token = STATE.snapshot = None
         if uid is not None:
             kill_uid(uid)
         remove_tree(scratch)
     for name in transcripts:
-        judge(result["results"][name], verdicts.get(name), int(job.output_limit))
+        verdict.judge(result["results"][name], verdicts.get(name), int(job.output_limit))
     return result
 
 
@@ -526,14 +419,10 @@ def warm_up() -> None:
     optimizer.step()
 
 
-_PROTOCOL_FD: int | None = None  # the server's result pipe, closed in every forked process
-
-
 def serve(modules: list[str]) -> int:
     """Answer jobs from stdin until it closes."""
-    global _PROTOCOL_FD
-    _PROTOCOL_FD = os.dup(1)
-    protocol = os.fdopen(_PROTOCOL_FD, "w", buffering=1)
+    STATE.protocol_fd = os.dup(1)
+    protocol = os.fdopen(STATE.protocol_fd, "w", buffering=1)
     # Anything else printed here (a noisy import, a warning) goes to stderr, never into the protocol.
     os.dup2(2, 1)
     failed = preload(modules)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shortcutlab.course import Course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.limits import MAX_SUBMISSION_BYTES
+from shortcutlab.grading.engine.limits import MAX_SUBMISSION_BYTES
 
 SETUP_TAG = "setup"
 SUFFIXES = (".ipynb", ".py")

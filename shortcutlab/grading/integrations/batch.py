@@ -1,4 +1,5 @@
-"""Grading a class into an output folder: reuse what the gradebook already holds, grade the rest, export.
+"""Grading a class into an output folder (``shortcutlab grade``): reuse what the gradebook already holds, grade the
+rest, export; and refreshing that folder once written answers are scored by hand (``shortcutlab answers``).
 
 ``grade_class`` is what ``shortcutlab grade`` runs. Each submission is keyed (gradebook.GradeKey) before
 any grading; a key the gradebook holds is reused unless ``regrade``; the others go to the runner, and each
@@ -12,18 +13,22 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import Course, CourseError, load_course
-from shortcutlab.grading.answers import ANSWER_AWAITING, attach, collect, write_answer_files
-from shortcutlab.grading.exports import IdenticalGroup, find_identical, graded_code_digest, write_exports
-from shortcutlab.grading.gradebook import DEFAULT_SEED, Gradebook, GradeKey, checks_version, submission_seed
+from shortcutlab.grading.outputs.answer_sheets import write_answer_files
+from shortcutlab.grading.status import AnswerStatus
+from shortcutlab.grading.store.answers import AnswerError, attach, collect, read_scores
+from shortcutlab.grading.outputs.exports import write_exports
+from shortcutlab.grading.outputs.identical import IdenticalGroup, find_identical, graded_code_digest
+from shortcutlab.grading.engine.versions import checks_version
+from shortcutlab.grading.store.gradebook import DEFAULT_SEED, GRADEBOOK_FILE, Gradebook, GradeKey, submission_seed
 from shortcutlab.grading.results import GradeReport, SubmissionResult
-from shortcutlab.grading.runner import GradingError, grade
-from shortcutlab.grading.students import student_id, submission_timestamp
-from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson
+from shortcutlab.grading.engine.runner import GradingError, grade
+from shortcutlab.grading.store.students import student_id, submission_timestamp
+from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson
 
 
 @dataclass
@@ -195,6 +200,43 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     report = GradeReport(base_seed, tuple(results[str(p)] for p in files if str(p) in results),
                          round(time.monotonic() - start, 3))
     graded = len(pending) + len(copies)
-    awaiting = sum(a.status == ANSWER_AWAITING for e in entries for a in e.answers)
+    awaiting = sum(a.status == AnswerStatus.AWAITING for e in entries for a in e.answers)
     return ClassRun(report, len(files) - graded, graded, Path(out), {key: item.student for key, item in items.items()},
                     identical, awaiting, tuple(written))
+
+
+@dataclass(frozen=True)
+class AnswersRun:
+    """What ``refresh`` did: scores imported, answers awaiting grading, files written."""
+
+    imported: int
+    awaiting: int
+    graded: int
+    written: tuple[Path, ...]
+
+
+def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) -> AnswersRun:
+    """Read the answers of submissions graded into ``out``, import the instructor's ``scores`` files (all rows
+    or none), and rewrite the exports with the answers: grades.csv, class_matrix.csv, results/, feedback/ and
+    answers/ (identical_submissions.csv is left as it is)."""
+    out = Path(out)
+    if not (out / GRADEBOOK_FILE).is_file():
+        raise AnswerError(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the submissions first "
+                          f"(shortcutlab grade --out {out} ...) or pass --out")
+    with Gradebook(out) as book:
+        entries = book.entries()
+        collect(book, entries)
+        entries = attach(entries, course, book)
+        imported = 0
+        scores = list(scores)
+        if scores:
+            rows = read_scores(scores, course, entries)
+            book.import_answer_scores(rows)
+            imported = len(rows)
+            entries = attach(book.entries(), course, book)
+    titles = {spec.id: spec.title for spec in course.lessons}
+    written = write_exports(entries, out, course.lesson_ids, titles, identical=None)
+    written += write_answer_files(entries, course, out)
+    answers = [a for e in entries for a in e.answers]
+    return AnswersRun(imported, sum(a.status == AnswerStatus.AWAITING for a in answers),
+                      sum(a.status == AnswerStatus.GRADED for a in answers), tuple(written))

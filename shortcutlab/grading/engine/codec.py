@@ -17,14 +17,10 @@ import sys
 import types
 from typing import Any
 
-from shortcutlab.grading.limits import RECORD_BYTES, RECORD_DEPTH, RECORD_NODES
-from shortcutlab.grading.registry import CHECK_MODULE_PREFIX
+from shortcutlab.grading.engine.limits import RECORD_BYTES, RECORD_DEPTH, RECORD_NODES
+from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, NotReplayable
 
 HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-class NotReplayable(BaseException):
-    """The check cannot be re-run from recorded answers (BaseException: no check's ``except`` catches it)."""
 
 
 class TooBig(Exception):

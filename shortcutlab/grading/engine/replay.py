@@ -26,10 +26,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from shortcutlab.grading.codec import (DecodeError, Encoder, NotReplayable, TooBig,
-                                       apply_state, decode, has_opaque, is_plain_value, shift, signature, tensor_bytes)
-from shortcutlab.grading.limits import RECORD_BYTES
-from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, CheckFailure
+from shortcutlab.grading.engine.codec import (DecodeError, Encoder, TooBig, apply_state, decode, has_opaque, is_plain_value, shift, signature, tensor_bytes)
+from shortcutlab.grading.engine.limits import RECORD_BYTES
+from shortcutlab.grading.registry import CHECK_MODULE_PREFIX, CheckFailure, NotReplayable
 
 __all__ = ["NotReplayable", "Recorder", "Replayer", "Transcript", "fingerprint", "replayers"]
 

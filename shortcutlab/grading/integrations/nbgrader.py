@@ -19,29 +19,19 @@ Scores agree with ``shortcutlab grade``: under ``nbgrader autograde`` a check ce
 (``shortcutlab.check("<id>.<function>", fn)``) runs every check of the function, hidden ones included, and
 returns the points earned, which nbgrader records as the cell's partial credit. Hidden checks print only
 whether they passed. The inputs derive from ``$SHORTCUTLAB_SEED`` (default 0), not from the file's hash as
-in ``shortcutlab grade``; checks are written to pass or fail whatever the seed.
+in ``shortcutlab grade``; checks are written to pass or fail whatever the seed. (The check cell itself:
+``integrations.notebook``.)
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import shutil
-import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
-from shortcutlab.course import COURSE_FILE, Course, CourseError, LessonSpec, load_course
-from shortcutlab.grading.execute import PASSED, CheckContext, run_check
-from shortcutlab.grading.gradebook import DEFAULT_SEED
-from shortcutlab.grading.gating import counted
-from shortcutlab.grading.status import SYMBOLS, Status
-from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
+from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
 
 COURSE_FOLDER = "shortcutlab_course"
-SEED_ENV = "SHORTCUTLAB_SEED"
 CELL_TIMEOUT = 600  # seconds per cell under nbgrader; exploration cells train small models on 2 CPU cores
 
 CONFIG = '''\
@@ -57,7 +47,7 @@ _HERE = Path(__file__).resolve().parent
 # Check cells (shortcutlab.check) read this course.yml and its check files; kernels inherit the variable.
 os.environ["SHORTCUTLAB_COURSE"] = str(_HERE / {folder!r} / {course_file!r})
 
-from shortcutlab.grading.nbgrader_export import generate_assignment_preprocessors  # noqa: E402
+from shortcutlab.grading.integrations.nbgrader import generate_assignment_preprocessors  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 c.CourseDirectory.root = str(_HERE)
@@ -159,52 +149,3 @@ def generate_assignment_preprocessors() -> list[type]:
 
     default = GenerateAssignment.class_traits()["preprocessors"].default()
     return [_clear_solutions_keeping_hints() if step is ClearSolutions else step for step in default]
-
-
-# ----------------------------------------------------------------------------- check cells under autograde
-
-
-def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
-                    seed: int | None = None) -> float:
-    """Every check of ``function`` (hidden too) on the objects in ``namespace``; prints a report (hidden
-    checks: passed or failed only) and returns the points earned.
-
-    Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
-    """
-    from shortcutlab.grading.notebook import indent, one_thread
-    from shortcutlab.grading.report import check_title
-    from shortcutlab.grading.report import points
-
-    base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
-    limit = course.grading.output_limit
-    lines: list[str] = []
-    earned, passed_count = 0.0, 0
-    names = [f for spec in course.lessons for f in spec.functions]
-    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
-        warnings.simplefilter("ignore")
-        planned = [c for c in plan_checks(course, lesson) if c.function == function]
-        checks = collect_checks(import_check_file(course.check_file(lesson)))
-        context = CheckContext(dict(namespace))
-        with one_thread():
-            outcomes = {c.name: run_check(checks[c.name], context, check_seed(base, lesson.id, c.name), c.timeout,
-                                          function, limit) for c in planned}
-        # No credit for doing nothing: a property check counts only once the function's value checks pass.
-        final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
-        for c in planned:
-            status, output = final[c.name]
-            passed = status == PASSED
-            earned += c.max_score if passed else 0.0
-            passed_count += passed
-            if c.hidden:  # its message stays hidden, unless it is only waiting for the value checks
-                was_gated = outcomes[c.name].status == PASSED and not passed
-                lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
-                             + (f"({output})" if was_gated else f"({'passed' if passed else 'failed'})"))
-                continue
-            lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(c.name, function, names)}")
-            if not passed:
-                lines.append(indent(output))
-    total = lesson.functions[function].points
-    earned = min(round(earned, 6), float(total))
-    print(f"{function}: {passed_count}/{len(planned)} checks passed, {points(earned)}/{points(total)} points")
-    print("\n".join(lines))
-    return earned

@@ -4,17 +4,15 @@
 - Reading: the grading parent reads a submission's answers from the notebook's JSON (never by running anything);
   a ``.py`` submission has none. A cell still holding the prompt (``*Your answer here.*``, nbgrader's
   ``YOUR ANSWER HERE``), an empty one or a deleted one is unanswered. The texts are kept in the gradebook
-  (table ``answers``, by content hash), so the exports keep them if the file goes away.
-- For the instructor, per lesson: ``answers/<lesson>.md`` (each question, its model answer from the solution
-  notebook, then each student's answer) and ``answers/<lesson>_scores.csv`` (one row per student and question:
-  ``lesson, student, question, points, max_points, comment, answer``; points and comment blank to fill in,
-  unanswered questions pre-filled with 0; ``answer`` is a digest of the answer the row scores). Rewriting the
-  CSV keeps what the instructor already typed there for the same answer.
-- Import: ``shortcutlab answers SCORES.csv...`` validates every row (unknown lesson, student or question, points
-  that are not a number, negative or over the question's points, an answer changed since the file was written,
-  a row given twice) and stores them all in one transaction, or none with an error naming each bad row.
+  (table ``answers``, by content hash), so the exports keep them if the file goes away (``collect``, ``attach``).
+- Import: ``read_scores`` validates every row of the instructor's scores files (unknown lesson, student or
+  question, points that are not a number, negative or over the question's points, an answer changed since the
+  file was written, a row given twice); the gradebook stores them all in one transaction, or none.
 - Until imported, an answer counts 0 of its points and says "awaiting manual grading"; a score applies to the
   answer it was given for (a student who resubmits a different answer awaits grading again).
+
+The instructor's files (``answers/<lesson>.md``, ``<lesson>_scores.csv``) are ``outputs.answer_sheets``'s;
+``shortcutlab answers`` is ``integrations.batch.refresh``.
 """
 from __future__ import annotations
 
@@ -31,11 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.report import points
+from shortcutlab.grading.results import AnswerResult
+from shortcutlab.grading.wording import points
 
 if TYPE_CHECKING:  # exports and the gradebook import this module; it imports them where used
     from shortcutlab.course import Course, LessonSpec
-    from shortcutlab.grading.gradebook import Entry, Gradebook
+    from shortcutlab.grading.store.gradebook import Entry, Gradebook
     from shortcutlab.grading.results import SubmissionResult
 
 # The grade id of an answer cell, as shortcutlab.release.ANSWER_ID (not imported from there: it imports nbformat)
@@ -52,44 +51,6 @@ class AnswerError(ShortcutlabError):
 
 
 # A written answer's status: scored by the instructor, answered and not scored yet, or left empty.
-ANSWER_GRADED, ANSWER_AWAITING, ANSWER_UNANSWERED = "graded", "awaiting manual grading", "unanswered"
-
-
-@dataclass(frozen=True)
-class AnswerResult:
-    """A written answer to one question of a lesson (course.yml's ``answers``), graded by hand.
-
-    ``text`` is what the student wrote (empty: unanswered, the prompt left as is or the cell deleted); ``score``
-    is the instructor's points, None until imported (``shortcutlab answers SCORES.csv``). Until then it counts
-    0 of ``max_score``; an unanswered question counts 0 and needs no grading (a score may still be imported).
-    """
-
-    question: str
-    max_score: float
-    text: str = ""
-    score: float | None = None
-    comment: str = ""
-    note: str = ""  # for the instructor and the student: why a stored score was not applied, say
-
-    @property
-    def number(self) -> int:
-        return int(self.question.lstrip("q"))
-
-    @property
-    def answered(self) -> bool:
-        return bool(self.text.strip())
-
-    @property
-    def points(self) -> float:
-        return float(self.score) if self.score is not None else 0.0
-
-    @property
-    def status(self) -> str:
-        if self.score is not None:
-            return ANSWER_GRADED
-        return ANSWER_AWAITING if self.answered else ANSWER_UNANSWERED
-
-
 # ----------------------------------------------------------------------------- reading answers
 
 
@@ -244,110 +205,6 @@ def upload_answers(result: "SubmissionResult", course: Course) -> tuple[AnswerRe
     return tuple(AnswerResult(q.id, q.points, texts.get(q.id, "")) for q in questions(course, result.lesson))
 
 
-# ----------------------------------------------------------------------------- the instructor's files
-
-
-def _quote(text: str) -> list[str]:
-    return [f"> {line}" if line.strip() else ">" for line in text.strip().splitlines()] or [">"]
-
-
-def answers_markdown(lesson: LessonSpec, entries: list[Entry], course: Course, scores_file: str = "",
-                     out: str = "grades") -> str:
-    """The lesson's answers to grade: per question, its text and model answer, then each student's answer."""
-    mine = sorted((e for e in entries if e.lesson == lesson.id), key=lambda e: e.student_id)
-    awaiting = sum(a.status == ANSWER_AWAITING for e in mine for a in e.answers)
-    lines = [f"# Written answers: {lesson.title} ({lesson.id})", "",
-             f"{len(mine)} student{'s' if len(mine) != 1 else ''}, {awaiting} answer{'s' if awaiting != 1 else ''} "
-             f"awaiting manual grading.", ""]
-    if scores_file:
-        lines += [f"Give each answer its points (and a comment the student sees) in `{scores_file}`, then import "
-                  f"them: `shortcutlab answers --out {out} {scores_file}`.", ""]
-    for question in questions(course, lesson):
-        lines += [f"## Question {question.number} ({question.id}, {points(question.points)} "
-                  f"point{'s' if question.points != 1 else ''})", ""]
-        if question.text:
-            lines += [question.text, ""]
-        lines += ["**Model answer**", "", *(_quote(question.model) if question.model else ["(none written)"]), ""]
-        for entry in mine:
-            answer = next((a for a in entry.answers if a.question == question.id), None)
-            if answer is None:
-                continue
-            state = answer.status
-            if answer.status == ANSWER_GRADED:
-                state = f"graded, {points(answer.points)} / {points(answer.max_score)}"
-            lines += [f"### {entry.student_id}: {state}", ""]
-            if answer.comment and answer.status == ANSWER_GRADED:
-                lines += [f"Comment: {answer.comment}", ""]
-            if answer.note:
-                lines += [f"({answer.note})", ""]
-            if answer.answered:
-                lines += [*_quote(answer.text), ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _existing_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return {}
-    rows = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        student, question = (row.get("student") or "").strip(), (row.get("question") or "").strip()
-        if student and question:
-            rows[(student, question)] = row
-    return rows
-
-
-def scores_csv(lesson: LessonSpec, entries: list[Entry], existing: dict[tuple[str, str], dict[str, str]] = {}
-               ) -> str:  # noqa: B006 - read only
-    """The lesson's scores template: a row per student and question. Points and comment are the imported ones,
-    else what ``existing`` (the file as the instructor left it) holds for the same answer, else blank (0 and
-    "unanswered" for an unanswered question)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SCORE_COLUMNS)
-    mine = sorted((e for e in entries if e.lesson == lesson.id), key=lambda e: e.student_id)
-    for answer_index in range(max((len(e.answers) for e in mine), default=0)):
-        for entry in mine:
-            if answer_index >= len(entry.answers):
-                continue
-            answer = entry.answers[answer_index]
-            digest = answer_digest(answer.text)
-            if answer.score is not None:
-                score, comment = points(answer.score), answer.comment
-            else:
-                old = existing.get((entry.student_id, answer.question), {})
-                kept = (old.get("answer") or "").strip() in ("", digest)
-                score = (old.get("points") or "").strip() if kept else ""
-                comment = (old.get("comment") or "").strip() if kept else ""
-                if not score and not comment and answer.status == ANSWER_UNANSWERED:
-                    score, comment = "0", "unanswered"
-            writer.writerow([lesson.id, entry.student_id, answer.question, score, points(answer.max_score), comment,
-                             digest])
-    return buffer.getvalue()
-
-
-def write_answer_files(entries: list[Entry], course: Course, out: str | Path) -> list[Path]:
-    """``answers/<lesson>.md`` and ``answers/<lesson>_scores.csv`` for every lesson with written answers that
-    someone handed in; returns the files written."""
-    from shortcutlab.grading.exports import write_text
-
-    out = Path(out)
-    written = []
-    for lesson in course.lessons:
-        if not lesson.answers or not any(e.lesson == lesson.id and e.answers for e in entries):
-            continue
-        scores = out / ANSWERS_FOLDER / f"{lesson.id}_scores.csv"
-        text = answers_markdown(lesson, entries, course, str(scores), str(out))
-        write_text(out / ANSWERS_FOLDER / f"{lesson.id}.md", text)
-        write_text(scores, scores_csv(lesson, entries, _existing_rows(scores)))
-        written += [out / ANSWERS_FOLDER / f"{lesson.id}.md", scores]
-    return written
-
-
-# ----------------------------------------------------------------------------- importing scores
-
-
 def _question_id(text: str) -> str:
     text = text.strip().lower().removeprefix("answer_")
     return f"q{text}" if text.isdigit() else text
@@ -437,52 +294,3 @@ def read_scores(files: Iterable[str | Path], course: Course, entries: list[Entry
         raise AnswerError(f"nothing imported: {len(problems)} bad row{'s' if len(problems) != 1 else ''} in the "
                           "scores:\n  - " + "\n  - ".join(shown))
     return rows
-
-
-# ----------------------------------------------------------------------------- everything at once
-
-
-@dataclass(frozen=True)
-class AnswersRun:
-    """What ``refresh`` did: scores imported, answers awaiting grading, files written."""
-
-    imported: int
-    awaiting: int
-    graded: int
-    written: tuple[Path, ...]
-
-
-def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) -> AnswersRun:
-    """Read the answers of submissions graded into ``out``, import the instructor's ``scores`` files (all rows
-    or none), and rewrite the exports with the answers: grades.csv, class_matrix.csv, results/, feedback/ and
-    answers/ (identical_submissions.csv is left as it is)."""
-    from shortcutlab.grading.exports import write_exports
-    from shortcutlab.grading.gradebook import GRADEBOOK_FILE, Gradebook
-
-    out = Path(out)
-    if not (out / GRADEBOOK_FILE).is_file():
-        raise AnswerError(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the submissions first "
-                          f"(shortcutlab grade --out {out} ...) or pass --out")
-    with Gradebook(out) as book:
-        entries = book.entries()
-        collect(book, entries)
-        entries = attach(entries, course, book)
-        imported = 0
-        scores = list(scores)
-        if scores:
-            rows = read_scores(scores, course, entries)
-            book.import_answer_scores(rows)
-            imported = len(rows)
-            entries = attach(book.entries(), course, book)
-    titles = {spec.id: spec.title for spec in course.lessons}
-    written = write_exports(entries, out, course.lesson_ids, titles, identical=None)
-    written += write_answer_files(entries, course, out)
-    answers = [a for e in entries for a in e.answers]
-    return AnswersRun(imported, sum(a.status == ANSWER_AWAITING for a in answers),
-                      sum(a.status == ANSWER_GRADED for a in answers), tuple(written))
-
-
-__all__ = ["ANSWERS_FOLDER", "ANSWER_AWAITING", "ANSWER_GRADED", "ANSWER_UNANSWERED", "AnswerError", "AnswerResult",
-           "AnswersRun", "Question", "SCORE_COLUMNS", "answer_digest", "answers_markdown", "attach", "collect",
-           "normalize_answer", "questions", "read_answers", "read_scores", "refresh", "scores_csv",
-           "upload_answers", "write_answer_files"]

@@ -1,17 +1,13 @@
-"""Every limit of grading, declared here: the ones a course sets (course.yml ``grading:`` keys, with their help
-text in ``shortcutlab.course.GradingSpec``: ``timeout``, ``load_timeout``, ``memory_mb``, ``output_limit``,
-``submission_budget``, ``derive_timeouts``, ``timeout_floor``, ``timeout_factor``, ``require_sandbox``; a lesson's
-and a function's ``timeout``) and the fixed ones below; and the time limits derived from them: checks' timeouts
-from the reference's own measured time, and the budget of a whole submission.
+"""Checks' default timeouts, derived from the reference's own measured time.
 
 A check whose function and lesson set no ``timeout`` in course.yml gets ``max(timeout_floor, timeout_factor x
 the time the check takes on the library's reference)``, rounded up to whole seconds and at most
-``grading.timeout``. The reference is timed once, in a process of its own (no student code), and the times are
-cached by the lesson's checks version (the check file, course.yml's lesson and grading settings, the library's
-sources), so a course is measured once per change. A check the reference does not pass in time gets
-``grading.timeout``.
+``grading.timeout`` (the keys and their help text: ``shortcutlab.course.GradingSpec``). The reference is timed once,
+in a process of its own (no student code), and the times are cached by the lesson's checks version
+(``versions.checks_version``), so a course is measured once per change. A check the reference does not pass in time
+gets ``grading.timeout``.
 
-``python -m shortcutlab.grading.limits JOB_JSON`` is that measuring process: it prints ``{check: seconds or
+``python -m shortcutlab.grading.engine.timeouts JOB_JSON`` is that measuring process: it prints ``{check: seconds or
 null}``.
 """
 from __future__ import annotations
@@ -26,25 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shortcutlab.grading.engine.environment import server_env
+from shortcutlab.grading.engine.limits import MEASURE_SLACK
+from shortcutlab.grading.engine.versions import checks_version
+from shortcutlab.grading.registry import check_seed
 from shortcutlab.user_cache import cache_dir
-
-# ---- time
-BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
-MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
-GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
-START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
-SERVER_START_TIMEOUT = 300.0  # seconds a grading server may take to start (importing torch on a loaded 2-core machine)
-SANDBOX_PROBE_TIMEOUT = 30.0  # seconds to find out whether bubblewrap can run here
-# ---- size (memory: course.yml grading.memory_mb; output: grading.output_limit)
-MAX_SUBMISSION_BYTES = 200 << 20  # a notebook with embedded outputs can be tens of MB; far larger is not a submission
-FILE_LIMIT = 256 << 20  # bytes one file written by a student process may reach (its stdout log included)
-SCRATCH_BYTES = 1 << 30  # size cap of the sandbox's /tmp (every submission's scratch folder lives there)
-MAX_LINE = 128 << 20  # bytes of one event line on a grading pipe; a longer one (a runaway writer) is dropped
-RECORD_BYTES = 32 << 20  # tensor bytes one check may record for the judge (answers are kB, models a few MB)
-RECORD_NODES = 200_000  # containers and scalars in one recorded value
-RECORD_DEPTH = 32  # nesting of one recorded value
-# ---- processes
-PROCESS_LIMIT = 128  # processes and threads student code may have at once, in the OS sandbox (RLIMIT_NPROC)
 
 
 def timeouts_dir() -> Path:
@@ -63,15 +45,12 @@ def derived_timeout(seconds: float | None, floor: float, factor: float, ceiling:
 
 def _measure(course: Any, lesson: Any, names: list[str], ceiling: float) -> dict[str, float | None]:
     """Time the lesson's checks ``names`` on the library's references, in a fresh process."""
-    from shortcutlab.grading.registry import check_seed
-    from shortcutlab.grading.runner import server_env
-
     job = {"check_file": str(course.check_file(lesson)), "preload": list(course.grading.preload),
            "references": {name: spec.reference for name, spec in lesson.functions.items()},
            "checks": [{"name": n, "seed": check_seed(0, lesson.id, n)} for n in names], "timeout": ceiling}
     with tempfile.TemporaryDirectory(prefix="shortcutlab-measure-") as scratch:
         try:
-            done = subprocess.run([sys.executable, "-m", "shortcutlab.grading.limits", json.dumps(job)],
+            done = subprocess.run([sys.executable, "-m", "shortcutlab.grading.engine.timeouts", json.dumps(job)],
                                   capture_output=True, text=True, cwd=scratch, env={**server_env(), "TMPDIR": scratch},
                                   timeout=len(names) * (ceiling + 1) + MEASURE_SLACK, start_new_session=True)
             times = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
@@ -90,8 +69,6 @@ def apply_derived_timeouts(course: Any, lesson: Any, planned: list) -> list:
     todo = [c.name for c in planned if lesson.functions[c.function].timeout is None]
     if not todo:
         return planned
-    from shortcutlab.grading.gradebook import checks_version
-
     path = timeouts_dir() / f"{lesson.id}-{checks_version(course, lesson)[:32]}.json"
     try:
         times = json.loads(path.read_text())
@@ -110,22 +87,12 @@ def apply_derived_timeouts(course: Any, lesson: Any, planned: list) -> list:
             if c.name in todo else c for c in planned]
 
 
-def default_budget(load_timeout: float, checks: list) -> float:
-    """A submission's default wall budget: loading, plus twice the longest check timeout of each graded function
-    (one check that runs out of time, and the rest), at most ``BUDGET_CAP`` seconds (and never less than
-    loading plus one minute)."""
-    longest: dict[str, float] = {}
-    for c in checks:
-        longest[c.function] = max(longest.get(c.function, 0.0), float(c.timeout))
-    return max(min(BUDGET_CAP, load_timeout + sum(2 * t for t in longest.values())), load_timeout + 60.0)
-
-
 def _main(job: dict) -> dict[str, float | None]:
     """Run each check on the references (they are the "student's" objects) and time the passing ones."""
     import importlib
 
     from shortcutlab.course import import_object
-    from shortcutlab.grading.execute import PASSED, CheckContext, run_check
+    from shortcutlab.grading.engine.execute import PASSED, CheckContext, run_check
     from shortcutlab.grading.registry import collect_checks, import_check_file
 
     for name in job.get("preload", []):
@@ -134,7 +101,7 @@ def _main(job: dict) -> dict[str, float | None]:
         except Exception:  # noqa: BLE001 - an optional module may be absent
             pass
     if "torch" in sys.modules:
-        from shortcutlab.grading.worker import warm_up
+        from shortcutlab.grading.engine.worker import warm_up
 
         warm_up()
     functions = collect_checks(import_check_file(job["check_file"]))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shortcutlab.grading.execute import truncate
-from shortcutlab.grading.gating import counted
-from shortcutlab.grading.protocol import CheckReport
+from shortcutlab.grading.engine.execute import truncate
+from shortcutlab.grading.engine.gating import counted
+from shortcutlab.grading.engine.protocol import CheckReport
 from shortcutlab.grading.registry import PlannedCheck
 from shortcutlab.grading.results import CheckResult
 from shortcutlab.grading.status import FINAL, Status

@@ -22,7 +22,7 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
     value check of their function (among ``planned``) did not pass, each with the sentence saying so
     (``not counted until "matches the reference" passes``; a hidden value check is "a hidden check").
     ``names``: the course's graded functions and classes, for the check titles."""
-    from shortcutlab.grading.report import check_title
+    from shortcutlab.grading.wording import check_title
 
     names = list(names) if names is not None else None
     out: dict[str, str] = {}

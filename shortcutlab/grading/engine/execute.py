@@ -20,6 +20,7 @@ from contextlib import contextmanager, nullcontext as _nothing
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortcutlab.grading.registry import NotReplayable
 from shortcutlab.grading.status import Status
 
 GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -265,8 +266,6 @@ def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | N
     ``wrap(name, obj)`` may replace each student object handed to the check (to record its calls);
     ``guard`` (a ReferenceGuard) fails the check if the graded function is, or calls, its library reference.
     """
-    from shortcutlab.grading.replay import NotReplayable
-
     kwargs: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
         if param.name == "seed":

@@ -22,31 +22,22 @@ from pathlib import Path
 from typing import Callable
 
 from shortcutlab.course import Course, CourseError, load_course
-from shortcutlab.grading import sandbox, verdict
-from shortcutlab.grading.execute import ERROR, TIMEOUT, truncate
-from shortcutlab.grading.limits import SERVER_START_TIMEOUT, START_SLACK, apply_derived_timeouts, default_budget
-from shortcutlab.grading.protocol import CheckJob, Job, JobResult
+from shortcutlab.grading.engine import sandbox, verdict
+from shortcutlab.grading.engine.execute import ERROR, TIMEOUT, truncate
+from shortcutlab.grading.engine.environment import PACKAGE_ROOT, server_env
+from shortcutlab.grading.engine.limits import SERVER_START_TIMEOUT, START_SLACK, default_budget
+from shortcutlab.grading.engine.timeouts import apply_derived_timeouts
+from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import GradeReport, SubmissionResult
-from shortcutlab.grading.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
-from shortcutlab.grading.processes import Lines, remove_tree
-from shortcutlab.grading.worker import submission_budget
+from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
+from shortcutlab.grading.engine.processes import Lines, remove_tree
+from shortcutlab.grading.engine.worker import submission_budget
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class GradingError(CourseError):
     """Grading cannot start (no submissions given, a grading server that cannot start)."""
-
-
-def server_env() -> dict[str, str]:
-    """Environment of a grading server: one thread per process, headless plotting, no progress bars,
-    and this very copy of shortcutlab first on the path."""
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg",
-               SHORTCUTLAB_GRADING="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 class Server:
@@ -70,7 +61,7 @@ class Server:
     def start(self) -> None:
         if self.tmp is None:
             self.tmp = tempfile.mkdtemp(prefix="shortcutlab-grading-")
-        argv = [sys.executable, "-m", "shortcutlab.grading.worker", json.dumps(self.preload)]
+        argv = [sys.executable, "-m", "shortcutlab.grading.engine.worker", json.dumps(self.preload)]
         env = {**server_env(), "TMPDIR": self.tmp}
         if self.mode == sandbox.BUBBLEWRAP:
             uid = sandbox.UID_BASE + secrets.randbelow(sandbox.UID_SPAN)  # this server's student uid

@@ -23,15 +23,16 @@ import time
 import zipfile
 from pathlib import Path
 
+from shortcutlab import PACKAGE_DIR
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.exports import gradescope_results, write_text
-from shortcutlab.grading.report import points
-from shortcutlab.grading.gradebook import DEFAULT_SEED, submission_seed
+from shortcutlab.grading.outputs.files import write_text
+from shortcutlab.grading.outputs.gradescope import gradescope_results
+from shortcutlab.grading.wording import points
+from shortcutlab.grading.store.gradebook import DEFAULT_SEED, submission_seed
 from shortcutlab.grading.results import SubmissionResult
-from shortcutlab.grading.submission import SUFFIXES, expand_paths, infer_lesson
+from shortcutlab.grading.engine.submission import SUFFIXES, expand_paths, infer_lesson
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding pyproject.toml and shortcutlab/
 CONFIG_FILE = "shortcutlab_autograder.json"
 ZIP_NAME = "autograder.zip"
 _ZIP_TIME = (2024, 1, 1, 0, 0, 0)  # fixed, so the same bundle zips to the same bytes
@@ -49,7 +50,7 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
 fi
 # Dependencies come from PyPI; set PIP_EXTRA_INDEX_URL (e.g. PyTorch's CPU wheels) to pick another torch build.
 "${RUN[@]}" "$PYTHON" -m pip install --no-cache-dir "$HERE/package"
-"${RUN[@]}" "$PYTHON" -c "import shortcutlab.grading.runner"
+"${RUN[@]}" "$PYTHON" -c "import shortcutlab.grading.engine.runner"
 """
 
 RUN_AUTOGRADER = r"""#!/usr/bin/env bash
@@ -59,7 +60,7 @@ ROOT="${AUTOGRADER_ROOT:-/autograder}"
 PYTHON="${SHORTCUTLAB_PYTHON:-python3}"
 export SHORTCUTLAB_OFFLINE="${SHORTCUTLAB_OFFLINE:-1}" MPLBACKEND=Agg
 mkdir -p "$ROOT/results"
-"$PYTHON" -m shortcutlab.grading.gradescope_bundle run --root "$ROOT" --config "$ROOT/source/shortcutlab_autograder.json"
+"$PYTHON" -m shortcutlab.grading.integrations.gradescope_bundle run --root "$ROOT" --config "$ROOT/source/shortcutlab_autograder.json"
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
     printf '{"score": 0, "output": "The autograder failed before it could grade this submission (exit code %s). Please tell your instructor.", "tests": []}\n' "$status" > "$ROOT/results/results.json"
@@ -93,9 +94,9 @@ def write_bundle(folder: str | Path, course: Course | str | Path | None = None, 
     package = folder / "package"
     package.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (PACKAGE_ROOT / name).is_file():
-            shutil.copyfile(PACKAGE_ROOT / name, package / name)
-    _copy_tree(PACKAGE_ROOT / "shortcutlab", package / "shortcutlab")
+        if (PACKAGE_DIR.parent / name).is_file():
+            shutil.copyfile(PACKAGE_DIR.parent / name, package / name)
+    _copy_tree(PACKAGE_DIR.parent / "shortcutlab", package / "shortcutlab")
     target = folder / "course"
     target.mkdir()
     shutil.copyfile(course.file, target / COURSE_FILE)  # the file the course was read from: its points
@@ -167,7 +168,7 @@ def combine(results: list[SubmissionResult], seconds: float, course: Course | No
     """One results.json for the graded files (tests prefixed by lesson when there are several); with ``course``,
     each upload's written answers follow its checks, 0 of their points from the course file and "awaiting
     manual grading" (scored by hand on Gradescope)."""
-    from shortcutlab.grading.answers import upload_answers
+    from shortcutlab.grading.store.answers import upload_answers
 
     answers = [upload_answers(r, course) if course is not None else () for r in results]
     if len(results) == 1:
@@ -186,7 +187,7 @@ def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
     """Grade ``root/submission`` as the bundle's config says and write ``root/results/results.json``.
 
     Never raises for a bad upload: the problem becomes the results' output, with score 0."""
-    from shortcutlab.grading.runner import grade
+    from shortcutlab.grading.engine.runner import grade
 
     start = time.monotonic()
     root, config = Path(root), Path(config)
@@ -207,7 +208,7 @@ def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shortcutlab.grading.gradescope_bundle",
+    parser = argparse.ArgumentParser(prog="python -m shortcutlab.grading.integrations.gradescope_bundle",
                                      description="Grade a Gradescope upload (what run_autograder calls).")
     verbs = parser.add_subparsers(dest="verb", required=True)
     run = verbs.add_parser("run", help="grade ROOT/submission into ROOT/results/results.json")

@@ -1,0 +1,159 @@
+"""``shortcutlab.check("lesson.function", function)``: a notebook's check cell.
+
+Runs the function's visible checks in this process, prints a short pass/fail report and raises
+``ChecksFailed`` (an AssertionError) if any check fails, so nbgrader marks the cell failed. Under
+``nbgrader autograde`` (``autograde_check``) it runs every check, hidden ones too, and returns the points earned.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.course import Course, CourseError, LessonSpec, load_course
+from shortcutlab.grading.engine.execute import PASSED, CheckContext, Outcome, run_check
+from shortcutlab.grading.engine.gating import counted
+from shortcutlab.grading.registry import (CheckFailure, PlannedCheck, check_seed, collect_checks, import_check_file,
+                                          plan_checks)
+from shortcutlab.grading.status import SYMBOLS, Status
+from shortcutlab.grading.store.gradebook import DEFAULT_SEED
+from shortcutlab.grading.wording import check_title, points
+
+_MISSING = object()
+SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of check cells under nbgrader autograde (default: DEFAULT_SEED)
+
+
+class ChecksFailed(CheckFailure):
+    """Some visible checks of a function failed (details are in the printed report)."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a notebook, nbgrader validate) shows instead of a traceback: the message alone, since the
+        report above says what failed and the grader's frames would only hide it (IPython always shows the frame
+        that raised, even with ``__tracebackhide__``)."""
+        return [f"{type(self).__name__}: {self}"]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run checks on one torch thread, as the grader does: their tensors are tiny, and on a busy machine
+    several threads make them many times slower."""
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch and previous:
+            torch.set_num_threads(previous)
+
+
+def indent(text: str, prefix: str = "      ") -> str:
+    """``text`` with each line under a check's line in a report."""
+    return "\n".join(prefix + line for line in text.strip().splitlines())
+
+
+def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = None,
+                      course: str | Path | None = None, namespace: dict | None = None,
+                      _depth: int = 1, **objects: Any) -> float | None:
+    """Run the visible checks of ``name`` ("<lesson id>.<function>") on ``obj`` and print a report.
+
+    Under ``nbgrader autograde`` (``NBGRADER_EXECUTION=autograde``) it runs every check, hidden ones too,
+    and returns the points earned, which nbgrader takes as the cell's partial credit.
+
+    Other objects a check needs (e.g. ``symmetric_kl`` for ``consistency_loss``) come from ``objects``,
+    else from ``namespace``, else from the caller's globals. Raises ChecksFailed if any check fails.
+    """
+    __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame in tracebacks
+    lesson_id, dot, function = name.partition(".")
+    if not dot or not function:
+        raise CourseError(f"name the function as '<lesson id>.<function>', e.g. '03_gradcam.grad_cam'; got {name!r}")
+    loaded = load_course(course)
+    lesson = loaded.lesson(lesson_id)
+    loaded.function(lesson_id, function)
+    if obj is _MISSING:
+        raise CourseError(f"pass the function to check: shortcutlab.check({name!r}, {function})")
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # every check, hidden too, partial credit
+        caller = sys._getframe(_depth).f_globals if namespace is None else namespace
+        return autograde_check(loaded, lesson, function, {**caller, **objects, function: obj}, seed)
+    caller = sys._getframe(_depth).f_globals if namespace is None else namespace
+    run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    run = _run_checks(loaded, lesson, function, {**caller, **objects, function: obj}, run_seed, hidden=False)
+    failed = [n for n, (status, _) in run.final.items() if status != PASSED]
+    seconds = sum(o.seconds for o in run.outcomes.values())
+    head = f"{function}: {len(run.outcomes) - len(failed)}/{len(run.outcomes)} checks passed ({seconds:.1f} s)"
+    lines = [head + (f", seed {run_seed}" if failed else "")]
+    for check_name, (status, output) in run.final.items():
+        lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(check_name, function, run.names)}")
+        if status != PASSED:
+            lines.append(indent(output))
+    print("\n".join(lines))
+    if failed:
+        raise ChecksFailed(f"{len(failed)} of {len(run.outcomes)} checks of {function} did not pass; see the report "
+                           "above")
+
+
+@dataclass(frozen=True)
+class _CellRun:
+    """A check cell's checks of one function: planned, their outcomes, and the statuses once gated."""
+
+    planned: list[PlannedCheck]
+    outcomes: dict[str, Outcome]
+    final: dict[str, tuple[str, str]]  # check -> (status, output), property checks gated (gating.counted)
+    names: list[str]  # the course's graded functions and classes, for check titles
+
+
+def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any], base_seed: int,
+                hidden: bool) -> _CellRun:
+    """Run ``function``'s checks (hidden ones too if ``hidden``) on the objects in ``namespace``, on one thread."""
+    planned = [c for c in plan_checks(course, lesson) if c.function == function and (hidden or not c.hidden)]
+    checks = collect_checks(import_check_file(course.check_file(lesson)))
+    context = CheckContext(dict(namespace))
+    limit = course.grading.output_limit
+    with one_thread():
+        outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,
+                                      function, limit) for c in planned}
+    names = [f for spec in course.lessons for f in spec.functions]
+    # No credit for doing nothing: a property check counts only once the function's value checks pass.
+    final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
+    return _CellRun(planned, outcomes, final, names)
+
+
+def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
+                    seed: int | None = None) -> float:
+    """Every check of ``function`` (hidden too) on the objects in ``namespace``; prints a report (hidden
+    checks: passed or failed only) and returns the points earned.
+
+    Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
+    """
+    base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
+    lines: list[str] = []
+    earned, passed_count = 0.0, 0
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
+        warnings.simplefilter("ignore")
+        run = _run_checks(course, lesson, function, namespace, base, hidden=True)
+        for c in run.planned:
+            status, output = run.final[c.name]
+            passed = status == PASSED
+            earned += c.max_score if passed else 0.0
+            passed_count += passed
+            if c.hidden:  # its message stays hidden, unless it is only waiting for the value checks
+                was_gated = run.outcomes[c.name].status == PASSED and not passed
+                lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
+                             + (f"({output})" if was_gated else f"({'passed' if passed else 'failed'})"))
+                continue
+            lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(c.name, function, run.names)}")
+            if not passed:
+                lines.append(indent(output))
+    total = lesson.functions[function].points
+    earned = min(round(earned, 6), float(total))
+    print(f"{function}: {passed_count}/{len(run.planned)} checks passed, {points(earned)}/{points(total)} points")
+    print("\n".join(lines))
+    return earned

@@ -1,0 +1,62 @@
+"""What a grading run hands out: grades.csv (nbgrader's columns and a status), a class matrix an LMS gradebook
+imports (Canvas, Moodle), a list of identical submissions, one Gradescope ``results.json`` per submission, and
+per-student feedback in Markdown and HTML.
+
+Students see their visible checks' messages; a hidden check shows only whether it passed and its points,
+never its name or message (instructors find those in the gradebook and ``shortcutlab grade --json``).
+
+Layout under the output folder (files are written readable, like any file the user creates: 0666 less the umask)::
+
+    grades.csv
+    class_matrix.csv
+    identical_submissions.csv
+    results/<student>/<lesson>/results.json
+    feedback/<student>/<lesson>.md
+    feedback/<student>/<lesson>.html
+
+Written answers (course.yml's ``answers``, graded by hand): an entry's ``answers`` (``answers.attach``) add to its
+score and max_score everywhere; until the instructor's points are imported each counts 0 of its points and says
+"awaiting manual grading" (grades.csv's ``written_answers`` column, the feedback, a results.json test).
+The instructor's own files (``answers/<lesson>.md``, ``answers/<lesson>_scores.csv``) are ``answer_sheets.py``'s.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from shortcutlab.grading.outputs.feedback import feedback_html, feedback_markdown
+from shortcutlab.grading.outputs.files import write_text
+from shortcutlab.grading.outputs.gradescope import gradescope_results
+from shortcutlab.grading.outputs.identical import IdenticalGroup, identical_csv
+from shortcutlab.grading.outputs.tables import class_matrix_csv, grades_csv
+from shortcutlab.grading.store.gradebook import Entry
+
+
+def write_exports(entries: Iterable[Entry], out: str | Path, lessons: Iterable[str] = (),
+                  titles: dict[str, str] | None = None, identical: Iterable[IdenticalGroup] | None = ()) -> list[Path]:
+    """Write grades.csv, class_matrix.csv, identical_submissions.csv (``identical``: see ``find_identical``;
+    None leaves the file as it is), results/<student>/<lesson>/results.json and
+    feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's, with their written answers if
+    ``answers.attach`` gave them any); returns the files written."""
+    out = Path(out)
+    entries = list(entries)
+    lessons = tuple(lessons)
+    titles = titles or {}
+    written = [out / "grades.csv", out / "class_matrix.csv"]
+    write_text(written[0], grades_csv(entries, lessons))
+    write_text(written[1], class_matrix_csv(entries, lessons, titles))
+    if identical is not None:
+        written.append(out / "identical_submissions.csv")
+        write_text(written[2], identical_csv(identical))
+    for entry in entries:
+        result, title, answers = entry.result, titles.get(entry.lesson, ""), entry.answers
+        results = out / "results" / entry.student_id / entry.lesson / "results.json"
+        write_text(results, json.dumps(gradescope_results(result, answers=answers), indent=2) + "\n")
+        feedback = out / "feedback" / entry.student_id
+        write_text(feedback / f"{entry.lesson}.md",
+                   feedback_markdown(result, entry.student_id, title, entry.timestamp, answers))
+        write_text(feedback / f"{entry.lesson}.html",
+                   feedback_html(result, entry.student_id, title, entry.timestamp, answers))
+        written += [results, feedback / f"{entry.lesson}.md", feedback / f"{entry.lesson}.html"]
+    return written
