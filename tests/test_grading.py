@@ -646,6 +646,33 @@ def test_shortcutlab_check_takes_other_objects_from_the_callers_globals(toy, cap
     assert "1/1 checks passed" in capsys.readouterr().out
 
 
+def test_a_pass_that_relies_on_what_a_tampering_process_observed_is_refused(toy, tmp_path):
+    """A check that hands the student a model relies on what the student's process observed of it (its state after
+    the call). A submission that replaced part of the library there cannot be trusted with that, so such a pass is
+    refused; a check judged on plain values alone keeps its pass."""
+    yml = COURSE_YML + ("  - id: 93_model\n    title: Model\n    notebook: 93_model.ipynb\n    functions:\n"
+                        "      zero_bias: {points: 1, reference: operator.neg}\n"
+                        "      plus: {points: 1, reference: operator.add}\n")
+    (toy / "model.yml").write_text(yml)
+    (toy / "autograder" / "test_93_model.py").write_text(
+        "import torch\nimport shortcutlab.data\nfrom shortcutlab.grading import check\n\n"
+        "@check('zero_bias')\ndef test_zero_bias_zeroes_the_bias(zero_bias):\n"
+        "    layer = torch.nn.Linear(2, 2)\n    zero_bias(layer)\n    assert torch.equal(layer.bias, torch.zeros(2))\n\n"
+        "@check('plus')\ndef test_plus_adds(plus):\n    assert plus(2, 3) == 5\n")
+    source = ("import torch\n\ndef zero_bias(layer):\n    with torch.no_grad():\n        layer.bias.zero_()\n\n"
+              "def plus(a, b):\n    return a + b\n")
+    honest, tampering = tmp_path / "93_model_honest.py", tmp_path / "93_model_tampering.py"
+    honest.write_text(source)
+    tampering.write_text(source + "\nimport shortcutlab.data\nshortcutlab.data.smooth_texture = print\n")
+    report = grade([honest, tampering], course=toy / "model.yml", jobs=1, seed=3)
+    by_name = {Path(s.path).name: s for s in report.submissions}
+    assert [c.status for c in by_name[honest.name].checks] == ["passed", "passed"]
+    assert all(c.judged for c in by_name[honest.name].checks)
+    model_check, plain_check = by_name[tampering.name].checks
+    assert model_check.status == "failed" and "replaced `shortcutlab.data.smooth_texture`" in model_check.output
+    assert plain_check.status == "passed" and plain_check.judged
+
+
 # ----------------------------------------------------------------------------- assertion helpers
 
 

@@ -53,7 +53,7 @@ def _trusted_process(checks: list[CheckJob], functions: dict[str, Callable], ref
 
 
 def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],
-           log: Any) -> dict[str, dict]:
+           log: Any) -> dict[str, Verified]:
     """Re-run the checks the submission's process says passed, in a process forked from this server (where no
     student code ever ran), from the recorded answers; its verdict by check name."""
     todo = [c for c in job.checks if c.name in transcripts]
@@ -70,7 +70,7 @@ def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any],
     lines = Lines(r)
     names = {c.name for c in todo}
     deadline = time.monotonic() + sum(c.timeout + GRACE for c in todo) + START_SLACK
-    verdicts: dict[str, dict] = {}
+    verdicts: dict[str, Verified] = {}
     while True:
         try:
             line = lines.next(deadline)
@@ -80,7 +80,7 @@ def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any],
             break
         event = job_event(line)
         if isinstance(event, Verified) and event.name in names:
-            verdicts[event.name] = {"status": event.status, "output": event.output}
+            verdicts[event.name] = event
     os.close(r)
     kill_group(pid)
     reap(pid)

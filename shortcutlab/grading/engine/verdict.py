@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shortcutlab.grading.engine.events import Verified
 from shortcutlab.grading.engine.execute import truncate
 from shortcutlab.grading.engine.gating import counted
 from shortcutlab.grading.engine.protocol import CheckReport
@@ -23,26 +24,25 @@ NOT_RE_RUN = ("grader error: the grader's own re-run of this check, which decide
               "finish; it is not counted as passed")
 
 
-def judge(report: dict, verdict: dict | None, limit: int) -> None:
+def judge(report: dict, verdict: Verified | None, limit: int) -> None:
     """Update ``report`` (a check that passed in the runner: status, output, tampered) with the judge's
-    ``verdict`` (status, output, observed; None if the re-run never reported)."""
+    ``verdict`` (None if the re-run never reported)."""
     if verdict is None:
         report.update(status=Status.ERROR, output=NOT_RE_RUN)
-    elif report.get("tampered") and (verdict["status"] == Status.UNVERIFIED or
-                                     (verdict["status"] == Status.PASSED and verdict.get("observed"))):
+    elif report.get("tampered") and (verdict.status == Status.UNVERIFIED or
+                                     (verdict.status == Status.PASSED and verdict.observed)):
         # The process that recorded the answers (model states, probe data) replaced part of the grader: what it
         # observed cannot be trusted, so not a pass.
-        report.update(status=Status.FAILED, verified=verdict["status"] == Status.PASSED,
+        report.update(status=Status.FAILED, verified=verdict.status == Status.PASSED,
                       output=f"the submission replaced `{report['tampered']}`, which the grader or its checks rely "
                              "on, so this check cannot be trusted to pass; leave the library and the grader as they "
                              "are")
-    elif verdict["status"] == Status.UNVERIFIED:
-        report.update(verified=False, why_unverified=str(verdict.get("output") or "")[:300])
-    elif verdict["status"] == Status.PASSED:
+    elif verdict.status == Status.UNVERIFIED:
+        report.update(verified=False, why_unverified=verdict.output[:300])
+    elif verdict.status == Status.PASSED:
         report["verified"] = True
     else:
-        report.update(status=verdict["status"], output=truncate(str(verdict.get("output") or ""), limit),
-                      verified=True)
+        report.update(status=verdict.status, output=truncate(verdict.output, limit), verified=True)
 
 
 def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], error: str | None, notes: list[str],
