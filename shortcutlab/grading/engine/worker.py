@@ -175,6 +175,8 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
             if event.status == TIMEOUT:
                 timed_out = True
                 break
+            if done == len(checks):  # all reported: no waiting for the end of a pipe student code may hold open
+                break
     os.close(r)
     kill_group(pid)
     reap(pid)
@@ -301,6 +303,8 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
                 transcripts[event.name] = event.transcript
                 if event.tampered:
                     result["results"][event.name]["tampered"] = event.tampered[:200]
+            if names <= result["results"].keys():  # all reported: no waiting for the end of the pipe (above)
+                break
     os.close(r)
     if function_pid and parent_of(function_pid) == pid:  # only ever our own grandchild
         kill_group(function_pid)
