@@ -23,9 +23,10 @@ reproduce: $(STAMP)
 	$(BIN)/shortcutlab reproduce $(ARGS)
 
 # Two xdist workers suit 2 cores (each worker runs torch on one thread); loadscope keeps a module's tests,
-# and its module-scoped fixtures, on one worker. --durations shows where the time goes.
+# and its module-scoped fixtures, on one worker, and takes modules in collection order (slowest first: see
+# tests/conftest.py). --durations shows where the time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder --durations=20 $(PYTEST_ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/voila lessons/explore.ipynb $(ARGS)
