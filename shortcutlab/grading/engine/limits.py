@@ -6,7 +6,6 @@ are derived from the reference's measured time in ``timeouts.py``.
 """
 from __future__ import annotations
 
-
 # ---- time
 BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
 MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
