@@ -11,6 +11,7 @@ property checks count only once their function's value checks pass (gating.py), 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from shortcutlab.grading.engine.events import Verified
 from shortcutlab.grading.engine.execute import truncate
@@ -24,25 +25,23 @@ NOT_RE_RUN = ("grader error: the grader's own re-run of this check, which decide
               "finish; it is not counted as passed")
 
 
-def judge(report: dict, verdict: Verified | None, limit: int) -> None:
-    """Update ``report`` (a check that passed in the runner: status, output, tampered) with the judge's
-    ``verdict`` (None if the re-run never reported)."""
+def judge(report: CheckReport, verdict: Verified | None, limit: int) -> CheckReport:
+    """A check that passed in the runner (``report``: status, output, tampered), once the judge's ``verdict`` is in
+    (None if the re-run never reported)."""
     if verdict is None:
-        report.update(status=Status.ERROR, output=NOT_RE_RUN)
-    elif report.get("tampered") and (verdict.status == Status.UNVERIFIED or
-                                     (verdict.status == Status.PASSED and verdict.observed)):
+        return replace(report, status=Status.ERROR, output=NOT_RE_RUN)
+    if report.tampered and (verdict.status == Status.UNVERIFIED or
+                            (verdict.status == Status.PASSED and verdict.observed)):
         # The process that recorded the answers (model states, probe data) replaced part of the grader: what it
         # observed cannot be trusted, so not a pass.
-        report.update(status=Status.FAILED, verified=verdict.status == Status.PASSED,
-                      output=f"the submission replaced `{report['tampered']}`, which the grader or its checks rely "
-                             "on, so this check cannot be trusted to pass; leave the library and the grader as they "
-                             "are")
-    elif verdict.status == Status.UNVERIFIED:
-        report.update(verified=False, why_unverified=verdict.output[:300])
-    elif verdict.status == Status.PASSED:
-        report["verified"] = True
-    else:
-        report.update(status=verdict.status, output=truncate(verdict.output, limit), verified=True)
+        return replace(report, status=Status.FAILED, verified=verdict.status == Status.PASSED,
+                       output=f"the submission replaced `{report.tampered}`, which the grader or its checks rely on, "
+                              "so this check cannot be trusted to pass; leave the library and the grader as they are")
+    if verdict.status == Status.UNVERIFIED:
+        return replace(report, verified=False, why_unverified=verdict.output[:300])
+    if verdict.status == Status.PASSED:
+        return replace(report, verified=True)
+    return replace(report, status=verdict.status, output=truncate(verdict.output, limit), verified=True)
 
 
 def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], error: str | None, notes: list[str],

@@ -40,7 +40,7 @@ from shortcutlab.grading.engine.judge import verify
 from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
 from shortcutlab.grading.engine.processes import (Lines, crash_summary, describe_exit, die_with_parent, fork_group,
                                                   kill_group, log_tail, parent_of, reap, remove_tree, run_child)
-from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
+from shortcutlab.grading.engine.protocol import CheckJob, CheckReport, Job, JobResult
 from shortcutlab.grading.engine.replay import Recorder
 from shortcutlab.grading.engine.sandbox import drop_privileges, kill_uid, student_uid
 from shortcutlab.grading.engine.serving import STATE, child_setup, job_event, send
@@ -257,10 +257,13 @@ def _references(job: Job) -> tuple[dict[str, Any], dict[str, set]]:
 
 
 def _run_submission(job: Job, functions: dict[str, Callable], references: dict[str, Any], codes: dict[str, set],
-                    log: Any, result: dict) -> dict[str, Any]:
-    """Fork the submission's process and collect what it reports into ``result``; returns the recorded calls
-    of each check it says passed."""
+                    log: Any) -> tuple[JobResult, dict[str, Any]]:
+    """Fork the submission's process and collect what it reports (how loading went, a report per check); also
+    returns the recorded calls of each check it says passed."""
     transcripts: dict[str, Any] = {}
+    reports: dict[str, CheckReport] = {}
+    notes: tuple[dict, ...] = ()
+    printed = ""
     names = {c.name for c in job.checks}
     r, w = os.pipe()
     sys.stdout.flush()
@@ -295,15 +298,14 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
             function_pid = event.pid
         elif isinstance(event, Loaded) and not loaded:
             loaded = True
-            result["notes"] = list(event.notes)
-            result["printed"] = truncate(event.printed, int(job.output_limit))
-        elif isinstance(event, Result) and loaded and event.name in names and event.name not in result["results"]:
-            result["results"][event.name] = {"status": event.status, "output": event.output, "seconds": event.seconds}
-            if event.status == PASSED:
+            notes, printed = tuple(event.notes), truncate(event.printed, int(job.output_limit))
+        elif isinstance(event, Result) and loaded and event.name in names and event.name not in reports:
+            passed = event.status == PASSED
+            reports[event.name] = CheckReport(event.status, event.output, event.seconds,
+                                              tampered=event.tampered[:200] if passed and event.tampered else None)
+            if passed:
                 transcripts[event.name] = event.transcript
-                if event.tampered:
-                    result["results"][event.name]["tampered"] = event.tampered[:200]
-            if names <= result["results"].keys():  # all reported: no waiting for the end of the pipe (above)
+            if names <= reports.keys():  # all reported: no waiting for the end of the pipe (above)
                 break
     os.close(r)
     if function_pid and parent_of(function_pid) == pid:  # only ever our own grandchild
@@ -318,45 +320,39 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
         what = (f"used up the submission's grading budget of {limit_s:g} s" if budget_spent and
                 limit_s < job.load_timeout else f"did not finish loading within {min(limit_s, job.load_timeout):g} s"
                 ) if timed_out else describe_exit(status)
-        result["error"] = f"the submission's code ended the grading process while loading{where}: it {what}" + \
-                          (f"\nlast output:\n{tail[-500:]}" if tail else "")
-        result["load"] = {"status": TIMEOUT if timed_out else ERROR, "cell": last_index or None,
-                          "message": result["error"]}
+        error = f"the submission's code ended the grading process while loading{where}: it {what}" + \
+                (f"\nlast output:\n{tail[-500:]}" if tail else "")
+        load = {"status": TIMEOUT if timed_out else ERROR, "cell": last_index or None, "message": error}
+        return JobResult(job.id, error, notes, printed, reports, load), transcripts
+    if budget_spent:
+        why = f"used up the submission's grading budget of {limit_s:g} s"
+        if current is not None and current not in reports:
+            reports[current] = CheckReport(TIMEOUT, f"stopped: the submission {why} (course.yml "
+                                                    "grading.submission_budget) while this check ran")
     else:
-        if budget_spent:
-            why = f"used up the submission's grading budget of {limit_s:g} s"
-            if current is not None and current not in result["results"]:
-                result["results"][current] = {"status": TIMEOUT, "seconds": 0.0,
-                                              "output": f"stopped: the submission {why} (course.yml "
-                                                        "grading.submission_budget) while this check ran"}
-        else:
-            why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
-        for item in job.checks:
-            result["results"].setdefault(item.name, {
-                "status": TIMEOUT if timed_out else ERROR, "seconds": 0.0,
-                "output": f"not run: the submission's grading process {why}" if not budget_spent else
-                          f"not run: the submission {why} (course.yml grading.submission_budget)"})
-    return transcripts
+        why = "ran out of time" if timed_out else f"{describe_exit(status)} unexpectedly"
+    for item in job.checks:
+        reports.setdefault(item.name, CheckReport(
+            TIMEOUT if timed_out else ERROR,
+            f"not run: the submission's grading process {why}" if not budget_spent else
+            f"not run: the submission {why} (course.yml grading.submission_budget)"))
+    return JobResult(job.id, None, notes, printed, reports), transcripts
 
 
-def run_job(job: Job) -> dict:
+def run_job(job: Job) -> JobResult:
     """Grade one submission: its code and checks run in forked processes of their own (in a scratch folder
     removed afterwards); a check passes only if that process says so and the grader's own re-run of the
-    check from the recorded answers agrees. Results by check name, plus load notes or an error."""
-    result: dict[str, Any] = {"id": job.id, "error": None, "notes": [], "printed": "", "results": {}}
+    check from the recorded answers agrees (verdict.judge). A report per check, plus load notes or an error."""
     try:
         functions = collect_checks(import_check_file(job.check_file))
     except BaseException as exc:  # noqa: BLE001 - a broken check file is reported, not fatal to the server
-        result["error"] = f"grader error: the check file {job.check_file} failed to import: " \
-                          f"{describe_exception(exc)}"
-        return result
+        return JobResult(job.id, f"grader error: the check file {job.check_file} failed to import: "
+                                 f"{describe_exception(exc)}")
     if "torch" in sys.modules:  # a check file may bring torch in itself (when it is not preloaded)
         warm_up()
     runnable = [c for c in job.checks if c.name in functions]
-    for item in job.checks:
-        if item.name not in functions:
-            result["results"][item.name] = {"status": ERROR, "seconds": 0.0,
-                                               "output": f"grader error: no check {item.name} in the check file"}
+    missing = {item.name: CheckReport(ERROR, f"grader error: no check {item.name} in the check file")
+               for item in job.checks if item.name not in functions}
     references, codes = _references(job)
     STATE.snapshot = Snapshot()
     STATE.token = secrets.token_hex(16)
@@ -367,21 +363,22 @@ def run_job(job: Job) -> dict:
     job = dataclasses.replace(job, checks=tuple(runnable), scratch=scratch)
     try:
         with tempfile.TemporaryFile() as log:
-            transcripts = _run_submission(job, functions, references, codes, log, result)
+            result, transcripts = _run_submission(job, functions, references, codes, log)
             if uid is not None:
                 kill_uid(uid)  # a daemon it started, whatever its process group or session
             judge_start = time.monotonic()
             # Forked from this server, never from a process that ran student code (judge.py).
-            verdicts = verify(job, functions, references, transcripts, log) if result["error"] is None else {}
-            result["judge_seconds"] = round(time.monotonic() - judge_start, 4)
+            verdicts = verify(job, functions, references, transcripts, log) if result.error is None else {}
+            judge_seconds = round(time.monotonic() - judge_start, 4)
     finally:
         STATE.token = STATE.snapshot = None
         if uid is not None:
             kill_uid(uid)
         remove_tree(scratch)
+    reports = {**missing, **result.results}
     for name in transcripts:
-        verdict.judge(result["results"][name], verdicts.get(name), int(job.output_limit))
-    return result
+        reports[name] = verdict.judge(reports[name], verdicts.get(name), int(job.output_limit))
+    return dataclasses.replace(result, results=reports, judge_seconds=judge_seconds)
 
 
 def preload(modules: list[str]) -> list[str]:
@@ -434,7 +431,7 @@ def serve(modules: list[str]) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        protocol.write(JobResult.from_dict(run_job(Job.from_dict(json.loads(line)))).to_json() + "\n")
+        protocol.write(run_job(Job.from_dict(json.loads(line))).to_json() + "\n")
     return 0
 
 
