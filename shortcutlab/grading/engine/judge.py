@@ -10,8 +10,6 @@ event per check on a pipe of its own; verdict.judge merges them with what the su
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +18,7 @@ from shortcutlab.grading import probes
 from shortcutlab.grading.engine.events import Verified
 from shortcutlab.grading.engine.execute import UNVERIFIED, CheckContext, Outcome, run_check
 from shortcutlab.grading.engine.limits import GRACE, START_SLACK
-from shortcutlab.grading.engine.processes import Lines, fork_group, kill_group, reap, run_child
+from shortcutlab.grading.engine.processes import fork_reporting, kill_group, reap
 from shortcutlab.grading.engine.protocol import CheckJob, Job
 from shortcutlab.grading.engine.replay import Transcript
 from shortcutlab.grading.engine.serving import child_setup, job_event, send
@@ -59,15 +57,8 @@ def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any],
     todo = [c for c in job.checks if c.name in transcripts]
     if not todo:
         return {}
-    r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = fork_group()
-    if pid == 0:
-        os.close(r)
-        run_child(lambda: _trusted_process(todo, functions, references, transcripts, w, log.fileno(), job))
-    os.close(w)
-    lines = Lines(r)
+    pid, lines = fork_reporting(lambda fd: _trusted_process(todo, functions, references, transcripts, fd,
+                                                            log.fileno(), job))
     names = {c.name for c in todo}
     deadline = time.monotonic() + sum(c.timeout + GRACE for c in todo) + START_SLACK
     verdicts: dict[str, Verified] = {}
@@ -81,7 +72,7 @@ def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any],
         event = job_event(line)
         if isinstance(event, Verified) and event.name in names:
             verdicts[event.name] = event
-    os.close(r)
+    lines.close()
     kill_group(pid)
     reap(pid)
     return verdicts

@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -57,6 +58,9 @@ class Lines:
         except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an over-long integer
             return {"event": "garbage"}
         return event if isinstance(event, dict) else {"event": "garbage"}
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def describe_exit(status: int) -> str:
@@ -111,6 +115,22 @@ def run_child(body: Callable[[], None]) -> None:
         code = 70
     finally:
         os._exit(code)
+
+
+def fork_reporting(body: Callable[[int], None], close_in_child: tuple[int, ...] = ()) -> tuple[int, Lines]:
+    """Fork a process group whose child runs ``body(fd)`` (after closing ``close_in_child``) and ends there
+    (``run_child``), writing its events to ``fd``; the parent gets the child's pid and the reader of that pipe."""
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = fork_group()
+    if pid == 0:
+        os.close(r)
+        for fd in close_in_child:
+            os.close(fd)
+        run_child(lambda: body(w))
+    os.close(w)
+    return pid, Lines(r)
 
 
 def fork_group() -> int:

@@ -38,8 +38,8 @@ from shortcutlab.grading.engine.execute import (ERROR, PASSED, TIMEOUT, CheckCon
 from shortcutlab.grading.engine.guard import ReferenceGuard, Snapshot, reference_codes
 from shortcutlab.grading.engine.judge import verify
 from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
-from shortcutlab.grading.engine.processes import (Lines, crash_summary, describe_exit, die_with_parent, fork_group,
-                                                  kill_group, log_tail, parent_of, reap, remove_tree, run_child)
+from shortcutlab.grading.engine.processes import (crash_summary, describe_exit, die_with_parent, fork_reporting,
+                                                  kill_group, log_tail, parent_of, reap, remove_tree)
 from shortcutlab.grading.engine.protocol import CheckJob, CheckReport, Job, JobResult
 from shortcutlab.grading.engine.replay import Recorder
 from shortcutlab.grading.engine.sandbox import drop_privileges, kill_uid, student_uid
@@ -123,17 +123,10 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
     Returns how many of ``checks`` got a result (the rest are retried in a fresh process). Once a check times
     out, the function's remaining checks are reported as timed out without running: a function that loops
     costs one check's time limit, not one per check."""
-    sys.stdout.flush()
-    r, w = os.pipe()
-    pid = fork_group()
-    if pid == 0:
-        os.close(r)
-        os.close(out_fd)
-        run_child(lambda: _function_process(checks, functions, context, w, limit, guards, references))
-    os.close(w)
+    pid, lines = fork_reporting(lambda fd: _function_process(checks, functions, context, fd, limit, guards,
+                                                             references), close_in_child=(out_fd,))
     # The server kills this process group too if the whole submission runs out of time.
     send(out_fd, FunctionStarted(pid))
-    lines = Lines(r)
     done, current, deadline = 0, None, time.monotonic() + START_SLACK
     by_name = {c.name: c for c in checks}
     problem, timed_out = "", False
@@ -177,7 +170,7 @@ def _run_function(checks: list[CheckJob], functions: dict[str, Callable], contex
                 break
             if done == len(checks):  # all reported: no waiting for the end of a pipe student code may hold open
                 break
-    os.close(r)
+    lines.close()
     kill_group(pid)
     reap(pid)
     if timed_out:
@@ -265,15 +258,7 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
     notes: tuple[dict, ...] = ()
     printed = ""
     names = {c.name for c in job.checks}
-    r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = fork_group()
-    if pid == 0:
-        os.close(r)
-        run_child(lambda: _submission_process(job, functions, w, log.fileno(), references, codes))
-    os.close(w)
-    lines = Lines(r)
+    pid, lines = fork_reporting(lambda fd: _submission_process(job, functions, fd, log.fileno(), references, codes))
     limit_s = run_limit(job)
     deadline = time.monotonic() + limit_s
     # Loading keeps its own limit in-process; code that blocks the alarm is killed shortly after it.
@@ -307,7 +292,7 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
                 transcripts[event.name] = event.transcript
             if names <= reports.keys():  # all reported: no waiting for the end of the pipe (above)
                 break
-    os.close(r)
+    lines.close()
     if function_pid and parent_of(function_pid) == pid:  # only ever our own grandchild
         kill_group(function_pid)
     kill_group(pid)
