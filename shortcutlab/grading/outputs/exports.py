@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from shortcutlab.grading.outputs.feedback import feedback_html, feedback_markdown
+from shortcutlab.grading.outputs.feedback import build_feedback, render
 from shortcutlab.grading.outputs.files import write_text
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import IdenticalGroup, identical_csv
@@ -54,9 +54,8 @@ def write_exports(entries: Iterable[Entry], out: str | Path, lessons: Iterable[s
         results = out / "results" / entry.student_id / entry.lesson / "results.json"
         write_text(results, json.dumps(gradescope_results(result, answers=answers), indent=2) + "\n")
         feedback = out / "feedback" / entry.student_id
-        write_text(feedback / f"{entry.lesson}.md",
-                   feedback_markdown(result, entry.student_id, title, entry.timestamp, answers))
-        write_text(feedback / f"{entry.lesson}.html",
-                   feedback_html(result, entry.student_id, title, entry.timestamp, answers))
+        model = build_feedback(result, entry.student_id, title, entry.timestamp, answers)  # one model, two pages
+        write_text(feedback / f"{entry.lesson}.md", render("feedback.md.j2", model))
+        write_text(feedback / f"{entry.lesson}.html", render("feedback.html.j2", model))
         written += [results, feedback / f"{entry.lesson}.md", feedback / f"{entry.lesson}.html"]
     return written
