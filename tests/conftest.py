@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module's tests keep their order
 
+
+
+def processes_named(names: Iterable[str]) -> list[tuple[int, str]]:
+    """(pid, name) of every process called one of ``names`` (its /proc comm, at most 15 characters)."""
+    names = set(names)
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in names:
+            found.append((int(entry), comm))
+    return found
+
+
+def processes_left(names: Iterable[str], seconds: float = 5.0) -> list[tuple[int, str]]:
+    """``processes_named(names)`` once none is left or ``seconds`` have passed: a killed process may take a moment
+    to leave /proc (a bounded poll)."""
+    names = tuple(names)
+    deadline = time.monotonic() + seconds
+    while (found := processes_named(names)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 @pytest.fixture(scope="session")
 def study_artifacts(tmp_path_factory) -> Path:

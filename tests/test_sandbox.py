@@ -29,6 +29,8 @@ from shortcutlab.grading.integrations.batch import grade_class
 from shortcutlab.grading.engine.environment import PACKAGE_ROOT
 from shortcutlab.grading.engine.runner import GradingError, grade
 
+from conftest import processes_left
+
 ROOT = Path(__file__).resolve().parents[1]
 CORRECT = ROOT / "tests" / "submissions" / "00_colored_mnist.py"
 LESSON = "00_colored_mnist"
@@ -123,19 +125,6 @@ _time.sleep(0.5)
 '''
 
 
-def _processes(names: tuple[str, ...]) -> list[tuple[int, str]]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                comm = Path(f"/proc/{entry}/comm").read_text().strip()
-            except OSError:
-                continue
-            if comm in names:
-                found.append((int(entry), comm))
-    return found
-
-
 def _listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts)
 
@@ -208,12 +197,8 @@ def escaped(tmp_path_factory):
         stop.set()
         thread.join(5)
         listener.close()
-    names = (f"slfork{TAG}"[:15], f"sldaemon{TAG}"[:15])
-    deadline = time.monotonic() + 5  # killed processes may take a moment to leave /proc: poll, bounded
-    while _processes(names) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    left = processes_left((f"slfork{TAG}"[:15], f"sldaemon{TAG}"[:15]))
     after = {"batch": _listing(batch), "home": sorted(os.listdir(Path.home())), "repo": sorted(os.listdir(ROOT))}
-    left = _processes(names)
     for pid, _ in left:  # never leave them running, whatever the test says
         try:
             os.kill(pid, 9)

@@ -26,6 +26,8 @@ from shortcutlab.grading.engine.timeouts import apply_derived_timeouts, derived_
 from shortcutlab.grading.registry import plan_checks
 from shortcutlab.grading.engine.runner import grade
 
+from conftest import processes_left
+
 ROOT = Path(__file__).resolve().parents[1]
 
 COURSE_YML = """\
@@ -183,18 +185,6 @@ def test_a_submission_that_uses_up_its_budget_has_its_remaining_checks_timed_out
     assert result.error is None
 
 
-def _named(name: str) -> list[int]:
-    """Pids of processes called ``name`` (their /proc comm)."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if Path(f"/proc/{entry}/comm").read_text().strip() == name:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_child_left_running_by_a_function_neither_stalls_grading_nor_outlives_it(toy, tmp_path):
     """inc forks a child that sleeps on with the grader's pipes inherited: every result is in, so grading goes on
     at once (it used to wait START_SLACK, 30 s, for the pipe to close), and the child is killed."""
@@ -207,10 +197,7 @@ def test_a_child_left_running_by_a_function_neither_stalls_grading_nor_outlives_
     result = grade([tmp_path / "92_loops.py"], course=toy / "course.yml", jobs=1, seed=1).submissions[0]
     assert [c.status for c in result.checks] == ["passed"] * 5, [c.output for c in result.checks]
     assert result.seconds < START_SLACK, result.seconds
-    deadline = time.monotonic() + 5  # a killed process may take a moment to leave /proc: poll, bounded
-    while _named(name) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _named(name) == []
+    assert processes_left([name]) == []
 
 
 def test_the_default_budget_is_loading_plus_two_time_limits_per_function_capped():
