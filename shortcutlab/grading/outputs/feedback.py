@@ -19,14 +19,15 @@ import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
-from markupsafe import Markup
+from typing import TYPE_CHECKING
 
 from shortcutlab.grading.results import AnswerResult, SubmissionResult, answers_status
 from shortcutlab.grading.status import SYMBOLS, AnswerStatus, Status
 from shortcutlab.grading.store.students import normalize_timestamp
 from shortcutlab.grading.wording import check_title, points
+
+if TYPE_CHECKING:
+    import jinja2
 
 _ANSWER_SYMBOLS = {AnswerStatus.GRADED: "✎", AnswerStatus.AWAITING: "…", AnswerStatus.UNANSWERED: "✗"}
 _ANSWER_KINDS = {AnswerStatus.GRADED: "passed", AnswerStatus.AWAITING: "hidden", AnswerStatus.UNANSWERED: "failed"}
@@ -207,20 +208,23 @@ def build_feedback(result: SubmissionResult, student: str = "", title: str = "",
 # ----------------------------------------------------------------------------- the templates
 
 
-@jinja2.pass_eval_context
-def _finalize(context: jinja2.nodes.EvalContext, value: object) -> object:
-    """In an autoescaped template, escape as ``html.escape`` does (``&quot;``, ``&#x27;``), not MarkupSafe."""
-    if context.autoescape and not isinstance(value, Markup):
-        return Markup(html.escape(str(value)))
-    return value
-
-
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    """The templates' environment: HTML (``*.html.j2``) autoescaped, Markdown not; a missing variable raises."""
+    """The templates' environment: HTML (``*.html.j2``) autoescaped, Markdown not; a missing variable raises.
+    jinja2 is imported here, on the first page rendered, so ``shortcutlab grade`` starts without it."""
+    import jinja2
+    from markupsafe import Markup
+
+    @jinja2.pass_eval_context
+    def finalize(context: jinja2.nodes.EvalContext, value: object) -> object:
+        """In an autoescaped template, escape as ``html.escape`` does (``&quot;``, ``&#x27;``), not MarkupSafe."""
+        if context.autoescape and not isinstance(value, Markup):
+            return Markup(html.escape(str(value)))
+        return value
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                               autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
-                              undefined=jinja2.StrictUndefined, finalize=_finalize, keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined, finalize=finalize, keep_trailing_newline=True,
                               trim_blocks=True, lstrip_blocks=True)
 
 
