@@ -182,6 +182,11 @@ class Course(_Strict):
     def lesson_ids(self) -> tuple[str, ...]:
         return tuple(lesson.id for lesson in self.lessons)
 
+    @property
+    def graded_names(self) -> tuple[str, ...]:
+        """Every lesson's graded functions and classes, in course order, each once (check titles spell them)."""
+        return tuple(dict.fromkeys(name for lesson in self.lessons for name in lesson.functions))
+
     def lesson(self, lesson_id: str) -> LessonSpec:
         """The lesson with this id; CourseError naming the known ids otherwise."""
         for lesson in self.lessons:

@@ -40,7 +40,7 @@ def _course_names() -> tuple[str, ...]:
     try:
         from shortcutlab.course import load_course
 
-        return tuple(dict.fromkeys(f for lesson in load_course().lessons for f in lesson.functions))
+        return load_course().graded_names
     except Exception:  # noqa: BLE001 - a title never fails for want of a course
         return ()
 

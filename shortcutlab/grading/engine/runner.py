@@ -206,8 +206,7 @@ def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, co
     error = work.error or (raw.error if raw else None)
     results = raw.results if raw else {}
     notes = list(work.submission.notes) if work.submission else []
-    checks = verdict.score(planned, results, error, notes, limit,
-                           [f for spec in course.lessons for f in spec.functions])
+    checks = verdict.score(planned, results, error, notes, limit, course.graded_names)
     # Without a plan (e.g. a missing check file) the lesson's points still count, so 0/12 is not 0/0.
     max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
         sum(f.points for f in course.lesson(lesson).functions.values())

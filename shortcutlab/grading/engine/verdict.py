@@ -45,7 +45,7 @@ def judge(report: CheckReport, verdict: Verified | None, limit: int) -> CheckRep
 
 
 def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], error: str | None, notes: list[str],
-          limit: int, names: list[str]) -> tuple[CheckResult, ...]:
+          limit: int, names: Sequence[str]) -> tuple[CheckResult, ...]:
     """Each planned check's result: its final status and message (``error`` when it was never graded, ``notes``
     of the submission's loading added to what did not pass), and its points. ``names``: the course's graded names,
     for check titles."""

@@ -107,7 +107,7 @@ class _CellRun:
     planned: list[PlannedCheck]
     outcomes: dict[str, Outcome]
     final: dict[str, tuple[str, str]]  # check -> (status, output), property checks gated (gating.counted)
-    names: list[str]  # the course's graded functions and classes, for check titles
+    names: tuple[str, ...]  # the course's graded functions and classes, for check titles
 
 
 def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any], base_seed: int,
@@ -120,7 +120,7 @@ def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: di
     with one_thread():
         outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,
                                       function, limit) for c in planned}
-    names = [f for spec in course.lessons for f in spec.functions]
+    names = course.graded_names
     # No credit for doing nothing: a property check counts only once the function's value checks pass.
     final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
     return _CellRun(planned, outcomes, final, names)
