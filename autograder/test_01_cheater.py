@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from shortcutlab.data import colorize
-from shortcutlab.grading import (CheckFailure, check, probe, expect_close, expect_dtype, expect_equal, expect_finite,
+from shortcutlab.grading import (CheckFailure, Slip, check, probe, expect_close, expect_dtype, expect_equal, expect_finite,
                                  expect_shape, expect_true)
 from shortcutlab.tolerance import tolerance_for
 
@@ -175,16 +175,17 @@ def _forward(model: nn.Module, x: torch.Tensor, what: str) -> object:
                  and o is not None and o[-1] < i[-1]]
         if convs:
             name, i, o = convs[0]
-            hint = (f"the convolution {name} turns maps of {i[-2]}x{i[-1]} into {o[-2]}x{o[-1]}: a 3x3 convolution "
-                    "without padding=1 shrinks each map by 2 pixels, so the last map is not 7x7 and the first "
-                    "linear layer gets the wrong number of inputs. Use nn.Conv2d(in, out, 3, padding=1)")
+            hint = Slip("no_padding", f"the convolution {name} turns maps of {i[-2]}x{i[-1]} into {o[-2]}x{o[-1]}: a "
+                        "3x3 convolution without padding=1 shrinks each map by 2 pixels, so the last map is not 7x7 "
+                        "and the first linear layer gets the wrong number of inputs. Use nn.Conv2d(in, out, 3, "
+                        "padding=1)")
         else:
-            hint = ("the first linear layer's in_features must be the size of the flattened last feature map, "
-                    "C * 7 * 7 for a map (N, C, 7, 7) (28 -> 14 -> 7 after two 2x2 poolings)")
+            hint = Slip("wrong_flatten_size", "the first linear layer's in_features must be the size of the flattened "
+                        "last feature map, C * 7 * 7 for a map (N, C, 7, 7) (28 -> 14 -> 7 after two 2x2 poolings)")
         path = "; ".join(f"{name or type(m).__name__} {_describe(i)} -> {_describe(o)}" for name, m, i, o in steps)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckFailure(f"{what} raised an error inside the model: {first_line}. Shapes along the way: "
-                           f"{path or 'no layer ran'}. Hint: {hint}") from None
+                           f"{path or 'no layer ran'}. Hint: {hint}", hint=hint) from None
     finally:
         for handle in handles:
             handle.remove()
@@ -200,7 +201,8 @@ def _expect_logits(out: object, n: int, what: str, classes: int = NUM_CLASSES) -
     if bool((out >= 0).all()) and bool(((sums - 1).abs() < 1e-4).all()):
         raise CheckFailure(f"{what}: every row is non-negative and sums to 1, so these are probabilities, not logits. "
                            "Hint: return the last linear layer's output as it is, without softmax: F.cross_entropy "
-                           "applies log-softmax itself, and a softmax before it flattens the gradients")
+                           "applies log-softmax itself, and a softmax before it flattens the gradients",
+                           slip="returns_probabilities")
     return out
 
 
@@ -371,13 +373,14 @@ def _train_both(train_one_epoch, seed: int, n: int, batch_size: int, make_optimi
     return (got, mine), (expected, theirs), data
 
 
-NO_ZERO_GRAD_HINT = ("it matches an epoch whose gradients pile up over the batches: loss.backward() adds to .grad, "
-                     "so call optimizer.zero_grad() in every batch before loss.backward()")
-COLOR_IDS_HINT = ("it matches an epoch trained on the color ids (the third item of each batch) instead of the labels "
-                  "(the second): for images, labels, _ in loader")
-STEP_BEFORE_BACKWARD_HINT = ("it matches an epoch that calls optimizer.step() before loss.backward(), so each step "
-                             "finds no gradient of its batch. Per batch: optimizer.zero_grad(), loss.backward(), "
-                             "then optimizer.step()")
+NO_ZERO_GRAD_HINT = Slip("no_zero_grad", "it matches an epoch whose gradients pile up over the batches: "
+                         "loss.backward() adds to .grad, so call optimizer.zero_grad() in every batch before "
+                         "loss.backward()")
+COLOR_IDS_HINT = Slip("trains_on_color_ids", "it matches an epoch trained on the color ids (the third item of each "
+                      "batch) instead of the labels (the second): for images, labels, _ in loader")
+STEP_BEFORE_BACKWARD_HINT = Slip("step_before_backward", "it matches an epoch that calls optimizer.step() before "
+                                 "loss.backward(), so each step finds no gradient of its batch. Per batch: "
+                                 "optimizer.zero_grad(), loss.backward(), then optimizer.step()")
 
 
 LOOP_VARIANTS = ((NO_ZERO_GRAD_HINT, {"zero_grad": False}), (STEP_BEFORE_BACKWARD_HINT, {"step_first": True}),
@@ -422,15 +425,16 @@ def _loss_hint(got: float, data, seed: int, batch_size: int) -> str:
         if near(_per_sample_mean(other_losses, other_sizes)):
             return hint
     if near(sum(losses) / len(losses)):
-        return "that is the mean of the batch losses; weight each batch's loss by its size (the last batch is smaller)"
+        return Slip("mean_of_batch_means", "that is the mean of the batch losses; weight each batch's loss by its size "
+                    "(the last batch is smaller)")
     if near(sum(l * s for l, s in zip(losses, sizes))):
-        return "that is the total loss; divide by the number of samples"
+        return Slip("total_not_mean", "that is the total loss; divide by the number of samples")
     if near(sum(losses)):
-        return "that is the sum of the batch losses; return the mean loss per sample"
+        return Slip("sum_of_batch_means", "that is the sum of the batch losses; return the mean loss per sample")
     return "return sum(batch loss * batch size) / number of samples, with each batch's loss taken before its step"
 
 
-@check("train_one_epoch")
+@check("train_one_epoch", kind="property")
 def test_train_one_epoch_returns_the_mean_loss_per_sample(train_one_epoch, seed):
     """40 samples in batches of 16, 16 and 8: the returned value is the mean cross-entropy per sample."""
     # Data on which the mean of the three batch means is far (10 tolerances) from the mean per sample, so averaging
@@ -458,7 +462,7 @@ def test_train_one_epoch_takes_one_optimizer_step_per_batch(train_one_epoch, see
     expected = _parameters(theirs)
     hint = "for each batch: optimizer.zero_grad(), loss.backward(), optimizer.step()"
     if torch.equal(after, before):
-        hint = "the weights did not change at all: call optimizer.step() after loss.backward()"
+        hint = Slip("no_step", "the weights did not change at all: call optimizer.step() after loss.backward()")
     else:
         data = _color_coded(40, seed, 11)
         for variant_hint, variant in LOOP_VARIANTS:
@@ -483,7 +487,7 @@ def test_train_one_epoch_puts_the_model_in_train_mode(train_one_epoch, seed):
                 "training needs them")
 
 
-@check("train_one_epoch", hidden=True)
+@check("train_one_epoch", hidden=True, kind="property")
 def test_train_one_epoch_matches_the_reference_with_adam(train_one_epoch, seed):
     """Another optimizer (Adam) and batch size (7 over 30 samples): same loss and weights as the reference."""
     (got, mine), (expected, theirs), _ = _train_both(train_one_epoch, seed, 30, 7,
@@ -529,7 +533,7 @@ def test_accuracy_counts_correct_predictions_over_all_samples(accuracy, seed):
     got = _accuracy(accuracy, model, _loader(data, 10))
     hint = "count correct predictions over all batches and divide by the number of samples"
     if abs(got - 100 * k / 37) < 1e-3:
-        hint = "return a fraction in [0, 1], not a percentage"
+        hint = Slip("percentage", "return a fraction in [0, 1], not a percentage")
     expect_close(got, k / 37, f"accuracy with {k} of 37 predictions right", **tolerance_for(k / 37, ops=2 * 4),
                  hint=hint)
 
@@ -598,7 +602,7 @@ def _matrix(confusion_matrix, predictions, labels, classes: int | None = None) -
 def _expect_counts(out: torch.Tensor, expected: torch.Tensor, what: str, hint: str) -> None:
     """``out`` equals the reference's counts; a transposed matrix gets its own hint."""
     if out.shape == expected.shape and torch.equal(out, expected.T):
-        hint = "the matrix is transposed: rows must be true labels, columns predictions"
+        hint = Slip("transposed", "the matrix is transposed: rows must be true labels, columns predictions")
     expect_equal(out, expected, what, hint=hint)
 
 
@@ -611,7 +615,7 @@ def test_confusion_matrix_counts_pairs_with_true_labels_as_rows(confusion_matrix
                    "entry [t, p] counts samples with true label t and prediction p")
 
 
-@check("confusion_matrix")
+@check("confusion_matrix", kind="property")
 def test_confusion_matrix_is_ten_by_ten_even_with_missing_classes(confusion_matrix, seed):
     """Labels and predictions only in 0..5 still give a 10 x 10 matrix whose entries sum to N."""
     predictions, labels = _predictions(seed, 50, 6, 31)
@@ -622,7 +626,7 @@ def test_confusion_matrix_is_ten_by_ten_even_with_missing_classes(confusion_matr
                    "entry [t, p] counts samples with true label t and prediction p; rows and columns 6..9 stay 0")
 
 
-@check("confusion_matrix")
+@check("confusion_matrix", kind="property")
 def test_confusion_matrix_supports_other_class_counts(confusion_matrix, seed):
     """num_classes=3 and num_classes=12 give 3 x 3 and 12 x 12 matrices."""
     for classes in (3, 12):

@@ -13,6 +13,7 @@ from torch import nn
 from shortcutlab.data import COLOR_NAMES, PALETTE
 from shortcutlab.grading import (
     CheckFailure,
+    Slip,
     check,
     expect_close,
     expect_dtype,
@@ -48,13 +49,13 @@ def _tv_hint(images: torch.Tensor, got: torch.Tensor) -> str:
     dv = images[:, :, 1:, :] - images[:, :, :-1, :]
     dh = images[:, :, :, 1:] - images[:, :, :, :-1]
     slips = {
-        "only vertical differences are counted: add the horizontal ones (x[..., :, 1:] - x[..., :, :-1])":
-            dv.abs().sum(dim=(1, 2, 3)),
-        "only horizontal differences are counted: add the vertical ones (x[..., 1:, :] - x[..., :-1, :])":
-            dh.abs().sum(dim=(1, 2, 3)),
-        "the differences look squared; total variation uses their absolute value (.abs())":
-            dv.pow(2).sum(dim=(1, 2, 3)) + dh.pow(2).sum(dim=(1, 2, 3)),
-        "the differences look averaged; total variation sums them over channels and pixels":
+        Slip("no_horizontal_term", "only vertical differences are counted: add the horizontal ones "
+             "(x[..., :, 1:] - x[..., :, :-1])"): dv.abs().sum(dim=(1, 2, 3)),
+        Slip("no_vertical_term", "only horizontal differences are counted: add the vertical ones "
+             "(x[..., 1:, :] - x[..., :-1, :])"): dh.abs().sum(dim=(1, 2, 3)),
+        Slip("squared_differences", "the differences look squared; total variation uses their absolute value "
+             "(.abs())"): dv.pow(2).sum(dim=(1, 2, 3)) + dh.pow(2).sum(dim=(1, 2, 3)),
+        Slip("mean_not_sum", "the differences look averaged; total variation sums them over channels and pixels"):
             dv.abs().mean(dim=(1, 2, 3)) + dh.abs().mean(dim=(1, 2, 3)),
     }
     for hint, value in slips.items():
@@ -92,7 +93,7 @@ def test_total_variation_matches_reference_on_random_images(total_variation, see
     )
 
 
-@check("total_variation")
+@check("total_variation", kind="property")
 def test_total_variation_of_a_small_worked_example(total_variation, seed):
     """One 1-channel 2x3 image of small integers, so the message can show the arithmetic."""
     g = _generator(seed, 2)
@@ -128,7 +129,7 @@ def test_total_variation_samples_are_independent(total_variation, seed):
                  **tolerance_for(expected, ops=_tv_ops(images)))
 
 
-@check("total_variation")
+@check("total_variation", kind="property")
 def test_total_variation_is_differentiable_with_the_reference_gradient(total_variation, seed):
     """activation_maximization backpropagates through TV, so its gradient must be the reference's."""
     g = _generator(seed, 4)
@@ -234,33 +235,42 @@ def test_activation_maximization_with_zero_steps_returns_the_noisy_start(activat
                 "images. Hint: draw the noise with torch.rand(..., generator=generator)")
 
 
+def _unlikely_target(model: nn.Module, seed: int, salt: int) -> int:
+    """A class among the five the model scores lowest on a plain gray image: far from saturating a softmax, so the
+    ascent has a long way to go whatever the seed."""
+    with torch.no_grad():
+        lowest = model(torch.full((1, *IMAGE), 0.5))[0].argsort()[:5]
+    return int(lowest[int(torch.randint(0, 5, (1,), generator=_generator(seed, salt)))])
+
+
 @check("activation_maximization")
 def test_activation_maximization_raises_the_class_logit(activation_maximization, seed):
-    """Gradient *ascent*: the target logit must end well above its value on a gray image, and be the top class."""
+    """Gradient *ascent*: a class the model scores low on a gray image must end well above its value there, and be
+    the top class."""
     model = _Template(seed)
-    target = _target(seed, 22)
+    target = _unlikely_target(model, seed, 22)
     x = _run_actmax(activation_maximization, model, target, seed, steps=30)
     with torch.no_grad():
         logits = model(x)[0]
         gray = model(torch.full((1, *IMAGE), 0.5))[0]
     gain = float(logits[target] - gray[target])
     if gain < -5.0:
-        hint = ("it fell, so the optimizer is minimising the objective: minimise its negative, "
-                "loss = -(logit - l2*||x||^2 - tv*TV(x))")
+        hint = Slip("descends_the_objective", "it fell, so the optimizer is minimising the objective: minimise its "
+                    "negative, loss = -(logit - l2*||x||^2 - tv*TV(x))")
     else:
         hint = ("take the gradient of the target logit itself (logits[0, target_class], not a softmax, "
                 "log-softmax or another class), call optimizer.step() every step and clamp only after it")
     expect_true(gain > 5.0,
                 f"after 30 steps the class-{target} logit should be more than 5 above its value on a plain gray "
                 f"image: it is {float(logits[target]):.2f} on your image vs {float(gray[target]):.2f} on gray, "
-                f"a rise of {gain:.2f}. Hint: {hint}")
+                f"a rise of {gain:.2f}. Hint: {hint}", slip=getattr(hint, "slip", None))
     expect_true(int(logits.argmax()) == target,
                 f"class {target} should be the top class on your image; the model predicts "
                 f"{int(logits.argmax())} (logit {float(logits.max()):.2f} vs {float(logits[target]):.2f} for class "
                 f"{target}). Hint: maximise the logit of target_class, not of another class")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
     activation_maximization, seed
 ):
@@ -279,9 +289,9 @@ def test_activation_maximization_of_a_color_cheater_takes_the_class_color(
     else:
         where = "it is nearer to it than to any other palette color, but not close enough"
     expect_true(
-        nearest == target and distance < 0.15,
+        nearest == target and distance < 0.25,
         f"this model scores class {target} by how close an image's mean color is to {COLOR_NAMES[target]} "
-        f"{wanted}, so after 60 steps your class-{target} image's mean color should lie within 0.15 of it; "
+        f"{wanted}, so after 60 steps your class-{target} image's mean color should lie within 0.25 of it; "
         f"it is {got}, at distance {distance:.2f} ({where}). "
         "Hint: ascend the class logit with Adam from the noisy start, keeping the image in [0, 1]",
     )
@@ -315,7 +325,7 @@ class _Uniform(nn.Module):
         return x.sum(dim=(1, 2, 3))[:, None] * self.slope[None]
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_ascends_the_logit_itself_not_its_softmax(activation_maximization, seed):
     """Every logit rises with brightness: ascending the logit whitens the image; a (log-)softmax cancels that term."""
     model = _SharedBrightness(seed)
@@ -329,7 +339,7 @@ def test_activation_maximization_ascends_the_logit_itself_not_its_softmax(activa
                 "logits[0, target_class]; a softmax probability or log_softmax cancels what raises every class")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_l2_penalty_is_the_squared_norm(activation_maximization, seed):
     """With logit = a * sum(x), tv=0 and weight l2, each pixel's best value is a / (2 * l2), inside [0, 1]."""
     g = _generator(seed, 28)
@@ -398,7 +408,7 @@ def test_activation_maximization_runs_the_model_in_eval_mode_and_restores_its_mo
                 "the model was in eval mode before the call but in train mode after it; give it back as it came")
 
 
-@check("activation_maximization")
+@check("activation_maximization", kind="property")
 def test_activation_maximization_smooths_more_with_a_larger_tv_weight(
     activation_maximization, seed
 ):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.grading import CheckFailure, check, expect_close, expect_dtype, expect_shape, expect_true
+from shortcutlab.grading import CheckFailure, Slip, check, expect_close, expect_dtype, expect_shape, expect_true
 from shortcutlab.tolerance import float_tolerance, tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
@@ -72,6 +72,22 @@ def _nonzero_targets(model: nn.Module, images: torch.Tensor, seed: int) -> torch
     return targets
 
 
+def _live_batch(model: nn.Module, seed: int, n: int, salt: int,
+                predicted_too: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images and ``_nonzero_targets`` for them such that no reference map is all zero (nor, with
+    ``predicted_too``, the map of the predicted class): a check that is not about all-zero maps then gives the same
+    verdict whatever the seed, also to code that mishandles them. Images are redrawn (bounded) until that holds."""
+    for attempt in range(25):
+        images = _images(seed, n, salt + 101 * attempt)
+        targets = _nonzero_targets(model, images, seed)
+        peaks = reference_grad_cam(model, model.target_layer, images, targets).amax(dim=(1, 2))
+        if predicted_too:
+            peaks = torch.minimum(peaks, reference_grad_cam(model, model.target_layer, images).amax(dim=(1, 2)))
+        if bool((peaks > 0).all()):
+            break
+    return images, targets
+
+
 def _cam_slips(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """Maps (N, H, W) that the usual slips produce, to recognise a wrong answer and name its cause."""
     captured: list[torch.Tensor] = []
@@ -103,18 +119,20 @@ def _cam_slips(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) ->
 
     mean_w = (grads.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1)
     return {
-        "the maps are not passed through a ReLU: keep only positive evidence, F.relu(sum_k w_k A_k)":
+        Slip("no_relu", "the maps are not passed through a ReLU: keep only positive evidence, F.relu(sum_k w_k A_k)"):
             finish(mean_w, relu=False),
-        "channel weights should be the spatial *mean* of the gradients, grads.mean(dim=(2, 3))":
-            finish((grads.amax(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
-        "upsample with mode='bilinear' (align_corners=False), not nearest":
+        Slip("max_not_mean_weights", "channel weights should be the spatial *mean* of the gradients, "
+             "grads.mean(dim=(2, 3))"): finish((grads.amax(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
+        Slip("nearest_upsampling", "upsample with mode='bilinear' (align_corners=False), not nearest"):
             finish(mean_w, mode="nearest", corners=None),
-        "upsample with align_corners=False (the default), not True": finish(mean_w, corners=True),
-        "each map must be divided by its own max (amax over dims (1, 2)), not by the max of the whole batch":
-            finish(mean_w, norm="global"),
-        "the maps are not normalised: divide each map by its own max so that it peaks at 1": finish(mean_w, norm=None),
-        "these are the maps of the predicted classes: use the given targets when they are not None":
-            finish((grads_pred.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
+        Slip("align_corners_true", "upsample with align_corners=False (the default), not True"):
+            finish(mean_w, corners=True),
+        Slip("batch_max_normalisation", "each map must be divided by its own max (amax over dims (1, 2)), not by the "
+             "max of the whole batch"): finish(mean_w, norm="global"),
+        Slip("not_normalised", "the maps are not normalised: divide each map by its own max so that it peaks at 1"):
+            finish(mean_w, norm=None),
+        Slip("predicted_not_target", "these are the maps of the predicted classes: use the given targets when they "
+             "are not None"): finish((grads_pred.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1)),
     }
 
 
@@ -156,8 +174,8 @@ def _call(grad_cam, model: nn.Module, images: torch.Tensor, targets: torch.Tenso
 def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
     """Maps of a random batch for given targets (none of them the predicted class), model handed over in train mode."""
     n = int(torch.randint(3, 6, (1,), generator=_generator(seed, 3)))
-    model, images = _TinyNet(seed), _images(seed, n)
-    targets = _nonzero_targets(model, images, seed)
+    model = _TinyNet(seed)
+    images, targets = _live_batch(model, seed, n, 1)
     expected = reference_grad_cam(model, model.target_layer, images, targets)
     got = _call(grad_cam, model, images, targets)
     _expect_maps_close(got, expected, "grad_cam map", lambda: _hint(model, images, targets, got))
@@ -167,10 +185,9 @@ def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
 def test_grad_cam_maps_lie_in_unit_interval_and_each_peaks_at_one(grad_cam, seed):
     """Every map is in [0, 1] and reaches exactly 1 (each map divided by its own max)."""
     model = _TinyNet(seed + 1000)
-    images = _images(seed, 4, salt=4)
-    targets = _nonzero_targets(model, images, seed)
+    images, targets = _live_batch(model, seed, 4, 4)
     got = _call(grad_cam, model, images, targets)
-    # _nonzero_targets avoids all-zero maps, but an image may have none other: then zero is the right map.
+    # _live_batch avoids all-zero maps, but a batch may have none other: then zero is the right map.
     dead = reference_grad_cam(model, model.target_layer, images, targets).amax(dim=(1, 2)) == 0
     _, atol = float_tolerance(torch.float32, 1.0, ops=CAM_OPS)  # a map's own rounding, as in the comparisons
     for i in range(images.shape[0]):
@@ -185,14 +202,14 @@ def test_grad_cam_maps_lie_in_unit_interval_and_each_peaks_at_one(grad_cam, seed
                         "divide each map by its own max, cams.amax(dim=(1, 2), keepdim=True)")
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_uses_the_given_targets_and_defaults_to_the_predicted_class(grad_cam, seed):
     """targets=None means the predicted classes; explicit targets change the maps."""
-    model, images = _TinyNet(seed + 2000), _images(seed, 3, salt=5)
+    model = _TinyNet(seed + 2000)
+    images, targets = _live_batch(model, seed, 3, 5, predicted_too=True)
     with torch.no_grad():
         predicted = model.eval()(images).argmax(dim=1)
     model.train()
-    targets = _nonzero_targets(model, images, seed)
     explicit = _call(grad_cam, model, images, targets)
     _expect_maps_close(explicit, reference_grad_cam(model, model.target_layer, images, targets),
                        f"grad_cam map for targets {targets.tolist()}", lambda: _hint(model, images, targets, explicit))
@@ -209,14 +226,13 @@ def test_grad_cam_uses_the_given_targets_and_defaults_to_the_predicted_class(gra
                        "grad_cam map with targets=None", default_hint)
 
 
-@check("grad_cam", hidden=True)
+@check("grad_cam", hidden=True, kind="property")
 def test_grad_cam_matches_reference_on_simplecnn_target_layer(grad_cam, seed):
     """The lesson's own architecture, at SimpleCNN.target_layer (7x7 maps upsampled to 28x28)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = SimpleCNN(num_classes=NUM_CLASSES, width=4, hidden=16)
-    images = _images(seed, 3, salt=6)
-    targets = _nonzero_targets(model, images, seed)
+    images, targets = _live_batch(model, seed, 3, 6)
     got = _call(grad_cam, model, images, targets)
     _expect_maps_close(got, reference_grad_cam(model, model.target_layer, images, targets),
                        "grad_cam map on SimpleCNN", lambda: _hint(model, images, targets, got))
@@ -225,8 +241,8 @@ def test_grad_cam_matches_reference_on_simplecnn_target_layer(grad_cam, seed):
 @check("grad_cam", hidden=True, kind="property")
 def test_grad_cam_samples_are_independent(grad_cam, seed):
     """The batched maps equal the maps of each image alone."""
-    model, images = _TinyNet(seed + 3000), _images(seed, 3, salt=7)
-    targets = _nonzero_targets(model, images, seed)
+    model = _TinyNet(seed + 3000)
+    images, targets = _live_batch(model, seed, 3, 7)
     batched = _call(grad_cam, model, images, targets)
     for i in range(3):
         alone = _call(grad_cam, model, images[i : i + 1], targets[i : i + 1])
@@ -243,28 +259,36 @@ def _hooks_left(model: nn.Module) -> list[str]:
             if getattr(module, kind, None)]
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_works_when_called_under_no_grad(grad_cam, seed):
     """Called inside torch.no_grad() (as in an evaluation loop), grad_cam must still enable gradients itself."""
-    model, images = _TinyNet(seed + 9000), _images(seed, 2, salt=13)
-    targets = _nonzero_targets(model, images, seed)
+    model = _TinyNet(seed + 9000)
+    images, targets = _live_batch(model, seed, 2, 13)
     expected = reference_grad_cam(model, model.target_layer, images, targets)
-    hint = "wrap the forward pass and torch.autograd.grad in `with torch.enable_grad():`"
     try:
         with torch.no_grad():
             got = _call(grad_cam, model, images, targets)
     except NotImplementedError:
         raise  # a stub: reported as "not implemented yet"
     except RuntimeError as error:
-        raise CheckFailure(f"grad_cam failed when called inside torch.no_grad(): {error}. Hint: {hint}") from None
+        # autograd's complaint that nothing requires grad: the forward pass ran under the caller's no_grad
+        hint = Slip("gradients_not_enabled", "wrap the forward pass and torch.autograd.grad in "
+                    "`with torch.enable_grad():`")
+        raise CheckFailure(f"grad_cam failed when called inside torch.no_grad(): {error}. Hint: {hint}",
+                           hint=hint) from None
+
+    def hint() -> str:
+        # Maps that are wrong only under no_grad name no slip of their own; wrong maps anywhere may name one.
+        return _hint(model, images, targets, got)
+
     _expect_maps_close(got, expected, "grad_cam map when called inside torch.no_grad()", hint)
 
 
 @check("grad_cam", kind="property")
 def test_grad_cam_leaves_no_hooks_behind(grad_cam, seed):
     """Every hook registered on the model is removed, and a second call gives the same maps."""
-    model, images = _TinyNet(seed + 4000), _images(seed, 2, salt=8)
-    targets = _nonzero_targets(model, images, seed)
+    model = _TinyNet(seed + 4000)
+    images, targets = _live_batch(model, seed, 2, 8)
     first = _call(grad_cam, model, images, targets)
     left = _hooks_left(model)
     expect_true(not left, f"after grad_cam returned, the model still has {', '.join(left)}; a forgotten hook keeps "
@@ -310,8 +334,8 @@ class _FailingNet(_TinyNet):
 def test_grad_cam_removes_its_hook_even_when_the_model_raises(grad_cam, seed):
     """A model that raises in its forward pass (after the hooked layer ran), then in its backward pass: no hook may
     stay behind either time, and the next, normal call still gives the right maps."""
-    model, images = _FailingNet(seed + 8000), _images(seed, 2, salt=12)
-    targets = _nonzero_targets(model, images, seed)
+    model = _FailingNet(seed + 8000)
+    images, targets = _live_batch(model, seed, 2, 12)
     for where in ("forward", "backward"):
         model.fail = where
         outcome = "returned anyway"
@@ -332,11 +356,11 @@ def test_grad_cam_removes_its_hook_even_when_the_model_raises(grad_cam, seed):
                        "grad_cam map after two failed calls", lambda: _hint(model, images, targets, got))
 
 
-@check("grad_cam")
+@check("grad_cam", kind="property")
 def test_grad_cam_runs_in_eval_mode_and_restores_the_mode(grad_cam, seed):
     """Maps are those of eval mode (no dropout, running BatchNorm stats), and the model is given back as it came."""
-    model, images = _TinyNet(seed + 5000), _images(seed, 3, salt=9)
-    targets = _nonzero_targets(model, images, seed)
+    model = _TinyNet(seed + 5000)
+    images, targets = _live_batch(model, seed, 3, 9)
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     got = _call(grad_cam, model, images, targets)

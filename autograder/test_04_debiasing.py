@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortcutlab.data import NUM_CLASSES, colorize, recolor, smooth_texture
-from shortcutlab.grading import (CheckFailure, check, expect_close, expect_finite, expect_shape, expect_true, probe,
+from shortcutlab.grading import (CheckFailure, Slip, check, expect_close, expect_finite, expect_shape, expect_true, probe,
                                  with_reference)
 from shortcutlab.tolerance import tolerance_for
 
@@ -78,12 +78,15 @@ def _kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _skl_hint(p: torch.Tensor, q: torch.Tensor, got: torch.Tensor) -> str:
     kl_pq, kl_qp = _kl(p, q), _kl(q, p)
     slips = {
-        "the 1/2 is missing: average the two directions, 0.5 * (KL(p||q) + KL(q||p))": (kl_pq + kl_qp).mean(),
-        "only KL(p||q) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + KL(q||p))": kl_pq.mean(),
-        "only KL(q||p) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + KL(q||p))": kl_qp.mean(),
-        "the batch is summed; take the mean over the N samples": 0.5 * (kl_pq + kl_qp).sum(),
-        "the mean is over all N*C entries; sum over classes (dim=1), then take the mean over samples":
-            0.5 * (kl_pq + kl_qp).mean() / p.shape[1],
+        Slip("missing_one_half", "the 1/2 is missing: average the two directions, 0.5 * (KL(p||q) + KL(q||p))"):
+            (kl_pq + kl_qp).mean(),
+        Slip("one_sided_kl", "only KL(p||q) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + "
+             "KL(q||p))"): kl_pq.mean(),
+        Slip("one_sided_kl", "only KL(q||p) is there; symmetric KL averages both directions, 0.5 * (KL(p||q) + "
+             "KL(q||p))"): kl_qp.mean(),
+        Slip("summed_over_batch", "the batch is summed; take the mean over the N samples"): 0.5 * (kl_pq + kl_qp).sum(),
+        Slip("mean_over_classes", "the mean is over all N*C entries; sum over classes (dim=1), then take the mean "
+             "over samples"): 0.5 * (kl_pq + kl_qp).mean() / p.shape[1],
     }
     for hint, value in slips.items():
         if _close(got, value, KL_OPS):
@@ -126,7 +129,7 @@ def test_symmetric_kl_is_symmetric_and_zero_for_equal_distributions(symmetric_kl
                  hint="compare the softmax distributions (log_softmax), not the raw logits")
 
 
-@check("symmetric_kl")
+@check("symmetric_kl", kind="property")
 def test_symmetric_kl_stays_finite_for_large_logits(symmetric_kl, seed):
     """Logits in the hundreds make softmax underflow to 0; log_softmax keeps the value and gradient finite."""
     p, q = _random_logits(seed, 4, scale=150.0)
@@ -147,7 +150,7 @@ def test_symmetric_kl_stays_finite_for_large_logits(symmetric_kl, seed):
     expect_finite(grad, "the gradient of symmetric_kl for large logits", hint=hint)
 
 
-@check("symmetric_kl", hidden=True)
+@check("symmetric_kl", hidden=True, kind="property")
 def test_symmetric_kl_gradient_matches_reference(symmetric_kl, seed):
     """consistency_loss backpropagates through it, so its gradient must be the reference's."""
     p, q = _random_logits(seed, 5)
@@ -217,13 +220,14 @@ def _consistency_hint(model, images, labels, new_ids, weight, got) -> str:
         kl = reference_symmetric_kl(original, recolored)
         _, _, with_labels = _consistency_parts(model, images, labels, labels)
         slips = {
-            "the cross-entropy term CE(f(x), labels) is missing": weight * kl,
-            f"the penalty is scaled by 2.0, not by the weight argument ({weight:.3g})": ce + 2.0 * kl,
-            "the penalty is zero: compare the logits of the images with those of "
-            "recolor(images, new_color_ids)": ce,
-            "the images are recolored with the labels; recolor them with new_color_ids":
-                ce + weight * reference_symmetric_kl(original, with_labels),
-            "the penalty is not scaled: multiply symmetric_kl by weight": ce + kl,
+            Slip("no_cross_entropy", "the cross-entropy term CE(f(x), labels) is missing"): weight * kl,
+            Slip("weight_ignored", f"the penalty is scaled by 2.0, not by the weight argument ({weight:.3g})"):
+                ce + 2.0 * kl,
+            Slip("recolor_not_applied", "the penalty is zero: compare the logits of the images with those of "
+                 "recolor(images, new_color_ids)"): ce,
+            Slip("recolored_with_labels", "the images are recolored with the labels; recolor them with "
+                 "new_color_ids"): ce + weight * reference_symmetric_kl(original, with_labels),
+            Slip("penalty_not_scaled", "the penalty is not scaled: multiply symmetric_kl by weight"): ce + kl,
         }
     for hint, value in slips.items():
         if _close(got, value, NET_LOSS_OPS):
@@ -255,7 +259,7 @@ def test_consistency_loss_matches_ce_plus_weight_times_symmetric_kl(consistency_
                        f"consistency_loss with weight={weight:.3g}")
 
 
-@check("consistency_loss")
+@check("consistency_loss", kind="property")
 def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss, seed):
     """weight=0 leaves only CE(f(x), labels) on the original images."""
     images, labels, new_ids = _colored_batch(seed + 1)
@@ -263,7 +267,7 @@ def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss
                        "consistency_loss with weight=0")
 
 
-@check("consistency_loss", hidden=True)
+@check("consistency_loss", hidden=True, kind="property")
 def test_consistency_loss_default_weight_is_two(consistency_loss, seed):
     """Called without weight, the penalty weight is 2.0."""
     images, labels, new_ids = _colored_batch(seed + 2)
@@ -271,7 +275,7 @@ def test_consistency_loss_default_weight_is_two(consistency_loss, seed):
                        "consistency_loss with the default weight", pass_weight=False)
 
 
-@check("consistency_loss")
+@check("consistency_loss", kind="property")
 def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, seed):
     """A GRLNet-style model returns (class_logits, other_logits): use the first element."""
     images, labels, new_ids = _colored_batch(seed + 3)
@@ -287,7 +291,7 @@ def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, se
         raise CheckFailure(f"{what} raised {type(error).__name__}: {error}. Hint: {hint}") from error
 
 
-@check("consistency_loss", hidden=True)
+@check("consistency_loss", hidden=True, kind="property")
 def test_consistency_loss_backpropagates_into_the_model(consistency_loss, seed):
     """The loss trains the model: its parameter gradients equal those of the formula."""
     images, labels, new_ids = _colored_batch(seed + 4)
@@ -335,18 +339,18 @@ def test_grad_reverse_multiplies_the_gradient_by_minus_strength(grad_reverse, se
         (grad,) = torch.autograd.grad((out * w).sum(), leaf)
         what = f"gradient through grad_reverse(x{', strength=%.3g' % s if args else ''})"
         if _close(grad, w, 2):
-            hint = "the gradient is not reversed: backward returns -strength * grad_output"
+            hint = Slip("not_reversed", "the gradient is not reversed: backward returns -strength * grad_output")
         elif args and _close(grad, -w, 2):
-            hint = "the strength is ignored: backward returns -strength * grad_output"
+            hint = Slip("strength_ignored", "the strength is ignored: backward returns -strength * grad_output")
         elif _close(grad, s * w, 2):
-            hint = "the sign is missing: backward returns -strength * grad_output"
+            hint = Slip("sign_missing", "the sign is missing: backward returns -strength * grad_output")
         else:
             hint = "backward returns (-strength * grad_output, None): one gradient per input of forward"
         expected = -s * w  # one product, up to the order of the factors
         expect_close(grad, expected, what, **tolerance_for(expected, ops=2), hint=hint)
 
 
-@check("grad_reverse", hidden=True)
+@check("grad_reverse", hidden=True, kind="property")
 def test_grad_reverse_reverses_only_what_flows_through_it(grad_reverse, seed):
     """In y = B(grad_reverse(A(x), s)), A's gradient is -s times the plain one and B's is unchanged."""
     g = _generator(seed, 32)
@@ -475,7 +479,7 @@ def _shapes_of_outputs_and_color_head(GRLNet, seed: int, num_colors: int, x: tor
             "takes_hidden": "hidden" in inspect.signature(GRLNet).parameters}
 
 
-@check("GRLNet")
+@check("GRLNet", kind="property")
 def test_grlnet_digit_head_is_the_backbone_classifier(GRLNet, seed):
     """digit_logits = backbone.classifier(backbone.features(x)), i.e. the backbone SimpleCNN's own output."""
     g = _generator(seed, 45)
@@ -577,7 +581,7 @@ def test_grlnet_reverses_the_color_gradient_into_the_backbone_only(GRLNet, seed)
     _check_reversal(GRLNet, seed, _uniform(_generator(seed, 43), 1.5, 2.5), None)  # far from 1, so it must be used
 
 
-@check("GRLNet")
+@check("GRLNet", kind="property")
 def test_grlnet_strength_can_be_changed_after_construction(GRLNet, seed):
     """model.strength = s (a warm-up schedule) takes effect at the next forward pass."""
     g = _generator(seed, 44)
@@ -662,7 +666,7 @@ def test_grl_loss_matches_digit_ce_plus_color_weight_times_color_ce(grl_loss, se
                f"grl_loss with color_weight={color_weight:.3g}")
 
 
-@check("grl_loss", hidden=True)
+@check("grl_loss", hidden=True, kind="property")
 def test_grl_loss_default_color_weight_is_one_half(grl_loss, seed):
     """Called without color_weight, the color term is weighted 0.5."""
     model, images, labels, color_ids, _ = _grl_batch(seed + 1)
@@ -670,7 +674,7 @@ def test_grl_loss_default_color_weight_is_one_half(grl_loss, seed):
                pass_weight=False)
 
 
-@check("grl_loss", hidden=True)
+@check("grl_loss", hidden=True, kind="property")
 def test_grl_loss_backpropagates_into_both_heads(grl_loss, seed):
     """The loss trains both heads and the body: parameter gradients equal those of the formula."""
     model, images, labels, color_ids, color_weight = _grl_batch(seed + 2)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.grading import CheckFailure, check, expect_close, expect_shape, expect_tensor, expect_true, probe
+from shortcutlab.grading import (CheckFailure, Slip, check, expect_close, expect_shape, expect_tensor, expect_true,
+                                 probe)
 from shortcutlab.tolerance import tolerance_for
 
 # Bound at import, before any submission runs, so a submission cannot swap the reference.
@@ -130,10 +131,12 @@ def _reference_with(values: dict[str, torch.Tensor]) -> nn.Module:
 def _encode_hint(values: dict[str, torch.Tensor], x: torch.Tensor, got: torch.Tensor) -> str:
     w_enc, b_enc, w_dec, b_dec = (values[n] for n in PARAMETERS)
     slips = {
-        "b_dec is not subtracted before encoding: relu((x - b_dec) @ W_enc + b_enc)": F.relu(x @ w_enc + b_enc),
-        "the ReLU is missing: latents must be >= 0": (x - b_dec) @ w_enc + b_enc,
-        "b_enc is missing: relu((x - b_dec) @ W_enc + b_enc)": F.relu((x - b_dec) @ w_enc),
-        "encode uses W_dec.T; it must use W_enc (they are separate parameters)": F.relu((x - b_dec) @ w_dec.T + b_enc),
+        Slip("b_dec_not_subtracted", "b_dec is not subtracted before encoding: relu((x - b_dec) @ W_enc + b_enc)"):
+            F.relu(x @ w_enc + b_enc),
+        Slip("no_relu", "the ReLU is missing: latents must be >= 0"): (x - b_dec) @ w_enc + b_enc,
+        Slip("no_b_enc", "b_enc is missing: relu((x - b_dec) @ W_enc + b_enc)"): F.relu((x - b_dec) @ w_enc),
+        Slip("encodes_with_w_dec", "encode uses W_dec.T; it must use W_enc (they are separate parameters)"):
+            F.relu((x - b_dec) @ w_dec.T + b_enc),
     }
     for hint, value in slips.items():
         if _close(got, value, ENCODE_OPS):
@@ -302,7 +305,7 @@ def _gradients(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, values: d
     return {"built": _described(sae), "grads": {name: _plain(getattr(sae, name).grad) for name in PARAMETERS}}
 
 
-@check("SparseAutoencoder", hidden=True)
+@check("SparseAutoencoder", hidden=True, kind="property")
 def test_sparse_autoencoder_gradients_match_the_reference(SparseAutoencoder, seed):
     """Training works: every parameter gets the reference's gradient of a reconstruction + L1 loss."""
     n, d_in, d_hidden = _sizes(seed, 12)
@@ -336,16 +339,18 @@ def _loss_hint(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float,
     sq = (x_hat - x).pow(2)
     rec, sparsity = sq.sum(dim=1).mean(), f.abs().sum(dim=1).mean()
     slips = {
-        "the reconstruction term is averaged over features too; sum the squares over features (dim=1), then "
-        "average over rows": sq.mean() + l1 * sparsity,
-        "the L1 term is averaged over latents too; sum |f| over latents (dim=1), then average over rows":
-            rec + l1 * f.abs().mean(),
-        "both terms are averaged over features; sum over dim=1, then average over rows":
+        Slip("reconstruction_mean_over_features", "the reconstruction term is averaged over features too; sum the "
+             "squares over features (dim=1), then average over rows"): sq.mean() + l1 * sparsity,
+        Slip("l1_mean_over_latents", "the L1 term is averaged over latents too; sum |f| over latents (dim=1), then "
+             "average over rows"): rec + l1 * f.abs().mean(),
+        Slip("mean_over_features", "both terms are averaged over features; sum over dim=1, then average over rows"):
             sq.mean() + l1 * f.abs().mean(),
-        "the L1 sparsity term l1 * mean_n ||f||_1 is missing": rec,
-        "the L1 term is not multiplied by l1": rec + sparsity,
-        "the terms are summed over the batch; average them over rows": sq.sum() + l1 * f.abs().sum(),
-        "the reconstruction error is not squared": (x_hat - x).abs().sum(dim=1).mean() + l1 * sparsity,
+        Slip("l1_missing", "the L1 sparsity term l1 * mean_n ||f||_1 is missing"): rec,
+        Slip("l1_not_scaled", "the L1 term is not multiplied by l1"): rec + sparsity,
+        Slip("summed_over_batch", "the terms are summed over the batch; average them over rows"):
+            sq.sum() + l1 * f.abs().sum(),
+        Slip("error_not_squared", "the reconstruction error is not squared"):
+            (x_hat - x).abs().sum(dim=1).mean() + l1 * sparsity,
     }
     for hint, value in slips.items():
         if _close(got, value, LOSS_OPS):
@@ -375,14 +380,14 @@ def test_sae_loss_matches_reference_on_random_batch(sae_loss, seed):
     _check_loss(sae_loss, x, x_hat, f, l1, f"sae_loss with l1={l1:.3g}")
 
 
-@check("sae_loss")
+@check("sae_loss", kind="property")
 def test_sae_loss_with_l1_zero_is_the_mean_squared_error_per_row(sae_loss, seed):
     """l1=0 leaves mean_n ||x_hat - x||^2: summed over features, averaged over rows."""
     x, x_hat, f = _loss_batch(seed, 23)
     _check_loss(sae_loss, x, x_hat, f, 0.0, "sae_loss with l1=0")
 
 
-@check("sae_loss")
+@check("sae_loss", kind="property")
 def test_sae_loss_uses_the_absolute_value_of_f(sae_loss, seed):
     """f with negative entries (not from a ReLU): the penalty is l1 * mean_n sum_j |f_nj|."""
     x, x_hat, f = _loss_batch(seed, 27)
@@ -398,14 +403,14 @@ def test_sae_loss_uses_the_absolute_value_of_f(sae_loss, seed):
     _check_loss(sae_loss, x, x_hat, f, l1, what)
 
 
-@check("sae_loss", hidden=True)
+@check("sae_loss", hidden=True, kind="property")
 def test_sae_loss_default_l1_is_one_thousandth(sae_loss, seed):
     """Called without l1, the sparsity weight is 1e-3."""
     x, x_hat, f = _loss_batch(seed, 25)
     _check_loss(sae_loss, x, x_hat, 200 * f, 1e-3, "sae_loss with the default l1", pass_l1=False)
 
 
-@check("sae_loss", hidden=True)
+@check("sae_loss", hidden=True, kind="property")
 def test_sae_loss_gradient_matches_reference(sae_loss, seed):
     """The SAE trains on this loss: its gradients with respect to x_hat and f are the reference's."""
     x, x_hat, f = _loss_batch(seed, 26)
@@ -443,14 +448,14 @@ def _fvu_hint(x: torch.Tensor, x_hat: torch.Tensor, got: float) -> str:
     residual = (x64 - h64).pow(2)
     centered = (x64 - x64.mean(dim=0)).pow(2)
     slips = {
-        "the total variance is not mean-centered: divide by sum ||x - mean_n(x)||^2, not sum ||x||^2":
-            residual.sum() / x64.pow(2).sum(),
-        "this is the average of per-feature FVUs; pool the squared errors over all features before dividing":
-            (residual.sum(dim=0) / centered.sum(dim=0)).mean(),
-        "x is centered with its overall mean; center each feature with its own mean, x.mean(dim=0)":
-            residual.sum() / (x64 - x64.mean()).pow(2).sum(),
-        "this is the fraction of variance explained (1 - FVU); FVU is the unexplained part":
-            1 - residual.sum() / centered.sum(),
+        Slip("not_mean_centered", "the total variance is not mean-centered: divide by sum ||x - mean_n(x)||^2, not "
+             "sum ||x||^2"): residual.sum() / x64.pow(2).sum(),
+        Slip("per_feature_average", "this is the average of per-feature FVUs; pool the squared errors over all "
+             "features before dividing"): (residual.sum(dim=0) / centered.sum(dim=0)).mean(),
+        Slip("centered_with_overall_mean", "x is centered with its overall mean; center each feature with its own "
+             "mean, x.mean(dim=0)"): residual.sum() / (x64 - x64.mean()).pow(2).sum(),
+        Slip("variance_explained", "this is the fraction of variance explained (1 - FVU); FVU is the unexplained "
+             "part"): 1 - residual.sum() / centered.sum(),
     }
     for hint, value in slips.items():
         if _fvu_close(got, float(value)):
@@ -479,7 +484,7 @@ def test_fraction_variance_unexplained_matches_reference_on_random_data(fraction
                  hint=None if _fvu_close(got, expected) else _fvu_hint(x, x_hat, got))
 
 
-@check("fraction_variance_unexplained")
+@check("fraction_variance_unexplained", kind="property")
 def test_fraction_variance_unexplained_is_0_for_perfect_and_1_for_the_mean(fraction_variance_unexplained, seed):
     """x_hat = x gives 0; predicting every row as the mean row gives exactly 1."""
     x, _ = _fvu_data(seed, 32)
@@ -506,7 +511,7 @@ def _fvu_offset_data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.float(), x_hat.float()  # exact: every value is a float32
 
 
-@check("fraction_variance_unexplained")
+@check("fraction_variance_unexplained", kind="property")
 def test_fraction_variance_unexplained_is_computed_in_float64(fraction_variance_unexplained, seed):
     """float32 activations with a large offset (4900 to 7300) and a small spread: only a float64 computation is accurate."""
     x, x_hat = _fvu_offset_data(seed)

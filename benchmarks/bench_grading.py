@@ -34,12 +34,12 @@ from shortcutlab.grading.integrations.batch import grade_class  # noqa: E402
 from shortcutlab.grading.engine import sandbox  # noqa: E402
 from shortcutlab.grading.engine.execute import CheckContext, exec_cells, run_check  # noqa: E402
 from shortcutlab.grading.engine.gating import counted  # noqa: E402
-from shortcutlab.grading.store.gradebook import DEFAULT_SEED, submission_seed  # noqa: E402
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
 from shortcutlab.grading.engine.runner import Server  # noqa: E402
 from shortcutlab.grading.status import Status  # noqa: E402
 from shortcutlab.grading.engine.submission import load_submission  # noqa: E402
 
+SEED = 0  # the base seed of every grading here, so in-process and isolated scores can be compared
 MUTANTS_PER_LESSON = {"00_colored_mnist": 2, "01_cheater": 2, "02_activation_maximization": 2, "03_gradcam": 2,
                       "04_debiasing": 2, "05_adversarial": 1, "06_sparse_autoencoder": 1}
 
@@ -92,10 +92,9 @@ def grade_in_process(paths: list[Path]) -> dict[str, tuple[float, float]]:
         notes, _ = exec_cells(cells, namespace, course.timeout(lesson), course.load_timeout(lesson),
                               course.grading.output_limit)
         context = CheckContext(namespace, {c["filename"] for c in cells}, notes)
-        run_seed = submission_seed(DEFAULT_SEED, submission.digest)
         outcomes = {}
         for planned in plans[lesson.id]:
-            outcome = run_check(checks[lesson.id][planned.name], context, check_seed(run_seed, lesson.id, planned.name),
+            outcome = run_check(checks[lesson.id][planned.name], context, check_seed(SEED, lesson.id, planned.name),
                                 planned.timeout, planned.function, course.grading.output_limit)
             outcomes[planned.name] = outcome.status, ""
         final = counted(plans[lesson.id], outcomes)  # property checks count once the values are right
@@ -111,7 +110,7 @@ def _serial(paths: list[Path], out: Path, mode: str) -> tuple[float, dict[str, f
     os.environ[sandbox.SANDBOX_ENV] = mode
     try:
         start = time.perf_counter()
-        report = grade_class(paths, out, jobs=1, regrade=True, require_sandbox=mode == sandbox.BUBBLEWRAP,
+        report = grade_class(paths, out, jobs=1, regrade=True, seed=SEED, require_sandbox=mode == sandbox.BUBBLEWRAP,
                              warn=lambda message: None).report
         wall = time.perf_counter() - start
     finally:
@@ -180,7 +179,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SHORTCUTLAB_OFFLINE": "1"}
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--jobs", str(args.jobs), "--json",
-                               "--quiet", "--out", str(work / "grades"), str(work / "submitted")],
+                               "--quiet", "--seed", str(SEED), "--out", str(work / "grades"), str(work / "submitted")],
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         report = json.loads(done.stdout)
@@ -191,7 +190,7 @@ def main() -> None:
         print(f"shortcutlab grade --jobs {args.jobs}: {wall:.1f} s for {len(graded)} submissions "
               f"({wall / len(graded):.2f} s each; {full} full marks, {zero} zero, {errors} errors, exit {done.returncode})")
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--json", "--quiet", "--out",
+        subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--json", "--quiet", "--seed", str(SEED), "--out",
                         str(work / "grades"), str(work / "submitted")], env=env, capture_output=True, check=False)
         print(f"rerun (all in the gradebook): {time.perf_counter() - start:.1f} s")
 

@@ -28,16 +28,16 @@ def _grade(args: argparse.Namespace) -> int:
     done = [0]
     live = not args.json and not args.quiet and sys.stderr.isatty()
 
-    def progress(result, reused: bool) -> None:
+    def progress(line, reused: bool) -> None:
         # With --json, stderr gets one line per submission; otherwise stdout gets them at the end (one line
         # each) and a terminal sees a single progress line that rewrites itself meanwhile.
         done[0] += 1
         if args.quiet:
             return
         if args.json:
-            print(f"{'already graded' if reused else 'graded'} {render_line(result)}", file=sys.stderr, flush=True)
+            print(f"{'already graded' if reused else 'graded'} {render_line(line)}", file=sys.stderr, flush=True)
         elif live:
-            print(f"\r\033[K[{done[0]}] {render_line(result)}", end="", file=sys.stderr, flush=True)
+            print(f"\r\033[K[{done[0]}] {render_line(line)}", end="", file=sys.stderr, flush=True)
 
     def warn(message: str) -> None:
         if live:
@@ -48,15 +48,22 @@ def _grade(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         run = grade_class(args.paths, args.out, regrade=args.regrade, lesson=args.lesson, jobs=args.jobs,
                           seed=args.seed, course=args.course, on_result=progress, warn=warn,
-                          require_sandbox=args.require_sandbox)
+                          require_sandbox=args.require_sandbox, roster=args.roster)
     if live:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     report = run.report
-    sys.stdout.write((render_json(report) if args.json else
-                      render_table(report, details=args.verbose, students=run.students)) + "\n")
+    sys.stdout.write((render_json(report, run.lines) if args.json else
+                      render_table(report, details=args.verbose, lines=run.lines)) + "\n")
     sys.stdout.flush()
     for group in run.identical:
         warn(f"identical graded code for {group.lesson}: {', '.join(group.students)}")
+    for lesson, students in run.missing.items():
+        warn(f"{len(students)} student{'s' if len(students) != 1 else ''} of the roster handed in nothing for "
+             f"{lesson}: {', '.join(students)} (missing in grades.csv)")
+    not_graded = run.not_graded
+    for line in not_graded:
+        warn(f"not graded: {line.student}'s {line.result.lesson or 'unknown lesson'} ({line.result.path}), "
+             f"status {line.result.status}: {_first_line(line.result.error or (line.result.load or {}).get('message'))}")
     if not args.quiet:
         if run.identical:
             print(f"{len(run.identical)} group{'s' if len(run.identical) != 1 else ''} of identical submissions "
@@ -69,7 +76,15 @@ def _grade(args: argparse.Namespace) -> int:
             print(f"{awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading: "
                   f"read {run.out / 'answers'}/<lesson>.md, fill in <lesson>_scores.csv, then `shortcutlab answers "
                   f"--out {run.out} {run.out / 'answers'}/<lesson>_scores.csv`", file=sys.stderr)
-    return 1 if any(s.error for s in report.submissions) else 0
+        if not_graded:
+            print(f"{len(not_graded)} submission{'s' if len(not_graded) != 1 else ''} could not be graded normally "
+                  "(exit code 1): see the warnings above and --verbose", file=sys.stderr)
+    return 1 if not_graded else 0
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0][:200] if lines else "no message"
 
 
 def _answers(args: argparse.Namespace) -> int:
@@ -80,9 +95,23 @@ def _answers(args: argparse.Namespace) -> int:
     run = refresh(args.out, load_course(args.course), args.scores)
     if args.scores:
         print(f"imported {run.imported} score{'s' if run.imported != 1 else ''} of written answers from "
-              f"{', '.join(args.scores)}")
+              f"{', '.join(args.scores)}" + (f" ({run.unchanged} other row{'s' if run.unchanged != 1 else ''} as "
+                                             "already stored)" if run.unchanged else ""))
     print(f"{run.graded} written answers graded, {run.awaiting} awaiting manual grading; grades.csv, "
           f"class_matrix.csv, results/, feedback/ and {ANSWERS_FOLDER}/ rewritten in {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from shortcutlab.course import load_course
+    from shortcutlab.grading.integrations.batch import class_report
+
+    start = time.monotonic()
+    report, written = class_report(args.out, load_course(args.course), args.at_risk)
+    print(f"class report of {report.submissions} submissions by {report.students} students in "
+          f"{time.monotonic() - start:.1f} s: {', '.join(map(str, written))}")
     return 0
 
 
@@ -90,7 +119,8 @@ def _export_nbgrader(args: argparse.Namespace) -> int:
     from shortcutlab.grading.integrations.nbgrader import export_nbgrader
 
     lessons = [part for part in args.lessons.split(",") if part] if args.lessons else None
-    written = export_nbgrader(args.dir, course=args.course, lessons=lessons, course_id=args.course_id)
+    written = export_nbgrader(args.dir, course=args.course, lessons=lessons, course_id=args.course_id,
+                              seed=args.seed)
     sources = sorted({p.parent.name for p in written if p.parent.parent.name == "source"})
     print(f"wrote an nbgrader course root in {args.dir} ({len(sources)} assignments: {', '.join(sources)}).\n"
           f"Next: cd {args.dir} && nbgrader generate_assignment {sources[0] if sources else '<id>'}; put "
@@ -156,15 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Grade submissions (.ipynb or .py; folders are searched), each in its own "
                              "process, into a gradebook in --out, with grades.csv, class_matrix.csv (for an LMS), "
                              "identical_submissions.csv, Gradescope results and feedback. Prints one line per "
-                             "submission (student, lesson, score/max, status). "
-                             "Exit code 0: all graded; 1: some submission could not be graded (see its "
-                             "error); 2: bad arguments or course.yml.")
+                             "submission (student, lesson, score/max, written answers, late penalty, status). Files "
+                             "are recognised as an LMS downloads them (Canvas, Moodle, Gradescope, nbgrader), and of "
+                             "several files of one student and lesson the latest resubmission counts. "
+                             "Exit code 0: all graded; 1: some submission could not be graded (unreadable, or its "
+                             "loading failed or timed out: see the warnings); a function that timed out was graded; "
+                             "2: bad arguments, course.yml or roster.")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="submissions: notebooks, .py files or folders")
     grade.add_argument("--lesson", metavar="ID", help="lesson of every submission (default: from each file name)")
     grade.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: CPU count)")
     grade.add_argument("--json", action="store_true", help="print one JSON document to stdout and nothing else")
-    grade.add_argument("--seed", type=int, help="base seed of the checks' random inputs; each submission's inputs "
-                       "derive from it and the submission's content (default 0, so grades are reproducible)")
+    grade.add_argument("--seed", type=int, help="base seed of the checks' random inputs, the same for every "
+                       "submission of a lesson (default: course.yml's grading.seed, else a secret the gradebook in "
+                       "--out draws once and keeps, so grades are reproducible and inputs unknown to students)")
     grade.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
     grade.add_argument("--quiet", action="store_true", help="no progress lines or run summary on stderr")
     grade.add_argument("--verbose", "-v", action="store_true", help="after each submission's line, its file, error, "
@@ -177,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(bubblewrap) cannot run, instead of grading with process isolation only")
     grade.add_argument("--regrade", action="store_true", help="grade every submission again, even if the gradebook "
                        "holds its grade")
+    grade.add_argument("--roster", metavar="FILE", help="the class roster, a CSV file with a student_id column and "
+                       "optional name (or first_name, last_name) and email: every student on it gets a row per lesson "
+                       "(missing if nothing was handed in), hand-ins are matched to it by id, email or name, and files "
+                       "of students not on it are listed (default: course.yml's grading.roster, else the roster this "
+                       "gradebook was last given)")
     grade.set_defaults(run=_grade)
     answers = verbs.add_parser("answers", help="import the scores of written answers graded by hand",
                                description="Written answers (course.yml's `answers`) are graded by hand: `grade` "
@@ -193,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default ./grades)")
     answers.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
     answers.set_defaults(run=_answers)
+    report = verbs.add_parser("report", help="write a class report of a graded --out folder (report.html, "
+                              "check_stats.csv)",
+                              description="From the gradebook `shortcutlab grade` wrote into --out: report.html (score "
+                              "distributions per lesson and function, each check's pass rate with hidden checks by "
+                              "name, the most common diagnosed mistakes with example students, errors and timeouts, "
+                              "students at risk, missing hand-ins, written-answer grading progress) and "
+                              "check_stats.csv (lesson, function, check, submissions, passed, pass_rate), both "
+                              "into --out. For the instructor only.")
+    report.add_argument("--out", default="grades", metavar="DIR", help="the graded folder, as `grade --out` "
+                        "(default ./grades); the report is written there")
+    report.add_argument("--at-risk", type=float, default=0.5, metavar="SHARE", help="flag students below this share "
+                        "of the points of the lessons graded so far (default 0.5)")
+    report.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    report.set_defaults(run=_report)
     nbgrader = verbs.add_parser("export-nbgrader", help="write an nbgrader course root for the lessons",
                                 description="Lay out an nbgrader course root in DIR (nbgrader_config.py, "
                                 "source/<id>/<id>.ipynb, the course's checks): nbgrader generate_assignment, autograde "
@@ -201,13 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     nbgrader.add_argument("--lessons", metavar="LIST", help="comma-separated lesson ids (default: all)")
     nbgrader.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
     nbgrader.add_argument("--course-id", default="shortcutlab", metavar="ID", help="nbgrader course id")
+    nbgrader.add_argument("--seed", type=int, help="base seed of the checks' inputs (default: course.yml's "
+                          "grading.seed, else the secret of an earlier export in DIR, else a new secret)")
     nbgrader.set_defaults(run=_export_nbgrader)
     gradescope = verbs.add_parser("gradescope", help="write a Gradescope autograder bundle",
                                   description="Write a Gradescope autograder (setup.sh, run_autograder, shortcutlab's "
                                   "source and the course's checks) into DIR and zip it as DIR/autograder.zip.")
     gradescope.add_argument("dir", metavar="DIR", help="folder for the bundle (created if missing)")
     gradescope.add_argument("--lesson", metavar="ID", help="lesson of every upload (default: from the file name)")
-    gradescope.add_argument("--seed", type=int, help="base seed of the checks' inputs (default 0, as `grade`)")
+    gradescope.add_argument("--seed", type=int, help="base seed of the checks' inputs (default: course.yml's "
+                            "grading.seed, else a secret drawn for this bundle)")
     gradescope.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
     gradescope.set_defaults(run=_gradescope)
     release = verbs.add_parser("release", help="generate lessons/ (student notebooks) from solutions/",

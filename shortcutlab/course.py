@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.timestamps import normalize_timestamp
 
 COURSE_FILE = "course.yml"
 COURSE_ENV = "SHORTCUTLAB_COURSE"
@@ -59,6 +60,18 @@ class AnswerSpec(_Strict):
     points: float = Field(gt=0, description="points an instructor can give the answer")
 
 
+class LatePenaltySpec(_Strict):
+    """How late hand-ins lose points (grades.csv's late_submission_penalty): a share of the lesson's points per started
+    day past its due time (course.yml ``grading.due``), after a grace period, up to a cap."""
+
+    per_day: float = Field(default=0.0, ge=0, le=1, description="share of the lesson's points (code and written "
+                           "answers) taken per started day late, e.g. 0.1")
+    max: float = Field(default=1.0, ge=0, le=1, description="the largest share a late hand-in can lose")
+    grace_minutes: float = Field(default=0.0, ge=0, description="minutes after the due time still counted on time")
+    flagged_days: float = Field(default=1.0, ge=0, description="days late counted for a hand-in the LMS marks late "
+                                "without saying when it came (Canvas's LATE in a download's file name)")
+
+
 class GradingSpec(_Strict):
     """Limits of the grader, for every lesson unless a lesson overrides them."""
 
@@ -83,6 +96,23 @@ class GradingSpec(_Strict):
                                             "graded function, at most 900)")
     require_sandbox: bool = Field(default=False, description="refuse to grade where the OS sandbox (bubblewrap) "
                                                              "cannot run")
+    roster: str | None = Field(default=None, description="the class roster, a CSV file relative to course.yml with a "
+                               "student_id column and optional name (or first_name, last_name) and email columns")
+    due: dict[str, str] = Field(default_factory=dict, description="due time per lesson id, e.g. '2025-03-01 23:59 "
+                                "Europe/Berlin' (an offset, a zone name, or none for UTC)")
+    late_penalty: LatePenaltySpec = LatePenaltySpec()
+
+    @field_validator("due", mode="before")
+    @classmethod
+    def _due_as_text(cls, value: object) -> object:
+        """YAML reads ``2025-03-01 23:59:00`` as a datetime (a naive one: UTC, as nbgrader takes it): keep it as text."""
+        if isinstance(value, dict):
+            return {key: when.isoformat(sep=" ") if hasattr(when, "hour") else str(when) if when is not None else ""
+                    for key, when in value.items()}
+        return value
+    seed: int | None = Field(default=None, ge=0, lt=2**31, description="base seed of the checks' inputs (default: a "
+                             "secret drawn at random by each gradebook, nbgrader export or Gradescope bundle; set it "
+                             "only where students cannot read course.yml)")
 
 
 class PathsSpec(_Strict):
@@ -168,6 +198,28 @@ class Course(_Strict):
                 raise ValueError(f"lesson id {lesson.id!r} appears twice; each lesson needs its own id")
             seen.add(lesson.id)
         return self
+
+    @model_validator(mode="after")
+    def _due_times(self) -> "Course":
+        for lesson_id, when in self.grading.due.items():
+            if lesson_id not in self.lesson_ids:
+                raise ValueError(f"grading.due names lesson {lesson_id!r}, which is not in the course (its lessons: "
+                                 f"{', '.join(self.lesson_ids)})")
+            if not normalize_timestamp(str(when)):
+                raise ValueError(f"grading.due for {lesson_id} is {when!r}, not a time; write e.g. '2025-03-01 "
+                                 "23:59', '2025-03-01 23:59 +01:00' or '2025-03-01 23:59 Europe/Berlin'")
+        return self
+
+    def due(self, lesson: LessonSpec | str) -> str:
+        """The lesson's due time in UTC (nbgrader's format), '' if course.yml sets none."""
+        lesson_id = lesson if isinstance(lesson, str) else lesson.id
+        when = self.grading.due.get(lesson_id)
+        return normalize_timestamp(str(when)) if when else ""
+
+    @property
+    def roster_file(self) -> Path | None:
+        """course.yml's ``grading.roster``, resolved against its folder."""
+        return (self._root / self.grading.roster) if self.grading.roster else None
 
     @property
     def root(self) -> Path:

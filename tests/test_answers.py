@@ -213,15 +213,15 @@ def test_grade_lists_answers_and_imported_scores_reach_every_export(toy, submitt
     sheet = (out / "answers" / "90_toy.md").read_text()
     assert sheet.index("## Question 1") < sheet.index(MODEL["q1"]) < sheet.index("### alice: awaiting manual grading")
     assert "> It scores 95% because\n> of **color**." in sheet
-    assert "### bob: unanswered" in sheet and "> Shape, not color." in sheet and "> It varies." in sheet
+    assert "### bob: no answer" in sheet and "> Shape, not color." in sheet and "> It varies." in sheet
     assert sheet.index("### carol") < sheet.index("## Question 2") < sheet.index(MODEL["q2"])
 
     scores = out / "answers" / "90_toy_scores.csv"
     table = rows(scores)
     assert list(table[0]) == ["lesson", "student", "question", "points", "max_points", "comment", "answer"]
     assert [(r["student"], r["question"], r["points"], r["max_points"], r["comment"]) for r in table] == [
-        ("alice", "q1", "", "2", ""), ("bob", "q1", "0", "2", "unanswered"), ("carol", "q1", "", "2", ""),
-        ("alice", "q2", "0", "1", "unanswered"), ("bob", "q2", "0", "1", "unanswered"), ("carol", "q2", "", "1", "")]
+        ("alice", "q1", "", "2", ""), ("bob", "q1", "", "2", "no answer"), ("carol", "q1", "", "2", ""),
+        ("alice", "q2", "", "1", "no answer"), ("bob", "q2", "", "1", "no answer"), ("carol", "q2", "", "1", "")]
 
     # before the import: answers count 0 of their points and await grading
     grades = {(r["student_id"]): r for r in rows(out / "grades.csv")}
@@ -232,7 +232,7 @@ def test_grade_lists_answers_and_imported_scores_reach_every_export(toy, submitt
     assert results["score"] == 3
     assert [(t["name"], t["score"], t["max_score"], t.get("status")) for t in results["tests"][-2:]] == [
         ("Question 1: written answer (awaiting manual grading)", 0, 2, None),
-        ("Question 2: written answer (unanswered)", 0, 1, "failed")]
+        ("Question 2: written answer (no answer)", 0, 1, "failed")]
     feedback = (out / "feedback" / "alice" / "90_toy.md").read_text()
     assert "Score: **3 / 6**" in feedback and "awaiting manual grading" in feedback
     assert "  > It scores 95% because" in feedback
@@ -241,12 +241,17 @@ def test_grade_lists_answers_and_imported_scores_reach_every_export(toy, submitt
     fill(scores, {("alice", "q1"): ("1.5", "Right number, say why."), ("carol", "q1"): ("0", ""),
                   ("carol", "q2"): ("1", "Good.")})
     assert main(["answers", "--out", str(out), "--course", str(toy), str(scores)]) == 0
-    assert "imported 6 scores" in capsys.readouterr().out  # the three pre-filled zeros too
+    assert "imported 3 scores" in capsys.readouterr().out  # the rows filled in: blank answers need none
+    # importing the same file again imports nothing new
+    assert main(["answers", "--out", str(out), "--course", str(toy), str(scores)]) == 0
+    assert "imported 0 scores of written answers from" in capsys.readouterr().out
 
     grades = {(r["student_id"]): r for r in rows(out / "grades.csv")}
     assert [(grades[s]["score"], grades[s]["max_score"], grades[s]["written_answers"])
-            for s in ("alice", "bob", "carol")] == [("4.5", "6.0", ANSWER_GRADED), ("3.0", "6.0", ANSWER_GRADED),
+            for s in ("alice", "bob", "carol")] == [("4.5", "6.0", ANSWER_GRADED), ("3.0", "6.0", ANSWER_UNANSWERED),
                                                     ("1.0", "6.0", ANSWER_GRADED)]
+    assert (grades["alice"]["code_score"], grades["alice"]["answers_score"], grades["alice"]["answers_max_score"]) \
+        == ("3.0", "1.5", "3.0")
     matrix = rows(out / "class_matrix.csv")
     assert "Adding [90_toy, 6 pts]" in matrix[0]
     assert [(r["Student"], r["Adding [90_toy, 6 pts]"], r["Final Points"]) for r in matrix] == [
@@ -254,8 +259,8 @@ def test_grade_lists_answers_and_imported_scores_reach_every_export(toy, submitt
     results = json.loads((out / "results" / "alice" / "90_toy" / "results.json").read_text())
     assert results["score"] == 4.5
     first = results["tests"][-2]
-    assert (first["name"], first["score"], first["max_score"], first["status"]) == \
-        ("Question 1: written answer (graded)", 1.5, 2, "failed")
+    assert (first["name"], first["score"], first["max_score"], first.get("status")) == \
+        ("Question 1: written answer (graded)", 1.5, 2, None)  # partly scored: neither passed nor failed
     assert "Right number, say why." in first["output"] and "It scores 95%" in first["output"]
     feedback = (out / "feedback" / "carol" / "90_toy.md").read_text()
     assert "Written answers: 1 / 3" in feedback and "Comment: Good." in feedback
@@ -337,10 +342,10 @@ def test_an_import_survives_a_rerun_and_the_gradebook_keeps_answers_when_files_g
     refresh(out, course, [scores])  # importing the same file again changes nothing
     (submitted / "alice" / "90_toy.ipynb").unlink()
     run = refresh(out, course)
-    assert (run.awaiting, run.graded) == (2, 4)  # carol's two; alice's q1 and the three pre-filled zeros
+    assert (run.awaiting, run.graded) == (2, 1)  # carol's two; alice's q1
     assert "> It scores 95% because" in (out / "answers" / "90_toy.md").read_text()
     with Gradebook(out) as book:
-        assert book.count("answer_scores") == 4 and book.count("answers") == 3
+        assert book.count("answer_scores") == 1 and book.count("answers") == 3
 
 
 # ----------------------------------------------------------------------------- student-facing renderings
@@ -359,7 +364,7 @@ def test_gradescope_results_and_feedback_show_answers_as_manually_graded_tests()
     assert "awaiting manual grading" in results["output"]
     text = feedback_markdown(result, "alice", "Adding", answers=answers)
     assert "Score: **5 / 7**" in text and "| written answers | 2 / 4 | 1 of 3 awaiting manual grading |" in text
-    assert "Question 3: unanswered (0 / 1)" in text and "  Comment: Exactly." in text
+    assert "Question 3: no answer (0 / 1)" in text and "  Comment: Exactly." in text
 
 
 def test_gradescopes_run_autograder_lists_the_uploads_answers_awaiting_manual_grading(toy, tmp_path):
@@ -376,6 +381,6 @@ def test_gradescopes_run_autograder_lists_the_uploads_answers_awaiting_manual_gr
     assert results["score"] == sum(t["score"] for t in results["tests"][:1])
     assert [(t["name"], t["score"], t["max_score"], t.get("status")) for t in results["tests"][-2:]] == [
         ("Question 1: written answer (awaiting manual grading)", 0, 2, None),
-        ("Question 2: written answer (unanswered)", 0, 1, "failed")]
+        ("Question 2: written answer (no answer)", 0, 1, "failed")]
     assert "Your answer:\nColor." in results["tests"][-2]["output"]
     assert MODEL["q1"] not in json.dumps(results)

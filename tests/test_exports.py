@@ -12,18 +12,25 @@ import stat
 
 import pytest
 
+from shortcutlab.course import load_course
 from shortcutlab.grading.outputs.exports import write_exports
 from shortcutlab.grading.outputs.feedback import build_feedback, feedback_html, feedback_markdown, render
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import find_identical, graded_code_digest, identical_csv
-from shortcutlab.grading.outputs.tables import CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, grades_csv
+from shortcutlab.grading.outputs.tables import CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, class_rows, grades_csv
 from shortcutlab.grading.store.gradebook import Entry, GradeKey
-from shortcutlab.grading.outputs.report import submission_status
 from shortcutlab.grading.results import AnswerResult, CheckResult, SubmissionResult
-from shortcutlab.grading.store.students import clean_id, normalize_timestamp, student_id, submission_timestamp
+from shortcutlab.grading.store.roster import Roster
+from shortcutlab.grading.store.students import clean_id, identify, student_id
+from shortcutlab.timestamps import normalize_timestamp
 
 SECRET = "the hidden input was 12345"
 LESSONS = ("00_colored_mnist", "03_gradcam")
+COURSE = load_course()  # the repository's: its lessons' order and ids, no due times
+
+
+def csv_text(entries, course=COURSE, roster=Roster()) -> str:
+    return grades_csv(class_rows(entries, course, roster), course)
 
 
 def result(lesson: str = "03_gradcam", error: str | None = None) -> SubmissionResult:
@@ -46,9 +53,10 @@ def entry(student: str, lesson: str, score_result: SubmissionResult | None = Non
 
 def test_csv_has_nbgraders_columns_and_a_zero_row_for_a_lesson_not_handed_in():
     entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
-    rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
-    # nbgrader's columns, then status and written_answers
-    assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[-2:] == ("status", "written_answers")
+    rows = list(csv.DictReader(io.StringIO(csv_text(entries))))
+    # nbgrader's columns, then status, written_answers and the checks' and written answers' points apart
+    assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[11:] == ("status", "written_answers", "code_score",
+                                                                  "code_max_score", "answers_score", "answers_max_score")
     assert [(r["assignment"], r["student_id"]) for r in rows] == [
         ("00_colored_mnist", "alice"), ("00_colored_mnist", "bob"), ("03_gradcam", "alice"), ("03_gradcam", "bob")]
     alice = rows[2]
@@ -64,51 +72,49 @@ def test_csv_timestamps_have_one_format_whatever_was_stored():
     stamps = ["2024-05-01 10:00:00", "2024-05-01 10:00:00.000000 UTC", "2024-05-01T12:00:00+02:00"]
     entries = [dataclasses.replace(entry(name, "03_gradcam"), timestamp=stamp)
                for name, stamp in zip(("ann", "ben", "cid"), stamps)]
-    rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
+    rows = list(csv.DictReader(io.StringIO(csv_text(entries))))
     assert {r["timestamp"] for r in rows} == {"2024-05-01 10:00:00.000000"}
 
 
 def test_csv_status_tells_an_error_and_a_timeout_from_a_zero():
     timed_out = SubmissionResult("t.py", "03_gradcam", None, (
+        CheckResult("test_grad_cam_shape", "grad_cam", 0.0, 10.0, "timeout", "not graded: ..."),), 10.0,
+        load={"status": "timeout", "cell": 4, "message": "cell 4 did not finish within 20 s and was stopped"})
+    slow_function = SubmissionResult("s.py", "03_gradcam", None, (
         CheckResult("test_grad_cam_shape", "grad_cam", 0.0, 10.0, "timeout", "grad_cam did not finish within 5 s"),),
         10.0)
     entries = [entry("ann", "03_gradcam", SubmissionResult("a.ipynb", "03_gradcam", "a.ipynb is not a valid notebook",
                                                             (), 10.0)),
-               entry("ben", "03_gradcam", timed_out), entry("cid", "03_gradcam")]
-    rows = list(csv.DictReader(io.StringIO(grades_csv(entries, LESSONS))))
+               entry("ben", "03_gradcam", timed_out), entry("cid", "03_gradcam"), entry("dan", "03_gradcam",
+                                                                                          slow_function)]
+    rows = list(csv.DictReader(io.StringIO(csv_text(entries))))
     assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [
-        ("ann", "0.0", "error"), ("ben", "0.0", "timeout"), ("cid", "5.0", "graded")]
+        ("ann", "0.0", "error"), ("ben", "0.0", "timeout"), ("cid", "5.0", "graded"), ("dan", "0.0", "graded")]
 
 
-def _missing(name: str, note: str) -> str:
-    """execute.missing_message's wording for a function whose cell raised while loading."""
-    return f"`{name}` is not defined in your submission. Keep the name {name!r} exactly, and make sure the cell " \
-           f"that defines it runs without errors.\nIts cell (<cell 3, {name}>) raised:\n{note}"
-
-
-@pytest.mark.parametrize("error, check, expected", [
-    (None, ("passed", ""), "graded"),
-    (None, ("failed", "grad_cam is not implemented yet: it raises NotImplementedError"), "graded"),
-    (None, ("error", "`grad_cam` is not defined in your submission. Keep the name 'grad_cam' exactly, and make sure "
-                     "the cell that defines it runs without errors."), "graded"),  # left out: 0 points, graded
-    (None, ("error", _missing("grad_cam", "SyntaxError: invalid syntax (line 1)")), "error"),
-    (None, ("error", _missing("grad_cam", "did not finish within 20 s and was stopped")), "timeout"),
-    (None, ("timeout", "grad_cam did not finish within 5 s: look for an endless loop"), "timeout"),
+@pytest.mark.parametrize("error, load, check, expected", [
+    (None, None, "passed", "graded"),
+    (None, None, "failed", "graded"),  # a wrong answer, a stub or a function left out: 0 points, graded
+    (None, None, "timeout", "graded"),  # a function that timed out was graded: its checks say so
+    (None, {"status": "error", "cell": 3, "message": "SyntaxError: invalid syntax (line 1)"}, "error", "error"),
+    (None, {"status": "timeout", "cell": 3, "message": "did not finish within 20 s and was stopped"}, "error",
+     "timeout"),
     ("the submission's code ended the grading process while loading: it did not finish loading within 20 s",
-     ("error", "not graded: ..."), "timeout"),
+     {"status": "timeout", "cell": None, "message": "..."}, "error", "timeout"),
     ("the submission's code ended the grading process while loading: it was killed by SIGKILL",
-     ("error", "not graded: ..."), "error"),
-    ("grader error: the grading server did not start", ("error", "not graded: ..."), "error"),
+     {"status": "error", "cell": None, "message": "..."}, "error", "error"),
+    ("grader error: the grading server did not start", {"status": "not_run", "cell": None, "message": "..."}, "error",
+     "error"),
 ])
-def test_the_status_of_a_submission(error, check, expected):
-    status, output = check
+def test_the_status_of_a_submission_comes_from_its_error_and_loading_never_from_messages(error, load, check,
+                                                                                          expected):
     result = SubmissionResult("x.py", "03_gradcam", error, (CheckResult("test_grad_cam_x", "grad_cam", 0.0, 1.0,
-                                                                        status, output),), 1.0)
-    assert submission_status(result) == expected
+                                                                        check, "any words at all"),), 1.0, load=load)
+    assert result.status == expected
 
 
 def test_csv_quotes_awkward_ids():
-    text = grades_csv([entry("o'neil, jr", "03_gradcam")], LESSONS)
+    text = csv_text([entry("o'neil, jr", "03_gradcam")])
     assert list(csv.reader(io.StringIO(text)))[1][3] == "o'neil, jr"
 
 
@@ -191,7 +197,7 @@ def test_feedback_is_one_model_that_both_renderings_lay_out():
         ("hidden check, failed", "0 / 2.5", "", ""), ("hidden check, passed", "2.5 / 2.5", "", "")]
     assert SECRET not in repr(model) and "no_hooks" not in repr(model) and "no hooks" not in repr(model)
     assert (model.score, model.percent) == ("6.5 / 14.625", "44%")
-    assert [c.status for c in model.answers] == ["graded", "awaiting manual grading", "unanswered"]
+    assert [c.status for c in model.answers] == ["graded", "awaiting manual grading", "no answer"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.score = "10 / 10"  # type: ignore[misc]
 
@@ -249,7 +255,7 @@ def test_a_template_missing_a_value_of_the_model_fails_loudly(template):
 
 
 def test_write_exports_lays_out_csv_results_and_feedback(tmp_path):
-    written = write_exports([entry("alice", "03_gradcam"), entry("bob", "00_colored_mnist")], tmp_path, LESSONS)
+    written = write_exports([entry("alice", "03_gradcam"), entry("bob", "00_colored_mnist")], tmp_path, COURSE)
     names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
     assert names == ["class_matrix.csv", "feedback/alice/03_gradcam.html", "feedback/alice/03_gradcam.md",
                      "feedback/bob/00_colored_mnist.html", "feedback/bob/00_colored_mnist.md", "grades.csv",
@@ -262,7 +268,7 @@ def test_write_exports_lays_out_csv_results_and_feedback(tmp_path):
 def test_exports_are_readable_files_that_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        write_exports([entry("alice", "03_gradcam")], tmp_path / "a", LESSONS)
+        write_exports([entry("alice", "03_gradcam")], tmp_path / "a", COURSE)
     finally:
         os.umask(old)
     modes = {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "a").rglob("*") if p.is_file()}
@@ -271,8 +277,10 @@ def test_exports_are_readable_files_that_respect_the_umask(tmp_path):
 
 def test_the_class_matrix_is_one_row_per_student_in_a_layout_lms_imports_accept():
     entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
-    rows = list(csv.reader(io.StringIO(class_matrix_csv(entries, LESSONS, {"03_gradcam": "Grad-CAM"}))))
-    assert rows[0] == [*MATRIX_IDENTITY, "00_colored_mnist [00_colored_mnist, 10 pts]",
+    course = COURSE.model_copy(update={"lessons": tuple(
+        spec.model_copy(update={"title": "Grad-CAM"}) if spec.id == "03_gradcam" else spec for spec in COURSE.lessons)})
+    rows = list(csv.reader(io.StringIO(class_matrix_csv(class_rows(entries, course), course))))
+    assert rows[0] == [*MATRIX_IDENTITY, f"{COURSE.lesson('00_colored_mnist').title} [00_colored_mnist, 10 pts]",
                        "Grad-CAM [03_gradcam, 10 pts]", "Final Points"]
     assert MATRIX_IDENTITY == ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")  # Canvas's, in its order
     assert rows[1:] == [["alice", "", "", "alice", "", "5", "5", "10"],
@@ -350,21 +358,137 @@ def test_student_ids_come_from_the_file_name_or_the_folder(path, lesson, expecte
     assert student_id(path, lesson, LESSONS) == expected
 
 
+@pytest.mark.parametrize("path, expected", [
+    # Canvas: name[_LATE]_userid_submissionid_file, "-1" for a resubmission; the user id is the student id
+    ("dl/smithjohn_12345_678910_03_gradcam-1.ipynb", ("12345", "canvas", "smithjohn", 1, False)),
+    ("dl/smithjohn_LATE_12345_678911_03_gradcam.ipynb", ("12345", "canvas", "smithjohn", 0, True)),
+    ("dl/doejane_77_88_03_gradcam.ipynb", ("77", "canvas", "doejane", 0, False)),
+    # Moodle: Full Name_participantid_assignsubmission_file_file, as a file or a folder
+    ("m/Jane Doe_4242_assignsubmission_file_03_gradcam.ipynb", ("Jane_Doe", "moodle", "Jane Doe", 0, False)),
+    ("m/Jane Doe_4242_assignsubmission_file_/03_gradcam (2).ipynb", ("Jane_Doe", "moodle", "Jane Doe", 2, False)),
+    # a browser's duplicate download is a resubmission of the same student's file
+    ("submitted/alice/03_gradcam (1).ipynb", ("alice", "folder", "", 1, False)),
+    ("submitted/alice_03_gradcam (3).ipynb", ("alice", "file name", "", 3, False)),
+    # nbgrader
+    ("submitted/bob/03_gradcam/03_gradcam.ipynb", ("bob", "nbgrader", "", 0, False)),
+    # no pattern: the id is the cleaned file name, and the layout '' (the caller warns)
+    ("x/bob (final)_03_gradcam.ipynb", ("bob_final", "", "", 0, False)),
+])
+def test_lms_download_names_give_the_student_id_name_resubmission_and_late_mark(path, expected):
+    handin = identify(path, "03_gradcam", LESSONS)
+    assert (handin.student, handin.layout, handin.name, handin.attempt, handin.late) == expected
+    assert handin.timestamp == ""  # none of these names says when: never the file's modification time
+
+
+GRADESCOPE_METADATA = """\
+submission_101:
+  :submitters:
+  - :name: Jane Doe
+    :sid: '4711'
+    :email: jane@example.edu
+  :created_at: 2024-05-02 10:30:00.000000000 +02:00
+  :score: 3.0
+submission_102:
+  :submitters:
+  - :name: Sam Roe
+    :email: sam@example.edu
+  :created_at: '2024-05-03T09:00:00Z'
+"""
+
+
+def test_a_gradescope_export_gives_each_submitter_and_the_hand_in_time(tmp_path):
+    export = tmp_path / "assignment_9_export"
+    for folder in ("submission_101", "submission_102", "submission_103"):
+        (export / folder).mkdir(parents=True)
+        (export / folder / "03_gradcam.ipynb").write_text("{}")
+    (export / "submission_metadata.yml").write_text(GRADESCOPE_METADATA)
+    jane, sam, unknown = (identify(export / f / "03_gradcam.ipynb", "03_gradcam", LESSONS)
+                          for f in ("submission_101", "submission_102", "submission_103"))
+    assert (jane.student, jane.layout, jane.name, jane.email, jane.timestamp) == \
+        ("4711", "gradescope", "Jane Doe", "jane@example.edu", "2024-05-02 08:30:00.000000")
+    assert (sam.student, sam.timestamp) == ("sam@example.edu", "2024-05-03 09:00:00.000000")  # no sid: the email
+    assert unknown.layout != "gradescope" and unknown.timestamp == ""  # not in the metadata
+
+
+def test_the_hand_in_time_is_nbgraders_timestamp_file_and_never_the_modification_time(tmp_path):
+    path = tmp_path / "alice" / "03_gradcam" / "03_gradcam.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text("{}")
+    os.utime(path, (1714557600, 1714557600))
+    assert identify(path, "03_gradcam", LESSONS).timestamp == ""
+    (path.parent / "timestamp.txt").write_text("2024-05-02 09:30:00.000000 UTC\n")
+    assert identify(path, "03_gradcam", LESSONS).timestamp == "2024-05-02 09:30:00.000000"
+    (path.parent / "timestamp.txt").write_text("not a time\n")
+    assert identify(path, "03_gradcam", LESSONS).timestamp == ""
+
+
 def test_student_ids_are_safe_file_names():
     assert clean_id("../../etc/passwd") == "etc_passwd"
     assert clean_id("  ") == "unknown"
 
 
-def test_the_timestamp_is_nbgraders_timestamp_file_or_the_modification_time(tmp_path):
-    path = tmp_path / "alice" / "03_gradcam" / "03_gradcam.ipynb"
-    path.parent.mkdir(parents=True)
-    path.write_text("{}")
-    os.utime(path, (1714557600, 1714557600))
-    assert submission_timestamp(path) == "2024-05-01 10:00:00.000000"
-    (path.parent / "timestamp.txt").write_text("2024-05-02 09:30:00.000000 UTC\n")
-    assert submission_timestamp(path) == "2024-05-02 09:30:00.000000"
-    (path.parent / "timestamp.txt").write_text("not a time\n")
-    assert submission_timestamp(path) == "2024-05-01 10:00:00.000000"
+# ----------------------------------------------------------------------------- rosters and late hand-ins
+
+
+def test_a_roster_gives_every_student_a_row_per_lesson_with_names_and_missing_where_nothing_came():
+    from shortcutlab.grading.store.roster import parse_roster
+
+    roster = parse_roster("student_id,first_name,last_name,email\nalice,Alice,Smith,a@x.edu\n"
+                          "bob,Bob,Jones,b@x.edu\nzoe,Zoe,Wu,\n")
+    entries = [entry("alice", "03_gradcam"), entry("bob", "03_gradcam"), entry("alice", "00_colored_mnist"),
+               entry("stranger", "03_gradcam")]
+    rows = list(csv.DictReader(io.StringIO(csv_text(entries, roster=roster))))
+    table = {(r["assignment"], r["student_id"]): r for r in rows}
+    assert len(rows) == 2 * 4  # two lessons handed in x (three on the roster + one who is not)
+    assert (table[("03_gradcam", "zoe")]["status"], table[("03_gradcam", "zoe")]["raw_score"]) == ("missing", "0.0")
+    assert table[("00_colored_mnist", "bob")]["status"] == "missing"
+    alice = table[("03_gradcam", "alice")]
+    assert (alice["first_name"], alice["last_name"], alice["email"]) == ("Alice", "Smith", "a@x.edu")
+    matrix = list(csv.reader(io.StringIO(class_matrix_csv(class_rows(entries, COURSE, roster), COURSE))))
+    assert [row[0] for row in matrix[1:]] == ["Alice Smith", "Bob Jones", "stranger", "Zoe Wu"]
+    assert matrix[-1][3:] == ["zoe", "", "", "", "0"]
+
+
+def test_a_roster_matches_lms_names_ids_and_emails_and_refuses_bad_files():
+    from shortcutlab.grading.store.roster import RosterError, parse_roster
+    from shortcutlab.grading.store.students import Handin
+
+    roster = parse_roster("Student_ID,Name,Email\n12345,John Smith,js@x.edu\n99,Jane Doe,jd@x.edu\n")
+    assert roster.match(Handin("12345", "canvas", "smithjohn")).student_id == "12345"
+    assert roster.match(Handin("Jane_Doe", "moodle", "Jane Doe")).student_id == "99"
+    assert roster.match(Handin("x", "gradescope", "", "JD@x.edu")).student_id == "99"
+    assert roster.match(Handin("smithjohn", "canvas", "smithjohn")).student_id == "12345"
+    assert roster.match(Handin("nobody", "folder")) is None
+    for text, problem in (("name\nAnn\n", "no student_id column"), ("student_id\nann\nann\n", "listed twice"),
+                          ("student_id,name\n,Ann\n", "no student id")):
+        with pytest.raises(RosterError, match=problem):
+            parse_roster(text)
+
+
+def test_a_late_hand_in_loses_the_course_penalty_per_started_day_and_a_flagged_one_its_flat_days():
+    from shortcutlab.course import LatePenaltySpec
+    from shortcutlab.grading.lateness import lateness
+
+    rule = LatePenaltySpec(per_day=0.1, max=0.25, grace_minutes=15, flagged_days=1)
+    due = "2024-05-01 12:00:00.000000"
+    assert lateness(due, "2024-05-01 12:10:00.000000", False, rule).share == 0  # within the grace period
+    assert lateness(due, "2024-05-01 12:20:00.000000", False, rule).days == 1
+    assert lateness(due, "2024-05-02 12:20:00.000000", False, rule).share == pytest.approx(0.2)
+    assert lateness(due, "2024-05-09 12:00:00.000000", False, rule).share == pytest.approx(0.25)  # the cap
+    assert lateness(due, "", True, rule).share == pytest.approx(0.1)  # Canvas's LATE: no time, one day
+    assert lateness(due, "", False, rule).share == 0 and lateness("", "2030-01-01 00:00:00.000000", True,
+                                                                 rule).share == 0
+    course = COURSE.model_copy(update={"grading": COURSE.grading.model_copy(update={
+        "due": {"03_gradcam": "2024-05-01 14:00 +02:00"}, "late_penalty": rule})})
+    late = dataclasses.replace(entry("ann", "03_gradcam"), timestamp="2024-05-02 13:00:00.000000")
+    flagged = dataclasses.replace(entry("ben", "03_gradcam"), timestamp="", late=True)
+    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO(csv_text([late, flagged, entry("cid", "03_gradcam")],
+                                                                             course)))}
+    assert rows["ann"]["duedate"] == "2024-05-01 12:00:00.000000"
+    assert (rows["ann"]["raw_score"], rows["ann"]["late_submission_penalty"], rows["ann"]["score"]) == \
+        ("5.0", "2.0", "3.0")  # 2 started days: 20% of 10 points
+    assert (rows["ben"]["late_submission_penalty"], rows["ben"]["score"]) == ("1.0", "4.0")
+    assert rows["cid"]["late_submission_penalty"] == "0.0"  # handed in on time (2024-05-01 10:00 UTC)
 
 
 @pytest.mark.parametrize("text, expected", [

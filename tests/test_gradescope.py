@@ -111,10 +111,16 @@ def test_the_bundle_zips_setup_run_autograder_the_package_and_the_course(tmp_pat
             "course/autograder/test_03_gradcam.py", "package/shortcutlab/grading/engine/runner.py"} <= names
     assert not any("__pycache__" in name for name in names)
     assert modes["setup.sh"] & stat.S_IXUSR and modes["run_autograder"] & stat.S_IXUSR
-    assert json.loads((folder / CONFIG_FILE).read_text())["lesson"] == "03_gradcam"
-    again = tmp_path / "again"
-    write_bundle(again, lesson="03_gradcam")
-    assert (again / "autograder.zip").read_bytes() == (folder / "autograder.zip").read_bytes()  # reproducible
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["lesson"] == "03_gradcam"
+    # the seed of the checks' inputs is the bundle's secret, drawn for it; given, the bundle is reproducible
+    other = tmp_path / "other"
+    write_bundle(other, lesson="03_gradcam")
+    assert json.loads((other / CONFIG_FILE).read_text())["seed"] != config["seed"]
+    first, again = tmp_path / "first", tmp_path / "again"
+    write_bundle(first, lesson="03_gradcam", seed=11)
+    write_bundle(again, lesson="03_gradcam", seed=11)
+    assert (again / "autograder.zip").read_bytes() == (first / "autograder.zip").read_bytes()
 
 
 def test_setup_sh_pip_installs_the_bundled_package(tmp_path, toy):

@@ -256,7 +256,7 @@ def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path
     ours = csv_scores(tmp_path / "grades" / "grades.csv")
     assert ours == theirs
     answered = (tmp_path / "grades" / "answers" / f"{LESSON}.md").read_text()
-    assert "### alice: awaiting manual grading" in answered and "### bob: unanswered" in answered
+    assert "### alice: awaiting manual grading" in answered and "### bob: no answer" in answered
     rows = list(csv.DictReader((tmp_path / "grades" / "grades.csv").open()))
     assert {r["timestamp"].removesuffix(" UTC") for r in rows} == {"2024-05-01 10:00:00.000000"}
     assert all(s["error"] is None for s in run["submissions"])

@@ -1,6 +1,6 @@
 """No credit for doing nothing: a stub of the right shape earns 0 on its function (issue 10, item 4).
 
-A ``@check(..., kind="property")`` check counts only once every value check of its function passed
+A ``@check(..., kind="property")`` check counts only once every core check of its function passed
 (shortcutlab/grading/engine/gating.py). The fast tests cover the decorator, the plan-time validation and the gating
 in every place points are computed (``shortcutlab grade``, nbgrader's autograde cells, the notebook report).
 The slow test grades, in one batch, stubs made from the correct submissions tests/submissions/<lesson>.py
@@ -243,10 +243,10 @@ def toy(tmp_path) -> Path:
     return tmp_path
 
 
-def test_the_kind_is_read_statically_and_defaults_to_value(toy):
+def test_the_kind_is_read_statically_and_defaults_to_core(toy):
     planned = {c.name: c.kind for c in plan_checks(load_course(toy / "course.yml"), "90_toy")}
-    assert planned == {"test_add_small_numbers": "value", "test_add_returns_an_int": "property",
-                       "test_add_is_symmetric": "property", "test_scale_small": "value"}
+    assert planned == {"test_add_small_numbers": "core", "test_add_returns_an_int": "property",
+                       "test_add_is_symmetric": "property", "test_scale_small": "core"}
 
 
 @pytest.mark.parametrize("source, error, message", [
@@ -266,18 +266,18 @@ def test_a_function_with_property_checks_only_is_an_error_at_plan_time(toy):
     path = toy / "autograder" / "test_90_toy.py"
     path.write_text(TOY_CHECKS.replace('@check("scale")', '@check("scale", kind="property")'))
     with pytest.raises(CheckFileError, match="every check of scale is a kind=\"property\" check; a function needs "
-                                             "at least one value check"):
+                                             "at least one core check"):
         plan_checks(load_course(toy / "course.yml"), "90_toy")
 
 
-def test_gating_names_the_value_checks_that_must_pass_first(toy):
+def test_gating_names_the_core_checks_that_must_pass_first(toy):
     planned = plan_checks(load_course(toy / "course.yml"), "90_toy")
     every = {c.name: "passed" for c in planned}
     assert gated(planned, every) == {}
     sentences = gated(planned, {**every, "test_add_small_numbers": "failed"})
     assert sentences == {"test_add_returns_an_int": f'{NOT_COUNTED} "small numbers" passes',
                          "test_add_is_symmetric": f'{NOT_COUNTED} "small numbers" passes'}
-    # A property check that failed on its own stays as it is; a hidden value check is named as such.
+    # A property check that failed on its own stays as it is; a hidden core check is named as such.
     hidden = [c if c.name != "test_add_small_numbers" else type(c)(**{**c.__dict__, "hidden": True}) for c in planned]
     assert gated(hidden, {**every, "test_add_small_numbers": "timeout", "test_add_is_symmetric": "failed"}) == \
         {"test_add_returns_an_int": f"{NOT_COUNTED} a hidden check passes"}

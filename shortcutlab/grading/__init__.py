@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shortcutlab.grading.registry import CheckFailure, check
+from shortcutlab.grading.registry import CheckFailure, Slip, check
 
-__all__ = ["CheckFailure", "check", "check_in_notebook", "expect_close", "expect_dtype", "expect_equal",
+__all__ = ["CheckFailure", "Slip", "check", "check_in_notebook", "expect_close", "expect_dtype", "expect_equal",
            "expect_finite", "expect_range", "expect_shape", "expect_tensor", "expect_true", "grade",
            "probe", "with_reference"]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from shortcutlab.grading.registry import CheckFailure
+from shortcutlab.grading.registry import CheckFailure, Slip
 from shortcutlab.tolerance import float_tolerance, tolerance_for
 
-__all__ = ["CheckFailure", "expect_close", "expect_dtype", "expect_equal", "expect_finite", "expect_range",
+__all__ = ["CheckFailure", "Slip", "expect_close", "expect_dtype", "expect_equal", "expect_finite", "expect_range",
            "expect_shape", "expect_tensor", "expect_true"]
 
 
@@ -47,7 +47,7 @@ def expect_tensor(value: Any, what: str, hint: str | None = None) -> torch.Tenso
     if not isinstance(value, torch.Tensor):
         extra = " (a NumPy array: convert with torch.from_numpy or build it with torch operations)" \
             if type(value).__module__ == "numpy" else ""
-        raise CheckFailure(f"{what} should be a torch.Tensor, got {type(value).__name__}{extra}.{_hint(hint)}")
+        raise CheckFailure(f"{what} should be a torch.Tensor, got {type(value).__name__}{extra}.{_hint(hint)}", hint=hint)
     return value
 
 
@@ -62,7 +62,7 @@ def expect_shape(value: Any, shape: Sequence[int | None], what: str, hint: str |
         note = " The sizes are right but in a different order: check which dimension is which."
     elif [g for g in got if g != 1] == [s for s in shape if s != 1]:
         note = " Only dimensions of size 1 differ: check squeeze/unsqueeze/keepdim."
-    raise CheckFailure(f"{what} should have shape {_shape(shape)}, got {_shape(got)}.{note}{_hint(hint)}")
+    raise CheckFailure(f"{what} should have shape {_shape(shape)}, got {_shape(got)}.{note}{_hint(hint)}", hint=hint)
 
 
 def expect_dtype(value: Any, dtype: torch.dtype, what: str, hint: str | None = None) -> torch.Tensor:
@@ -72,7 +72,7 @@ def expect_dtype(value: Any, dtype: torch.dtype, what: str, hint: str | None = N
         if hint is None:
             hint = {torch.float32: "convert with .float()", torch.int64: "convert with .long()",
                     torch.bool: "compare to get booleans, or convert with .bool()"}.get(dtype)
-        raise CheckFailure(f"{what} should have dtype {dtype}, got {tensor.dtype}.{_hint(hint)}")
+        raise CheckFailure(f"{what} should have dtype {dtype}, got {tensor.dtype}.{_hint(hint)}", hint=hint)
     return tensor
 
 
@@ -87,7 +87,7 @@ def expect_finite(value: Any, what: str, hint: str | None = None) -> torch.Tenso
             raise CheckFailure(f"{what} contains {int(bad.sum())} non-finite value(s) (NaN or infinity) out of "
                                f"{tensor.numel()}; the first is {_num(value_at)} at index "
                                f"{_index(first, tensor.shape) or '(scalar)'}. Look for a division by zero, a log of 0 "
-                               f"or an overflow.{_hint(hint)}")
+                               f"or an overflow.{_hint(hint)}", hint=hint)
     return tensor
 
 
@@ -109,7 +109,7 @@ def expect_range(value: Any, low: float, high: float, what: str, hint: str | Non
         raise CheckFailure(f"{what} should lie in [{_num(low)}, {_num(high)}], but {count} of {data.numel()} values "
                            f"do not; e.g. {_num(float(data.flatten()[worst]))} at index "
                            f"{_index(worst, data.shape) or '(scalar)'} (actual range [{_num(float(data.min()))}, "
-                           f"{_num(float(data.max()))}]).{_hint(hint)}")
+                           f"{_num(float(data.max()))}]).{_hint(hint)}", hint=hint)
     return tensor
 
 
@@ -125,7 +125,7 @@ def _as_values(value: Any, what: str, hint: str | None) -> torch.Tensor:
             return torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError):
             pass
-    raise CheckFailure(f"{what} should be a tensor or a number, got {type(value).__name__}.{_hint(hint)}")
+    raise CheckFailure(f"{what} should be a tensor or a number, got {type(value).__name__}.{_hint(hint)}", hint=hint)
 
 
 def _comparable(actual: Any, expected: Any, what: str, hint: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +145,7 @@ def expect_close(actual: Any, expected: Any, what: str, atol: float | None = Non
     longer computations pass ``**tolerance_for(expected, ops=...)``."""
     got, want = _comparable(actual, expected, what, hint)
     if want.is_complex() or got.is_complex():
-        raise CheckFailure(f"{what} should be real-valued, got complex values.{_hint(hint)}")
+        raise CheckFailure(f"{what} should be real-valued, got complex values.{_hint(hint)}", hint=hint)
     if atol is None or rtol is None:
         floats = [t.dtype for t in (got, want) if t.is_floating_point()]
         default = tolerance_for(want, dtype=max(floats, key=lambda d: torch.finfo(d).eps, default=None))
@@ -172,7 +172,7 @@ def expect_close(actual: Any, expected: Any, what: str, atol: float | None = Non
                    f"the worst is at index {_index(worst, a.shape)}: expected {_num(exp_v)}, got {_num(got_v)}.")
     if bool(torch.isnan(a).any()) and not bool(torch.isnan(e).any()):
         message += " Your result contains NaN."
-    raise CheckFailure(message + _hint(hint))
+    raise CheckFailure(message + _hint(hint), hint=hint)
 
 
 def expect_equal(actual: Any, expected: Any, what: str, hint: str | None = None) -> None:
@@ -185,10 +185,11 @@ def expect_equal(actual: Any, expected: Any, what: str, hint: str | None = None)
     where = f" at index {_index(worst, got.shape)}" if got.dim() else ""
     count = f"{int(bad.sum())} of {got.numel()} values differ; the first" if got.dim() else "the value"
     raise CheckFailure(f"{what}: {count}{where}: expected {_num(want.flatten()[worst].item())}, got "
-                       f"{_num(got.flatten()[worst].item())}.{_hint(hint)}")
+                       f"{_num(got.flatten()[worst].item())}.{_hint(hint)}", hint=hint)
 
 
-def expect_true(condition: Any, message: str) -> None:
-    """Fail with ``message`` (already in the student's terms) unless ``condition`` holds."""
+def expect_true(condition: Any, message: str, slip: str | None = None) -> None:
+    """Fail with ``message`` (already in the student's terms) unless ``condition`` holds; ``slip`` names the mistake
+    the failure diagnoses, if it does (see ``registry.Slip``)."""
     if not condition:
-        raise CheckFailure(message)
+        raise CheckFailure(message, slip=slip)

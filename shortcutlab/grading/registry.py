@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,14 @@ from shortcutlab.course import Course, CourseError, LessonSpec
 
 MARK = "__shortcutlab_check__"
 SEED_PARAMETER = "seed"
-# What a check tests: a "value" check compares the function's output with the reference or a known answer; a
-# "property" check tests a property a stub of the right shape can have too (a shape, a range, hooks removed, a
-# mode restored, inputs left alone). A property check's points count only once every value check of its
-# function passed (gating.py).
-VALUE, PROPERTY = "value", "property"
-KINDS = (VALUE, PROPERTY)
+# What a check tests. A "core" check shows that the function does its work: its main output against the reference
+# (or a known answer) on ordinary inputs, what no stub can pass; each function has one or two. A "property" check
+# tests anything else that is asked of it (a shape, a range, a default, an edge case, hooks removed, a mode restored,
+# inputs left alone, working under no_grad): one slip costs that check's points. A property check's points count
+# only once every core check of its function passed, so code that does nothing useful earns nothing (gating.py);
+# no property is ever gated on another property.
+CORE, PROPERTY = "core", "property"
+KINDS = (CORE, PROPERTY)
 F = TypeVar("F", bound=Callable)
 
 
@@ -31,8 +34,31 @@ class CheckFileError(CourseError):
     """A check file cannot be read, or disagrees with course.yml."""
 
 
+SLIP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # what a slip id looks like: no_relu, transposed, ...
+
+
+class Slip(str):
+    """A hint that names the mistake it diagnosed: it reads as the hint's text wherever a hint goes (``expect_*``'s
+    ``hint=``), and carries ``slip``, an id such as ``"no_relu"``, which the failure reports apart from its message,
+    so the class report counts mistakes without reading any text."""
+
+    slip: str
+
+    def __new__(cls, slip: str, hint: str) -> Slip:
+        if not SLIP_ID.match(slip):
+            raise ValueError(f"a slip id is lowercase letters, digits and underscores, e.g. 'no_relu'; got {slip!r}")
+        text = super().__new__(cls, hint)
+        text.slip = slip
+        return text
+
+
 class CheckFailure(AssertionError):
-    """A check failed; the message is meant for the student (raised by the ``expect_*`` helpers)."""
+    """A check failed; the message is meant for the student (raised by the ``expect_*`` helpers). ``slip`` names the
+    mistake the check diagnosed, if it did (taken from a ``Slip`` hint when not given)."""
+
+    def __init__(self, message: str = "", slip: str | None = None, hint: object = None) -> None:
+        super().__init__(message)
+        self.slip = slip if slip is not None else getattr(hint, "slip", None)
 
 
 class NotReplayable(BaseException):
@@ -43,19 +69,19 @@ class NotReplayable(BaseException):
 class CheckMark:
     function: str
     hidden: bool
-    kind: str = VALUE
+    kind: str = CORE
 
 
 def _kind_error(kind: object) -> str:
-    return (f"unknown check kind {kind!r}: write kind=\"value\" (the default: the check compares the function's "
-            "output with the reference or a known answer) or kind=\"property\" (a property a stub of the right "
-            "shape could have too; it counts only once the function's value checks pass)")
+    return (f"unknown check kind {kind!r}: write kind=\"core\" (the default: the check shows the function does its "
+            "work, its main output against the reference on ordinary inputs) or kind=\"property\" (anything else "
+            "asked of it; it counts only once the function's core checks pass)")
 
 
-def check(function: str, *, hidden: bool = False, kind: str = VALUE) -> Callable[[F], F]:
+def check(function: str, *, hidden: bool = False, kind: str = CORE) -> Callable[[F], F]:
     """Mark a pytest-style check of the graded function ``function``; ``hidden`` checks are not run by
     ``shortcutlab.check`` in notebooks and their messages are not shown to students; a ``kind="property"``
-    check's points count only when every value check of ``function`` passed."""
+    check's points count only when every core check of ``function`` passed."""
     if not isinstance(function, str) or not function.isidentifier():
         raise TypeError(f"@check needs the graded function's name as a string, e.g. @check(\"grad_cam\"); "
                         f"got {function!r}")
@@ -79,7 +105,7 @@ class CheckInfo:
     params: tuple[str, ...]
     line: int
     doc: str = ""
-    kind: str = VALUE
+    kind: str = CORE
 
 
 @dataclass(frozen=True)
@@ -93,7 +119,7 @@ class PlannedCheck:
     max_score: float
     timeout: float
     doc: str = ""
-    kind: str = VALUE  # VALUE or PROPERTY (counts only once the function's value checks pass)
+    kind: str = CORE  # CORE or PROPERTY (counts only once the function's core checks pass)
 
 
 def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool, str] | None:
@@ -116,7 +142,7 @@ def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool, str] | None:
     if kind is not None and kind.value not in KINDS:
         raise CheckFileError(f"{where}: {_kind_error(kind.value)}")
     return function.value, bool(hidden.value) if hidden is not None else False, \
-        kind.value if kind is not None else VALUE
+        kind.value if kind is not None else CORE
 
 
 def parse_check_file(path: str | Path) -> list[CheckInfo]:
@@ -172,10 +198,10 @@ def plan_checks(course: Course, lesson: LessonSpec | str) -> list[PlannedCheck]:
     if stray:
         raise CheckFileError(f"course.yml hides {', '.join(stray)} in lesson {lesson.id}, but {path} has no such "
                              f"check; its checks are: {', '.join(c.name for c in found)}")
-    no_value = [f for f in lesson.functions if all(c.kind == PROPERTY for c in found if c.function == f)]
-    if no_value:
-        raise CheckFileError(f"{path}: every check of {', '.join(no_value)} is a kind=\"property\" check; a "
-                             "function needs at least one value check (one that compares its output with the "
+    no_core = [f for f in lesson.functions if all(c.kind == PROPERTY for c in found if c.function == f)]
+    if no_core:
+        raise CheckFileError(f"{path}: every check of {', '.join(no_core)} is a kind=\"property\" check; a "
+                             "function needs at least one core check (one that compares its main output with the "
                              "reference or a known answer), since property checks count only once those pass")
     planned: list[PlannedCheck] = []
     for function, spec in lesson.functions.items():

@@ -33,6 +33,6 @@ class SubmissionStatus(StrEnum):
 class AnswerStatus(StrEnum):
     """A written answer's state (graded by hand, never by a check)."""
 
-    GRADED = "graded"  # the instructor's points are imported
+    GRADED = "graded"  # answered, and the instructor's points are imported
     AWAITING = "awaiting manual grading"  # answered, not scored yet: counts 0 until then
-    UNANSWERED = "unanswered"
+    UNANSWERED = "no answer"  # left blank (the prompt as is, or the cell deleted): 0 points, nothing to grade

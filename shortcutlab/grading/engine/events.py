@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from shortcutlab.grading.registry import SLIP_ID
+
 
 class MalformedEvent(ValueError):
     """An event line of an unknown kind or with a field of the wrong type."""
@@ -33,6 +35,14 @@ def _text(data: dict, key: str) -> str:
 
 def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _slip(data: dict) -> str | None:
+    """A slip id (registry.SLIP_ID) or None; anything else is malformed."""
+    value = data.get("slip")
+    if value is not None and not (isinstance(value, str) and SLIP_ID.match(value)):
+        raise MalformedEvent("slip is not a slip id")
+    return value
 
 
 def _token(data: dict) -> str | None:
@@ -135,6 +145,7 @@ class Result(_Event):
     seconds: float
     transcript: Any = None
     tampered: str | None = None
+    slip: str | None = None  # the mistake the check diagnosed, if it failed naming one
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
@@ -145,7 +156,7 @@ class Result(_Event):
         if tampered is not None and not isinstance(tampered, str):
             raise MalformedEvent("tampered is not a string")
         return cls(_text(data, "name"), _text(data, "status"), _text(data, "output"), seconds,
-                   data.get("transcript"), tampered, token=_token(data))
+                   data.get("transcript"), tampered, _slip(data), token=_token(data))
 
 
 @dataclass(frozen=True)
@@ -158,13 +169,14 @@ class Verified(_Event):
     status: str
     output: str
     observed: bool = False
+    slip: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> Verified:
         observed = data.get("observed")
         if not isinstance(observed, bool):
             raise MalformedEvent("observed is not a boolean")
-        return cls(_text(data, "name"), _text(data, "status"), _text(data, "output"), observed,
+        return cls(_text(data, "name"), _text(data, "status"), _text(data, "output"), observed, _slip(data),
                    token=_token(data))
 
 

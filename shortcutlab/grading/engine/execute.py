@@ -199,6 +199,7 @@ class Outcome:
     message: str = ""
     printed: str = ""
     seconds: float = 0.0
+    slip: str | None = None  # the mistake a failing check diagnosed (CheckFailure.slip), if it named one
 
     def output(self, limit: int) -> str:
         """The text shown for the check: its message, then what the code printed."""
@@ -294,7 +295,8 @@ def run_check(fn: Callable, context: CheckContext, seed: int, timeout: float | N
             detail = f" ({exc})" if str(exc) else ""
             outcome = Outcome(FAILED, f"{function} is not implemented yet: it raises NotImplementedError{detail}")
         except AssertionError as exc:
-            outcome = Outcome(FAILED, _assertion_message(exc))
+            slip = getattr(exc, "slip", None)
+            outcome = Outcome(FAILED, _assertion_message(exc), slip=slip if isinstance(slip, str) else None)
         except BaseException as exc:  # noqa: BLE001 - a student's SystemExit must not end the grading
             outcome = Outcome(ERROR, f"an error was raised while checking {function}:\n"
                                      f"{describe_exception(exc, context.student_files)}{_memory_note(exc)}")

@@ -1,8 +1,11 @@
-"""No credit for doing nothing: a property check's points count only once its function's value checks pass.
+"""No credit for doing nothing: a property check's points count only once its function's core checks pass.
 
-A ``@check(..., kind="property")`` check tests something a stub of the right shape can have too (a shape, a
-range, hooks removed, a mode restored, inputs left alone); a zeros/constant/unmoved stub would earn those points
-without computing anything. So wherever points are computed (``shortcutlab grade``, nbgrader's autograde check
+A function's core checks (``@check``'s default kind) show that it does its work: its main output against the
+reference on ordinary inputs, what no stub can pass. Its ``kind="property"`` checks test everything else asked of it
+(a shape, a range, a default, an edge case, hooks removed, a mode restored, inputs left alone, working under
+no_grad); a zeros/constant/unmoved stub could pass many of them without computing anything. So a property counts
+once the core checks pass, and then on its own: one slip costs that property's points and nothing else, and no
+property is gated on another. Wherever points are computed (``shortcutlab grade``, nbgrader's autograde check
 cells, the notebook's check report), :func:`counted` turns each property check that passed but does not count
 (:func:`gated`) into a failure (0 points) whose message (:func:`gated_output`) says why.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from shortcutlab.grading.registry import PROPERTY, VALUE, PlannedCheck
+from shortcutlab.grading.registry import CORE, PROPERTY, PlannedCheck
 from shortcutlab.grading.status import Status
 
 NOT_COUNTED = "not counted until"
@@ -19,8 +22,8 @@ NOT_COUNTED = "not counted until"
 def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
           names: Iterable[str] | None = None) -> dict[str, str]:
     """The property checks of ``planned`` that passed (``statuses[name] == "passed"``) but do not count, since a
-    value check of their function (among ``planned``) did not pass, each with the sentence saying so
-    (``not counted until "matches the reference" passes``; a hidden value check is "a hidden check").
+    core check of their function (among ``planned``) did not pass, each with the sentence saying so
+    (``not counted until "matches the reference" passes``; a hidden core check is "a hidden check").
     ``names``: the course's graded functions and classes, for the check titles."""
     from shortcutlab.grading.wording import check_title
 
@@ -28,7 +31,7 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
     out: dict[str, str] = {}
     for function in dict.fromkeys(c.function for c in planned):
         mine = [c for c in planned if c.function == function]
-        missing = [c for c in mine if c.kind == VALUE and statuses.get(c.name) != Status.PASSED]
+        missing = [c for c in mine if c.kind == CORE and statuses.get(c.name) != Status.PASSED]
         if not missing:
             continue
         visible = [f'"{check_title(c.name, function, names)}"' for c in missing if not c.hidden]
@@ -46,7 +49,7 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
 def gated_output(sentence: str) -> str:
     """A gated check's message: it passed, and why it earns nothing yet."""
     return (f"passed, but {sentence}: this check tests a property that code doing nothing useful can have too, "
-            "so it counts only once the function's values are right")
+            "so it counts only once the function's core checks pass")
 
 
 def counted(planned: Sequence[PlannedCheck], outcomes: Mapping[str, tuple[str, str]],

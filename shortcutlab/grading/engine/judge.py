@@ -47,7 +47,7 @@ def _trusted_process(checks: list[CheckJob], functions: dict[str, Callable], ref
                                     item.function, limit)
             observed = recorded.observed()
         send(out_fd, Verified(item.name, outcome.status, outcome.output(limit),
-                              bool(outcome.status != UNVERIFIED and observed)))
+                              bool(outcome.status != UNVERIFIED and observed), outcome.slip))
 
 
 def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any], transcripts: dict[str, Any],

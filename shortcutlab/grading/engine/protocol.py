@@ -60,6 +60,7 @@ class CheckReport:
     verified: bool | None = None
     tampered: str | None = None  # what the runner replaced of the grader, if anything
     why_unverified: str = ""
+    slip: str | None = None  # the mistake a failing check diagnosed (an id; CheckFailure.slip)
 
 
 @dataclass(frozen=True)

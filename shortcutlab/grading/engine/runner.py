@@ -36,6 +36,9 @@ from shortcutlab.grading.engine.worker import submission_budget
 
 
 
+NO_SANDBOX = "grading without an OS sandbox"  # how the warning given once per run without bubblewrap starts
+
+
 class GradingError(CourseError):
     """Grading cannot start (no submissions given, a grading server that cannot start)."""
 
@@ -218,13 +221,13 @@ def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, co
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
           course: Course | str | Path | None = None,
           on_result: Callable[[SubmissionResult], None] | None = None,
-          seed_for: Callable[[Submission, int], int] | None = None, require_sandbox: bool = False,
+          require_sandbox: bool = False,
           warn: Callable[[str], None] | None = None) -> GradeReport:
     """Grade .ipynb/.py submissions (folders are searched) against their lessons' checks.
 
     ``lesson`` forces the lesson (else it comes from each file's name); ``jobs`` submissions are graded at
-    once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run);
-    ``seed_for(submission, seed)``, if given, picks each submission's own run seed (e.g. mixing in its hash).
+    once (default: the number of CPUs); ``seed`` fixes the random inputs (default: a fresh one per run), the same for
+    every submission of a lesson.
     A submission that cannot be read or loaded gets an ``error`` and 0 points; it never stops the run.
     Submissions run in the OS sandbox (sandbox.py) where bubblewrap can run; elsewhere ``warn`` (default: stderr)
     is told once, and ``require_sandbox`` (or course.yml ``grading.require_sandbox``) makes that a GradingError.
@@ -242,7 +245,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     if mode != sandbox.BUBBLEWRAP:
         if require:
             raise GradingError(f"refusing to grade without the OS sandbox (--require-sandbox): {why}")
-        message = f"grading without an OS sandbox ({why}); submissions run with process isolation only"
+        message = f"{NO_SANDBOX} ({why}); submissions run with process isolation only"
         if warn is not None:
             warn(message)
         else:
@@ -293,7 +296,7 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
                     item = pending.get_nowait()
                 except queue.Empty:
                     return
-                job = _job(item, course, seed if seed_for is None else seed_for(item.submission, seed))
+                job = _job(item, course, seed)
                 began = time.monotonic()
                 raw: JobResult | None
                 try:

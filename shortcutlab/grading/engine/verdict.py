@@ -5,7 +5,7 @@ points.
 (where no student code ran) passes too; a re-run that could not happen, or a runner that tampered with the grader
 when the verdict relied on what the runner observed, is no pass (worker.run_job, for each check of a job).
 ``score``: the final statuses of a submission's checks -> its ``CheckResult``s: an unknown status is an error,
-property checks count only once their function's value checks pass (gating.py), a pass earns the check's points
+property checks count only once their function's core checks pass (gating.py), a pass earns the check's points
 (runner._assemble).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from shortcutlab.grading.engine.events import Verified
 from shortcutlab.grading.engine.execute import truncate
-from shortcutlab.grading.engine.gating import counted
+from shortcutlab.grading.engine.gating import gated, gated_output
 from shortcutlab.grading.engine.protocol import CheckReport
 from shortcutlab.grading.registry import PlannedCheck
 from shortcutlab.grading.results import CheckResult
@@ -41,7 +41,8 @@ def judge(report: CheckReport, verdict: Verified | None, limit: int) -> CheckRep
         return replace(report, verified=False, why_unverified=verdict.output[:300])
     if verdict.status == Status.PASSED:
         return replace(report, verified=True)
-    return replace(report, status=verdict.status, output=truncate(verdict.output, limit), verified=True)
+    return replace(report, status=verdict.status, output=truncate(verdict.output, limit), verified=True,
+                   slip=verdict.slip)
 
 
 def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], error: str | None, notes: list[str],
@@ -59,14 +60,19 @@ def score(planned: Sequence[PlannedCheck], results: dict[str, CheckReport], erro
             if status not in FINAL:
                 status, output = Status.ERROR, f"grader error: unknown status {status!r}"
         outcomes[c.name] = status, output
-    outcomes = counted(planned, outcomes, names)  # property checks count once the values are right
+    # Property checks count once their function's core checks pass (gating.py): one that passed before is pending.
+    pending = gated(planned, {name: status for name, (status, _) in outcomes.items()}, names)
     checks = []
     for c in planned:
         status, output = outcomes[c.name]
+        if c.name in pending:
+            status, output = Status.FAILED, gated_output(pending[c.name])
         passed = status == Status.PASSED
         if not passed and notes:
             output += ("\n" if output else "") + "\n".join(f"note: {n}" for n in notes)
         judged = passed and c.name in results and results[c.name].verified is True
+        slip = results[c.name].slip if c.name in results and status == Status.FAILED else None
         checks.append(CheckResult(c.name, c.function, c.max_score if passed else 0.0, c.max_score,
-                                  Status(status), truncate(output, limit), c.hidden, judged))
+                                  Status(status), truncate(output, limit), c.hidden, judged, gated=c.name in pending,
+                                  kind=c.kind, slip=slip))
     return tuple(checks)

@@ -101,7 +101,8 @@ def _function_process(checks: list[CheckJob], functions: dict[str, Callable], co
         with probes.recording(recorder, classes):
             outcome = run_check(functions[item.name], context, item.seed, item.timeout, item.function,
                                 limit, wrap=_record_wrapper(recorder, references or {}), guard=guards(item.function))
-        result = Result(item.name, outcome.status, outcome.output(limit), round(outcome.seconds, 3))
+        result = Result(item.name, outcome.status, outcome.output(limit), round(outcome.seconds, 3),
+                        slip=outcome.slip)
         if outcome.status == PASSED:
             result = dataclasses.replace(result, transcript=recorder.transcript(),
                                          tampered=STATE.snapshot.changed() if STATE.snapshot is not None else None)
@@ -287,7 +288,8 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
         elif isinstance(event, Result) and loaded and event.name in names and event.name not in reports:
             passed = event.status == PASSED
             reports[event.name] = CheckReport(event.status, event.output, event.seconds,
-                                              tampered=event.tampered[:200] if passed and event.tampered else None)
+                                              tampered=event.tampered[:200] if passed and event.tampered else None,
+                                              slip=None if passed else event.slip)
             if passed:
                 transcripts[event.name] = event.transcript
             if names <= reports.keys():  # all reported: no waiting for the end of the pipe (above)

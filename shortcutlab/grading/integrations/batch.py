@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,40 +18,53 @@ from pathlib import Path
 
 from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading.outputs.answer_sheets import write_answer_files
-from shortcutlab.grading.status import AnswerStatus
+from shortcutlab.grading.outputs.class_report import AT_RISK_SHARE, ClassReport, build_class_report, write_class_report
+from shortcutlab.grading.lateness import late_penalty
+from shortcutlab.grading.status import AnswerStatus, SubmissionStatus
 from shortcutlab.grading.store.answers import AnswerError, attach, collect, read_scores
 from shortcutlab.grading.outputs.exports import write_exports
 from shortcutlab.grading.outputs.identical import IdenticalGroup, find_identical, graded_code_digest
 from shortcutlab.grading.engine.versions import checks_version
-from shortcutlab.grading.store.gradebook import DEFAULT_SEED, GRADEBOOK_FILE, Gradebook, GradeKey, submission_seed
-from shortcutlab.grading.results import GradeReport, SubmissionResult
+from shortcutlab.grading.store.gradebook import GRADEBOOK_FILE, Entry, Gradebook, GradeKey
+from shortcutlab.grading.store.roster import Roster, read_roster
+from shortcutlab.grading.results import AnswerTotals, ClassLine, GradeReport, SubmissionResult
 from shortcutlab.grading.engine.runner import GradingError, grade
-from shortcutlab.grading.store.students import student_id, submission_timestamp
-from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson
+from shortcutlab.grading.store.students import Handin, identify
+from shortcutlab.grading.engine.submission import SubmissionError, expand_paths, infer_lesson
 
 
 @dataclass
 class _Item:
+    index: int
     path: Path
     lesson: str | None
+    handin: Handin
     student: str
-    timestamp: str
     key: GradeKey | None
 
 
 @dataclass(frozen=True)
 class ClassRun:
-    """A run of ``grade_class``: the report (every submission, input order) and what it did; ``students`` maps
-    each submission's path to its student id; ``identical`` lists the class's identical submissions."""
+    """A run of ``grade_class``: the report (every submission, input order) and what it did. ``lines`` has one
+    ``ClassLine`` per submission of the report (whose it is, its written answers and late penalty); ``identical``
+    lists the class's identical submissions; ``not_on_roster`` the students whose hand-ins match no one on the roster;
+    ``missing`` the roster's students who handed in nothing, by lesson graded."""
 
     report: GradeReport
     reused: int
     graded: int
     out: Path
-    students: dict[str, str] = dataclasses.field(default_factory=dict)
+    lines: tuple[ClassLine, ...] = ()
     identical: tuple[IdenticalGroup, ...] = ()
     awaiting_answers: int = 0  # written answers not yet graded by hand (answers/<lesson>_scores.csv)
     answer_files: tuple[Path, ...] = ()
+    not_on_roster: tuple[str, ...] = ()
+    missing: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def not_graded(self) -> list[ClassLine]:
+        """Submissions that could not be graded normally (status error or timeout): ``shortcutlab grade`` exits 1."""
+        return [line for line in self.lines if line.result.status != SubmissionStatus.GRADED]
 
 
 def released_digests(course: Course) -> set[str]:
@@ -73,16 +85,40 @@ def _key(path: Path, lesson: str, version: str, base_seed: int) -> GradeKey | No
     return GradeKey(hashlib.sha256(data).hexdigest(), lesson, version, base_seed)
 
 
+def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
+    """The roster of this run: the one given (kept in the gradebook), else course.yml's ``grading.roster`` (kept
+    too), else the one the gradebook kept from an earlier run (empty if there was none)."""
+    if roster is None and course.roster_file is not None:
+        roster = course.roster_file
+    if roster is None:
+        return book.roster()
+    roster = roster if isinstance(roster, Roster) else read_roster(roster)
+    book.set_roster(roster)
+    return roster
+
+
+def _latest(items: list[_Item]) -> _Item:
+    """The resubmission the exports show: the highest attempt number, then the latest hand-in time the LMS gave,
+    then the file given last."""
+    return max(items, key=lambda item: (item.handin.attempt, item.handin.timestamp, item.index))
+
+
 def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade: bool = False,
                 lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
                 course: Course | str | Path | None = None,
-                on_result: Callable[[SubmissionResult, bool], None] | None = None,
-                warn: Callable[[str], None] | None = None, require_sandbox: bool = False) -> ClassRun:
+                on_result: Callable[[ClassLine, bool], None] | None = None,
+                warn: Callable[[str], None] | None = None, require_sandbox: bool = False,
+                roster: Roster | str | Path | None = None) -> ClassRun:
     """Grade submissions into the gradebook in ``out`` and write the exports there.
 
-    ``seed`` is the base seed (default ``DEFAULT_SEED``); each submission's inputs derive from it and the
-    submission's content hash, so grades are reproducible and a rerun can reuse them. ``on_result(result,
-    reused)`` is called once per submission as soon as its grade is known.
+    ``seed`` is the base seed (default: course.yml's ``grading.seed``, else the gradebook's secret seed); every
+    submission of a lesson gets the inputs that derive from it, whatever its bytes, so the same code gets the same
+    grade and a rerun can reuse it. Whose each file is comes from its name and folders (``students.identify``:
+    LMS downloads included), matched to ``roster`` (a CSV file, default course.yml's ``grading.roster`` or the
+    gradebook's) where there is one; of several files of one student and lesson the latest resubmission counts.
+    ``on_result(line, reused)`` is called once per submission as soon as its grade is known (its student and result;
+    written answers and late penalties come with the run's ``lines``); ``warn`` gets what the
+    instructor should look at (files whose owner cannot be told, students not on the roster, resubmissions).
     """
     start = time.monotonic()
     course = course if isinstance(course, Course) else load_course(course)
@@ -91,7 +127,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     files = list(dict.fromkeys(expand_paths(list(paths))))
     if not files:
         raise GradingError("no submissions to grade: give .ipynb or .py files, or folders holding them")
-    base_seed = DEFAULT_SEED if seed is None else int(seed)
+    tell = warn or (lambda message: None)
     versions: dict[str, str] = {}
     items: dict[str, _Item] = {}
     owners: dict[tuple[str, str], Path] = {}
@@ -102,13 +138,17 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     recorded: dict[str, GradeKey] = {}
 
     def owns(item: _Item) -> bool:
-        """Whether ``item`` is the one the exports show for its student and lesson (the last one given)."""
+        """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
         return owners.get((item.student, item.lesson)) == item.path
 
     book = Gradebook(out)
     try:
+        base_seed = int(seed) if seed is not None else course.grading.seed if course.grading.seed is not None \
+            else book.secret_seed()
+        the_roster = class_roster(book, course, roster)
         run_id = book.start_run(base_seed, len(files))
-        for path in files:
+        strangers: dict[str, list[Path]] = {}
+        for index, path in enumerate(files):
             lesson_id: str | None = None
             key = None
             try:
@@ -118,14 +158,34 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 key = _key(path, lesson_id, versions[lesson_id], base_seed)
             except (SubmissionError, CourseError):
                 pass
-            item = _Item(path, lesson_id, student_id(path, lesson_id, course.lesson_ids),
-                         submission_timestamp(path), key)
-            items[str(path)] = item
-            if lesson_id is not None:
-                other = owners.get((item.student, lesson_id))
-                if other is not None and warn:
-                    warn(f"{other} and {path} are both {item.student}'s {lesson_id}; the exports show {path}")
-                owners[(item.student, lesson_id)] = path
+            handin = identify(path, lesson_id, course.lesson_ids)
+            student = handin.student
+            if the_roster:
+                matched = the_roster.match(handin)
+                if matched is not None:
+                    student = matched.student_id
+                else:
+                    strangers.setdefault(student, []).append(path)
+            elif not handin.layout:
+                tell(f"cannot tell whose submission {path} is from its name or folder; it is graded as student "
+                     f"{student!r}. Name files <student>_<lesson>.ipynb, put them in a folder per student, or give "
+                     "the LMS's download as it came (Canvas, Moodle, Gradescope)")
+            items[str(path)] = _Item(index, path, lesson_id, handin, student, key)
+        for student, where in sorted(strangers.items()):
+            tell(f"{student} is not on the roster: {', '.join(map(str, where))} (graded; add them to the roster or "
+                 "rename the file)")
+        groups: dict[tuple[str, str], list[_Item]] = {}
+        for item in items.values():
+            if item.lesson is not None:
+                groups.setdefault((item.student, item.lesson), []).append(item)
+        for (student, lesson_id), group in groups.items():
+            chosen = _latest(group)
+            owners[(student, lesson_id)] = chosen.path
+            if len(group) > 1:
+                others = ", ".join(str(i.path) for i in group if i is not chosen)
+                tell(f"{others} and {chosen.path} are {'both' if len(group) == 2 else 'all'} {student}'s {lesson_id}; "
+                     f"the exports show {chosen.path}"
+                     + (f" (resubmission {chosen.handin.attempt})" if chosen.handin.attempt else ""))
         for path in files:
             item, key = items[str(path)], items[str(path)].key
             if key is not None and key in first_of:  # the same bytes twice in one run: graded once
@@ -139,39 +199,29 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 continue
             result = dataclasses.replace(hit[0], path=str(path))
             if owns(item):
-                book.point(key, str(path), item.student, item.timestamp)
+                book.point(key, str(path), item.student, item.handin.timestamp, item.handin)
             results[str(path)] = result
             if on_result:
-                on_result(result, True)
+                on_result(ClassLine(item.student, result), True)
 
-        seen: dict[str, str] = {}  # path -> the content hash the runner actually read
-        seen_lock = threading.Lock()
         failures: list[BaseException] = []
-
-        def seed_for(submission: Submission, base: int) -> int:
-            with seen_lock:
-                seen[str(submission.path)] = submission.digest
-            return submission_seed(base, submission.digest)
 
         def record(result: SubmissionResult) -> None:
             results[result.path] = result
             item = items.get(result.path)
             try:
                 if item is not None and item.key is not None and result.lesson == item.lesson:
-                    with seen_lock:
-                        digest = seen.get(result.path, item.key.content_hash)
-                    key = dataclasses.replace(item.key, content_hash=digest)
-                    book.record(key, submission_seed(base_seed, digest), result, item.student, item.timestamp,
-                                run_id, point=owns(item))
-                    recorded[result.path] = key
+                    book.record(item.key, base_seed, result, item.student, item.handin.timestamp, run_id,
+                                point=owns(item), handin=item.handin)
+                    recorded[result.path] = item.key
             except Exception as exc:  # noqa: BLE001 - reported after the run; the grades still come back
                 failures.append(exc)
             if on_result:
-                on_result(result, False)
+                on_result(ClassLine(item.student if item is not None else "unknown", result), False)
 
         if pending:
             grade(pending, lesson=lesson, jobs=jobs, seed=base_seed, course=course, on_result=record,
-                  seed_for=seed_for, require_sandbox=require_sandbox, warn=warn)
+                  require_sandbox=require_sandbox, warn=warn)
         if failures:
             raise GradingError(f"could not write the gradebook {book.path}: {failures[0]}")
         for path, first in copies.items():
@@ -181,38 +231,70 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
             results[str(path)] = dataclasses.replace(original, path=str(path))
             item = items[str(path)]
             if str(first) in recorded and owns(item):
-                book.point(recorded[str(first)], str(path), item.student, item.timestamp)
+                book.point(recorded[str(first)], str(path), item.student, item.handin.timestamp, item.handin)
             if on_result:
-                on_result(results[str(path)], True)
+                on_result(ClassLine(item.student, results[str(path)]), True)
         graded = len(pending) + len(copies)
         book.finish_run(run_id, reused=len(files) - graded, graded=graded)
-        titles = {spec.id: spec.title for spec in course.lessons}
         entries = book.entries()
         identical = tuple(find_identical(entries, released_digests(course)))
-        if any(spec.answers for spec in course.lessons):
+        has_answers = any(spec.answers for spec in course.lessons)
+        if has_answers:
             # Written answers are read from the files just graded (never run) and join the exports.
             collect(book, entries)
             entries = attach(entries, course, book)
-        write_exports(entries, out, course.lesson_ids, titles, identical)
-        written = write_answer_files(entries, course, out) if any(spec.answers for spec in course.lessons) else []
+        write_exports(entries, out, course, identical, the_roster)
+        written = write_answer_files(entries, course, out) if has_answers else []
+        lines = _lines([items[str(p)] for p in files if str(p) in results], results, entries, course, book,
+                       the_roster)
     finally:
         book.close()
     report = GradeReport(base_seed, tuple(results[str(p)] for p in files if str(p) in results),
                          round(time.monotonic() - start, 3))
     graded = len(pending) + len(copies)
     awaiting = sum(a.status == AnswerStatus.AWAITING for e in entries for a in e.answers)
-    return ClassRun(report, len(files) - graded, graded, Path(out), {key: item.student for key, item in items.items()},
-                    identical, awaiting, tuple(written))
+    handed = {(e.student_id, e.lesson) for e in entries}
+    missing = {lesson_id: tuple(s for s in the_roster.ids if (s, lesson_id) not in handed)
+               for lesson_id in dict.fromkeys(e.lesson for e in entries)} if the_roster else {}
+    return ClassRun(report, len(files) - graded, graded, Path(out), lines, identical, awaiting, tuple(written),
+                    tuple(sorted(strangers)), {k: v for k, v in missing.items() if v})
+
+
+def _lines(items: list[_Item], results: dict[str, SubmissionResult], entries: list[Entry], course: Course,
+           book: Gradebook, roster: Roster) -> tuple[ClassLine, ...]:
+    """Each graded file as a ``ClassLine``: the exported ones with their entry's answers and late penalty, the others
+    (earlier resubmissions) with answers read from their own file."""
+    by_path = {e.path: e for e in entries}
+    loose = [Entry(item.student, item.lesson, str(item.path), item.handin.timestamp, item.key, 0,
+                   results[str(item.path)], "", name=item.handin.name, email=item.handin.email, late=item.handin.late)
+             for item in items if str(item.path) not in by_path and item.key is not None and item.lesson]
+    if loose and any(spec.answers for spec in course.lessons):
+        collect(book, loose)
+        loose = attach(loose, course, book)
+    by_path.update({e.path: e for e in loose})
+    lines = []
+    for item in items:
+        result = results[str(item.path)]
+        entry = by_path.get(str(item.path))
+        answers = entry.answers if entry is not None else ()
+        known = roster.get(item.student) if roster else None
+        name = known.name if known is not None else item.handin.name
+        penalty = late_penalty(course, item.lesson, item.handin.timestamp, item.handin.late,
+                               result.max_score + AnswerTotals.of(answers).max_score) if item.lesson else 0.0
+        lines.append(ClassLine(item.student, result, answers, penalty, name))
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
 class AnswersRun:
-    """What ``refresh`` did: scores imported, answers awaiting grading, files written."""
+    """What ``refresh`` did: scores imported (new, or changed from the stored ones), rows that matched what the
+    gradebook already held, answers awaiting grading and graded, files written."""
 
     imported: int
     awaiting: int
     graded: int
     written: tuple[Path, ...]
+    unchanged: int = 0
 
 
 def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) -> AnswersRun:
@@ -227,16 +309,36 @@ def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) 
         entries = book.entries()
         collect(book, entries)
         entries = attach(entries, course, book)
-        imported = 0
+        imported = unchanged = 0
         scores = list(scores)
         if scores:
             rows = read_scores(scores, course, entries)
+            stored = book.answer_scores()
+            # (points, comment, answer digest) already held for that student, lesson and question: not a new score
+            same = sum(stored.get(row[:3]) == (row[3], row[4], row[5]) for row in rows)
             book.import_answer_scores(rows)
-            imported = len(rows)
+            imported, unchanged = len(rows) - same, same
             entries = attach(book.entries(), course, book)
-    titles = {spec.id: spec.title for spec in course.lessons}
-    written = write_exports(entries, out, course.lesson_ids, titles, identical=None)
+        the_roster = book.roster()
+    written = write_exports(entries, out, course, identical=None, roster=the_roster)
     written += write_answer_files(entries, course, out)
     answers = [a for e in entries for a in e.answers]
     return AnswersRun(imported, sum(a.status == AnswerStatus.AWAITING for a in answers),
-                      sum(a.status == AnswerStatus.GRADED for a in answers), tuple(written))
+                      sum(a.status == AnswerStatus.GRADED for a in answers), tuple(written), unchanged)
+
+
+def class_report(out: str | Path, course: Course, at_risk_share: float = AT_RISK_SHARE) -> tuple[ClassReport, list[Path]]:
+    """The class report of the class graded into ``out`` (``shortcutlab report``): ``out/report.html`` and
+    ``out/check_stats.csv`` from the gradebook's latest submissions, their written answers and the roster."""
+    out = Path(out)
+    if not (out / GRADEBOOK_FILE).is_file():
+        raise GradingError(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the class first (shortcutlab grade --out "
+                           f"{out} ...) or pass the --out folder it wrote")
+    with Gradebook(out) as book:
+        entries = book.entries()
+        if any(spec.answers for spec in course.lessons):
+            collect(book, entries)
+            entries = attach(entries, course, book)
+        roster = book.roster()
+    report = build_class_report(entries, course, roster, at_risk_share)
+    return report, write_class_report(report, out)

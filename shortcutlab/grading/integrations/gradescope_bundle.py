@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import time
 import zipfile
@@ -29,7 +30,6 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.outputs.files import write_text
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.wording import points
-from shortcutlab.grading.store.gradebook import DEFAULT_SEED, submission_seed
 from shortcutlab.grading.results import SubmissionResult
 from shortcutlab.grading.engine.submission import SUFFIXES, expand_paths, infer_lesson
 
@@ -111,8 +111,10 @@ def write_bundle(folder: str | Path, course: Course | str | Path | None = None, 
                               "the folder of course.yml") from None
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(check_file, target / relative)
-    write_text(folder / CONFIG_FILE, json.dumps({"lesson": lesson, "seed": DEFAULT_SEED if seed is None else int(seed),
-                                                 "course": f"course/{COURSE_FILE}"}, indent=2) + "\n")
+    seed = int(seed) if seed is not None else course.grading.seed if course.grading.seed is not None else \
+        secrets.randbelow(2**31)  # the bundle's secret: students never see the autograder's files
+    write_text(folder / CONFIG_FILE, json.dumps({"lesson": lesson, "seed": seed, "course": f"course/{COURSE_FILE}"},
+                                                indent=2) + "\n")
     for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
         write_text(folder / name, text)
         (folder / name).chmod(0o755)
@@ -196,8 +198,7 @@ def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
         course = load_course(config.parent / settings.get("course", f"course/{COURSE_FILE}"))
         lesson = settings.get("lesson")
         files = _choose(_uploads(root / "submission"), course, lesson)
-        report = grade(files, lesson=lesson, jobs=jobs, seed=int(settings.get("seed", DEFAULT_SEED)), course=course,
-                       seed_for=lambda submission, base: submission_seed(base, submission.digest))
+        report = grade(files, lesson=lesson, jobs=jobs, seed=int(settings["seed"]), course=course)
         results = combine(list(report.submissions), time.monotonic() - start, course)
     except (ShortcutlabError, OSError, ValueError) as exc:
         results = {"score": 0.0, "execution_time": round(time.monotonic() - start, 3),

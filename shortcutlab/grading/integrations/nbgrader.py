@@ -6,6 +6,8 @@ The course root::
     DIR/source/<id>/<id>.ipynb        each lesson's solution notebook, its check and answer cells' points from
                                       course.yml
     DIR/shortcutlab_course/course.yml the course manifest and its check files (autograder/test_<id>.py)
+    DIR/shortcutlab_course/seed.json  the base seed of the checks' inputs: course.yml's ``grading.seed``, else a
+                                      secret drawn at the first export and kept by later ones
 
 Then ``nbgrader generate_assignment <id>``, ``nbgrader autograde <id>`` (notebooks in
 ``submitted/<student>/<id>/<id>.ipynb``) and ``nbgrader export`` work as usual, offline. The config has
@@ -18,13 +20,14 @@ them "needs manual grade" and the formgrader shows them.
 Scores agree with ``shortcutlab grade``: under ``nbgrader autograde`` a check cell
 (``shortcutlab.check("<id>.<function>", fn)``) runs every check of the function, hidden ones included, and
 returns the points earned, which nbgrader records as the cell's partial credit. Hidden checks print only
-whether they passed. The inputs derive from ``$SHORTCUTLAB_SEED`` (default 0), not from the file's hash as
-in ``shortcutlab grade``; checks are written to pass or fail whatever the seed. (The check cell itself:
-``integrations.notebook``.)
+whether they passed. The inputs derive from ``$SHORTCUTLAB_SEED``, which the config sets from seed.json; checks are
+written so their verdicts do not depend on the seed. (The check cell itself: ``integrations.notebook``.)
 """
 from __future__ import annotations
 
 import functools
+import json
+import secrets
 import shutil
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
 
 COURSE_FOLDER = "shortcutlab_course"
+SEED_FILE = "seed.json"
 CELL_TIMEOUT = 600  # seconds per cell under nbgrader; exploration cells train small models on 2 CPU cores
 
 CONFIG = '''\
@@ -39,13 +43,16 @@ CONFIG = '''\
 
 Run nbgrader from this folder: nbgrader generate_assignment <id>, nbgrader autograde <id>, nbgrader export.
 """
+import json
 import os
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 
-# Check cells (shortcutlab.check) read this course.yml and its check files; kernels inherit the variable.
+# Check cells (shortcutlab.check) read this course.yml and its check files, and the base seed of their inputs;
+# kernels inherit the variables.
 os.environ["SHORTCUTLAB_COURSE"] = str(_HERE / {folder!r} / {course_file!r})
+os.environ["SHORTCUTLAB_SEED"] = str(json.loads((_HERE / {folder!r} / {seed_file!r}).read_text())["seed"])
 
 from shortcutlab.grading.integrations.nbgrader import generate_assignment_preprocessors  # noqa: E402
 
@@ -71,11 +78,12 @@ def _relative(path: Path, root: Path, what: str) -> Path:
 
 
 def export_nbgrader(folder: str | Path, course: Course | str | Path | None = None,
-                    lessons: list[str] | None = None, course_id: str = "shortcutlab") -> list[Path]:
+                    lessons: list[str] | None = None, course_id: str = "shortcutlab", seed: int | None = None) -> list[Path]:
     """Write an nbgrader course root into ``folder`` for ``lessons`` (default: all); returns the files written.
 
     Existing files are replaced; nbgrader's own folders (release/, submitted/, autograded/, gradebook.db)
-    are left alone, so exporting again after editing a solution keeps the class's work.
+    are left alone, so exporting again after editing a solution keeps the class's work, and so is the base seed of
+    an earlier export unless ``seed`` (or course.yml's ``grading.seed``) sets one.
     """
     course = course if isinstance(course, Course) else load_course(course)
     chosen = [course.lesson(lesson_id) for lesson_id in (lessons or course.lesson_ids)]
@@ -110,9 +118,19 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
             written.append(dest)
         else:
             copy(notebook, dest)
+    seed_file = target / SEED_FILE
+    if seed is None:
+        seed = course.grading.seed
+    if seed is None:
+        try:
+            seed = int(json.loads(seed_file.read_text(encoding="utf-8"))["seed"])  # an earlier export's secret
+        except (OSError, ValueError, KeyError, TypeError):
+            seed = secrets.randbelow(2**31)
+    seed_file.write_text(json.dumps({"seed": int(seed)}) + "\n", encoding="utf-8")
+    written.append(seed_file)
     config = root / "nbgrader_config.py"
     config.write_text(CONFIG.format(folder=COURSE_FOLDER, course_file=COURSE_FILE, course_id=course_id,
-                                    timeout=CELL_TIMEOUT), encoding="utf-8")
+                                    timeout=CELL_TIMEOUT, seed_file=SEED_FILE), encoding="utf-8")
     written.append(config)
     return written
 

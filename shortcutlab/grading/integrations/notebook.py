@@ -23,11 +23,10 @@ from shortcutlab.grading.engine.gating import counted
 from shortcutlab.grading.registry import (CheckFailure, PlannedCheck, check_seed, collect_checks, import_check_file,
                                           plan_checks)
 from shortcutlab.grading.status import SYMBOLS, Status
-from shortcutlab.grading.store.gradebook import DEFAULT_SEED
 from shortcutlab.grading.wording import check_title, points
 
 _MISSING = object()
-SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of check cells under nbgrader autograde (default: DEFAULT_SEED)
+SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of check cells under nbgrader autograde (set by its config)
 
 
 class ChecksFailed(CheckFailure):
@@ -121,7 +120,7 @@ def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: di
         outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,
                                       function, limit) for c in planned}
     names = course.graded_names
-    # No credit for doing nothing: a property check counts only once the function's value checks pass.
+    # No credit for doing nothing: a property check counts only once the function's core checks pass.
     final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
     return _CellRun(planned, outcomes, final, names)
 
@@ -133,7 +132,8 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
 
     Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
     """
-    base = int(seed if seed is not None else os.environ.get(SEED_ENV, DEFAULT_SEED))
+    given = seed if seed is not None else os.environ.get(SEED_ENV, course.grading.seed)
+    base = int(given) if given is not None else secrets.randbelow(2**31)
     lines: list[str] = []
     earned, passed_count = 0.0, 0
     with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
@@ -144,7 +144,7 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
             passed = status == PASSED
             earned += c.max_score if passed else 0.0
             passed_count += passed
-            if c.hidden:  # its message stays hidden, unless it is only waiting for the value checks
+            if c.hidden:  # its message stays hidden, unless it is only waiting for the core checks
                 was_gated = run.outcomes[c.name].status == PASSED and not passed
                 lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
                              + (f"({output})" if was_gated else f"({'passed' if passed else 'failed'})"))

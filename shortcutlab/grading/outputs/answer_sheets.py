@@ -1,7 +1,7 @@
 """The instructor's files for written answers, per lesson: ``answers/<lesson>.md`` (each question, its model answer
 from the solution notebook, then each student's answer) and ``answers/<lesson>_scores.csv`` (one row per student and
-question, ``store.answers.SCORE_COLUMNS``; points and comment blank to fill in, unanswered questions pre-filled
-with 0; ``answer`` is a digest of the answer the row scores). Rewriting the CSV keeps what the instructor already
+question, ``store.answers.SCORE_COLUMNS``; points and comment blank to fill in, a question left blank marked "no
+answer" in the comment, with no points to fill in; ``answer`` is a digest of the answer the row scores). Rewriting the CSV keeps what the instructor already
 typed there for the same answer."""
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ def _existing_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
 def scores_csv(lesson: LessonSpec, entries: list[Entry], existing: dict[tuple[str, str], dict[str, str]] = {}
                ) -> str:  # noqa: B006 - read only
     """The lesson's scores template: a row per student and question. Points and comment are the imported ones,
-    else what ``existing`` (the file as the instructor left it) holds for the same answer, else blank (0 and
-    "unanswered" for an unanswered question)."""
+    else what ``existing`` (the file as the instructor left it) holds for the same answer, else blank (the comment
+    "no answer" for a question left blank: it counts 0 without a score, so there is nothing to fill in)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SCORE_COLUMNS)
@@ -94,7 +94,7 @@ def scores_csv(lesson: LessonSpec, entries: list[Entry], existing: dict[tuple[st
                 score = (old.get("points") or "").strip() if kept else ""
                 comment = (old.get("comment") or "").strip() if kept else ""
                 if not score and not comment and answer.status == AnswerStatus.UNANSWERED:
-                    score, comment = "0", "unanswered"
+                    comment = str(AnswerStatus.UNANSWERED)
             writer.writerow([lesson.id, entry.student_id, answer.question, score, points(answer.max_score), comment,
                              digest])
     return buffer.getvalue()

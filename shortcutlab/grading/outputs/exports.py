@@ -25,36 +25,42 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from shortcutlab.course import Course
 from shortcutlab.grading.outputs.feedback import build_feedback, render
 from shortcutlab.grading.outputs.files import write_text
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import IdenticalGroup, identical_csv
-from shortcutlab.grading.outputs.tables import class_matrix_csv, grades_csv
+from shortcutlab.grading.outputs.tables import class_matrix_csv, class_rows, grades_csv
 from shortcutlab.grading.store.gradebook import Entry
+from shortcutlab.grading.store.roster import Roster
 
 
-def write_exports(entries: Iterable[Entry], out: str | Path, lessons: Iterable[str] = (),
-                  titles: dict[str, str] | None = None, identical: Iterable[IdenticalGroup] | None = ()) -> list[Path]:
-    """Write grades.csv, class_matrix.csv, identical_submissions.csv (``identical``: see ``find_identical``;
-    None leaves the file as it is), results/<student>/<lesson>/results.json and
-    feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's, with their written answers if
-    ``answers.attach`` gave them any); returns the files written."""
+def write_exports(entries: Iterable[Entry], out: str | Path, course: Course,
+                  identical: Iterable[IdenticalGroup] | None = (), roster: Roster = Roster()) -> list[Path]:
+    """Write grades.csv, class_matrix.csv (a row per student of ``roster`` too, ``missing`` where nothing was handed
+    in), identical_submissions.csv (``identical``: see ``find_identical``; None leaves the file as it is),
+    results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's,
+    with their written answers if ``answers.attach`` gave them any); returns the files written."""
     out = Path(out)
     entries = list(entries)
-    lessons = tuple(lessons)
-    titles = titles or {}
+    rows = class_rows(entries, course, roster)
+    titles = {spec.id: spec.title for spec in course.lessons}
     written = [out / "grades.csv", out / "class_matrix.csv"]
-    write_text(written[0], grades_csv(entries, lessons))
-    write_text(written[1], class_matrix_csv(entries, lessons, titles))
+    write_text(written[0], grades_csv(rows, course))
+    write_text(written[1], class_matrix_csv(rows, course))
     if identical is not None:
         written.append(out / "identical_submissions.csv")
         write_text(written[2], identical_csv(identical))
-    for entry in entries:
+    for row in rows:
+        entry = row.entry
+        if entry is None:
+            continue
         result, title, answers = entry.result, titles.get(entry.lesson, ""), entry.answers
         results = out / "results" / entry.student_id / entry.lesson / "results.json"
-        write_text(results, json.dumps(gradescope_results(result, answers=answers), indent=2) + "\n")
+        write_text(results, json.dumps(gradescope_results(result, answers=answers, late_penalty=row.penalty),
+                                       indent=2) + "\n")
         feedback = out / "feedback" / entry.student_id
-        model = build_feedback(result, entry.student_id, title, entry.timestamp, answers)  # one model, two pages
+        model = build_feedback(result, entry.student_id, title, entry.timestamp, answers, row.penalty)  # one model
         write_text(feedback / f"{entry.lesson}.md", render("feedback.md.j2", model))
         write_text(feedback / f"{entry.lesson}.html", render("feedback.html.j2", model))
         written += [results, feedback / f"{entry.lesson}.md", feedback / f"{entry.lesson}.html"]

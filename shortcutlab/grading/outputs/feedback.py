@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shortcutlab.grading.results import AnswerResult, SubmissionResult, answers_status
+from shortcutlab.grading.results import AnswerResult, AnswerTotals, SubmissionResult, answers_status
 from shortcutlab.grading.status import SYMBOLS, AnswerStatus, Status
-from shortcutlab.grading.store.students import normalize_timestamp
+from shortcutlab.timestamps import normalize_timestamp
 from shortcutlab.grading.wording import check_title, points
 
 if TYPE_CHECKING:
@@ -33,6 +33,11 @@ _ANSWER_SYMBOLS = {AnswerStatus.GRADED: "✎", AnswerStatus.AWAITING: "…", Ans
 _ANSWER_KINDS = {AnswerStatus.GRADED: "passed", AnswerStatus.AWAITING: "hidden", AnswerStatus.UNANSWERED: "failed"}
 AWAITING_NOTICE = "Written answers awaiting manual grading count 0 until your instructor has graded them."
 HIDDEN_NOTICE = "Hidden checks test cases you were not shown; only whether they passed is reported."
+GATING_NOTICE = ("How points are given: each function has a core check (its main result against the reference on "
+                 "ordinary inputs); its other checks test one requirement each and count once the core check passes, "
+                 "so one mistake costs that check's points only, and code that does not do the work earns none. A "
+                 "check marked pending passed and will count once the core check does.")
+PENDING_SYMBOL = "…"
 NOT_GRADED = "Your submission could not be graded normally"
 
 
@@ -87,12 +92,12 @@ class FunctionSection:
 @dataclass(frozen=True)
 class AnswerLine:
     """One written answer: its line ('✎ Question 1: 2 / 2, graded by hand'), the instructor's comment (only of a
-    graded answer), a note, and the student's stripped text ('' if unanswered)."""
+    graded answer), a note, and the student's stripped text ('' if there is no answer)."""
 
     number: int
     status: AnswerStatus
     line: str
-    kind: str  # 'passed' (graded), 'hidden' (awaiting), 'failed' (unanswered): a CSS class in HTML
+    kind: str  # 'passed' (graded), 'hidden' (awaiting), 'failed' (no answer): a CSS class in HTML
     comment: str = ""
     note: str = ""
     text: str = ""
@@ -109,6 +114,7 @@ class Feedback:
     score: str  # '5 / 10', written answers included
     percent: str  # '50%', or '' when nothing is to be had
     awaiting_notice: str  # '' unless a written answer awaits manual grading
+    late_notice: str  # 'Handed in late: 1.2 points taken off (10 / 12 before).', or ''
     trouble: Trouble | None
     sandbox: str  # 'Graded in OS sandbox: bubblewrap.', or ''
     summary: tuple[SummaryRow, ...]  # empty when there are neither checks nor written answers
@@ -116,6 +122,7 @@ class Feedback:
     answers_heading: str  # 'Written answers: 1 / 3 (1 awaiting manual grading)', or '' without answers
     answers: tuple[AnswerLine, ...]
     hidden_notice: str  # '' unless some check is hidden
+    gating_notice: str  # the partial-credit policy, where some check is pending on its core check; else ''
 
 
 # ----------------------------------------------------------------------------- building it
@@ -139,11 +146,15 @@ def _trouble(result: SubmissionResult) -> Trouble | None:
 
 
 def _check_line(check) -> CheckLine:
-    symbol = SYMBOLS.get(check.status, "?")
+    symbol = PENDING_SYMBOL if check.gated else SYMBOLS.get(check.status, "?")
     score = f"{points(check.score)} / {points(check.max_score)}"
     passed = check.status == Status.PASSED
     if check.hidden:  # only pass/fail and points: never the name, the status's detail or the message
-        return CheckLine(symbol, f"hidden check, {'passed' if passed else 'failed'}", score, "hidden")
+        state = "passed, pending the core check" if check.gated else "passed" if passed else "failed"
+        return CheckLine(symbol, f"hidden check, {state}", score, "hidden")
+    if check.gated:
+        return CheckLine(symbol, check_title(check.name, check.function), score, "pending", "pending",
+                         check.output.strip())
     return CheckLine(symbol, check_title(check.name, check.function), score, str(check.status),
                      "" if passed else str(check.status), "" if passed else check.output.strip())
 
@@ -155,7 +166,7 @@ def _answer_line(answer: AnswerResult) -> AnswerLine:
     elif answer.status == AnswerStatus.AWAITING:
         state = f"awaiting manual grading (0 / {most} until then)"
     else:
-        state = f"unanswered (0 / {most})"
+        state = f"no answer ({points(answer.points)} / {most})"
     graded = answer.status == AnswerStatus.GRADED
     return AnswerLine(answer.number, answer.status, f"{_ANSWER_SYMBOLS[answer.status]} Question {answer.number}: "
                       f"{state}", _ANSWER_KINDS[answer.status], answer.comment.strip() if graded else "",
@@ -163,14 +174,15 @@ def _answer_line(answer: AnswerResult) -> AnswerLine:
 
 
 def build_feedback(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "",
-                   answers: Iterable[AnswerResult] = ()) -> Feedback:
-    """The feedback on ``result`` for ``student``: score, points per function, each check (a hidden check shows
-    only pass/fail and points), then each written answer (the student's text, its status, points and the
-    instructor's comment)."""
+                   answers: Iterable[AnswerResult] = (), late_penalty: float = 0.0) -> Feedback:
+    """The feedback on ``result`` for ``student``: score (less ``late_penalty`` points), points per function, each
+    check (a hidden check shows only pass/fail and points), then each written answer (the student's text, its
+    status, points and the instructor's comment)."""
     answers = tuple(answers)
-    got_answers, most_answers = sum(a.points for a in answers), sum(a.max_score for a in answers)
-    awaiting = sum(a.status == AnswerStatus.AWAITING for a in answers)
-    score, most = result.score + got_answers, result.max_score + most_answers
+    written = AnswerTotals.of(answers)
+    got_answers, most_answers, awaiting = written.score, written.max_score, written.awaiting
+    before, most = result.score + got_answers, result.max_score + most_answers
+    score = max(0.0, before - late_penalty)
     lesson = result.lesson or "unknown lesson"
 
     summary = []
@@ -194,6 +206,8 @@ def build_feedback(result: SubmissionResult, student: str = "", title: str = "",
         score=f"{points(score)} / {points(most)}",
         percent=f"{100 * score / most:.0f}%" if most else "",
         awaiting_notice=AWAITING_NOTICE if awaiting else "",
+        late_notice=(f"Handed in late: {points(late_penalty)} points taken off ({points(before)} / {points(most)} "
+                     "before).") if late_penalty else "",
         trouble=_trouble(result),
         sandbox=f"Graded in OS sandbox: {result.sandbox}." if result.sandbox else "",
         summary=tuple(summary),
@@ -202,6 +216,7 @@ def build_feedback(result: SubmissionResult, student: str = "", title: str = "",
                                                                  if awaiting else "")) if answers else "",
         answers=tuple(_answer_line(a) for a in answers),
         hidden_notice=HIDDEN_NOTICE if any(c.hidden for c in result.checks) else "",
+        gating_notice=GATING_NOTICE if any(c.gated for c in result.checks) else "",
     )
 
 
@@ -234,12 +249,12 @@ def render(template: str, feedback: Feedback) -> str:
 
 
 def feedback_markdown(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "",
-                      answers: Iterable[AnswerResult] = ()) -> str:
+                      answers: Iterable[AnswerResult] = (), late_penalty: float = 0.0) -> str:
     """A student's feedback on one submission in Markdown (see ``build_feedback``)."""
-    return render("feedback.md.j2", build_feedback(result, student, title, timestamp, answers))
+    return render("feedback.md.j2", build_feedback(result, student, title, timestamp, answers, late_penalty))
 
 
 def feedback_html(result: SubmissionResult, student: str = "", title: str = "", timestamp: str = "",
-                  answers: Iterable[AnswerResult] = ()) -> str:
+                  answers: Iterable[AnswerResult] = (), late_penalty: float = 0.0) -> str:
     """The same feedback as ``feedback_markdown``, as a self-contained HTML page."""
-    return render("feedback.html.j2", build_feedback(result, student, title, timestamp, answers))
+    return render("feedback.html.j2", build_feedback(result, student, title, timestamp, answers, late_penalty))

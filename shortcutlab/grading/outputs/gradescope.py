@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shortcutlab.grading.results import AnswerResult, SubmissionResult
+from shortcutlab.grading.results import AnswerResult, AnswerTotals, SubmissionResult
 from shortcutlab.grading.status import AnswerStatus, Status
 from shortcutlab.grading.wording import check_title, points, rounded
 
@@ -21,7 +21,7 @@ def answer_output(answer: AnswerResult, quote_answer: bool = True) -> str:
         head = f"Awaiting manual grading (0 / {points(answer.max_score)} until then): your instructor reads and " \
                "scores this answer by hand."
     else:
-        head = f"Unanswered: 0 / {points(answer.max_score)}."
+        head = f"No answer: {points(answer.points)} / {points(answer.max_score)}."
     if answer.note:
         head += f"\n({answer.note})"
     if quote_answer and answer.answered:
@@ -31,22 +31,26 @@ def answer_output(answer: AnswerResult, quote_answer: bool = True) -> str:
 
 def answer_tests(answers: Iterable[AnswerResult], first: int = 1) -> list[dict]:
     """results.json tests for written answers, numbered from ``first``: manually graded tests with the
-    instructor's points, or 0 of their points and no ``status`` while awaiting manual grading."""
+    instructor's points, or 0 of their points and no ``status`` while awaiting manual grading. Only full points
+    are ``passed`` and only 0 points ``failed``; a partly scored answer has no ``status`` (it is neither)."""
     tests = []
     for number, answer in enumerate(answers, start=first):
         test = {"name": f"Question {answer.number}: written answer ({answer.status})", "number": str(number),
                 "score": rounded(answer.points), "max_score": rounded(answer.max_score),
                 "output": answer_output(answer), "visibility": "visible"}
         if answer.status != AnswerStatus.AWAITING:
-            test["status"] = "passed" if answer.points >= answer.max_score - 1e-9 else "failed"
+            if answer.points >= answer.max_score - 1e-9:
+                test["status"] = "passed"
+            elif answer.points <= 1e-9:
+                test["status"] = "failed"
         tests.append(test)
     return tests
 
 
 def gradescope_results(result: SubmissionResult, execution_time: float | None = None,
-                       answers: Iterable[AnswerResult] = ()) -> dict:
-    """Gradescope's results.json for one submission: the score, one test per check, then one per written
-    answer (``answer_tests``; they add to the score once graded by hand).
+                       answers: Iterable[AnswerResult] = (), late_penalty: float = 0.0) -> dict:
+    """Gradescope's results.json for one submission: the score (less ``late_penalty`` points), one test per check,
+    then one per written answer (``answer_tests``; they add to the score once graded by hand).
 
     Visible checks show their message; hidden checks show only passed/failed and their points once grades
     are published (visibility ``after_published``).
@@ -67,11 +71,14 @@ def gradescope_results(result: SubmissionResult, execution_time: float | None = 
                           "score": rounded(check.score), "max_score": rounded(check.max_score),
                           "output": output, "visibility": "visible", "status": status})
     tests += answer_tests(answers, len(tests) + 1)
-    score = result.score + sum(a.points for a in answers)
-    summary = f"{points(score)} / {points(result.max_score + sum(a.max_score for a in answers))} points"
+    written = AnswerTotals.of(answers)
+    score = max(0.0, result.score + written.score - late_penalty)
+    summary = f"{points(score)} / {points(result.max_score + written.max_score)} points"
+    if late_penalty:
+        summary += f" ({points(late_penalty)} taken off: handed in late)"
     if result.lesson:
         summary = f"{result.lesson}: {summary}"
-    awaiting = sum(a.status == AnswerStatus.AWAITING for a in answers)
+    awaiting = written.awaiting
     if awaiting:
         summary += f" ({awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading)"
     if result.error:

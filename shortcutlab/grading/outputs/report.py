@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import textwrap
-from shortcutlab.grading.results import GradeReport, SubmissionResult
+from collections.abc import Sequence
+
+from shortcutlab.grading.results import ClassLine, GradeReport, SubmissionResult
 from shortcutlab.grading.wording import points
 from shortcutlab.grading.status import Status, SubmissionStatus
 from shortcutlab.grading.store.students import student_id
@@ -17,37 +19,22 @@ MARKS = {Status.PASSED: "ok", Status.FAILED: "FAIL", Status.ERROR: "ERROR", Stat
 # A submission's status (grades.csv, the terminal); "missing" (not handed in) exists only in the class's exports.
 GRADED, ERROR, TIMEOUT, MISSING = SubmissionStatus
 STATUSES = tuple(SubmissionStatus)
-# How the engine words these (worker.py, execute.py): loading cut off by its time limit, a graded cell that was
-# stopped while loading, and a graded function whose cell raised while loading (execute.missing_message).
-_LOAD_TIMEOUT = "did not finish loading within"
-_CELL_TIMEOUTS = ("did not finish within", "loading the submission used up its")
-_CELL_RAISED = ("is not defined in your submission", "\nIts cell (")
 
 
-def submission_status(result: SubmissionResult) -> str:
-    """``error`` if the submission could not be graded normally (unreadable, its code killed the grader while
-    loading, a graded cell that raised while loading), ``timeout`` if a time limit cut it off (loading or a
-    check), else ``graded``. A wrong answer, a stub or a function left out is ``graded``."""
-    if result.error:
-        return TIMEOUT if _LOAD_TIMEOUT in result.error or (result.load or {}).get("status") == TIMEOUT else ERROR
-    if (result.load or {}).get("status") in (ERROR, TIMEOUT):  # a cell that raised or was stopped while loading
-        return result.load["status"]
-    cell_timeout = False
-    for check in result.checks:
-        if check.status == Status.ERROR and all(marker in check.output for marker in _CELL_RAISED):
-            raised = check.output.split(_CELL_RAISED[1], 1)[1]
-            if any(marker in raised for marker in _CELL_TIMEOUTS):
-                cell_timeout = True
-            else:
-                return ERROR
-    if cell_timeout or any(check.status == Status.TIMEOUT for check in result.checks):
-        return TIMEOUT
-    return GRADED
+def class_lines(report: GradeReport, lines: Sequence[ClassLine] | None = None) -> list[ClassLine]:
+    """``lines`` (a class run's, one per submission of ``report``), or each submission of ``report`` as a line of its
+    own, its student told by its file name and no written answers (a run of the runner alone)."""
+    if lines is not None:
+        return list(lines)
+    return [ClassLine(student_id(r.path, r.lesson), r) for r in report.submissions]
 
 
-def render_json(report: GradeReport) -> str:
-    """``{"seed", "submissions": [{"path", "lesson", "score", "max_score", "error", "checks": [...]}]}``."""
-    return json.dumps(report.to_dict(), indent=2)
+def render_json(report: GradeReport, lines: Sequence[ClassLine] | None = None) -> str:
+    """``{"seed", "submissions": [{"student", "path", "lesson", "status", "score", "max_score", "error", "load",
+    "sandbox", "checks": [...], "answers": {...}, "late_penalty", "total": {...}}]}``: ``score`` and ``max_score`` are
+    the checks' points, ``answers`` the written answers', ``total`` both less the late penalty."""
+    return json.dumps({"seed": report.seed, "submissions": [line.to_dict() for line in class_lines(report, lines)]},
+                      indent=2)
 
 
 def _first_lines(text: str, count: int = 4, width: int = 110) -> list[str]:
@@ -57,11 +44,18 @@ def _first_lines(text: str, count: int = 4, width: int = 110) -> list[str]:
     return lines[:count] + (["..."] if len(lines) > count else [])
 
 
-def render_line(result: SubmissionResult, student: str | None = None) -> str:
-    """One line: student, lesson, score/max, status (the student id from the path unless given)."""
-    student = student or student_id(result.path, result.lesson)
-    return f"{student}  {result.lesson or 'unknown lesson'}  {points(result.score)}/{points(result.max_score)}  " \
-           f"{submission_status(result)}{load_problem(result)}"
+def render_line(line: ClassLine) -> str:
+    """One line: student, lesson, the checks' points, the written answers' points (where the lesson has any, with how
+    many await manual grading), a late penalty (if any), the status."""
+    result = line.result
+    parts = [line.student, result.lesson or "unknown lesson", f"{points(result.score)}/{points(result.max_score)}"]
+    written = line.written
+    if written.max_score:
+        parts.append(f"answers {points(written.score)}/{points(written.max_score)}"
+                     + (f" ({written.awaiting} awaiting)" if written.awaiting else ""))
+    if line.late_penalty:
+        parts.append(f"late -{points(line.late_penalty)}")
+    return "  ".join(parts) + f"  {result.status}{load_problem(result)}"
 
 
 def load_problem(result: SubmissionResult) -> str:
@@ -95,25 +89,32 @@ def render_details(result: SubmissionResult) -> list[str]:
     return lines
 
 
-def render_summary(report: GradeReport) -> str:
-    """``N submissions in S s (seed K): G graded, E error, T timeout; F with full marks``."""
-    total = len(report.submissions)
+def render_summary(report: GradeReport, lines: Sequence[ClassLine] | None = None) -> str:
+    """``N submissions in S s (seed K): G graded, E error, T timeout; F with full marks``, and where some lesson has
+    written answers, how many have every code point and how many answers await manual grading: "full marks" counts
+    only submissions with every point of the checks and of the written answers."""
+    lines = class_lines(report, lines)
+    total = len(lines)
     counts = {status: 0 for status in STATUSES[:3]}
-    for s in report.submissions:
-        counts[submission_status(s)] += 1
-    full = sum(1 for s in report.submissions if s.max_score and abs(s.score - s.max_score) < 1e-9)
-    return (f"{total} submission{'s' if total != 1 else ''} in {report.seconds:.1f} s (seed {report.seed}): "
-            + ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; {full} with full marks")
+    for line in lines:
+        counts[line.result.status] += 1
+    text = (f"{total} submission{'s' if total != 1 else ''} in {report.seconds:.1f} s (seed {report.seed}): "
+            + ", ".join(f"{n} {status}" for status, n in counts.items())
+            + f"; {sum(line.full_marks for line in lines)} with full marks")
+    if any(line.written.max_score for line in lines):
+        awaiting = sum(line.written.awaiting for line in lines)
+        text += (f" (written answers included), {sum(line.full_code_marks for line in lines)} with every code point; "
+                 f"{awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading")
+    return text
 
 
-def render_table(report: GradeReport, details: bool = False, students: dict[str, str] | None = None) -> str:
-    """One line per submission (``render_line``), each followed by its ``render_details`` if ``details``, then
-    a summary line. ``students`` maps a submission's path to its student id (default: the file name)."""
-    students = students or {}
-    lines: list[str] = []
-    for result in report.submissions:
-        lines.append(render_line(result, students.get(result.path)))
+def render_table(report: GradeReport, details: bool = False, lines: Sequence[ClassLine] | None = None) -> str:
+    """One line per submission (``render_line``; ``lines`` are a class run's, else each file's student comes from its
+    name), each followed by its ``render_details`` if ``details``, then a summary line."""
+    out: list[str] = []
+    for line in class_lines(report, lines):
+        out.append(render_line(line))
         if details:
-            lines += render_details(result)
-    lines.append(render_summary(report))
-    return "\n".join(lines)
+            out += render_details(line.result)
+    out.append(render_summary(report, lines))
+    return "\n".join(out)

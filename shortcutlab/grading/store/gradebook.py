@@ -2,11 +2,14 @@
 
 A grade is keyed by the submission's content hash, its lesson, the checks' version (``checks_version``)
 and the run's base seed: regrading the same bytes against the same checks with the same seed gives the
-same grade, so a rerun skips it. Each finished submission is committed on its own (WAL journal), so a run
+same grade, so a rerun skips it. The base seed is the gradebook's own secret unless one is given (``secret_seed``):
+every submission of a lesson gets the same inputs from it, whatever its bytes, and no student can know them. Each finished submission is committed on its own (WAL journal), so a run
 killed midway keeps everything graded before the kill and the rerun grades only the rest.
 
 Tables: ``grades`` (one row per key, the result as JSON), ``submissions`` (the latest submission of each
-student for each lesson, pointing at its grade) and ``runs`` (when and how each run graded); for written
+student for each lesson, pointing at its grade, with what its LMS said: the student's name and email, the hand-in
+time, whether it was marked late), ``roster`` (the class, once a roster was given) and ``runs`` (when and how each run
+graded); for written
 answers (``shortcutlab.grading.store.answers``), ``answers`` (each submission's answer texts, read from its notebook
 by the grading parent) and ``answer_scores`` (the instructor's points per student, lesson and question, with a
 digest of the answer they were given for).
@@ -18,6 +21,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -25,14 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.results import CheckResult, SubmissionResult
+from shortcutlab.grading.results import AnswerTotals, CheckResult, SubmissionResult
+from shortcutlab.grading.store.roster import Roster, roster_from_rows
+from shortcutlab.grading.store.students import Handin
 
 if TYPE_CHECKING:
     from shortcutlab.grading.results import AnswerResult
 
 GRADEBOOK_FILE = "gradebook.sqlite"
 SCHEMA_VERSION = 1
-DEFAULT_SEED = 0  # base seed when none is given: grades are reproducible, inputs still differ per submission
+SEED_KEY = "seed"  # meta: the gradebook's secret base seed, drawn when it is first needed
 GRADER_ERROR = "grader error"  # results with such an error are kept but regraded by the next run
 
 _SCHEMA = """
@@ -71,6 +77,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     checks_version TEXT NOT NULL,
     base_seed INTEGER NOT NULL,
     recorded_at TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT '',
+    late INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (student_id, lesson)
 );
 CREATE TABLE IF NOT EXISTS answers (
@@ -79,6 +88,14 @@ CREATE TABLE IF NOT EXISTS answers (
     answers TEXT NOT NULL,
     read_at TEXT NOT NULL,
     PRIMARY KEY (content_hash, lesson)
+);
+CREATE TABLE IF NOT EXISTS roster (
+    position INTEGER NOT NULL,
+    student_id TEXT PRIMARY KEY,
+    first_name TEXT NOT NULL,
+    last_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS answer_scores (
     student_id TEXT NOT NULL,
@@ -94,18 +111,15 @@ CREATE TABLE IF NOT EXISTS answer_scores (
 """
 
 
+_ADDED_COLUMNS = (("name", "TEXT NOT NULL DEFAULT ''"), ("email", "TEXT NOT NULL DEFAULT ''"),
+                  ("late", "INTEGER NOT NULL DEFAULT 0"))
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 # ----------------------------------------------------------------------------- keys
-
-
-def submission_seed(base_seed: int, content_hash: str) -> int:
-    """A submission's own run seed in [0, 2**31): the base seed mixed with the file's content hash, so the
-    same file always gets the same inputs and an output hard-coded for some inputs fails on its own."""
-    digest = hashlib.sha256(f"{int(base_seed)}:{content_hash}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
 
 
 class GradebookError(ShortcutlabError):
@@ -156,15 +170,18 @@ class Entry:
     result: SubmissionResult
     graded_at: str
     answers: tuple[AnswerResult, ...] = ()  # filled by shortcutlab.grading.store.answers.attach (course.yml's questions)
+    name: str = ""  # the student's name and email as the LMS export gave them ('' if it did not)
+    email: str = ""
+    late: bool = False  # the LMS marked the hand-in late (Canvas's LATE), whatever its timestamp
 
     @property
     def score(self) -> float:
-        """The checks' points plus the written answers' (0 for those not scored yet)."""
-        return self.result.score + sum(a.points for a in self.answers)
+        """The checks' points plus the written answers' (0 for those not scored yet), before any late penalty."""
+        return self.result.score + AnswerTotals.of(self.answers).score
 
     @property
     def max_score(self) -> float:
-        return self.result.max_score + sum(a.max_score for a in self.answers)
+        return self.result.max_score + AnswerTotals.of(self.answers).max_score
 
     def graded_bytes(self) -> bytes | None:
         """The submission file as it was graded; None if it is gone or has changed since (another content hash)."""
@@ -196,6 +213,10 @@ class Gradebook:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                have = {row[1] for row in db.execute("PRAGMA table_info(submissions)")}
+                for column, kind in _ADDED_COLUMNS:  # columns later versions added: a gradebook of before gains them
+                    if column not in have:
+                        db.execute(f"ALTER TABLE submissions ADD COLUMN {column} {kind}")
                 version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         except (OSError, sqlite3.Error) as exc:
             raise GradebookError(f"cannot open the gradebook {self.path}: {exc}; choose another --out folder "
@@ -229,6 +250,14 @@ class Gradebook:
 
     # ---- runs
 
+    def secret_seed(self) -> int:
+        """The base seed of runs that give none: drawn at random (``secrets``) in [0, 2**31) the first time it is
+        asked for and kept in the gradebook, so every run into this folder grades with the same inputs and no
+        student can predict them."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (SEED_KEY, str(secrets.randbelow(2**31))))
+            return int(db.execute("SELECT value FROM meta WHERE key = ?", (SEED_KEY,)).fetchone()[0])
+
     def start_run(self, base_seed: int, submissions: int) -> int:
         with self._transaction() as db:
             return db.execute("INSERT INTO runs (started_at, base_seed, submissions) VALUES (?, ?, ?)",
@@ -250,7 +279,7 @@ class Gradebook:
         return (result_from_json(row[0]), int(row[1])) if row else None
 
     def record(self, key: GradeKey, seed: int, result: SubmissionResult, student_id: str, timestamp: str,
-               run_id: int | None = None, point: bool = True) -> None:
+               run_id: int | None = None, point: bool = True, handin: Handin | None = None) -> None:
         """Store a graded submission and (if ``point``) make it the student's latest for its lesson, in one
         transaction."""
         with self._transaction() as db:
@@ -264,34 +293,55 @@ class Gradebook:
                 (*dataclasses.astuple(key), int(seed), result.score, result.max_score, result.error,
                  int(is_final(result)), result_to_json(result), now(), run_id))
             if point:
-                self._point(db, key, result.path, student_id, timestamp)
+                self._point(db, key, result.path, student_id, timestamp, handin)
 
-    def point(self, key: GradeKey, path: str, student_id: str, timestamp: str) -> None:
+    def point(self, key: GradeKey, path: str, student_id: str, timestamp: str, handin: Handin | None = None) -> None:
         """Make an already graded key the student's latest submission of its lesson."""
         with self._transaction() as db:
-            self._point(db, key, path, student_id, timestamp)
+            self._point(db, key, path, student_id, timestamp, handin)
 
     @staticmethod
-    def _point(db: sqlite3.Connection, key: GradeKey, path: str, student_id: str, timestamp: str) -> None:
+    def _point(db: sqlite3.Connection, key: GradeKey, path: str, student_id: str, timestamp: str,
+               handin: Handin | None) -> None:
+        name, email, late = (handin.name, handin.email, int(handin.late)) if handin is not None else ("", "", 0)
         db.execute(
             "INSERT INTO submissions (student_id, lesson, path, timestamp, content_hash, checks_version, base_seed, "
-            "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, lesson) DO UPDATE SET "
-            "path = excluded.path, timestamp = excluded.timestamp, content_hash = excluded.content_hash, "
+            "recorded_at, name, email, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, lesson) "
+            "DO UPDATE SET path = excluded.path, timestamp = excluded.timestamp, content_hash = excluded.content_hash, "
             "checks_version = excluded.checks_version, base_seed = excluded.base_seed, "
-            "recorded_at = excluded.recorded_at",
-            (student_id, key.lesson, path, timestamp, key.content_hash, key.checks_version, key.base_seed, now()))
+            "recorded_at = excluded.recorded_at, name = excluded.name, email = excluded.email, late = excluded.late",
+            (student_id, key.lesson, path, timestamp, key.content_hash, key.checks_version, key.base_seed, now(),
+             name, email, late))
 
     def entries(self) -> list[Entry]:
         """Every student's latest graded submission of each lesson, by lesson then student."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT s.student_id, s.lesson, s.path, s.timestamp, s.content_hash, s.checks_version, s.base_seed, "
-                "g.seed, g.result, g.graded_at FROM submissions s JOIN grades g ON g.content_hash = s.content_hash "
-                "AND g.lesson = s.lesson AND g.checks_version = s.checks_version AND g.base_seed = s.base_seed "
-                "ORDER BY s.lesson, s.student_id").fetchall()
+                "g.seed, g.result, g.graded_at, s.name, s.email, s.late FROM submissions s JOIN grades g "
+                "ON g.content_hash = s.content_hash AND g.lesson = s.lesson AND g.checks_version = s.checks_version "
+                "AND g.base_seed = s.base_seed ORDER BY s.lesson, s.student_id").fetchall()
         return [Entry(student, lesson, path, stamp, GradeKey(content, lesson, version, int(base)), int(seed),
-                      result_from_json(result, path), graded_at)
-                for student, lesson, path, stamp, content, version, base, seed, result, graded_at in rows]
+                      result_from_json(result, path), graded_at, name=name, email=email, late=bool(late))
+                for student, lesson, path, stamp, content, version, base, seed, result, graded_at, name, email, late
+                in rows]
+
+    # ---- the roster
+
+    def set_roster(self, roster: Roster) -> None:
+        """Keep ``roster`` as the class (replacing any earlier one), for every later export."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM roster")
+            db.executemany("INSERT INTO roster VALUES (?, ?, ?, ?, ?, ?)",
+                           [(i, s.student_id, s.first_name, s.last_name, s.name, s.email)
+                            for i, s in enumerate(roster.students)])
+
+    def roster(self) -> Roster:
+        """The class's roster as last given (empty if none was)."""
+        with self._lock:
+            rows = self._db.execute("SELECT student_id, first_name, last_name, name, email FROM roster "
+                                    "ORDER BY position").fetchall()
+        return roster_from_rows(rows)
 
     # ---- written answers
 
@@ -327,7 +377,7 @@ class Gradebook:
                 [(*row, now()) for row in rows])
 
     def count(self, table: str) -> int:
-        if table not in ("grades", "submissions", "runs", "answers", "answer_scores"):
+        if table not in ("grades", "submissions", "runs", "answers", "answer_scores", "roster"):
             raise ValueError(table)
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
