@@ -1,6 +1,7 @@
 # Two entry points, each sets up .venv on first use:
 #   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
-#   make test        -> the test suite
+#   make test        -> the test suite (about 5 minutes on 2 cores)
+#   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, every stub, grading unsandboxed)
 #   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
-.PHONY: setup reproduce test dashboard clean
+.PHONY: setup reproduce test test-slow dashboard clean
 setup: $(STAMP)
 
 reproduce: $(STAMP)
@@ -26,7 +27,18 @@ reproduce: $(STAMP)
 # and its module-scoped fixtures, on one worker, and takes modules in collection order (slowest first: see
 # tests/conftest.py). --durations shows where the time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder --durations=20 -m "not heavy" $(PYTEST_ARGS)
+
+# The heavy proofs, in three runs: the fairness proof (tests marked heavy: each mutant and correct submission, as
+# written and with other comments and names, under seeds 0-9); every stub kind of every graded function; and the
+# grading tests with the OS sandbox hidden (SHORTCUTLAB_SANDBOX=none), as on a machine without bubblewrap, so a
+# test that only passes with it cannot land.
+GRADING_TESTS := tests/test_grading.py tests/test_gradebook.py tests/test_roster.py tests/test_class_report.py \
+	tests/test_answers.py tests/test_exports.py tests/test_gradescope.py
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m heavy --durations=5 $(PYTEST_ARGS)
+	SHORTCUTLAB_STUB_KINDS=all $(BIN)/python -m pytest -q tests/test_stub_gating.py $(PYTEST_ARGS)
+	SHORTCUTLAB_SANDBOX=none $(BIN)/python -m pytest -q -n 2 --dist loadscope $(GRADING_TESTS) $(PYTEST_ARGS)
 
 dashboard: $(STAMP)
 	$(BIN)/voila lessons/explore.ipynb $(ARGS)

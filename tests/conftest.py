@@ -152,3 +152,88 @@ def make_fake_mnist(root, n_train: int = 300, n_test: int = 100, gz: bool = True
 @pytest.fixture
 def fake_mnist(tmp_path):
     return make_fake_mnist(tmp_path / "data")
+
+
+# ----------------------------------------------------------------------------- a toy class for grading outputs
+
+TOY_CLASS_COURSE = """\
+version: 1
+title: Toy class
+grading: {timeout: 5, load_timeout: 20, preload: [], derive_timeouts: false}
+lessons:
+  - id: 95_sums
+    title: Sums
+    notebook: 95_sums.ipynb
+    functions:
+      add: {points: 3, reference: operator.add}
+      twice: {points: 2, reference: operator.neg}
+    answers: {q1: {points: 2}}
+"""
+
+TOY_CLASS_CHECKS = '''
+import random
+from shortcutlab.grading import CheckFailure, Slip, check, expect_true
+
+
+@check("add")
+def test_add_random_numbers(add, seed):
+    """Core: sums of random numbers; a difference or an off-by-one is named as the slip it is."""
+    rng = random.Random(seed)
+    for _ in range(20):
+        a, b = rng.randint(1, 999), rng.randint(1, 999)
+        got = add(a, b)
+        if got == a + b:
+            continue
+        hint = Slip("subtracts", "that is a - b") if got == a - b else \\
+            Slip("off_by_one", "one too many") if got == a + b + 1 else "add the two numbers"
+        raise CheckFailure(f"add({a}, {b}) should be {a + b}, got {got}. Hint: {hint}", hint=hint)
+
+
+@check("add", kind="property")
+def test_add_returns_an_int(add):
+    expect_true(isinstance(add(2, 3), int), "add should return an int")
+
+
+@check("add", hidden=True, kind="property")
+def test_add_negative_numbers(add):
+    expect_true(add(-4, -5) == -9, "negative numbers")
+
+
+@check("twice")
+def test_twice(twice, seed):
+    expect_true(twice(seed % 100) == 2 * (seed % 100), "twice(x) should be 2 * x")
+'''
+
+TOY_CLASS_SOLUTION_CELLS = (
+    ("def add(a, b):\n    return a + b\n", "add"),
+    ("def twice(x):\n    return 2 * x\n", "twice"),
+)
+
+
+def toy_class_notebook(add: str = "return a + b", twice: str = "return 2 * x", answer: str = "") -> str:
+    """A 95_sums notebook: the two graded cells (their bodies given) and the written answer cell."""
+    import json
+
+    def code(source: str, grade_id: str) -> dict:
+        return {"cell_type": "code", "execution_count": None, "outputs": [], "source": source,
+                "metadata": {"nbgrader": {"solution": True, "grade": False, "grade_id": grade_id, "locked": False}}}
+
+    cells = [code(f"def add(a, b):\n    {add}\n", "add"), code(f"def twice(x):\n    {twice}\n", "twice"),
+             {"cell_type": "markdown", "metadata": {}, "source": "**Q1.** Why?"},
+             {"cell_type": "markdown", "source": answer or "*Your answer here.*",
+              "metadata": {"nbgrader": {"solution": True, "grade": True, "grade_id": "answer_q1", "points": 2,
+                                        "locked": False}}}]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture()
+def toy_class_course(tmp_path) -> Path:
+    """A one-lesson course (95_sums: add, twice, one written answer) whose core check names two slips; its
+    course.yml. The solution notebook holds the model answer."""
+    root = tmp_path / "toy-class"
+    (root / "autograder").mkdir(parents=True)
+    (root / "solutions").mkdir()
+    (root / "course.yml").write_text(TOY_CLASS_COURSE)
+    (root / "autograder" / "test_95_sums.py").write_text(TOY_CLASS_CHECKS)
+    (root / "solutions" / "95_sums.ipynb").write_text(toy_class_notebook(answer="Because sums add up."))
+    return root / "course.yml"

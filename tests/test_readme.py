@@ -1,4 +1,4 @@
-"""Do the README's instructor walkthroughs work as written? Each fenced block just after a
+"""Do the README's and the guides' walkthroughs (docs/*.md) work as written? Each fenced block just after a
 `<!-- tested: tests/test_readme.py::NAME -->` comment runs verbatim with bash (`set -euo pipefail`), from a scratch
 copy of the repository root (its course files and notebooks) with this environment's scripts first on PATH, as
 `source .venv/bin/activate` puts them; test NAME then checks what the block promises."""
@@ -19,15 +19,16 @@ import pytest
 from shortcutlab.course import load_course
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LESSON = "00_colored_mnist"  # the README's example: the lightest lesson to grade
 TESTED = re.compile(r"^<!-- tested: tests/test_readme\.py::(\w+) -->\n```(\w*)\n(.*?)^```", re.M | re.S)
 
 
 def readme_blocks() -> dict[str, str]:
-    """The README's tested shell blocks, by the name of the test that runs each."""
+    """The tested shell blocks of the README and docs/, by the name of the test that runs each."""
     blocks: dict[str, str] = {}
-    for name, language, code in TESTED.findall(README.read_text(encoding="utf-8")):
+    found = [match for document in DOCUMENTS for match in TESTED.findall(document.read_text(encoding="utf-8"))]
+    for name, language, code in found:
         assert language in ("bash", "sh"), f"the block tested by {name} is not a shell block"
         assert name not in blocks, f"two README blocks are marked as tested by {name}"
         blocks[name] = code
