@@ -187,6 +187,18 @@ def test_a_bad_upload_gets_0_points_and_says_why(tmp_path, toy, uploads, message
     assert json.loads((root / "results" / "results.json").read_text()) == results
 
 
+def test_an_upload_that_cannot_be_loaded_still_gets_results_and_never_fails_the_upload(tmp_path, toy):
+    """Its code ends the grading process while loading: `shortcutlab grade` would exit 1; run_autograder writes the
+    student's results.json (0 points, why) and exits 0, as Gradescope needs."""
+    root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy, lesson="90_toy"),
+                           {"90_toy.py": "import os\nos._exit(3)\n"})
+    done = run_bundle(root)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "could not be graded normally" in results["output"]
+    assert "while loading" in results["output"] and len(results["tests"]) == 3
+
+
 def test_run_autograder_writes_results_even_if_python_cannot_start(tmp_path, toy):
     root = fake_autograder(tmp_path, write_bundle(tmp_path / "bundle", course=toy), {"90_toy.py": "x = 1"})
     done = run_bundle(root, SHORTCUTLAB_PYTHON=str(tmp_path / "no-python-here"))

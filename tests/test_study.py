@@ -65,6 +65,20 @@ def test_pretrained_reuses_the_data_a_cached_model_was_trained_on(tmp_path):
     assert cached_data(checkpoint) == EMBEDDED
 
 
+def test_a_model_missing_from_a_read_only_cache_stops_before_training_with_what_to_do(tmp_path, monkeypatch):
+    import pytest
+
+    from shortcutlab.errors import ShortcutlabError
+    from shortcutlab.study import cache, pretrained
+
+    # A read-only shared cache (root is not stopped by file modes, so the check itself is told "not writable").
+    monkeypatch.setattr(cache.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(cache, "fit", lambda *args, **kwargs: pytest.fail("trained although it could not be saved"))
+    with pytest.raises(ShortcutlabError, match=r"has no usable grl model and cannot be written to .*shortcutlab "
+                                               r"reproduce --out"):
+        pretrained("grl", quiet=True, out=tmp_path / "shared", device="cpu")
+
+
 def test_report_numbers_read_as_people_write_them():
     from shortcutlab.study.formatting import count, decimal, pct
 

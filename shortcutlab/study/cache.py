@@ -88,6 +88,18 @@ class TrainedModel:
                 "recipe": repr(spec.recipe), "history": self.history.metrics}
 
 
+def _writable(models_dir: Path, name: str) -> None:
+    """Fail before training, not after, where the trained model could not be saved (a read-only shared cache)."""
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    if not os.access(models_dir, os.W_OK):
+        raise ShortcutlabError(f"the model cache {models_dir} has no usable {name} model and cannot be written to (a "
+                               f"read-only shared cache?); train it there once, e.g. `shortcutlab reproduce --out "
+                               f"{models_dir.parent}`, or point SHORTCUTLAB_ARTIFACTS at a folder you can write")
+
+
 def load_or_train(name: str, train: ColoredMNIST, curve_splits: dict[str, ColoredMNIST], models_dir: Path, *,
                   seed: int, device: torch.device, force: bool = False, quiet: bool = False,
                   log: Callable[[str], None] = print) -> TrainedModel:
@@ -113,6 +125,7 @@ def load_or_train(name: str, train: ColoredMNIST, curve_splits: dict[str, Colore
                 return TrainedModel(model, spec, history, cached=True, train_size=train_size)
         except (RuntimeError, KeyError, OSError, EOFError, pickle.UnpicklingError):
             pass  # unreadable or from another architecture: retrain below
+    _writable(models_dir, name)
     images, labels, color_ids = train.tensors()
     limit = slice(0, spec.train_limit)
     curves = {split: tuple(t[:CURVE_SAMPLES] for t in data.tensors()) for split, data in curve_splits.items()}

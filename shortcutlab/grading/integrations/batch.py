@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import Course, CourseError, load_course
+from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.outputs.answer_sheets import write_answer_files
 from shortcutlab.grading.outputs.class_report import AT_RISK_SHARE, ClassReport, build_class_report, write_class_report
 from shortcutlab.grading.lateness import late_penalty
@@ -238,13 +239,10 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
         book.finish_run(run_id, reused=len(files) - graded, graded=graded)
         entries = book.entries()
         identical = tuple(find_identical(entries, released_digests(course)))
-        has_answers = any(spec.answers for spec in course.lessons)
-        if has_answers:
-            # Written answers are read from the files just graded (never run) and join the exports.
-            collect(book, entries)
-            entries = attach(entries, course, book)
+        # Written answers are read from the files just graded (never run) and join the exports.
+        entries = with_answers(book, entries, course)
         write_exports(entries, out, course, identical, the_roster)
-        written = write_answer_files(entries, course, out) if has_answers else []
+        written = write_answer_files(entries, course, out)
         lines = _lines([items[str(p)] for p in files if str(p) in results], results, entries, course, book,
                        the_roster)
     finally:
@@ -268,10 +266,7 @@ def _lines(items: list[_Item], results: dict[str, SubmissionResult], entries: li
     loose = [Entry(item.student, item.lesson, str(item.path), item.handin.timestamp, item.key, 0,
                    results[str(item.path)], "", name=item.handin.name, email=item.handin.email, late=item.handin.late)
              for item in items if str(item.path) not in by_path and item.key is not None and item.lesson]
-    if loose and any(spec.answers for spec in course.lessons):
-        collect(book, loose)
-        loose = attach(loose, course, book)
-    by_path.update({e.path: e for e in loose})
+    by_path.update({e.path: e for e in with_answers(book, loose, course)})
     lines = []
     for item in items:
         result = results[str(item.path)]
@@ -297,18 +292,31 @@ class AnswersRun:
     unchanged: int = 0
 
 
+def _graded_folder(out: str | Path, error: type[ShortcutlabError]) -> Path:
+    """``out`` if ``shortcutlab grade`` wrote a gradebook there; ``error`` saying what to do otherwise."""
+    out = Path(out)
+    if not (out / GRADEBOOK_FILE).is_file():
+        raise error(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the class first (shortcutlab grade --out {out} "
+                    "...) or pass the --out folder it wrote")
+    return out
+
+
+def with_answers(book: Gradebook, entries: list[Entry], course: Course) -> list[Entry]:
+    """``entries`` with their written answers (read from the files where the gradebook has none yet) and the
+    instructor's scores; as they are for a course without written answers."""
+    if not any(spec.answers for spec in course.lessons):
+        return entries
+    collect(book, entries)
+    return attach(entries, course, book)
+
+
 def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) -> AnswersRun:
     """Read the answers of submissions graded into ``out``, import the instructor's ``scores`` files (all rows
     or none), and rewrite the exports with the answers: grades.csv, class_matrix.csv, results/, feedback/ and
     answers/ (identical_submissions.csv is left as it is)."""
-    out = Path(out)
-    if not (out / GRADEBOOK_FILE).is_file():
-        raise AnswerError(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the submissions first "
-                          f"(shortcutlab grade --out {out} ...) or pass --out")
+    out = _graded_folder(out, AnswerError)
     with Gradebook(out) as book:
-        entries = book.entries()
-        collect(book, entries)
-        entries = attach(entries, course, book)
+        entries = with_answers(book, book.entries(), course)
         imported = unchanged = 0
         scores = list(scores)
         if scores:
@@ -330,15 +338,9 @@ def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) 
 def class_report(out: str | Path, course: Course, at_risk_share: float = AT_RISK_SHARE) -> tuple[ClassReport, list[Path]]:
     """The class report of the class graded into ``out`` (``shortcutlab report``): ``out/report.html`` and
     ``out/check_stats.csv`` from the gradebook's latest submissions, their written answers and the roster."""
-    out = Path(out)
-    if not (out / GRADEBOOK_FILE).is_file():
-        raise GradingError(f"no gradebook in {out} ({GRADEBOOK_FILE}); grade the class first (shortcutlab grade --out "
-                           f"{out} ...) or pass the --out folder it wrote")
+    out = _graded_folder(out, GradingError)
     with Gradebook(out) as book:
-        entries = book.entries()
-        if any(spec.answers for spec in course.lessons):
-            collect(book, entries)
-            entries = attach(entries, course, book)
+        entries = with_answers(book, book.entries(), course)
         roster = book.roster()
     report = build_class_report(entries, course, roster, at_risk_share)
     return report, write_class_report(report, out)
