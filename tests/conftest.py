@@ -226,14 +226,19 @@ def toy_class_notebook(add: str = "return a + b", twice: str = "return 2 * x", a
     return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
-@pytest.fixture()
-def toy_class_course(tmp_path) -> Path:
-    """A one-lesson course (95_sums: add, twice, one written answer) whose core check names two slips; its
-    course.yml. The solution notebook holds the model answer."""
-    root = tmp_path / "toy-class"
+def make_toy_class_course(folder: Path, timeout: float = 1.5) -> Path:
+    """A one-lesson course (95_sums: add, twice, one written answer) whose core check names two slips, in
+    ``folder``; its course.yml. The solution notebook holds the model answer."""
+    root = folder / "toy-class"
     (root / "autograder").mkdir(parents=True)
     (root / "solutions").mkdir()
-    (root / "course.yml").write_text(TOY_CLASS_COURSE)
+    (root / "course.yml").write_text(TOY_CLASS_COURSE.replace("timeout: 5,", f"timeout: {timeout:g},"))
     (root / "autograder" / "test_95_sums.py").write_text(TOY_CLASS_CHECKS)
     (root / "solutions" / "95_sums.ipynb").write_text(toy_class_notebook(answer="Because sums add up."))
     return root / "course.yml"
+
+
+@pytest.fixture()
+def toy_class_course(tmp_path) -> Path:
+    """``make_toy_class_course`` in this test's own folder."""
+    return make_toy_class_course(tmp_path, timeout=5)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import toy_class_notebook
+from conftest import make_toy_class_course, toy_class_notebook
 from shortcutlab.course import load_course
 from shortcutlab.grading.integrations.batch import class_report, grade_class
 from shortcutlab.grading.outputs.class_report import CHECK_STATS_COLUMNS, build_class_report
@@ -22,27 +22,48 @@ CHROMIUM = "/usr/bin/chromium"
 SECTIONS = ("scores", "checks", "slips", "trouble", "at-risk", "missing", "answers")
 
 
-@pytest.fixture()
-def graded_class(toy_class_course, tmp_path) -> Path:
-    """A class of 14: right, three who subtract, two off by one, a wrong twice, a stub, an unreadable file, a
-    function that loops, and a roster with one student who handed in nothing."""
-    course = toy_class_course
-    course.write_text(course.read_text().replace("timeout: 5,", "timeout: 1.5,"))
-    folder = tmp_path / "submitted"
-    kinds = {"ann": {}, "bea": {"answer": "Sums."}, "cal": {}, "dan": {"answer": "No idea."}, "eli": {},
-             "fay": {"add": "return a - b"}, "gus": {"add": "return a - b"}, "hal": {"add": "return a - b"},
-             "ida": {"add": "return a + b + 1"}, "jon": {"add": "return a + b + 1"}, "kim": {"twice": "return x"},
-             "lou": {"add": "raise NotImplementedError('add them')"}, "max": {"twice": "while True:\n        pass"}}
-    for student, parts in kinds.items():
-        (folder / student).mkdir(parents=True)
-        (folder / student / "95_sums.ipynb").write_text(toy_class_notebook(**parts))
-    (folder / "ned").mkdir()
-    (folder / "ned" / "95_sums.ipynb").write_text('{"cells": [')
-    (tmp_path / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},{s.title()}\n" for s in
-                                                                      [*kinds, "ned", "ola"]))
-    out = tmp_path / "grades"
-    grade_class([folder], out, course=course, jobs=2, roster=tmp_path / "roster.csv", seed=3)
+KINDS = {"ann": {}, "bea": {"answer": "Sums."}, "cal": {}, "dan": {"answer": "No idea."}, "eli": {},
+         "fay": {"add": "return a - b"}, "gus": {"add": "return a - b"}, "hal": {"add": "return a - b"},
+         "ida": {"add": "return a + b + 1"}, "jon": {"add": "return a + b + 1"}, "kim": {"twice": "return x"},
+         "lou": {"add": "raise NotImplementedError('add them')"}, "max": {"twice": "while True:\n        pass"}}
+
+
+def _grade_class(course: Path, folder: Path, students: dict[str, dict], unreadable: list[str],
+                 missing: list[str]) -> Path:
+    for student, parts in students.items():
+        (folder / "submitted" / student).mkdir(parents=True)
+        (folder / "submitted" / student / "95_sums.ipynb").write_text(toy_class_notebook(**parts))
+    for student in unreadable:
+        (folder / "submitted" / student).mkdir(parents=True)
+        (folder / "submitted" / student / "95_sums.ipynb").write_text('{"cells": [')
+    (folder / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},{s.title()}\n" for s in
+                                                                    [*students, *unreadable, *missing]))
+    out = folder / "grades"
+    grade_class([folder / "submitted"], out, course=course, jobs=2, roster=folder / "roster.csv", seed=3)
     return out
+
+
+@pytest.fixture(scope="module")
+def toy_class_course(tmp_path_factory) -> Path:
+    """The toy class course of conftest, once for this module's graded classes."""
+    return make_toy_class_course(tmp_path_factory.mktemp("course"))
+
+
+@pytest.fixture(scope="module")
+def graded_class(toy_class_course, tmp_path_factory) -> Path:
+    """A class of 14: right, three who subtract, two off by one, a wrong twice, a stub, an unreadable file, a
+    function that loops, and a roster with one student who handed in nothing (graded once for the module)."""
+    return _grade_class(toy_class_course, tmp_path_factory.mktemp("class"), KINDS, ["ned"], ["ola"])
+
+
+@pytest.fixture(scope="module")
+def hundred_class(toy_class_course, tmp_path_factory) -> Path:
+    """A class of 100 submissions, the kinds above in turn (no loop: it would cost a time limit each), two of them
+    unreadable, and a roster with three students who handed in nothing."""
+    kinds = [parts for name, parts in KINDS.items() if name != "max"]
+    students = {f"s{i:03d}": kinds[i % len(kinds)] for i in range(98)}
+    return _grade_class(toy_class_course, tmp_path_factory.mktemp("hundred"), students, ["s098", "s099"],
+                        ["s100", "s101", "s102"])
 
 
 def _rows(path: Path) -> list[dict]:
@@ -95,28 +116,38 @@ def test_report_on_the_command_line_writes_both_files_and_refuses_a_folder_witho
     assert empty.returncode == 2 and "no gradebook in" in empty.stderr
 
 
-def test_the_report_page_renders_in_chromium_with_every_section_its_images_and_the_gradebooks_numbers(
-        graded_class, toy_class_course):
+def test_the_report_page_of_a_100_submission_class_renders_in_chromium_with_every_section_and_its_numbers(
+        hundred_class, toy_class_course):
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.skip(f"Chromium is missing ({CHROMIUM}; Debian: apt-get install chromium): the report's browser test "
                     "needs it, .ci/run installs it")
     playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install .[test])")
-    class_report(graded_class, load_course(toy_class_course))
+    report, _ = class_report(hundred_class, load_course(toy_class_course))
+    assert report.submissions == 100 and report.students == 103
+    stats = {r["check"]: r for r in _rows(hundred_class / "check_stats.csv")}
+    with Gradebook(hundred_class) as book:
+        entries = book.entries()
+    core = [c for e in entries for c in e.result.checks if c.name == "test_add_random_numbers"]
+    passed = sum(c.status == "passed" for c in core)
+    assert (int(stats["test_add_random_numbers"]["passed"]), int(stats["test_add_random_numbers"]["submissions"])) \
+        == (passed, len(core)) == (passed, 100)
+    subtracting = sum(c.slip == "subtracts" for c in core)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
         try:
             page = browser.new_page()
-            page.goto((graded_class / "report.html").as_uri())
+            page.goto((hundred_class / "report.html").as_uri())
             for section in SECTIONS:
                 assert page.locator(f"section#{section} h2").count() == 1, section
             images = page.locator("img")
             assert images.count() >= 1
             assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
                        for i in range(images.count()))
-            core = page.locator("section#checks tr", has_text="random numbers")
-            assert "7 / 14" in core.inner_text() and "50%" in core.inner_text()
-            assert "subtracts" in page.locator("section#slips").inner_text()
-            assert "fay, gus, hal" in page.locator("section#slips").inner_text()
-            assert "ola" in page.locator("section#missing").inner_text()
+            row = page.locator("section#checks tr", has_text="random numbers").inner_text()
+            assert f"{passed} / 100" in row and f"{round(100 * passed / 100)}%" in row
+            slip_row = page.locator("section#slips tr", has_text="subtracts").inner_text()
+            assert subtracting == 24 and f"\t{subtracting}\t" in slip_row  # 8 rounds of 12 kinds, three subtract
+            assert "s100, s101, s102" in page.locator("section#missing").inner_text()
+            assert "s098" in page.locator("section#trouble").inner_text()
         finally:
             browser.close()

@@ -3,7 +3,8 @@
 Every mutant of tests/mutants/ (one graded function broken) and every correct submission is graded twice per seed,
 as it is and as a variant that differs only in comments and local names (``variant_source``), under the base seeds
 0-9. Each must get one score per seed whichever file it is, and each check the same verdict under every seed: a
-check decides on enough inputs that its outcome never depends on the seed, for correct code or any mutant.
+check decides on enough inputs that its outcome never depends on the seed, for correct code or any mutant. And
+every mutant, under every seed, loses points on its broken function and keeps them on every other one.
 
 This is the heaviest proof of the suite (about 2,500 gradings, some 15 minutes on 2 cores): it runs with
 ``make test-slow`` (and in CI), not with ``make test``. The variant maker itself has fast tests here.
@@ -120,9 +121,18 @@ def test_the_same_behaviour_gets_the_same_grade_and_no_verdict_depends_on_the_se
     twin = {str(v): str(p) for p, v in zip(originals, variants)}
     verdicts: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     different: list[str] = []
+    missed: list[str] = []
     for seed in SEEDS:
         report = grade(originals + variants, jobs=2, seed=seed, course=COURSE, warn=lambda message: None)
         by_path = {r.path: r for r in report.submissions}
+        for path in MUTANTS:  # one mistake, one penalty (tests/test_mutants.py's rule, for every mutant and seed)
+            scores = by_path[str(path)].function_scores()
+            function = path.stem.partition("__")[0]
+            got, most = scores[function]
+            lost = {name: s for name, s in scores.items() if name != function and s[0] < s[1]}
+            if got >= most or lost:
+                missed.append(f"{path.parent.name}/{path.stem} seed {seed}: {got:g}/{most:g} on {function}"
+                              + (f", lost points on {lost}" if lost else ""))
         for variant, original in twin.items():
             mine, theirs = by_path[variant], by_path[original]
             if [(c.name, c.status, c.score) for c in mine.checks] != [(c.name, c.status, c.score)
@@ -131,6 +141,7 @@ def test_the_same_behaviour_gets_the_same_grade_and_no_verdict_depends_on_the_se
                                  f"{theirs.score:g} as written, {mine.score:g} with other comments and names")
             for check in theirs.checks:
                 verdicts[original][check.name].add(str(check.status))
+    assert not missed, "mutants not caught on their function alone:\n" + "\n".join(missed)
     assert not different, "the same code written differently got another grade:\n" + "\n".join(different)
     flips = [f"{Path(path).parent.name}/{Path(path).stem}: {name} {sorted(statuses)}"
              for path, checks in verdicts.items() for name, statuses in checks.items() if len(statuses) > 1]
