@@ -172,10 +172,12 @@ def _call(grad_cam, model: nn.Module, images: torch.Tensor, targets: torch.Tenso
 
 @check("grad_cam")
 def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
-    """Maps of a random batch for given targets (none of them the predicted class), model handed over in train mode."""
+    """Maps of a random batch for given targets (none of them the predicted class). The core check: the model is
+    handed over in eval mode, so a grad_cam that forgets model.eval() loses the eval-mode check's points, not these."""
     n = int(torch.randint(3, 6, (1,), generator=_generator(seed, 3)))
     model = _TinyNet(seed)
     images, targets = _live_batch(model, seed, n, 1)
+    model.eval()
     expected = reference_grad_cam(model, model.target_layer, images, targets)
     got = _call(grad_cam, model, images, targets)
     _expect_maps_close(got, expected, "grad_cam map", lambda: _hint(model, images, targets, got))
@@ -183,9 +185,11 @@ def test_grad_cam_matches_reference_on_random_batch(grad_cam, seed):
 
 @check("grad_cam", kind="property")
 def test_grad_cam_maps_lie_in_unit_interval_and_each_peaks_at_one(grad_cam, seed):
-    """Every map is in [0, 1] and reaches exactly 1 (each map divided by its own max)."""
+    """Every map is in [0, 1] and reaches exactly 1 (each map divided by its own max); the model is handed over in
+    eval mode, so only the normalisation decides (a forgotten model.eval() has a check of its own)."""
     model = _TinyNet(seed + 1000)
     images, targets = _live_batch(model, seed, 4, 4)
+    model.eval()
     got = _call(grad_cam, model, images, targets)
     # _live_batch avoids all-zero maps, but a batch may have none other: then zero is the right map.
     dead = reference_grad_cam(model, model.target_layer, images, targets).amax(dim=(1, 2)) == 0
