@@ -27,7 +27,7 @@ STUDY_MODEL_NAMES = ("cheater", "consistency", "grl")
 SLOWEST_FIRST = ("test_mutants", "test_notebooks", "test_widgets", "test_cli", "test_grading", "test_readme",
                  "test_sandbox", "test_nbgrader_export", "test_grading_hostile", "test_time_budgets",
                  "test_visible_checks", "test_dashboard_browser", "test_gradebook", "test_gradescope",
-                 "test_stub_gating", "test_pytest_autograder")
+                 "test_stub_gating", "test_class_report", "test_pytest_autograder", "test_roster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -208,6 +208,7 @@ def test_run_autograder_writes_results_even_if_python_cannot_start(tmp_path, toy
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test-slow: a real lesson through the bundle (the toy bundle stays in make test)
 def test_a_real_lesson_scores_as_shortcutlab_grade_does(tmp_path):
     """The 00_colored_mnist mutant without a clamp loses the clamp check's points, the same in both; the upload's
     unanswered written answers follow the checks as tests of their own."""

@@ -189,6 +189,7 @@ def without_exploration(text: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test-slow: a whole nbgrader round (the README's round stays in make test)
 def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path, capsys):
     """Change points in (a copy of) course.yml, then release -> export -> generate_assignment -> autograde (a
     solution, an untouched lesson, a solution missing one clamp, which a visible check names) -> export

@@ -297,6 +297,7 @@ def _lesson_03_class(folder: Path) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test-slow: a real lesson's class with a loop and a hang (the toy's stay in make test)
 def test_a_lesson_03_class_with_a_looping_and_a_hanging_notebook_is_graded_fast(tmp_path):
     from shortcutlab.grading.integrations.batch import grade_class
 
