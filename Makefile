@@ -2,6 +2,7 @@
 #   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
 #   make test        -> the test suite (about 5 minutes on 2 cores)
 #   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, every stub, grading unsandboxed)
+#   make test-pythons -> a smoke test on every Python pyenv has in the supported range (downloads torch for each)
 #   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
-.PHONY: setup reproduce test test-slow dashboard clean
+.PHONY: setup reproduce test test-slow test-pythons dashboard clean
 setup: $(STAMP)
 
 reproduce: $(STAMP)
@@ -38,6 +39,10 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m heavy --durations=5 $(PYTEST_ARGS)
 	SHORTCUTLAB_STUB_KINDS=all $(BIN)/python -m pytest -q tests/test_stub_gating.py $(PYTEST_ARGS)
 	SHORTCUTLAB_SANDBOX=none $(BIN)/python -m pytest -q -n 2 --dist loadscope $(GRADING_TESTS) $(PYTEST_ARGS)
+
+# Not in CI: each Python but the machine's own downloads a torch of several GB (see .ci/test-pythons).
+test-pythons:
+	.ci/test-pythons
 
 dashboard: $(STAMP)
 	$(BIN)/voila lessons/explore.ipynb $(ARGS)

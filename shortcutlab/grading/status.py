@@ -2,7 +2,17 @@
 their values, so ``"passed"`` read back from a gradebook or JSON equals ``Status.PASSED``)."""
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` (Python 3.11+) for 3.10 too: ``str()`` and ``format()`` give the value, not ``Cls.NAME``."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class Status(StrEnum):
