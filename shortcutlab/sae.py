@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from shortcutlab.progress import Progress
 
 __all__ = [
     "SparseAutoencoder",
@@ -313,45 +314,46 @@ def train_sae(
     fired_in_window = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
     step = 0
     try:
-        bar = tqdm(range(epochs), desc="train SAE", unit="epoch", disable=quiet)
-        for _ in bar:
-            loss_sum = squared_error = 0.0
-            active_count = 0
-            resampled = 0
-            fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
-            for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
-                batch = x[index]
-                x_hat, f = sae(batch)
-                loss = sae_loss(batch, x_hat, f, l1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                _project_decoder_grad_(sae)
-                optimizer.step()
-                sae.normalize_decoder_()
-                step += 1
+        with Progress(epochs, desc="train SAE", unit="epoch", quiet=quiet) as bar:
+            for _ in range(epochs):
+                loss_sum = squared_error = 0.0
+                active_count = 0
+                resampled = 0
+                fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
+                for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
+                    batch = x[index]
+                    x_hat, f = sae(batch)
+                    loss = sae_loss(batch, x_hat, f, l1)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    _project_decoder_grad_(sae)
+                    optimizer.step()
+                    sae.normalize_decoder_()
+                    step += 1
 
-                with torch.no_grad():
-                    active = f > 0
-                    fired_in_window |= active.any(dim=0)
-                    fired_in_epoch |= active.any(dim=0)
-                    active_count += int(active.sum())
-                    squared_error += float((x_hat - batch).pow(2).sum())
-                    loss_sum += float(loss) * batch.shape[0]
-                # Revive only with a full window still to come, so new latents get trained.
-                if resample_every is not None and step % resample_every == 0:
-                    if step + resample_every <= total_steps:
-                        resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
-                    fired_in_window.zero_()
+                    with torch.no_grad():
+                        active = f > 0
+                        fired_in_window |= active.any(dim=0)
+                        fired_in_epoch |= active.any(dim=0)
+                        active_count += int(active.sum())
+                        squared_error += float((x_hat - batch).pow(2).sum())
+                        loss_sum += float(loss) * batch.shape[0]
+                    # Revive only with a full window still to come, so new latents get trained.
+                    if resample_every is not None and step % resample_every == 0:
+                        if step + resample_every <= total_steps:
+                            resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
+                        fired_in_window.zero_()
 
-            # Running statistics over the epoch's batches (the SAE moves during the epoch);
-            # x has unit total variance, so the summed squared error per row is the FVU.
-            history["loss"].append(loss_sum / n)
-            history["fvu"].append(squared_error / n)
-            history["mse"].append(squared_error * scale**2 / (n * d_in))
-            history["l0"].append(active_count / n)
-            history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
-            history["resampled"].append(float(resampled))
-            bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
+                # Running statistics over the epoch's batches (the SAE moves during the epoch);
+                # x has unit total variance, so the summed squared error per row is the FVU.
+                history["loss"].append(loss_sum / n)
+                history["fvu"].append(squared_error / n)
+                history["mse"].append(squared_error * scale**2 / (n * d_in))
+                history["l0"].append(active_count / n)
+                history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
+                history["resampled"].append(float(resampled))
+                bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
+                bar.update(1)
     finally:
         _rescale_(sae, scale)  # also on interruption, so a passed-in SAE is never left scaled
     return sae, history

@@ -9,10 +9,10 @@ from typing import Callable, Protocol, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from shortcutlab.data import NUM_CLASSES, ColoredMNIST
 from shortcutlab.models import class_logits, eval_mode, model_device
+from shortcutlab.progress import Progress
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Data = Union[ColoredMNIST, Tensors]
@@ -198,7 +198,7 @@ def fit(
     history = History()
     start = time.perf_counter()
     steps_per_epoch = -(-len(images) // batch_size)
-    with tqdm(total=epochs * steps_per_epoch, desc=desc, disable=quiet, leave=False, unit="batch") as bar:
+    with Progress(epochs * steps_per_epoch, desc=desc, unit="batch", quiet=quiet, leave=False) as bar:
         for epoch in range(epochs):
             if on_epoch_start is not None:
                 on_epoch_start(model, epoch)
@@ -224,7 +224,7 @@ def fit(
                 result = evaluate(model, data)
                 history.log(f"{name}_loss", result.loss)
                 history.log(f"{name}_accuracy", result.accuracy)
-            bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if k.endswith("accuracy")})
+            bar.set_postfix(**{k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if k.endswith("accuracy")})
             scheduler.step()
     model.eval()
     history.seconds = time.perf_counter() - start

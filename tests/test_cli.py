@@ -88,7 +88,11 @@ def test_reproduce_reuses_the_cached_model_unless_forced(quick_run, capsys):
     assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--quiet"]) == 0
     again = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
     assert again["cached"] and again["hard_test_accuracy"] == first["hard_test_accuracy"]
-    assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--quiet", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--tasks", "1", "--out", str(quick_run), "--force"]) == 0
+    log = capsys.readouterr()  # not a terminal: one line per trained model, no progress bar's refreshes
+    assert "\r" not in log.out + log.err and "[shortcutlab] cheater: training on" in log.out
+    assert [line for line in log.err.splitlines() if line.startswith("cheater: ")], log.err
     forced = json.loads((quick_run / "results.json").read_text())["models"]["cheater"]
     # retrained from scratch, and training is deterministic for a seed on the CPU
     assert not forced["cached"] and forced["hard_test_accuracy"] == first["hard_test_accuracy"]
