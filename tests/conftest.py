@@ -154,6 +154,71 @@ def fake_mnist(tmp_path):
     return make_fake_mnist(tmp_path / "data")
 
 
+# ----------------------------------------------------------------------------- the toy course of the grading tests
+
+TOY_COURSE_YML = """\
+version: 1
+title: Toy course
+grading: {timeout: 5, load_timeout: 20, preload: []}
+lessons:
+  - id: 90_toy
+    title: Adding and scaling
+    notebook: 90_toy.ipynb
+    functions:
+      add: {points: 3, reference: operator.add}
+      scale: {points: 2, reference: operator.mul}
+    hidden: [test_scale_big]
+"""
+
+TOY_CHECKS = '''
+import random
+from shortcutlab.grading import check, CheckFailure
+
+
+@check("add")
+def test_add_small_numbers(add, seed):
+    rng = random.Random(seed)
+    a, b = rng.randint(0, 999), rng.randint(0, 999)
+    got = add(a, b)
+    if got != a + b:
+        raise CheckFailure(f"add({a}, {b}) should be {a + b}, got {got}")
+
+
+@check("add", hidden=True)
+def test_add_negative_numbers(add, seed):
+    assert add(-seed, 1) == 1 - seed, f"secret input {seed}"
+
+
+@check("scale")
+def test_scale_small(scale):
+    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
+
+
+@check("scale")
+def test_scale_big(scale):
+    assert scale(1000, 1000) == 10**6, "the secret big case"
+'''
+
+TOY_CORRECT = "def add(a, b):\n    return a + b\n\ndef scale(x, k):\n    return x * k\n"
+
+
+def toy_course_yml(timeout: float = 5, more_lessons: str = "") -> str:
+    """The toy course's course.yml (90_toy: ``add`` 3 points, ``scale`` 2, one check of each hidden), with each
+    function's ``timeout`` and any further lessons (YAML list items) appended."""
+    return TOY_COURSE_YML.replace("timeout: 5,", f"timeout: {timeout:g},") + more_lessons
+
+
+def make_toy_course(root: Path, timeout: float = 5, more_lessons: str = "",
+                    more_checks: dict[str, str] | None = None) -> Path:
+    """The toy course in ``root`` (course.yml, autograder/test_90_toy.py and ``more_checks`` by file name), the one
+    course the grading, gradebook, Gradescope and nbgrader tests share; its course.yml."""
+    (root / "autograder").mkdir(parents=True, exist_ok=True)
+    (root / "course.yml").write_text(toy_course_yml(timeout, more_lessons))
+    for name, text in {"test_90_toy.py": TOY_CHECKS, **(more_checks or {})}.items():
+        (root / "autograder" / name).write_text(text)
+    return root / "course.yml"
+
+
 # ----------------------------------------------------------------------------- a toy class for grading outputs
 
 TOY_CLASS_COURSE = """\

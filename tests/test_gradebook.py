@@ -6,7 +6,6 @@ A toy course of plain-Python lessons (no torch) keeps grading servers fast.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import sandbox_warnings_dropped
+from conftest import TOY_CHECKS, TOY_CORRECT, make_toy_course, sandbox_warnings_dropped, toy_course_yml
 
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
@@ -28,53 +27,15 @@ from shortcutlab.grading.results import CheckResult, SubmissionResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
-COURSE_YML = """\
-version: 1
-title: Toy course
-grading: {timeout: 5, load_timeout: 20, preload: []}
-lessons:
-  - id: 90_toy
-    title: Adding and scaling
-    notebook: 90_toy.ipynb
-    functions:
-      add: {points: 3, reference: operator.add}
-      scale: {points: 2, reference: operator.mul}
-    hidden: [test_scale_big]
+# The shared toy course (conftest.py) with a second lesson.
+OTHER_LESSON = """\
   - id: 91_other
     title: Negation
     notebook: 91_other.ipynb
     functions:
       neg: {points: 1, reference: operator.neg}
 """
-
-TOY_CHECKS = '''
-import random
-from shortcutlab.grading import check, CheckFailure
-
-
-@check("add")
-def test_add_small_numbers(add, seed):
-    rng = random.Random(seed)
-    a, b = rng.randint(0, 999), rng.randint(0, 999)
-    got = add(a, b)
-    if got != a + b:
-        raise CheckFailure(f"add({a}, {b}) should be {a + b}, got {got}")
-
-
-@check("add", hidden=True)
-def test_add_negative_numbers(add, seed):
-    assert add(-seed, 1) == 1 - seed, f"secret input {seed}"
-
-
-@check("scale")
-def test_scale_small(scale):
-    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
-
-
-@check("scale")
-def test_scale_big(scale):
-    assert scale(1000, 1000) == 10**6
-'''
+COURSE_YML = toy_course_yml(more_lessons=OTHER_LESSON)
 
 OTHER_CHECKS = '''
 from shortcutlab.grading import check
@@ -85,7 +46,7 @@ def test_neg(neg, seed):
     assert neg(seed) == -seed, f"neg({seed}) should be {-seed}"
 '''
 
-CORRECT = "def add(a, b):\n    return a + b\n\ndef scale(x, k):\n    return x * k\n"
+CORRECT = TOY_CORRECT
 CLASS = {
     "alice/90_toy.py": CORRECT,
     "bob/90_toy.py": CORRECT.replace("a + b", "a - b"),
@@ -99,12 +60,8 @@ CLASS = {
 @pytest.fixture()
 def course(tmp_path) -> Path:
     """A toy course folder; returns its course.yml."""
-    root = tmp_path / "course"
-    (root / "autograder").mkdir(parents=True)
-    (root / "course.yml").write_text(COURSE_YML)
-    (root / "autograder" / "test_90_toy.py").write_text(TOY_CHECKS)
-    (root / "autograder" / "test_91_other.py").write_text(OTHER_CHECKS)
-    return root / "course.yml"
+    return make_toy_course(tmp_path / "course", more_lessons=OTHER_LESSON,
+                           more_checks={"test_91_other.py": OTHER_CHECKS})
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import make_toy_course, toy_course_yml
 
 from shortcutlab.cli import main
 from shortcutlab.grading.integrations.batch import grade_class
@@ -19,37 +20,7 @@ from shortcutlab.grading.integrations.gradescope_bundle import CONFIG_FILE, run_
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TOY_COURSE = """\
-version: 1
-title: Toy course
-grading: {timeout: 5, load_timeout: 20, preload: []}
-lessons:
-  - id: 90_toy
-    title: Adding and scaling
-    notebook: 90_toy.ipynb
-    functions:
-      add: {points: 3, reference: operator.add}
-      scale: {points: 2, reference: operator.mul}
-"""
-
-TOY_CHECKS = '''
-from shortcutlab.grading import check
-
-
-@check("add")
-def test_add(add, seed):
-    assert add(seed, 1) == seed + 1, f"add({seed}, 1) should be {seed + 1}"
-
-
-@check("scale")
-def test_scale_small(scale):
-    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
-
-
-@check("scale", hidden=True)
-def test_scale_big(scale):
-    assert scale(1000, 1000) == 10**6, "the secret big case"
-'''
+TOY_COURSE = toy_course_yml()
 
 UPLOAD = json.dumps({"cells": [
     {"cell_type": "code", "metadata": {"tags": ["setup"]}, "source": "LIMIT = 100", "outputs": [],
@@ -64,11 +35,7 @@ UPLOAD = json.dumps({"cells": [
 
 @pytest.fixture()
 def toy(tmp_path) -> Path:
-    course = tmp_path / "course"
-    (course / "autograder").mkdir(parents=True)
-    (course / "course.yml").write_text(TOY_COURSE)
-    (course / "autograder" / "test_90_toy.py").write_text(TOY_CHECKS)
-    return course / "course.yml"
+    return make_toy_course(tmp_path / "course")
 
 
 def fake_autograder(tmp_path: Path, bundle: Path, uploads: dict[str, str]) -> Path:
@@ -153,7 +120,8 @@ def test_run_autograder_grades_the_upload_into_results_json(tmp_path, toy):
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 4 and results["execution_time"] > 0
     assert [(t["name"], t["score"], t["max_score"], t["status"], t["visibility"]) for t in results["tests"]] == [
-        ("add: add", 3, 3, "passed", "visible"),
+        ("add: small numbers", 1.5, 1.5, "passed", "visible"),
+        ("add: hidden check", 1.5, 1.5, "passed", "after_published"),
         ("scale: small", 1, 1, "passed", "visible"),
         ("scale: hidden check", 0, 1, "failed", "after_published")]
     assert "secret" not in json.dumps(results)
@@ -172,7 +140,7 @@ def test_the_bundle_takes_points_from_the_course_file_it_is_given(tmp_path, toy)
     assert (root / "source" / "course" / "course.yml").read_text() == (toy.parent / "points.yml").read_text()
     results = run_autograder(root, root / "source" / CONFIG_FILE)
     assert [(t["name"], t["max_score"]) for t in results["tests"]] == [
-        ("add: add", 3), ("scale: small", 3), ("scale: hidden check", 3)]
+        ("add: small numbers", 1.5), ("add: hidden check", 1.5), ("scale: small", 3), ("scale: hidden check", 3)]
     assert results["score"] == 6
 
 
@@ -196,7 +164,7 @@ def test_an_upload_that_cannot_be_loaded_still_gets_results_and_never_fails_the_
     assert done.returncode == 0, done.stderr
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 0 and "could not be graded normally" in results["output"]
-    assert "while loading" in results["output"] and len(results["tests"]) == 3
+    assert "while loading" in results["output"] and len(results["tests"]) == 4
 
 
 def test_run_autograder_writes_results_even_if_python_cannot_start(tmp_path, toy):

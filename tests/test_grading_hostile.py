@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,9 +95,7 @@ def batch(tmp_path_factory):
     os.chdir(cwd)
     os.environ["TMPDIR"] = str(tmp)  # the grading servers (new processes) make their scratch folders here
     try:
-        start = time.monotonic()
         first = grade(paths, course=_course(), jobs=2, seed=SEED)
-        seconds = time.monotonic() - start
         # Again without the OS sandbox (where there is none, the first run was already without it), all but the
         # submission that kills its grading server (a server restart is the slowest thing here).
         os.environ[sandbox.SANDBOX_ENV] = sandbox.NONE
@@ -113,7 +110,7 @@ def batch(tmp_path_factory):
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = saved_tmp
-    return {"first": first, "second": second, "seconds": seconds, "cwd": cwd, "tmp": tmp, "paths": paths,
+    return {"first": first, "second": second, "cwd": cwd, "tmp": tmp, "paths": paths,
             "marker": pickles / "marker", "before_repo": before_repo, "after_repo": _repo(),
             "by_name": {Path(r.path).name: r for r in first.submissions},
             "by_name_second": {Path(r.path).name: r for r in second.submissions}}
@@ -133,7 +130,6 @@ def test_the_batch_finishes_and_reports_every_submission_in_order(batch):
     assert names == [p.name for p in batch["paths"]] and len(names) == len(HOSTILE) + len(BROKEN) + 2
     assert [Path(r.path).name for r in batch["second"].submissions] == [n for n in names if n != KILLER]
     assert {r.sandbox for r in batch["second"].submissions} == {"none"}
-    assert batch["seconds"] < 120, f"the hostile batch took {batch['seconds']:.0f} s"
 
 
 @pytest.mark.slow

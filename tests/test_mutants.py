@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # grades whole batches end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = load_course(ROOT / "course.yml")
-READY = [lesson.id for lesson in COURSE.lessons if COURSE.check_file(lesson).exists()]
+LESSONS = COURSE.lesson_ids
 ALL_MUTANTS = sorted(p for p in (ROOT / "tests" / "mutants").glob("*/*.py") if p.parent.name in COURSE.lesson_ids)
 CALLEE_BROKEN = "grad_reverse__no_sign_flip"  # GRLNet calls it: the test below needs this one
 
@@ -50,11 +50,6 @@ def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def _ready(path: Path, lesson: str) -> None:
-    if lesson not in READY:
-        pytest.skip(f"{lesson} has no check file yet")
-
-
 def _reference_submission(folder: Path, lesson: str) -> Path:
     """A .py submission that imports every graded function of ``lesson`` from its library reference."""
     path = folder / lesson / "reference.py"
@@ -71,9 +66,9 @@ def _reference_submission(folder: Path, lesson: str) -> Path:
 def graded(tmp_path_factory) -> dict[Path, object]:
     """Mutants, correct submissions, references and untouched lessons, graded in one batch (2 at a time)."""
     folder = tmp_path_factory.mktemp("references")
-    references = [_reference_submission(folder, lesson) for lesson in READY]
-    lessons = [COURSE.lesson_notebook(lesson) for lesson in READY if COURSE.lesson_notebook(lesson).exists()]
-    paths = [p for p in MUTANTS + SUBMISSIONS if p.parent.name in READY or p.stem in READY] + references + lessons
+    references = [_reference_submission(folder, lesson) for lesson in LESSONS]
+    lessons = [COURSE.lesson_notebook(lesson) for lesson in LESSONS]
+    paths = MUTANTS + SUBMISSIONS + references + lessons
     # The reference submissions import the library's own functions, which course.yml's default scores 0
     # (grading.allow_reference: false); here they are the control, so this batch allows them.
     course = COURSE.model_copy(update={"grading": COURSE.grading.model_copy(update={"allow_reference": True})})
@@ -81,11 +76,16 @@ def graded(tmp_path_factory) -> dict[Path, object]:
     return {Path(result.path): result for result in report.submissions}
 
 
+def test_every_lesson_has_its_check_file_and_its_notebook():
+    """A lesson of course.yml without them would grade nothing: never a skip, always a failure."""
+    absent = [str(path) for lesson in LESSONS
+              for path in (COURSE.check_file(COURSE.lesson(lesson)), COURSE.lesson_notebook(lesson)) if not path.exists()]
+    assert not absent, f"missing: {absent}"
+
+
 @pytest.mark.parametrize("lesson", COURSE.lesson_ids)
 def test_a_check_takes_no_other_graded_function(lesson):
     """A check handed another student function would grade it too: it uses that function's reference instead."""
-    if lesson not in READY:
-        pytest.skip(f"{lesson} has no check file yet")
     names = set(COURSE.lesson(lesson).functions)
     others = {c.name: sorted(names & set(c.params) - {c.function}) for c in plan_checks(COURSE, lesson)
               if names & set(c.params) - {c.function}}
@@ -95,7 +95,6 @@ def test_a_check_takes_no_other_graded_function(lesson):
 @pytest.mark.parametrize("path", MUTANTS, ids=_id)
 def test_a_mutant_loses_points_on_its_function_and_keeps_them_elsewhere(path, graded):
     lesson = path.parent.name
-    _ready(path, lesson)
     function, sep, _ = path.stem.partition("__")
     assert sep and function in COURSE.lesson(lesson).functions, \
         f"name mutants <function>__<what_is_wrong>.py with a graded function of {lesson}: {path.name}"
@@ -112,7 +111,6 @@ def test_a_mutant_loses_points_on_its_function_and_keeps_them_elsewhere(path, gr
 
 def test_a_wrong_sign_in_grad_reverse_costs_points_on_grad_reverse_only(graded):
     """GRLNet calls grad_reverse: its checks run it with the reference grad_reverse, so GRLNet keeps full marks."""
-    _ready(Path("04_debiasing"), "04_debiasing")
     result = graded[ROOT / "tests" / "mutants" / "04_debiasing" / "grad_reverse__no_sign_flip.py"]
     assert result.error is None, result.error
     scores = result.function_scores()
@@ -131,7 +129,6 @@ def _full_marks(result) -> None:
 
 @pytest.mark.parametrize("path", SUBMISSIONS, ids=lambda p: p.stem)
 def test_a_correct_submission_gets_full_marks(path, graded):
-    _ready(path, path.stem)
     _full_marks(graded[path])
 
 
@@ -139,21 +136,18 @@ def test_a_correct_submission_gets_full_marks(path, graded):
 def test_every_check_of_a_correct_submission_is_judged_where_no_student_code_ran(path, graded):
     """Each pass comes from the judge's re-run (recorded answers, model states and probe data), never from the
     process that ran the student's code alone."""
-    _ready(path, path.stem)
     unjudged = [c.name for c in graded[path].checks if not c.judged]
     assert not unjudged, f"{path.stem}: passed without the judge: {unjudged}"
 
 
 @pytest.mark.parametrize("lesson", COURSE.lesson_ids)
 def test_the_library_reference_gets_full_marks(lesson, graded):
-    _ready(Path(lesson), lesson)
     (result,) = [r for p, r in graded.items() if p.name == "reference.py" and p.parent.name == lesson]
     _full_marks(result)
 
 
 @pytest.mark.parametrize("lesson", COURSE.lesson_ids)
 def test_an_untouched_lesson_gets_zero_without_a_grader_error(lesson, graded):
-    _ready(Path(lesson), lesson)
     path = COURSE.lesson_notebook(lesson)
     if not path.exists():
         pytest.skip(f"{path} is not generated yet")
@@ -165,16 +159,13 @@ def test_an_untouched_lesson_gets_zero_without_a_grader_error(lesson, graded):
 
 
 def test_grading_every_solution_notebook_gives_full_marks(tmp_path):
-    notebooks = sorted(str(p) for p in (ROOT / "solutions").glob("*.ipynb"))
-    if not notebooks:
-        pytest.skip("no solution notebooks yet")
+    notebooks = [str(ROOT / "solutions" / COURSE.lesson(lesson).notebook) for lesson in LESSONS]
     done = subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--json", "--quiet", "--seed", str(SEED),
                            "--out", str(tmp_path / "grades"), *notebooks], capture_output=True, text=True, cwd=ROOT,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     document = json.loads(done.stdout)
+    assert sorted(r["lesson"] for r in document["submissions"]) == sorted(LESSONS), done.stderr[-2000:]
     for result in document["submissions"]:
-        if result["lesson"] not in READY:
-            continue
         failing = [f"{c['name']}: {c['output'][:300]}" for c in result["checks"] if c["status"] != "passed"]
         assert result["error"] is None and result["score"] == result["max_score"] and not failing, \
             f"{result['path']}: {result['error']} {failing}"
@@ -187,17 +178,16 @@ def test_mutation_score(graded):
     covered: dict[str, set[str]] = defaultdict(set)
     for path in MUTANTS:
         lesson, function = path.parent.name, path.stem.partition("__")[0]
-        if lesson not in READY or path not in graded:
-            continue
         got, most = graded[path].function_scores().get(function, (0.0, 0.0))
         killed[lesson][0] += got < most
         killed[lesson][1] += 1
         covered[lesson].add(function)
-    lines = []
+    lines, uncovered = [], []
     for lesson, (dead, total) in sorted(killed.items()):
         missing = sorted(set(COURSE.lesson(lesson).functions) - covered[lesson])
+        uncovered += missing
         lines.append(f"{lesson}: {dead}/{total} mutants killed ({100 * dead / total:.0f}%)"
                      + (f"; no mutant of {', '.join(missing)}" if missing else ""))
     print("\nmutation score (seed %d):\n  " % SEED + "\n  ".join(lines))
-    assert sum(total for _, total in killed.values()) >= len(COURSE.graded_names)
+    assert sorted(killed) == sorted(LESSONS) and not uncovered, f"graded functions without a mutant: {uncovered}"
     assert all(dead == total for dead, total in killed.values())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import make_toy_course
 
 import shortcutlab
 from shortcutlab.cli import main
@@ -23,39 +24,9 @@ from shortcutlab.release import ANSWER_PROMPT
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_colored_mnist"  # the lightest lesson: its exploration cells take seconds
 
-TOY_COURSE = """\
-version: 1
-title: Toy course
-grading: {timeout: 5, load_timeout: 20, preload: []}
-lessons:
-  - id: 90_toy
-    title: Scaling
-    notebook: 90_toy.ipynb
-    functions:
-      scale: {points: 2, reference: operator.mul}
-"""
-
-TOY_CHECKS = '''
-from shortcutlab.grading import check
-
-
-@check("scale")
-def test_scale_small(scale):
-    assert scale(3, 2) == 6, "scale(3, 2) should be 6"
-
-
-@check("scale", hidden=True)
-def test_scale_big(scale):
-    assert scale(1000, 1000) == 10**6, "the secret big case"
-'''
-
-
 @pytest.fixture()
 def toy(tmp_path) -> Path:
-    (tmp_path / "autograder").mkdir()
-    (tmp_path / "course.yml").write_text(TOY_COURSE)
-    (tmp_path / "autograder" / "test_90_toy.py").write_text(TOY_CHECKS)
-    return tmp_path / "course.yml"
+    return make_toy_course(tmp_path)
 
 
 # ----------------------------------------------------------------------------- the course root
