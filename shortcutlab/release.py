@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
+from shortcutlab.cells import ANSWER_ID, cell_source
 from shortcutlab.errors import ShortcutlabError
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ DEFAULT_HINT = "replace this line with your solution"
 # What a student sees in a written-answer cell of a lesson (the model answer's place); nbgrader's default is
 # "YOUR ANSWER HERE", which the grader also reads as unanswered.
 ANSWER_PROMPT = "*Your answer here.*"
-ANSWER_ID = re.compile(r"^answer_(?P<question>q[1-9][0-9]*)$")
 # Metadata Jupyter and nbclient write while running or viewing a notebook: never part of a lesson.
 TRANSIENT_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
@@ -162,11 +162,6 @@ def _read(path: Path, text: str | None = None) -> nbformat.NotebookNode:
 # ----------------------------------------------------------------------------- points from course.yml
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
 def _number(value: Any) -> Any:
     """4.0 -> 4, so a whole number of points is written as nbgrader and Jupyter write it."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -199,7 +194,7 @@ def set_points(cells: list, lesson: "LessonSpec", where: str = "notebook", write
         if ANSWER_ID.match(str(meta.get("grade_id", ""))):
             _answer_points(cell, meta, index, lesson, where, write, answered, disagreements, problems)
             continue
-        call = CHECK_CALL.search(_source(cell))
+        call = CHECK_CALL.search(cell_source(cell))
         grade_id = str(meta.get("grade_id", ""))
         function = call["function"] if call else grade_id.removeprefix("check_") if grade_id.startswith("check_") \
             else None

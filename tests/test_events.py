@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from shortcutlab.grading.engine.events import (KINDS, Cell, FunctionStarted, Loaded, MalformedEvent, Result, Start,
+from shortcutlab.grading.engine.events import (KINDS, CellStarted, FunctionStarted, Loaded, MalformedEvent, Result, Start,
                                                Verified, decode)
 from shortcutlab.grading.engine.processes import Lines
 from shortcutlab.grading.engine.serving import STATE, job_event, send
@@ -17,7 +17,7 @@ from shortcutlab.grading.engine.serving import STATE, job_event, send
 TOKEN = "ab" * 16
 
 EXAMPLES = [
-    Cell("lesson.ipynb", 3),
+    CellStarted("lesson.ipynb", 3),
     Loaded(({"filename": "lesson.ipynb", "name": "f", "kind": "cell", "error": "boom", "status": "error",
              "index": 1},), "printed while loading"),
     FunctionStarted(4242),
@@ -127,9 +127,9 @@ def test_an_event_without_the_jobs_token_is_dropped_by_the_server(token, job_tok
 
 
 def test_a_cell_and_loaded_event_are_read_as_leniently_as_the_server_always_did():
-    assert decode({"event": "cell"}) == Cell("", 0)
-    assert decode({"event": "cell", "filename": 5, "index": "2"}) == Cell("5", 0)
-    assert decode({"event": "cell", "filename": "a.py", "index": 2}) == Cell("a.py", 2)
+    assert decode({"event": "cell"}) == CellStarted("", 0)
+    assert decode({"event": "cell", "filename": 5, "index": "2"}) == CellStarted("5", 0)
+    assert decode({"event": "cell", "filename": "a.py", "index": 2}) == CellStarted("a.py", 2)
     assert decode({"event": "loaded"}) == Loaded((), "")
     assert decode({"event": "loaded", "notes": {"not": "a list"}, "printed": 12}) == Loaded((), "12")
 

@@ -44,7 +44,7 @@ make_hostile = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("make_hostile", make_hostile)
 _spec.loader.exec_module(make_hostile)
 
-WHY_NOT = sandbox.probe(str(PACKAGE_ROOT))
+WHY_NOT = sandbox.why_no_sandbox(str(PACKAGE_ROOT))
 pytestmark = pytest.mark.slow  # grades whole batches end to end
 needs_bwrap = pytest.mark.skipif(WHY_NOT is not None and not os.environ.get("CI"),
                                  reason=f"the OS sandbox cannot run here: {WHY_NOT}")
@@ -279,7 +279,7 @@ def plain(tmp_path) -> Path:
 
 def test_without_bubblewrap_grading_still_works_says_so_once_and_records_it(plain, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap", lambda: None)
-    sandbox.probe.cache_clear()
+    sandbox.why_no_sandbox.cache_clear()
     try:
         warnings: list[str] = []
         report = grade([plain / "94_plain.py", plain / "94_plain.py"], course=plain / "course.yml", jobs=1, seed=1,
@@ -291,7 +291,7 @@ def test_without_bubblewrap_grading_still_works_says_so_once_and_records_it(plai
         with pytest.raises(GradingError, match="refusing to grade without the OS sandbox"):
             grade([plain / "94_plain.py"], course=plain / "course.yml", require_sandbox=True)
     finally:
-        sandbox.probe.cache_clear()
+        sandbox.why_no_sandbox.cache_clear()
 
 
 def test_require_sandbox_exits_2_with_a_clear_message_where_bwrap_cannot_run(plain):

@@ -1,6 +1,6 @@
 """The events a grading server's forked processes send it: one JSON line each, on a pipe of their own.
 
-The submission's process reports its cells (``Cell``), the end of loading (``Loaded``) and the process it forked
+The submission's process reports its cells (``CellStarted``), the end of loading (``Loaded``) and the process it forked
 for a function (``FunctionStarted``); each function's process reports a check it starts (``Start``) and its
 outcome (``Result``, with the record of its calls when it passed); the judge reports its verdict (``Verified``).
 ``serving.send`` stamps each with the job's token; the server drops an event whose token is not the job's.
@@ -10,7 +10,7 @@ written by the grader; these events never leave a server, and all but ``Verified
 student code runs and can write to the same pipe. So each is validated as it is read: ``decode`` returns None for a
 line of an unknown kind or with a field of the wrong type, and the reader ignores it, as it ignores a line that is
 not JSON (``processes.Lines`` hands those over as ``{"event": "garbage"}``). Two kinds are read leniently, as the
-server always read them: a ``Cell``'s file name is taken as text and a missing or odd index as 0; a ``Loaded``'s
+server always read them: a ``CellStarted``'s file name is taken as text and a missing or odd index as 0; a ``Loaded``'s
 notes that are not a list as none, and what it printed as text.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ class _Event:
 
 
 @dataclass(frozen=True)
-class Cell(_Event):
+class CellStarted(_Event):
     """The submission's process is about to run cell ``index`` of ``filename``."""
 
     kind: ClassVar[str] = "cell"
@@ -83,7 +83,7 @@ class Cell(_Event):
     index: int = 0
 
     @classmethod
-    def from_dict(cls, data: dict) -> Cell:
+    def from_dict(cls, data: dict) -> CellStarted:
         index = data.get("index")
         return cls(str(data.get("filename", "")), index if _integer(index) else 0, token=_token(data))
 
@@ -180,8 +180,8 @@ class Verified(_Event):
                    token=_token(data))
 
 
-Event = Cell | Loaded | FunctionStarted | Start | Result | Verified
-KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (Cell, Loaded, FunctionStarted, Start, Result, Verified)}
+Event = CellStarted | Loaded | FunctionStarted | Start | Result | Verified
+KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (CellStarted, Loaded, FunctionStarted, Start, Result, Verified)}
 
 
 def decode(data: dict) -> Event | None:

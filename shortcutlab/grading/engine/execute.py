@@ -20,10 +20,10 @@ from contextlib import contextmanager, nullcontext as _nothing
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortcutlab.grading.engine.environment import ENGINE_DIR
 from shortcutlab.grading.registry import NotReplayable
 from shortcutlab.grading.status import Status
 
-GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
 PASSED, FAILED, ERROR, TIMEOUT, UNVERIFIED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT,
                                               Status.UNVERIFIED)  # short names used throughout the engine
 
@@ -100,7 +100,7 @@ def _student_frames(tb: Any, student_files: set[str]) -> list[traceback.FrameSum
     if mine:
         return mine
     # Not raised in student code (e.g. by a check helper): show the innermost frames outside this package.
-    return [f for f in frames if not f.filename.startswith(GRADING_DIR)][-2:]
+    return [f for f in frames if not f.filename.startswith(ENGINE_DIR)][-2:]
 
 
 def describe_exception(exc: BaseException, student_files: set[str] = frozenset()) -> str:

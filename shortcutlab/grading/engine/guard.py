@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 import threading
 import types
 from typing import Any
 
+from shortcutlab.grading.engine.environment import ENGINE_DIR
 from shortcutlab.grading.registry import CHECK_MODULE_PREFIX
 
-GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def reference_codes(reference: Any) -> set[types.CodeType]:
@@ -109,7 +108,7 @@ class ReferenceGuard:
             filename = caller.f_code.co_filename
             if filename in self.student_files:
                 return True
-            if filename in self.stop_files or filename.startswith(GRADING_DIR):
+            if filename in self.stop_files or filename.startswith(ENGINE_DIR):
                 return False
             caller = caller.f_back
         return False

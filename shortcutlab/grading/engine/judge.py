@@ -17,7 +17,7 @@ from typing import Any
 from shortcutlab.grading import probes
 from shortcutlab.grading.engine.events import Verified
 from shortcutlab.grading.engine.execute import UNVERIFIED, CheckContext, Outcome, run_check
-from shortcutlab.grading.engine.limits import GRACE, START_SLACK
+from shortcutlab.grading.engine.limits import checks_time
 from shortcutlab.grading.engine.processes import fork_reporting, kill_group, reap
 from shortcutlab.grading.engine.protocol import CheckJob, Job
 from shortcutlab.grading.engine.replay import Transcript
@@ -60,7 +60,7 @@ def verify(job: Job, functions: dict[str, Callable], references: dict[str, Any],
     pid, lines = fork_reporting(lambda fd: _trusted_process(todo, functions, references, transcripts, fd,
                                                             log.fileno(), job))
     names = {c.name for c in todo}
-    deadline = time.monotonic() + sum(c.timeout + GRACE for c in todo) + START_SLACK
+    deadline = time.monotonic() + checks_time([c.timeout for c in todo])
     verdicts: dict[str, Verified] = {}
     while True:
         try:

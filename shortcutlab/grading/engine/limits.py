@@ -11,6 +11,7 @@ BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
 MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
 GRACE = 3.0  # seconds past a check's own limit (enforced in-process) before its process is killed
 START_SLACK = 30.0  # seconds a fresh process may take before it starts its first check
+FORK_SECONDS = 1.0  # seconds allowed for forking each check's process
 SERVER_START_TIMEOUT = 300.0  # seconds a grading server may take to start (importing torch on a loaded 2-core machine)
 SANDBOX_PROBE_TIMEOUT = 30.0  # seconds to find out whether bubblewrap can run here
 # ---- size (memory: course.yml grading.memory_mb; output: grading.output_limit)
@@ -23,6 +24,12 @@ RECORD_NODES = 200_000  # containers and scalars in one recorded value
 RECORD_DEPTH = 32  # nesting of one recorded value
 # ---- processes
 PROCESS_LIMIT = 128  # processes and threads student code may have at once, in the OS sandbox (RLIMIT_NPROC)
+
+
+def checks_time(timeouts: list[float]) -> float:
+    """Seconds to run checks with these time limits once, each with its grace and a fork, after a process start:
+    what the submission's processes may take for them, and the judge for its re-run."""
+    return sum(t + GRACE + FORK_SECONDS for t in timeouts) + START_SLACK
 
 
 def default_budget(load_timeout: float, checks: list) -> float:

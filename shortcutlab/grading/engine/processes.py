@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from shortcutlab.grading.engine.execute import GRADING_DIR
+from shortcutlab.grading.engine.environment import ENGINE_DIR
 from shortcutlab.grading.engine.limits import GRACE, MAX_LINE
 
 
@@ -158,7 +158,7 @@ def crash_summary(tail: str) -> str:
     if start < 0:
         return tail[-1500:]
     lines = tail[start:].splitlines()
-    frames = [line for line in lines[1:] if line.strip().startswith('File "') and GRADING_DIR not in line
+    frames = [line for line in lines[1:] if line.strip().startswith('File "') and ENGINE_DIR not in line
               and "<frozen" not in line and "site-packages" not in line]
     return "\n".join([lines[0], *frames[:10]])
 

@@ -31,7 +31,7 @@ from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
 from shortcutlab.grading.results import GradeReport, SubmissionResult
 from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
-from shortcutlab.grading.engine.processes import Lines, remove_tree
+from shortcutlab.grading.engine.processes import Lines, log_tail, remove_tree
 from shortcutlab.grading.engine.worker import submission_budget
 
 
@@ -91,11 +91,7 @@ class Server:
         return reply
 
     def log_tail(self, limit: int = 800) -> str:
-        try:
-            size = os.fstat(self.log.fileno()).st_size
-            return os.pread(self.log.fileno(), limit, max(size - limit, 0)).decode(errors="replace").strip()
-        except OSError:
-            return ""
+        return log_tail(self.log.fileno(), limit)
 
     def grade(self, job: Job, timeout: float) -> JobResult:
         """Send one job and wait for its raw result (TimeoutError / RuntimeError if the server fails)."""

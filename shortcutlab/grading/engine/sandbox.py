@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shortcutlab.grading.engine.environment import GRADING_ENV
 from shortcutlab.grading.engine.limits import SANDBOX_PROBE_TIMEOUT, SCRATCH_BYTES
 
 BUBBLEWRAP, NONE = "bubblewrap", "none"
@@ -90,9 +91,7 @@ def sandbox_env(base: dict[str, str], uid: int) -> dict[str, str]:
     """The environment inside: grading's own variables (``base``: threads, plotting, PYTHONPATH), a PATH, /tmp as
     home and temp folder, the locale, and nothing else of the grader's environment (no secrets)."""
     env = {key: value for key, value in base.items()
-           if key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MPLBACKEND", "SHORTCUTLAB_GRADING",
-                      "TQDM_DISABLE", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPATH",
-                      "SHORTCUTLAB_OFFLINE") or key in KEPT_ENV}
+           if key in GRADING_ENV or key in ("PYTHONPATH", "SHORTCUTLAB_OFFLINE") or key in KEPT_ENV}
     env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
                HOME="/tmp", TMPDIR="/tmp", SHORTCUTLAB_CACHE="/tmp/.shortcutlab-cache", MPLCONFIGDIR="/tmp/.matplotlib")
     env[SANDBOX_UID_ENV] = str(uid)
@@ -100,7 +99,7 @@ def sandbox_env(base: dict[str, str], uid: int) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def probe(package_root: str) -> str | None:
+def why_no_sandbox(package_root: str) -> str | None:
     """None if bwrap can run a trivial Python here with the sandbox's options, else why not (asked once)."""
     if bwrap() is None:
         return "bwrap (Debian package bubblewrap) is not installed"
@@ -121,7 +120,7 @@ def choose(package_root: str | Path, require: bool = False) -> tuple[str, str | 
     wanted = os.environ.get(SANDBOX_ENV, "").strip().lower()
     if wanted == NONE and not require:
         return NONE, f"{SANDBOX_ENV}=none"
-    why = probe(str(Path(package_root).resolve()))
+    why = why_no_sandbox(str(Path(package_root).resolve()))
     return (BUBBLEWRAP, None) if why is None else (NONE, why)
 
 

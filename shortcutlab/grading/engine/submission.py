@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shortcutlab.cells import cell_source
 from shortcutlab.course import Course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.engine.limits import MAX_SUBMISSION_BYTES
@@ -50,11 +51,6 @@ class Submission:
     cells: tuple[Cell, ...]
     digest: str  # sha256 of the file's bytes, to tell resubmissions apart
     notes: tuple[str, ...] = field(default=())
-
-
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def strip_magics(source: str) -> str | None:
@@ -106,7 +102,7 @@ def notebook_cells(notebook: dict, where: str) -> tuple[tuple[Cell, ...], tuple[
             continue
         tagged = True
         name = str(nbgrader.get("grade_id", "")) if kind == "solution" else ""
-        source = strip_magics(_source(cell))
+        source = strip_magics(cell_source(cell))
         if source is None:
             notes.append(f"cell {index + 1} starts with a cell magic and was skipped")
             continue
@@ -115,7 +111,7 @@ def notebook_cells(notebook: dict, where: str) -> tuple[tuple[Cell, ...], tuple[
     if not tagged:
         # Some editors drop cell metadata: fall back to cells that only import and define.
         for index, cell in code:
-            source = strip_magics(_source(cell))
+            source = strip_magics(cell_source(cell))
             if source is not None and _is_definitions_only(source):
                 chosen.append(Cell("solution", source, f"<cell {index + 1}>", "", index + 1))
         notes.append("the notebook has no setup tags or nbgrader metadata (was it saved by a tool that drops "

@@ -32,12 +32,12 @@ from typing import Any
 from shortcutlab.course import import_object
 from shortcutlab.grading import probes
 from shortcutlab.grading.engine import verdict
-from shortcutlab.grading.engine.events import Cell, FunctionStarted, Loaded, Result, Start, decode
+from shortcutlab.grading.engine.events import CellStarted, FunctionStarted, Loaded, Result, Start, decode
 from shortcutlab.grading.engine.execute import (ERROR, PASSED, TIMEOUT, CheckContext, describe_exception, exec_cells,
                                                 run_check, truncate)
 from shortcutlab.grading.engine.guard import ReferenceGuard, Snapshot, reference_codes
 from shortcutlab.grading.engine.judge import verify
-from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK
+from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK, checks_time
 from shortcutlab.grading.engine.processes import (crash_summary, describe_exit, die_with_parent, fork_reporting,
                                                   kill_group, log_tail, parent_of, reap, remove_tree)
 from shortcutlab.grading.engine.protocol import CheckJob, CheckReport, Job, JobResult
@@ -193,7 +193,7 @@ def _submission_process(job: Job, functions: dict[str, Callable], out_fd: int, l
     cells = job.cells
     namespace: dict[str, Any] = {"__name__": SUBMISSION_NAME, "__builtins__": builtins}
     notes, printed = exec_cells(cells, namespace, job.cell_timeout, job.load_timeout, limit,
-                                on_cell=lambda cell: send(out_fd, Cell(cell["filename"], cell.get("index", 0))))
+                                on_cell=lambda cell: send(out_fd, CellStarted(cell["filename"], cell.get("index", 0))))
     send(out_fd, Loaded(tuple(n.to_dict() for n in notes), truncate(printed, limit)))
     student_files = {c["filename"] for c in cells}
     context = CheckContext(namespace, student_files, notes)
@@ -219,16 +219,11 @@ def _submission_process(job: Job, functions: dict[str, Callable], out_fd: int, l
 # ----------------------------------------------------------------------------- the server
 
 
-def _checks_time(job: Job) -> float:
-    """Seconds to run every check of ``job`` once, each with its grace and a fork, after a process start."""
-    return sum(c.timeout + GRACE + 1.0 for c in job.checks) + START_SLACK
-
-
 def run_limit(job: Job) -> float:
     """Seconds the submission's own processes may take, loading and checks: its ``budget`` (course.yml
     ``grading.submission_budget``) if the job has one, and never more than loading plus every check with its
     grace and a fork."""
-    most = job.load_timeout + _checks_time(job)
+    most = job.load_timeout + checks_time([c.timeout for c in job.checks])
     budget = job.budget
     return min(float(budget), most) if budget else most
 
@@ -236,7 +231,7 @@ def run_limit(job: Job) -> float:
 def submission_budget(job: Job) -> float:
     """Seconds a submission may take in all: its run limit, then the grader's own re-run of the checks that
     passed."""
-    return run_limit(job) + _checks_time(job)
+    return run_limit(job) + checks_time([c.timeout for c in job.checks])
 
 
 def _references(job: Job) -> tuple[dict[str, Any], dict[str, set]]:
@@ -276,7 +271,7 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
         event = job_event(line)
         if event is None:
             continue  # malformed, or not written by the grader's own code
-        if isinstance(event, Cell):
+        if isinstance(event, CellStarted):
             last_cell, last_index = event.filename, event.index
         elif isinstance(event, Start) and loaded and event.name in names:
             current = event.name

@@ -28,7 +28,7 @@ from shortcutlab import PACKAGE_DIR
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.outputs.files import write_text
-from shortcutlab.grading.outputs.gradescope import gradescope_results
+from shortcutlab.grading.outputs.gradescope import gradescope_results, results_document
 from shortcutlab.grading.wording import points
 from shortcutlab.grading.results import SubmissionResult
 from shortcutlab.grading.engine.submission import SUFFIXES, expand_paths, infer_lesson
@@ -180,9 +180,7 @@ def combine(results: list[SubmissionResult], seconds: float, course: Course | No
     for result, part in zip(results, parts):
         for test in part["tests"]:
             tests.append({**test, "name": f"{result.lesson} / {test['name']}", "number": str(len(tests) + 1)})
-    return {"score": round(sum(p["score"] for p in parts), 4), "execution_time": round(seconds, 3),
-            "output": "\n\n".join(p["output"] for p in parts), "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests}
+    return results_document(sum(p["score"] for p in parts), seconds, "\n\n".join(p["output"] for p in parts), tests)
 
 
 def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
@@ -201,9 +199,7 @@ def run_autograder(root: str | Path, config: str | Path, jobs: int = 1) -> dict:
         report = grade(files, lesson=lesson, jobs=jobs, seed=int(settings["seed"]), course=course)
         results = combine(list(report.submissions), time.monotonic() - start, course)
     except (ShortcutlabError, OSError, ValueError) as exc:
-        results = {"score": 0.0, "execution_time": round(time.monotonic() - start, 3),
-                   "output": f"This submission could not be graded: {exc}", "visibility": "visible",
-                   "stdout_visibility": "hidden", "tests": []}
+        results = results_document(0.0, time.monotonic() - start, f"This submission could not be graded: {exc}", [])
     write_text(root / "results" / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 

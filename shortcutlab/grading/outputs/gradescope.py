@@ -47,6 +47,13 @@ def answer_tests(answers: Iterable[AnswerResult], first: int = 1) -> list[dict]:
     return tests
 
 
+def results_document(score: float, seconds: float, output: str, tests: list[dict]) -> dict:
+    """Gradescope's results.json: the total ``score``, the run's ``seconds``, the summary shown to the student and
+    one entry per test; the student never sees the grader's stdout."""
+    return {"score": rounded(score), "execution_time": round(float(seconds), 3), "output": output,
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
 def gradescope_results(result: SubmissionResult, execution_time: float | None = None,
                        answers: Iterable[AnswerResult] = (), late_penalty: float = 0.0) -> dict:
     """Gradescope's results.json for one submission: the score (less ``late_penalty`` points), one test per check,
@@ -83,11 +90,4 @@ def gradescope_results(result: SubmissionResult, execution_time: float | None = 
         summary += f" ({awaiting} written answer{'s' if awaiting != 1 else ''} awaiting manual grading)"
     if result.error:
         summary += f"\n\nThis submission could not be graded normally:\n{result.error}"
-    return {
-        "score": rounded(score),
-        "execution_time": round(float(result.seconds if execution_time is None else execution_time), 3),
-        "output": summary,
-        "visibility": "visible",
-        "stdout_visibility": "hidden",
-        "tests": tests,
-    }
+    return results_document(score, result.seconds if execution_time is None else execution_time, summary, tests)

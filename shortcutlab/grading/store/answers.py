@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shortcutlab.cells import ANSWER_ID, cell_source
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.results import AnswerResult
 from shortcutlab.grading.wording import points
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # exports and the gradebook import this module; it imports th
     from shortcutlab.grading.store.gradebook import Entry, Gradebook
     from shortcutlab.grading.results import SubmissionResult
 
-# The grade id of an answer cell, as shortcutlab.release.ANSWER_ID (not imported from there: it imports nbformat)
-ANSWER_ID = re.compile(r"^answer_(?P<question>q[1-9][0-9]*)$")
 ANSWERS_FOLDER = "answers"
 SCORE_COLUMNS = ("lesson", "student", "question", "points", "max_points", "comment", "answer")
 ANSWER_LIMIT = 20_000  # characters of an answer kept (a pasted output or image is not an answer)
@@ -52,11 +51,6 @@ class AnswerError(ShortcutlabError):
 
 # A written answer's status: scored by the instructor, answered and not scored yet, or left empty.
 # ----------------------------------------------------------------------------- reading answers
-
-
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def normalize_answer(text: str) -> str:
@@ -101,7 +95,7 @@ def read_answers(path: str | Path, data: bytes | None = None) -> dict[str, str]:
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
         return {}
-    answers = {question: normalize_answer(_source(cell)) for question, cell in answer_cells(cells).items()}
+    answers = {question: normalize_answer(cell_source(cell)) for question, cell in answer_cells(cells).items()}
     return {question: text for question, text in answers.items() if text}
 
 
@@ -139,8 +133,8 @@ def questions(course: Course, lesson: LessonSpec | str) -> list[Question]:
         if not match:
             continue
         before = cells[index - 1] if index else {}
-        text = _source(before).strip() if before.get("cell_type") == "markdown" else ""
-        texts.setdefault(match["question"], (text, normalize_answer(_source(cell))))
+        text = cell_source(before).strip() if before.get("cell_type") == "markdown" else ""
+        texts.setdefault(match["question"], (text, normalize_answer(cell_source(cell))))
     ordered = sorted(lesson.answers.items(), key=lambda item: int(item[0].lstrip("q")))
     return [Question(q, float(spec.points), *texts.get(q, ("", ""))) for q, spec in ordered]
 
