@@ -170,6 +170,26 @@ def test_the_same_bytes_handed_in_twice_are_graded_once_and_identical_code_is_fl
     assert len(printed.out.splitlines()) == 5 and "identical" not in printed.out
 
 
+def test_a_class_run_reads_and_parses_each_submission_file_once(course, submitted, tmp_path, monkeypatch):
+    """The batch reads a file once (its digest keys the gradebook) and hands the parsed submission to the runner."""
+    from shortcutlab.grading.engine import runner, submission
+    from shortcutlab.grading.integrations import batch
+
+    parsed: list[str] = []
+    real = submission.load_submission
+
+    def counting(path, *args, **kwargs):
+        parsed.append(str(Path(path).relative_to(submitted)))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "load_submission", counting)
+    monkeypatch.setattr(runner, "load_submission", counting)
+    run = grade_class([submitted], tmp_path / "grades", course=course, jobs=2)
+    # every file once, the unparseable notebook (dave's) too: its error is graded from that one attempt
+    assert run.graded == len(CLASS) and sorted(parsed) == sorted(CLASS), parsed
+    assert any(r.error and "dave" in r.path for r in run.report.submissions)
+
+
 def test_two_files_of_one_student_for_one_lesson_are_both_graded_and_the_last_one_exported(course, tmp_path):
     folder = tmp_path / "class"
     (folder / "ann").mkdir(parents=True)

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading.engine import sandbox, verdict
@@ -218,7 +218,8 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
           course: Course | str | Path | None = None,
           on_result: Callable[[SubmissionResult], None] | None = None,
           require_sandbox: bool = False,
-          warn: Callable[[str], None] | None = None) -> GradeReport:
+          warn: Callable[[str], None] | None = None,
+          loaded: Mapping[Path, Submission | SubmissionError] | None = None) -> GradeReport:
     """Grade .ipynb/.py submissions (folders are searched) against their lessons' checks.
 
     ``lesson`` forces the lesson (else it comes from each file's name); ``jobs`` submissions are graded at
@@ -227,6 +228,8 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     A submission that cannot be read or loaded gets an ``error`` and 0 points; it never stops the run.
     Submissions run in the OS sandbox (sandbox.py) where bubblewrap can run; elsewhere ``warn`` (default: stderr)
     is told once, and ``require_sandbox`` (or course.yml ``grading.require_sandbox``) makes that a GradingError.
+    ``loaded``: submissions the caller has already read (``load_submission``, or the error it raised), by path, so
+    no file is read twice.
     """
     start = time.monotonic()
     course = course if isinstance(course, Course) else load_course(course)
@@ -259,7 +262,11 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
             item.planned = plan if isinstance(plan, list) else None
             item.error = plan if isinstance(plan, str) else None
             # An unreadable file still lists its lesson's checks, at 0 points.
-            item.submission = load_submission(path, course, item.lesson)
+            known = loaded.get(path) if loaded is not None else None
+            if isinstance(known, SubmissionError):
+                raise known
+            item.submission = known if known is not None and known.lesson == item.lesson else \
+                load_submission(path, course, item.lesson)
         except SubmissionError as exc:
             item.error = str(exc)
         work.append(item)

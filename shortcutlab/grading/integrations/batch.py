@@ -31,7 +31,8 @@ from shortcutlab.grading.store.roster import Roster, read_roster
 from shortcutlab.grading.results import AnswerTotals, ClassLine, GradeReport, SubmissionResult
 from shortcutlab.grading.engine.runner import GradingError, grade
 from shortcutlab.grading.store.students import Handin, identify
-from shortcutlab.grading.engine.submission import SubmissionError, expand_paths, infer_lesson
+from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson, \
+    load_submission
 
 
 @dataclass
@@ -78,12 +79,18 @@ def released_digests(course: Course) -> set[str]:
     return digests
 
 
-def _key(path: Path, lesson: str, version: str, base_seed: int) -> GradeKey | None:
+def _read(path: Path, course: Course, lesson: str) -> tuple[Submission | SubmissionError, str | None]:
+    """The submission, read and parsed once for the whole run (or why it cannot be), and the sha256 of its bytes:
+    a file that cannot be parsed still has a digest (its error is a grade, kept like any other), one that cannot be
+    read has none."""
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return GradeKey(hashlib.sha256(data).hexdigest(), lesson, version, base_seed)
+        submission = load_submission(path, course, lesson)
+        return submission, submission.digest
+    except SubmissionError as exc:
+        try:
+            return exc, hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return exc, None
 
 
 def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
@@ -137,6 +144,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     first_of: dict[GradeKey, Path] = {}
     copies: dict[Path, Path] = {}  # a file -> the file with the same key that is graded for both
     recorded: dict[str, GradeKey] = {}
+    loaded: dict[Path, Submission | SubmissionError] = {}  # each file read and parsed once, here, for the runner
 
     def owns(item: _Item) -> bool:
         """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
@@ -156,7 +164,8 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 lesson_id = infer_lesson(path, course, lesson)
                 if lesson_id not in versions:
                     versions[lesson_id] = checks_version(course, lesson_id)
-                key = _key(path, lesson_id, versions[lesson_id], base_seed)
+                loaded[path], digest = _read(path, course, lesson_id)
+                key = GradeKey(digest, lesson_id, versions[lesson_id], base_seed) if digest is not None else None
             except (SubmissionError, CourseError):
                 pass
             handin = identify(path, lesson_id, course.lesson_ids)
@@ -222,7 +231,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
 
         if pending:
             grade(pending, lesson=lesson, jobs=jobs, seed=base_seed, course=course, on_result=record,
-                  require_sandbox=require_sandbox, warn=warn)
+                  require_sandbox=require_sandbox, warn=warn, loaded={p: loaded[p] for p in pending if p in loaded})
         if failures:
             raise GradingError(f"could not write the gradebook {book.path}: {failures[0]}")
         for path, first in copies.items():
