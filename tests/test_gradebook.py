@@ -171,7 +171,8 @@ def test_the_same_bytes_handed_in_twice_are_graded_once_and_identical_code_is_fl
 
 
 def test_a_class_run_reads_and_parses_each_submission_file_once(course, submitted, tmp_path, monkeypatch):
-    """The batch reads a file once (its digest keys the gradebook) and hands the parsed submission to the runner."""
+    """The batch reads a file once (its digest keys the gradebook), parses it only if it is to be graded, and hands
+    the parsed submission to the runner."""
     from shortcutlab.grading.engine import runner, submission
     from shortcutlab.grading.integrations import batch
 
@@ -188,6 +189,9 @@ def test_a_class_run_reads_and_parses_each_submission_file_once(course, submitte
     # every file once, the unparseable notebook (dave's) too: its error is graded from that one attempt
     assert run.graded == len(CLASS) and sorted(parsed) == sorted(CLASS), parsed
     assert any(r.error and "dave" in r.path for r in run.report.submissions)
+    parsed.clear()
+    rerun = grade_class([submitted], tmp_path / "grades", course=course, jobs=2)
+    assert rerun.reused == len(CLASS) and parsed == []  # every grade reused: hashed, never parsed
 
 
 def test_two_files_of_one_student_for_one_lesson_are_both_graded_and_the_last_one_exported(course, tmp_path):

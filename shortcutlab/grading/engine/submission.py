@@ -155,18 +155,21 @@ def infer_lesson(path: Path, course: Course, lesson: str | None = None) -> str:
                           f"pass --lesson with one of: {', '.join(course.lesson_ids)}")
 
 
-def load_submission(path: str | Path, course: Course, lesson: str | None = None) -> Submission:
-    """Read a .ipynb or .py submission; SubmissionError (with what to do) if it cannot be graded."""
+def load_submission(path: str | Path, course: Course, lesson: str | None = None,
+                    data: bytes | None = None) -> Submission:
+    """Read a .ipynb or .py submission (``data``: its bytes, if the caller has read them already); SubmissionError
+    (with what to do) if it cannot be graded."""
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise SubmissionError(f"{path}: submit a notebook (.ipynb) or a Python file (.py)")
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
         if size > MAX_SUBMISSION_BYTES:
             raise SubmissionError(f"{path} is {size / 2**20:.0f} MB, more than the grader reads "
                                   f"({MAX_SUBMISSION_BYTES >> 20} MB); clear the notebook's outputs (Edit > Clear All Outputs) "
                                   "and save it again")
-        data = path.read_bytes()
+        if data is None:
+            data = path.read_bytes()
     except OSError as exc:
         raise SubmissionError(f"cannot read {path}: {exc.strerror or exc}") from None
     lesson_id = infer_lesson(path, course, lesson)

@@ -79,18 +79,21 @@ def released_digests(course: Course) -> set[str]:
     return digests
 
 
-def _read(path: Path, course: Course, lesson: str) -> tuple[Submission | SubmissionError, str | None]:
-    """The submission, read and parsed once for the whole run (or why it cannot be), and the sha256 of its bytes:
-    a file that cannot be parsed still has a digest (its error is a grade, kept like any other), one that cannot be
-    read has none."""
+def _read(path: Path) -> tuple[bytes | None, str | None]:
+    """The file's bytes and their sha256 (what keys its grade in the gradebook); (None, None) if it cannot be read."""
     try:
-        submission = load_submission(path, course, lesson)
-        return submission, submission.digest
+        data = path.read_bytes()
+    except OSError:
+        return None, None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _parse(path: Path, course: Course, lesson: str, data: bytes) -> Submission | SubmissionError:
+    """The submission parsed from the bytes already read, or why it cannot be graded (itself a grade)."""
+    try:
+        return load_submission(path, course, lesson, data=data)
     except SubmissionError as exc:
-        try:
-            return exc, hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            return exc, None
+        return exc
 
 
 def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
@@ -144,7 +147,10 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     first_of: dict[GradeKey, Path] = {}
     copies: dict[Path, Path] = {}  # a file -> the file with the same key that is graded for both
     recorded: dict[str, GradeKey] = {}
-    loaded: dict[Path, Submission | SubmissionError] = {}  # each file read and parsed once, here, for the runner
+    # Each file is read once, here: its digest keys the gradebook, and only a file to be graded is parsed (a rerun
+    # that reuses every grade parses nothing); the runner gets the parsed submissions.
+    loaded: dict[Path, Submission | SubmissionError] = {}
+    hits: dict[GradeKey, tuple | None] = {}  # the gradebook's grade of each key seen (None: to be graded)
 
     def owns(item: _Item) -> bool:
         """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
@@ -164,8 +170,13 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 lesson_id = infer_lesson(path, course, lesson)
                 if lesson_id not in versions:
                     versions[lesson_id] = checks_version(course, lesson_id)
-                loaded[path], digest = _read(path, course, lesson_id)
-                key = GradeKey(digest, lesson_id, versions[lesson_id], base_seed) if digest is not None else None
+                data, digest = _read(path)
+                if digest is not None:
+                    key = GradeKey(digest, lesson_id, versions[lesson_id], base_seed)
+                    if key not in hits:
+                        hits[key] = None if regrade else book.lookup(key)
+                        if hits[key] is None:  # the first file with these bytes is the one graded
+                            loaded[path] = _parse(path, course, lesson_id, data)
             except (SubmissionError, CourseError):
                 pass
             handin = identify(path, lesson_id, course.lesson_ids)
@@ -201,7 +212,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
             if key is not None and key in first_of:  # the same bytes twice in one run: graded once
                 copies[path] = first_of[key]
                 continue
-            hit = book.lookup(key) if key is not None and not regrade else None
+            hit = hits[key] if key is not None else None
             if hit is None:
                 pending.append(path)
                 if key is not None:
@@ -344,7 +355,8 @@ def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) 
                       sum(a.status == AnswerStatus.GRADED for a in answers), tuple(written), unchanged)
 
 
-def class_report(out: str | Path, course: Course, at_risk_share: float = AT_RISK_SHARE) -> tuple[ClassReport, list[Path]]:
+def class_report(out: str | Path, course: Course,
+                 at_risk_share: float = AT_RISK_SHARE) -> tuple[ClassReport, list[Path]]:
     """The class report of the class graded into ``out`` (``shortcutlab report``): ``out/report.html`` and
     ``out/check_stats.csv`` from the gradebook's latest submissions, their written answers and the roster."""
     out = _graded_folder(out, GradingError)
