@@ -29,9 +29,10 @@ class Progress:
         self.total, self.desc, self.unit, self.count = total, desc, unit, 0
         self.stream = sys.stderr if stream is None else stream
         self.summary = not quiet and not interactive(self.stream)
+        self.closed = False
         self.postfix: dict[str, Any] = {}
         self.start = time.perf_counter()
-        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, file=stream,
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, file=self.stream,
                         disable=quiet or self.summary)
 
     def update(self, steps: int = 1) -> None:
@@ -44,12 +45,15 @@ class Progress:
         self.bar.set_postfix(values)
 
     def close(self) -> None:
+        """Ends the bar, or prints the summary line; closing twice does nothing more."""
+        if self.closed:
+            return
+        self.closed = True
         self.bar.close()
         if self.summary:
             figures = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
             print(f"{self.desc}: {self.count}/{self.total} {self.unit} in {time.perf_counter() - self.start:.1f} s"
                   + (f" ({figures})" if figures else ""), file=self.stream, flush=True)
-            self.summary = False  # closing twice prints once
 
     def __enter__(self) -> Progress:
         return self

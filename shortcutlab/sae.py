@@ -251,6 +251,15 @@ def _rescale_(sae: SparseAutoencoder, factor: float) -> None:
     sae.b_dec.mul_(factor)
 
 
+@contextlib.contextmanager
+def _scaled_by(sae: SparseAutoencoder, factor: float) -> Iterator[None]:
+    """Multiplies the SAE's biases by ``factor`` when the block ends, however it ends (``_rescale_``)."""
+    try:
+        yield
+    finally:
+        _rescale_(sae, factor)
+
+
 def train_sae(
     activations: torch.Tensor,
     d_hidden: int,
@@ -313,49 +322,48 @@ def train_sae(
     total_steps = epochs * steps_per_epoch
     fired_in_window = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
     step = 0
-    try:
-        with Progress(epochs, desc="train SAE", unit="epoch", quiet=quiet) as bar:
-            for _ in range(epochs):
-                loss_sum = squared_error = 0.0
-                active_count = 0
-                resampled = 0
-                fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
-                for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
-                    batch = x[index]
-                    x_hat, f = sae(batch)
-                    loss = sae_loss(batch, x_hat, f, l1)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    _project_decoder_grad_(sae)
-                    optimizer.step()
-                    sae.normalize_decoder_()
-                    step += 1
+    # The SAE goes back to the data's raw scale on leaving, also on interruption, so a passed-in SAE is never
+    # left scaled.
+    with _scaled_by(sae, scale), Progress(epochs, desc="train SAE", unit="epoch", quiet=quiet) as bar:
+        for _ in range(epochs):
+            loss_sum = squared_error = 0.0
+            active_count = 0
+            resampled = 0
+            fired_in_epoch = torch.zeros(d_hidden, dtype=torch.bool, device=x.device)
+            for index in torch.randperm(n, generator=generator).to(x.device).split(batch_size):
+                batch = x[index]
+                x_hat, f = sae(batch)
+                loss = sae_loss(batch, x_hat, f, l1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                _project_decoder_grad_(sae)
+                optimizer.step()
+                sae.normalize_decoder_()
+                step += 1
 
-                    with torch.no_grad():
-                        active = f > 0
-                        fired_in_window |= active.any(dim=0)
-                        fired_in_epoch |= active.any(dim=0)
-                        active_count += int(active.sum())
-                        squared_error += float((x_hat - batch).pow(2).sum())
-                        loss_sum += float(loss) * batch.shape[0]
-                    # Revive only with a full window still to come, so new latents get trained.
-                    if resample_every is not None and step % resample_every == 0:
-                        if step + resample_every <= total_steps:
-                            resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
-                        fired_in_window.zero_()
+                with torch.no_grad():
+                    active = f > 0
+                    fired_in_window |= active.any(dim=0)
+                    fired_in_epoch |= active.any(dim=0)
+                    active_count += int(active.sum())
+                    squared_error += float((x_hat - batch).pow(2).sum())
+                    loss_sum += float(loss) * batch.shape[0]
+                # Revive only with a full window still to come, so new latents get trained.
+                if resample_every is not None and step % resample_every == 0:
+                    if step + resample_every <= total_steps:
+                        resampled += resample_dead_latents(sae, ~fired_in_window, x, optimizer, generator)
+                    fired_in_window.zero_()
 
-                # Running statistics over the epoch's batches (the SAE moves during the epoch);
-                # x has unit total variance, so the summed squared error per row is the FVU.
-                history["loss"].append(loss_sum / n)
-                history["fvu"].append(squared_error / n)
-                history["mse"].append(squared_error * scale**2 / (n * d_in))
-                history["l0"].append(active_count / n)
-                history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
-                history["resampled"].append(float(resampled))
-                bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
-                bar.update(1)
-    finally:
-        _rescale_(sae, scale)  # also on interruption, so a passed-in SAE is never left scaled
+            # Running statistics over the epoch's batches (the SAE moves during the epoch);
+            # x has unit total variance, so the summed squared error per row is the FVU.
+            history["loss"].append(loss_sum / n)
+            history["fvu"].append(squared_error / n)
+            history["mse"].append(squared_error * scale**2 / (n * d_in))
+            history["l0"].append(active_count / n)
+            history["dead_fraction"].append(float((~fired_in_epoch).float().mean()))
+            history["resampled"].append(float(resampled))
+            bar.set_postfix(fvu=f"{history['fvu'][-1]:.3f}", l0=f"{history['l0'][-1]:.1f}")
+            bar.update(1)
     return sae, history
 
 

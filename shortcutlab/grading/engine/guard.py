@@ -21,7 +21,6 @@ from shortcutlab.grading.engine.environment import ENGINE_DIR
 from shortcutlab.grading.registry import CHECK_MODULE_PREFIX
 
 
-
 def reference_codes(reference: Any) -> set[types.CodeType]:
     """The code objects of ``reference``: a function's own (decorators unwrapped), a class's methods
     (those it defines itself, not those of its bases such as nn.Module)."""
