@@ -7,6 +7,7 @@ import torch
 from shortcutlab.devices import resolve_device
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.models import class_logits
+from shortcutlab.tolerance import tolerance_for
 from shortcutlab.study.context import Study, StudyConfig
 
 
@@ -52,9 +53,15 @@ def test_the_study_renders_its_data_and_trains_its_models_on_the_chosen_device(d
     assert {p.device for p in model.parameters()} == {torch.device("cpu")}
     hard_images, hard_labels, _ = study.split("hard_test").tensors()
     with torch.no_grad():
-        correct = int((class_logits(model(hard_images)).argmax(dim=1) == hard_labels).sum())
-    # the study's own measurement, on the chosen device, is the fraction this model gets right
-    assert study.evaluate_model("cheater")["hard_test_accuracy"] == pytest.approx(correct / len(hard_labels))
+        logits = class_logits(model(hard_images))
+    correct = int((logits.argmax(dim=1) == hard_labels).sum())
+    # The study's own measurement, on the chosen device, is the fraction this model gets right. Its batches may take
+    # other kernels (another layout or batch size): only a digit whose two best logits are within float32 rounding
+    # of each other (about 4,000 terms accumulated per logit, both sides rounding) may be counted differently.
+    top_two = logits.topk(2, dim=1).values
+    near_ties = int((top_two[:, 0] - top_two[:, 1] <= 2 * tolerance_for(logits, ops=4096)["atol"]).sum())
+    measured = study.evaluate_model("cheater")["hard_test_accuracy"] * len(hard_labels)
+    assert abs(measured - correct) <= near_ties + 1e-6 * len(hard_labels), (measured, correct, near_ties)
 
 
 def test_a_study_asked_for_auto_on_a_gpu_machine_picks_cuda(monkeypatch, tmp_path):
