@@ -15,14 +15,14 @@ TAMPERED = CheckReport(Status.PASSED, "", 0.5, tampered="shortcutlab.data.colori
 
 
 @pytest.mark.parametrize("report, verdict, status, verified", [
-    (PASSED, Verified("c", Status.PASSED, ""), Status.PASSED, True),
-    (PASSED, Verified("c", Status.FAILED, "expected 3, got 5"), Status.FAILED, True),
-    (PASSED, Verified("c", Status.UNVERIFIED, "not replayable"), Status.PASSED, False),
+    (PASSED, Verified("c", Status.PASSED, "", observed=False), Status.PASSED, True),
+    (PASSED, Verified("c", Status.FAILED, "expected 3, got 5", observed=False), Status.FAILED, True),
+    (PASSED, Verified("c", Status.UNVERIFIED, "not replayable", observed=False), Status.PASSED, False),
     (PASSED, None, Status.ERROR, None),
     (TAMPERED, Verified("c", Status.PASSED, "", observed=False), Status.PASSED, True),  # plain values: judged alone
     (TAMPERED, Verified("c", Status.PASSED, "", observed=True), Status.FAILED, True),
-    (TAMPERED, Verified("c", Status.UNVERIFIED, "not replayable"), Status.FAILED, False),
-    (TAMPERED, Verified("c", Status.FAILED, "wrong"), Status.FAILED, True),
+    (TAMPERED, Verified("c", Status.UNVERIFIED, "not replayable", observed=False), Status.FAILED, False),
+    (TAMPERED, Verified("c", Status.FAILED, "wrong", observed=False), Status.FAILED, True),
 ])
 def test_a_runner_pass_stands_only_with_the_judges_and_never_on_a_tampering_runners_observations(
         report, verdict, status, verified):
@@ -40,6 +40,6 @@ def test_a_runner_pass_stands_only_with_the_judges_and_never_on_a_tampering_runn
 
 
 def test_the_judges_message_is_cut_to_the_output_limit():
-    judged = judge(PASSED, Verified("c", Status.FAILED, "x" * 5000), limit=200)
+    judged = judge(PASSED, Verified("c", Status.FAILED, "x" * 5000, False), limit=200)
     assert judged.status == Status.FAILED and judged.output.startswith("x" * 200 + "\n")
     assert "(4800 more characters not shown)" in judged.output

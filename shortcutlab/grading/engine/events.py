@@ -7,17 +7,21 @@ outcome (``Result``, with the record of its calls when it passed); the judge rep
 
 Kept apart from protocol.py: that is the contract between the grading parent (runner.py) and a server, both
 written by the grader; these events never leave a server, and all but ``Verified`` come from processes where
-student code runs and can write to the same pipe. So each is validated as it is read: ``decode`` returns None for a
-line of an unknown kind or with a field of the wrong type, and the reader ignores it, as it ignores a line that is
-not JSON (``processes.Lines`` hands those over as ``{"event": "garbage"}``). Two kinds are read leniently, as the
-server always read them: a ``CellStarted``'s file name is taken as text and a missing or odd index as 0; a ``Loaded``'s
-notes that are not a list as none, and what it printed as text.
+student code runs and can write to the same pipe. So each is validated as it is read (pydantic dataclasses, strict
+types: no bool for an int, no text for a number): ``decode`` returns None for a line of an unknown kind or with a
+field of the wrong type, and the reader ignores it, as it ignores a line that is not JSON (``processes.Lines`` hands
+those over as ``{"event": "garbage"}``). Two kinds are read leniently, as the server always read them: a
+``CellStarted``'s file name is taken as text and a missing or odd index as 0; a ``Loaded``'s notes that are not a
+list as none, and what it printed as text.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import field, fields
+from typing import Annotated, Any, ClassVar, Optional
+
+from pydantic import BeforeValidator, Strict, ValidationError
+from pydantic.dataclasses import dataclass
 
 from shortcutlab.grading.registry import SLIP_ID
 
@@ -26,30 +30,20 @@ class MalformedEvent(ValueError):
     """An event line of an unknown kind or with a field of the wrong type."""
 
 
-def _text(data: dict, key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise MalformedEvent(f"{key} is not a string")
-    return value
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _slip(data: dict) -> str | None:
-    """A slip id (registry.SLIP_ID) or None; anything else is malformed."""
-    value = data.get("slip")
+def _slip_id(value: Any) -> Any:
     if value is not None and not (isinstance(value, str) and SLIP_ID.match(value)):
-        raise MalformedEvent("slip is not a slip id")
+        raise ValueError("not a slip id")
     return value
 
 
-def _token(data: dict) -> str | None:
-    value = data.get("token")
-    if value is not None and not isinstance(value, str):
-        raise MalformedEvent("token is not a string")
-    return value
+Text = Annotated[str, Strict()]
+Integer = Annotated[int, Strict()]  # a bool is not one
+Number = Annotated[float, Strict()]  # an int or a float, never a bool or text
+Flag = Annotated[bool, Strict()]
+Slip = Annotated[Optional[str], BeforeValidator(_slip_id)]  # a slip id (registry.SLIP_ID) or None
+AnyText = Annotated[str, BeforeValidator(str)]  # whatever came, as text
+CellIndex = Annotated[int, BeforeValidator(lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0)]
+Notes = Annotated[tuple, BeforeValidator(lambda v: tuple(v) if isinstance(v, list | tuple) else ())]
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ class _Event:
     stamps it, or when a line came without one)."""
 
     kind: ClassVar[str] = ""
-    token: str | None = field(default=None, kw_only=True)
+    token: Optional[Text] = field(default=None, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: ``event`` and every field, leaving out a token or an optional field that is None."""
@@ -66,12 +60,21 @@ class _Event:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None or f.default is not None:
-                data[f.name] = value
+                data[f.name] = list(value) if isinstance(value, tuple) else value  # as JSON has it
         return data
 
     def to_json(self) -> str:
         """One line of JSON, without its newline."""
         return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> _Event:
+        """The event ``data`` holds (its ``event`` key is not looked at); MalformedEvent names a wrong field."""
+        try:
+            return cls.__pydantic_validator__.validate_python(data)
+        except ValidationError as exc:
+            raise MalformedEvent("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
+                from None
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,8 @@ class CellStarted(_Event):
     """The submission's process is about to run cell ``index`` of ``filename``."""
 
     kind: ClassVar[str] = "cell"
-    filename: str
-    index: int = 0
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CellStarted:
-        index = data.get("index")
-        return cls(str(data.get("filename", "")), index if _integer(index) else 0, token=_token(data))
+    filename: AnyText = ""
+    index: CellIndex = 0
 
 
 @dataclass(frozen=True)
@@ -93,16 +91,8 @@ class Loaded(_Event):
     """The submission's cells ran: the notes of those that failed (``CellNote.to_dict()``) and what they printed."""
 
     kind: ClassVar[str] = "loaded"
-    notes: tuple = ()
-    printed: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "notes": list(self.notes)}  # as JSON has it
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Loaded:
-        notes = data.get("notes", [])
-        return cls(tuple(notes) if isinstance(notes, list) else (), str(data.get("printed", "")), token=_token(data))
+    notes: Notes = ()
+    printed: AnyText = ""
 
 
 @dataclass(frozen=True)
@@ -110,14 +100,7 @@ class FunctionStarted(_Event):
     """The submission's process forked ``pid`` (a process group) for a function's checks."""
 
     kind: ClassVar[str] = "function"
-    pid: int
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FunctionStarted:
-        pid = data.get("pid")
-        if not _integer(pid):
-            raise MalformedEvent("pid is not an integer")
-        return cls(pid, token=_token(data))
+    pid: Integer
 
 
 @dataclass(frozen=True)
@@ -125,11 +108,7 @@ class Start(_Event):
     """A function's process starts check ``name``."""
 
     kind: ClassVar[str] = "start"
-    name: str
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Start:
-        return cls(_text(data, "name"), token=_token(data))
+    name: Text
 
 
 @dataclass(frozen=True)
@@ -139,24 +118,13 @@ class Result(_Event):
     replaced of the grader, if anything (``guard.Snapshot.changed()``)."""
 
     kind: ClassVar[str] = "result"
-    name: str
-    status: str
-    output: str
-    seconds: float
+    name: Text
+    status: Text
+    output: Text
+    seconds: Number
     transcript: Any = None
-    tampered: str | None = None
-    slip: str | None = None  # the mistake the check diagnosed, if it failed naming one
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Result:
-        seconds = data.get("seconds")
-        if not (_integer(seconds) or isinstance(seconds, float)):
-            raise MalformedEvent("seconds is not a number")
-        tampered = data.get("tampered")
-        if tampered is not None and not isinstance(tampered, str):
-            raise MalformedEvent("tampered is not a string")
-        return cls(_text(data, "name"), _text(data, "status"), _text(data, "output"), seconds,
-                   data.get("transcript"), tampered, _slip(data), token=_token(data))
+    tampered: Optional[Text] = None
+    slip: Slip = None  # the mistake the check diagnosed, if it failed naming one
 
 
 @dataclass(frozen=True)
@@ -165,19 +133,11 @@ class Verified(_Event):
     runner's process observed (model states, probe data) rather than on recorded answers alone."""
 
     kind: ClassVar[str] = "verified"
-    name: str
-    status: str
-    output: str
-    observed: bool = False
-    slip: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Verified:
-        observed = data.get("observed")
-        if not isinstance(observed, bool):
-            raise MalformedEvent("observed is not a boolean")
-        return cls(_text(data, "name"), _text(data, "status"), _text(data, "output"), observed, _slip(data),
-                   token=_token(data))
+    name: Text
+    status: Text
+    output: Text
+    observed: Flag
+    slip: Slip = None
 
 
 Event = CellStarted | Loaded | FunctionStarted | Start | Result | Verified
