@@ -63,7 +63,7 @@ def _grade(args: argparse.Namespace) -> int:
     not_graded = run.not_graded
     for line in not_graded:
         warn(f"not graded: {line.student}'s {line.result.lesson or 'unknown lesson'} ({line.result.path}), "
-             f"status {line.result.status}: {_first_line(line.result.error or (line.result.load or {}).get('message'))}")
+             f"status {line.result.status}: {_first_line(line.result.error or line.result.load.message)}")
     if not args.quiet:
         if run.identical:
             print(f"{len(run.identical)} group{'s' if len(run.identical) != 1 else ''} of identical submissions "

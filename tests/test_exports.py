@@ -19,7 +19,8 @@ from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import find_identical, graded_code_digest, identical_csv
 from shortcutlab.grading.outputs.tables import CSV_COLUMNS, MATRIX_IDENTITY, class_matrix_csv, class_rows, grades_csv
 from shortcutlab.grading.store.gradebook import Entry, GradeKey
-from shortcutlab.grading.results import AnswerResult, CheckResult, SubmissionResult
+from shortcutlab.grading.results import AnswerResult, CheckResult, LoadOutcome, SubmissionResult
+from shortcutlab.grading.status import LoadStatus
 from shortcutlab.grading.store.roster import Roster
 from shortcutlab.grading.store.students import clean_id, identify, student_id
 from shortcutlab.timestamps import normalize_timestamp
@@ -79,7 +80,7 @@ def test_csv_timestamps_have_one_format_whatever_was_stored():
 def test_csv_status_tells_an_error_and_a_timeout_from_a_zero():
     timed_out = SubmissionResult("t.py", "03_gradcam", None, (
         CheckResult("test_grad_cam_shape", "grad_cam", 0.0, 10.0, "timeout", "not graded: ..."),), 10.0,
-        load={"status": "timeout", "cell": 4, "message": "cell 4 did not finish within 20 s and was stopped"})
+        load=LoadOutcome(LoadStatus.TIMEOUT, 4, "cell 4 did not finish within 20 s and was stopped"))
     slow_function = SubmissionResult("s.py", "03_gradcam", None, (
         CheckResult("test_grad_cam_shape", "grad_cam", 0.0, 10.0, "timeout", "grad_cam did not finish within 5 s"),),
         10.0)
@@ -109,7 +110,7 @@ def test_csv_status_tells_an_error_and_a_timeout_from_a_zero():
 def test_the_status_of_a_submission_comes_from_its_error_and_loading_never_from_messages(error, load, check,
                                                                                           expected):
     result = SubmissionResult("x.py", "03_gradcam", error, (CheckResult("test_grad_cam_x", "grad_cam", 0.0, 1.0,
-                                                                        check, "any words at all"),), 1.0, load=load)
+                                                                        check, "any words at all"),), 1.0, load=LoadOutcome.from_dict(load) or LoadOutcome())
     assert result.status == expected
 
 
@@ -180,7 +181,7 @@ def rich_result() -> tuple[SubmissionResult, tuple[AnswerResult, ...]]:
     extra = CheckResult("test_colorize_matches_the_formula", "colorize", 0.0, 0.625, "timeout",
                         f"first `line` | pipe\n\n{HOSTILE}\n")
     res = dataclasses.replace(result(), checks=(*result().checks, extra), max_score=10.625,
-                              load={"status": "error", "cell": 3, "message": "NameError: x"}, sandbox="bubblewrap")
+                              load=LoadOutcome(LoadStatus.ERROR, 3, "NameError: x"), sandbox="bubblewrap")
     answers = (AnswerResult("q1", 2.0, f"Color, because\n\n{HOSTILE}", 1.5, "Good.\nBut short."),
                AnswerResult("q2", 1.0, "Shape?", None, "", "a note"), AnswerResult("q3", 1.0))
     return res, answers

@@ -331,14 +331,14 @@ def test_a_statement_that_raises_in_a_py_file_does_not_stop_the_rest(graded):
     result = graded["90_toy_tail_error.py"]
     assert result.score == 5.0
     # ... but it is never silent: loading reports the statement that raised, and so does the submission's status.
-    assert result.load["status"] == "error" and "a demo call at the end of the file" in result.load["message"]
+    assert result.load.status == "error" and "a demo call at the end of the file" in result.load.message
     assert result.status == "error"
 
 
 def test_a_graded_cell_that_raises_while_loading_is_reported_with_its_cell_number(graded):
     result = graded["90_toy_notebook.ipynb"]
-    assert result.load["status"] == "error" and result.load["cell"] == 7
-    assert "SyntaxError" in result.load["message"]
+    assert result.load.status == "error" and result.load.cell == 7
+    assert "SyntaxError" in result.load.message
 
 
 def test_printing_is_captured_and_shown_with_a_failure(graded):

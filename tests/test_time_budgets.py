@@ -319,7 +319,7 @@ def test_a_lesson_03_class_with_a_looping_and_a_hanging_notebook_is_graded_fast(
     assert sum(c.output.startswith("grad_cam did not finish within 8 s") for c in loop.checks) == 1  # one, not nine
     assert sum(c.output.startswith("not run: an earlier check of grad_cam timed out") for c in loop.checks) == \
         len(loop.checks) - 1
-    assert hang.load["status"] == "timeout" and hang.load["cell"] == 4 and hang.status == "timeout"
+    assert hang.load.status == "timeout" and hang.load.cell == 4 and hang.status == "timeout"
     rows = {r["student_id"]: r["status"] for r in csv.DictReader((tmp_path / "grades" / "grades.csv").open())}
     assert sorted(rows.values()) == ["graded", "graded", "timeout"]  # the loop was graded: one function timed out
     # Loading (8 s for the hang), one 8 s limit for the loop, the correct checks and two server starts.

@@ -5,7 +5,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shortcutlab.grading.status import AnswerStatus, Status, SubmissionStatus
+from shortcutlab.grading.status import AnswerStatus, LoadStatus, SubmissionStatus
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """How a submission's cells ran: its status, the notebook cell number of the first problem (None: none, or not
+    a notebook cell) and what went wrong, in words ('' when it went well)."""
+
+    status: LoadStatus = LoadStatus.OK
+    cell: int | None = None
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """A cell raised or was stopped (a file never run is an error of the submission, not of its loading)."""
+        return self.status in (LoadStatus.ERROR, LoadStatus.TIMEOUT)
+
+    def to_dict(self) -> dict:
+        return {"status": str(self.status), "cell": self.cell, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: object) -> LoadOutcome | None:
+        """The outcome a dict holds (as ``to_dict`` wrote it, or as a grading server sent it); None if it is not one."""
+        if not isinstance(data, dict) or data.get("status") not in tuple(LoadStatus):
+            return None
+        cell = data.get("cell")
+        return cls(LoadStatus(data["status"]), cell if isinstance(cell, int) and not isinstance(cell, bool) and cell
+                   else None, str(data.get("message") or ""))
 
 
 @dataclass(frozen=True)
@@ -41,8 +68,7 @@ class SubmissionResult:
     checks: tuple[CheckResult, ...] = ()
     max_score: float = 0.0
     seconds: float = 0.0
-    # How loading went: {"status": ok|error|timeout|not_run, "cell": notebook cell number or None, "message"}
-    load: dict | None = None
+    load: LoadOutcome = LoadOutcome()
     sandbox: str | None = None  # the OS sandbox it ran in: "bubblewrap" or "none" (None: not recorded)
     judge_seconds: float = 0.0  # of ``seconds``, the judge's re-run of the passed checks (not stored, not in --json)
 
@@ -55,10 +81,9 @@ class SubmissionResult:
         """``timeout`` if a time limit cut its loading off, ``error`` if it could not be graded normally otherwise
         (unreadable, its code ended the grading process, a cell raised while loading, a grader problem), else
         ``graded``: a wrong answer, a stub, a function left out or one whose check timed out was graded."""
-        load = (self.load or {}).get("status")
-        if load == Status.TIMEOUT:
+        if self.load.status == LoadStatus.TIMEOUT:
             return SubmissionStatus.TIMEOUT
-        if self.error or load == Status.ERROR:
+        if self.error or self.load.status == LoadStatus.ERROR:
             return SubmissionStatus.ERROR
         return SubmissionStatus.GRADED
 
@@ -73,7 +98,7 @@ class SubmissionResult:
     def to_dict(self) -> dict:
         return {"path": self.path, "lesson": self.lesson, "status": str(self.status), "score": round(self.score, 4),
                 "max_score": round(self.max_score, 4), "error": self.error,
-                "load": self.load or {"status": "ok", "cell": None, "message": ""}, "sandbox": self.sandbox,
+                "load": self.load.to_dict(), "sandbox": self.sandbox,
                 "checks": [c.to_dict() for c in self.checks]}
 
 

@@ -40,6 +40,15 @@ class SubmissionStatus(StrEnum):
     MISSING = "missing"  # not handed in
 
 
+class LoadStatus(StrEnum):
+    """How a submission's cells ran before its checks."""
+
+    OK = "ok"
+    ERROR = "error"  # a cell raised, or the code ended its process
+    TIMEOUT = "timeout"  # a cell was stopped by a time limit
+    NOT_RUN = "not_run"  # never loaded: the file could not be read, or a grader problem
+
+
 class AnswerStatus(StrEnum):
     """A written answer's state (graded by hand, never by a check)."""
 

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortcutlab.grading.results import LoadOutcome
+
 
 @dataclass(frozen=True)
 class CheckJob:
@@ -74,7 +76,7 @@ class JobResult:
     notes: tuple[dict, ...] = ()
     printed: str = ""
     results: dict[str, CheckReport] = field(default_factory=dict)
-    load: dict | None = None
+    load: LoadOutcome | None = None
     judge_seconds: float = 0.0
 
     def to_json(self) -> str:
@@ -86,5 +88,5 @@ class JobResult:
         results = {name: CheckReport(**{k: v for k, v in report.items() if k in known})
                    for name, report in (data.get("results") or {}).items()}
         return cls(id=data.get("id"), error=data.get("error"), notes=tuple(data.get("notes") or ()),
-                   printed=str(data.get("printed") or ""), results=results, load=data.get("load"),
+                   printed=str(data.get("printed") or ""), results=results, load=LoadOutcome.from_dict(data.get("load")),
                    judge_seconds=float(data.get("judge_seconds") or 0.0))

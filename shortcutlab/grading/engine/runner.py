@@ -23,13 +23,14 @@ from typing import Callable, Mapping
 
 from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading.engine import sandbox, verdict
-from shortcutlab.grading.engine.execute import ERROR, TIMEOUT, truncate
+from shortcutlab.grading.engine.execute import TIMEOUT, truncate
 from shortcutlab.grading.engine.environment import PACKAGE_ROOT, server_env
 from shortcutlab.grading.engine.limits import SERVER_START_TIMEOUT, START_SLACK, default_budget
 from shortcutlab.grading.engine.timeouts import apply_derived_timeouts
 from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
-from shortcutlab.grading.results import GradeReport, SubmissionResult
+from shortcutlab.grading.results import GradeReport, LoadOutcome, SubmissionResult
+from shortcutlab.grading.status import LoadStatus
 from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
 from shortcutlab.grading.engine.processes import Lines, log_tail, remove_tree
 from shortcutlab.grading.engine.worker import submission_budget
@@ -168,33 +169,28 @@ def job_timeout(job: Job) -> float:
     return submission_budget(job) + START_SLACK
 
 
-LOAD_OK, LOAD_NOT_RUN = "ok", "not_run"
-
-
-def load_status(raw: JobResult | None, error: str | None, limit: int) -> dict:
-    """How loading went: ``{"status", "cell", "message"}``, status ``ok``, ``error`` (a cell raised, or the code
-    ended its process), ``timeout`` (a cell was stopped by a time limit) or ``not_run`` (never loaded: the file
-    could not be read, a grader problem); ``cell`` the notebook cell number of the first problem."""
+def load_outcome(raw: JobResult | None, error: str | None, limit: int) -> LoadOutcome:
+    """How loading went: as the server saw it when the submission's process died; else ``not_run`` if it never
+    loaded (unreadable file, grader problem), ``timeout`` or ``error`` from the notes of cells that failed (the first
+    stopped one, else the first that raised, names the cell), or ``ok``."""
     raw = raw or JobResult()
-    given = raw.load
-    if isinstance(given, dict) and given.get("status") in (ERROR, TIMEOUT):
-        return {"status": given["status"], "cell": given.get("cell") if isinstance(given.get("cell"), int) else None,
-                "message": truncate(str(given.get("message") or ""), limit)}
+    if raw.load is not None and raw.load.failed:
+        return dataclasses.replace(raw.load, message=truncate(raw.load.message, limit))
     if error:
-        return {"status": LOAD_NOT_RUN, "cell": None, "message": truncate(error, limit)}
+        return LoadOutcome(LoadStatus.NOT_RUN, None, truncate(error, limit))
     notes = [n for n in raw.notes if isinstance(n, dict)]
     if not notes:
-        return {"status": LOAD_OK, "cell": None, "message": ""}
+        return LoadOutcome()
     worst = [n for n in notes if n.get("status") == TIMEOUT] or notes
     first = worst[0]
-    status = TIMEOUT if first.get("status") == TIMEOUT else ERROR
     lines = []
     for n in notes:
         label = str(n.get("filename") or "a cell").strip("<>")
         verb = "was stopped" if n.get("status") == TIMEOUT else "raised"
         lines.append(f"{label} {verb} while loading: {n.get('error', '')}")
     cell = first.get("index") if isinstance(first.get("index"), int) and first.get("index") else None
-    return {"status": status, "cell": cell, "message": truncate("\n".join(lines), limit)}
+    return LoadOutcome(LoadStatus.TIMEOUT if first.get("status") == TIMEOUT else LoadStatus.ERROR, cell,
+                       truncate("\n".join(lines), limit))
 
 
 def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, course: Course,
@@ -210,7 +206,7 @@ def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, co
     max_score = sum(c.max_score for c in planned) if planned or lesson is None else \
         sum(f.points for f in course.lesson(lesson).functions.values())
     return SubmissionResult(str(work.path), lesson, error, checks, max_score, round(seconds, 3),
-                            load=load_status(raw, error, limit), sandbox=mode,
+                            load=load_outcome(raw, error, limit), sandbox=mode,
                             judge_seconds=raw.judge_seconds if raw else 0.0)
 
 

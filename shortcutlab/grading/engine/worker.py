@@ -45,6 +45,8 @@ from shortcutlab.grading.engine.replay import Recorder
 from shortcutlab.grading.engine.sandbox import drop_privileges, kill_uid, student_uid
 from shortcutlab.grading.engine.serving import STATE, child_setup, job_event, send
 from shortcutlab.grading.registry import collect_checks, import_check_file
+from shortcutlab.grading.results import LoadOutcome
+from shortcutlab.grading.status import LoadStatus
 
 SUBMISSION_NAME = "__submission__"  # __name__ of a submission: its `if __name__ == "__main__":` block stays off
 
@@ -304,7 +306,7 @@ def _run_submission(job: Job, functions: dict[str, Callable], references: dict[s
                 ) if timed_out else describe_exit(status)
         error = f"the submission's code ended the grading process while loading{where}: it {what}" + \
                 (f"\nlast output:\n{tail[-500:]}" if tail else "")
-        load = {"status": TIMEOUT if timed_out else ERROR, "cell": last_index or None, "message": error}
+        load = LoadOutcome(LoadStatus.TIMEOUT if timed_out else LoadStatus.ERROR, last_index or None, error)
         return JobResult(job.id, error, notes, printed, reports, load), transcripts
     if budget_spent:
         why = f"used up the submission's grading budget of {limit_s:g} s"

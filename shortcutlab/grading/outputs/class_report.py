@@ -206,7 +206,7 @@ def build_class_report(entries: Iterable[Entry], course: Course, roster: Roster 
     for entry in entries:
         result = entry.result
         if result.status != SubmissionStatus.GRADED:
-            detail = (result.error or (result.load or {}).get("message") or "").strip().splitlines()
+            detail = (result.error or result.load.message or "").strip().splitlines()
             trouble.append(Trouble(entry.student_id, entry.lesson, str(result.status), detail[0][:300] if detail
                                    else ""))
         for check in result.checks:

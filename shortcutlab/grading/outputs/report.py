@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from shortcutlab.grading.results import ClassLine, GradeReport, SubmissionResult
 from shortcutlab.grading.wording import points
-from shortcutlab.grading.status import Status, SubmissionStatus
+from shortcutlab.grading.status import LoadStatus, Status, SubmissionStatus
 from shortcutlab.grading.store.students import student_id
 
 MARKS = {Status.PASSED: "ok", Status.FAILED: "FAIL", Status.ERROR: "ERROR", Status.TIMEOUT: "TIMEOUT"}
@@ -60,11 +60,11 @@ def render_line(line: ClassLine) -> str:
 
 def load_problem(result: SubmissionResult) -> str:
     """`` (cell 3 timed out while loading)``, `` (cell 3 raised while loading)`` or '' when loading went well."""
-    load = result.load or {}
-    if load.get("status") not in (ERROR, TIMEOUT):
+    load = result.load
+    if not load.failed:
         return ""
-    where = f"cell {load['cell']}" if load.get("cell") else "its code"
-    return f" ({where} {'timed out' if load['status'] == TIMEOUT else 'raised'} while loading)"
+    where = f"cell {load.cell}" if load.cell else "its code"
+    return f" ({where} {'timed out' if load.status == LoadStatus.TIMEOUT else 'raised'} while loading)"
 
 
 def render_details(result: SubmissionResult) -> list[str]:
@@ -74,7 +74,7 @@ def render_details(result: SubmissionResult) -> list[str]:
     if result.error:
         lines += ["  error: " + line for line in _first_lines(result.error, 4)]
     elif load_problem(result):
-        lines += ["  loading: " + line for line in _first_lines(result.load.get("message", ""), 4)]
+        lines += ["  loading: " + line for line in _first_lines(result.load.message, 4)]
     width = max((len(c.function) for c in result.checks), default=0)
     for function, (got, most) in result.function_scores().items():
         mine = [c for c in result.checks if c.function == function]

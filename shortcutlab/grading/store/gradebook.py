@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.grading.results import AnswerTotals, CheckResult, SubmissionResult
+from shortcutlab.grading.results import AnswerTotals, CheckResult, LoadOutcome, SubmissionResult
 from shortcutlab.grading.store.roster import Roster, roster_from_rows
 from shortcutlab.grading.store.students import Handin
 
@@ -147,6 +147,7 @@ def result_from_json(text: str, path: str | None = None) -> SubmissionResult:
     """A stored result; ``path`` replaces the path it was graded under (the same bytes may move)."""
     data = json.loads(text)
     checks = tuple(CheckResult(**c) for c in data.pop("checks", ()))
+    data["load"] = LoadOutcome.from_dict(data.get("load")) or LoadOutcome()
     if path is not None:
         data["path"] = path
     return SubmissionResult(checks=checks, **data)
