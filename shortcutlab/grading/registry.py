@@ -10,7 +10,7 @@ import hashlib
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, TypeVar
@@ -109,17 +109,12 @@ class CheckInfo:
 
 
 @dataclass(frozen=True)
-class PlannedCheck:
-    """A check with its share of the function's points, its visibility and its time limit."""
+class PlannedCheck(CheckInfo):
+    """A check as a lesson grades it: its share of the function's points, its time limit (s), and its visibility
+    with course.yml's ``hidden`` applied."""
 
-    name: str
-    function: str
-    hidden: bool
-    params: tuple[str, ...]
-    max_score: float
-    timeout: float
-    doc: str = ""
-    kind: str = CORE  # CORE or PROPERTY (counts only once the function's core checks pass)
+    max_score: float = field(default=0.0, kw_only=True)
+    timeout: float = field(default=0.0, kw_only=True)
 
 
 def _decorator_args(node: ast.expr, where: str) -> tuple[str, bool, str] | None:
@@ -207,8 +202,8 @@ def plan_checks(course: Course, lesson: LessonSpec | str) -> list[PlannedCheck]:
     for function, spec in lesson.functions.items():
         mine = [c for c in found if c.function == function]
         for c in mine:
-            planned.append(PlannedCheck(c.name, function, c.hidden or c.name in lesson.hidden, c.params,
-                                        spec.points / len(mine), course.timeout(lesson, function), c.doc, c.kind))
+            planned.append(PlannedCheck(**{**asdict(c), "hidden": c.hidden or c.name in lesson.hidden},
+                                        max_score=spec.points / len(mine), timeout=course.timeout(lesson, function)))
     return planned
 
 
