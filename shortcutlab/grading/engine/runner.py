@@ -10,13 +10,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import secrets
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -210,6 +210,143 @@ def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, co
                             judge_seconds=raw.judge_seconds if raw else 0.0)
 
 
+class _Servers:
+    """The grading servers of a run, one per thread at most: a thread takes an idle one (or a new one) for a job and
+    gives it back; one that failed is closed and replaced. After two failed starts in a row no job tries again."""
+
+    def __init__(self, course: Course, mode: str, check_files: list[str]) -> None:
+        self._new = lambda: Server(list(course.grading.preload), mode, check_files)
+        self._lock = threading.Lock()
+        self._idle: list[Server] = []
+        self._taken: set[Server] = set()
+        self._closed = False
+        self._start_failures, self._last_failure = 0, ""
+
+    def grade(self, job: Job) -> JobResult:
+        """The server's raw result, or one whose error says why the grader could not grade the job."""
+        with self._lock:
+            if self._closed:
+                return JobResult(error="grader error: the run was stopped")
+            if self._start_failures >= 2:  # a server that cannot start will not start for the next job either
+                return JobResult(error=f"grader error: no grading server could start: {self._last_failure}")
+            server = self._idle.pop() if self._idle else self._new()
+            self._taken.add(server)
+        try:
+            raw = server.grade(job, job_timeout(job))
+            with self._lock:
+                self._start_failures = 0
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            with self._lock:
+                if server.started is False:
+                    self._start_failures += 1
+                self._last_failure = str(exc)
+            server.close()
+            raw = JobResult(error=f"grader error: {exc}")
+        with self._lock:
+            self._taken.discard(server)
+            if self._closed or server.process is None:
+                server.close()
+            else:
+                self._idle.append(server)
+        return raw
+
+    def close(self) -> None:
+        """Close every server, busy or idle (a busy one's job then fails at once): no server outlives the run."""
+        with self._lock:
+            self._closed = True
+            servers, self._idle = [*self._idle, *self._taken], []
+        for server in servers:
+            server.close()
+
+
+def _choose_sandbox(course: Course, require_sandbox: bool, warn: Callable[[str], None] | None) -> str:
+    """The OS sandbox mode of a run; without bubblewrap, a GradingError if one is required, else ``warn`` (default:
+    stderr) is told once."""
+    require = require_sandbox or course.grading.require_sandbox
+    mode, why = sandbox.choose(PACKAGE_ROOT, require)
+    if mode != sandbox.BUBBLEWRAP:
+        if require:
+            raise GradingError(f"refusing to grade without the OS sandbox (--require-sandbox): {why}")
+        message = f"{NO_SANDBOX} ({why}); submissions run with process isolation only"
+        if warn is not None:
+            warn(message)
+        else:
+            print(f"shortcutlab: warning: {message}", file=sys.stderr, flush=True)
+    return mode
+
+
+def _prepare(files: list[Path], course: Course, lesson: str | None,
+             loaded: Mapping[Path, Submission | SubmissionError] | None) -> list[_Work]:
+    """Each file's lesson, plan and submission (as the caller loaded it, else read here), or why it cannot be graded;
+    an unreadable file still lists its lesson's checks, at 0 points."""
+    plans: dict[str, list[PlannedCheck] | str] = {}
+    work: list[_Work] = []
+    for index, path in enumerate(files):
+        item = _Work(index, path)
+        try:
+            if not path.is_file():
+                raise SubmissionError(f"no such file: {path}")
+            item.lesson = infer_lesson(path, course, lesson)
+            plan = _plan(course, item.lesson, plans)
+            item.planned = plan if isinstance(plan, list) else None
+            item.error = plan if isinstance(plan, str) else None
+            known = loaded.get(path) if loaded is not None else None
+            if isinstance(known, SubmissionError):
+                raise known
+            item.submission = known if known is not None and known.lesson == item.lesson else \
+                load_submission(path, course, item.lesson)
+        except SubmissionError as exc:
+            item.error = str(exc)
+        work.append(item)
+    return work
+
+
+def _run(work: list[_Work], course: Course, seed: int, mode: str, jobs: int | None,
+         on_result: Callable[[SubmissionResult], None] | None) -> list[SubmissionResult]:
+    """Each item's result, in order: those that cannot be graded at once, the others from ``jobs`` grading servers
+    at a time; ``on_result`` hears of each as it is known (in this thread)."""
+    limit = course.grading.output_limit
+    results: dict[int, SubmissionResult] = {}
+
+    def done(item: _Work, result: SubmissionResult) -> None:
+        results[item.index] = result
+        if on_result:
+            on_result(result)
+
+    pending = [item for item in work if item.error is None]
+    for item in work:
+        if item.error is not None:
+            done(item, _assemble(item, None, limit, 0.0, course, mode))
+    if not pending:
+        return [results[item.index] for item in work]
+    check_files = sorted({str(course.check_file(spec)) for spec in course.lessons if course.check_file(spec).is_file()})
+    servers = _Servers(course, mode, check_files)
+
+    def grade_one(item: _Work) -> SubmissionResult:
+        began = time.monotonic()
+        raw = servers.grade(_job(item, course, seed))
+        return _assemble(item, raw, limit, time.monotonic() - began, course, mode)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs or os.cpu_count() or 1, len(pending))),
+                              thread_name_prefix="grading")
+    try:
+        futures = {pool.submit(grade_one, item): item for item in pending}
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # a bug of this side: never leave a hole in the class
+                item.error = f"grader error: the submission was not graded ({type(exc).__name__}: {exc})"
+                result = _assemble(item, None, limit, 0.0, course, mode)
+            done(item, result)
+    finally:
+        # On Ctrl-C no queued job starts and no server outlives the run.
+        pool.shutdown(wait=False, cancel_futures=True)
+        servers.close()
+        pool.shutdown(wait=True)
+    return [results[item.index] for item in work]
+
+
 def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
           course: Course | str | Path | None = None,
           on_result: Callable[[SubmissionResult], None] | None = None,
@@ -235,102 +372,6 @@ def grade(paths: list[str | Path], *, lesson: str | None = None, jobs: int | Non
     if not files:
         raise GradingError("no submissions to grade: give .ipynb or .py files, or folders holding them")
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    require = require_sandbox or course.grading.require_sandbox
-    mode, why = sandbox.choose(PACKAGE_ROOT, require)
-    if mode != sandbox.BUBBLEWRAP:
-        if require:
-            raise GradingError(f"refusing to grade without the OS sandbox (--require-sandbox): {why}")
-        message = f"{NO_SANDBOX} ({why}); submissions run with process isolation only"
-        if warn is not None:
-            warn(message)
-        else:
-            print(f"shortcutlab: warning: {message}", file=sys.stderr, flush=True)
-    check_files = sorted({str(course.check_file(spec)) for spec in course.lessons if course.check_file(spec).is_file()})
-    plans: dict[str, list[PlannedCheck] | str] = {}
-    work: list[_Work] = []
-    for index, path in enumerate(files):
-        item = _Work(index, path)
-        try:
-            if not path.is_file():
-                raise SubmissionError(f"no such file: {path}")
-            item.lesson = infer_lesson(path, course, lesson)
-            plan = _plan(course, item.lesson, plans)
-            item.planned = plan if isinstance(plan, list) else None
-            item.error = plan if isinstance(plan, str) else None
-            # An unreadable file still lists its lesson's checks, at 0 points.
-            known = loaded.get(path) if loaded is not None else None
-            if isinstance(known, SubmissionError):
-                raise known
-            item.submission = known if known is not None and known.lesson == item.lesson else \
-                load_submission(path, course, item.lesson)
-        except SubmissionError as exc:
-            item.error = str(exc)
-        work.append(item)
-
-    results: list[SubmissionResult | None] = [None] * len(work)
-    pending: queue.Queue[_Work] = queue.Queue()
-    for item in work:
-        if item.error is None:
-            pending.put(item)
-        else:
-            results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course, mode)
-            if on_result:
-                on_result(results[item.index])
-    workers = max(1, min(jobs or os.cpu_count() or 1, pending.qsize()))
-    lock = threading.Lock()
-    live: list[Server] = []
-
-    def new_server() -> Server:
-        server = Server(list(course.grading.preload), mode, check_files)
-        with lock:
-            live.append(server)
-        return server
-
-    def drain() -> None:
-        server = new_server()
-        start_failures, last_failure = 0, ""
-        try:
-            while True:
-                try:
-                    item = pending.get_nowait()
-                except queue.Empty:
-                    return
-                job = _job(item, course, seed)
-                began = time.monotonic()
-                raw: JobResult | None
-                try:
-                    if start_failures >= 2:  # a server that cannot start will not start for the next job either
-                        raise RuntimeError(f"no grading server could start: {last_failure}")
-                    raw = server.grade(job, job_timeout(job))
-                    start_failures = 0
-                except (TimeoutError, RuntimeError, OSError) as exc:
-                    if server.started is False:
-                        start_failures += 1
-                    last_failure = str(exc)
-                    server.close()
-                    server = new_server()
-                    raw = JobResult(error=f"grader error: {exc}")
-                result = _assemble(item, raw, course.grading.output_limit, time.monotonic() - began, course, mode)
-                with lock:
-                    results[item.index] = result
-                    if on_result:
-                        on_result(result)
-        finally:
-            server.close()
-
-    threads = [threading.Thread(target=drain, name=f"grading-{i}", daemon=True) for i in range(workers)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        # On Ctrl-C no server may outlive the run (closing twice is harmless).
-        with lock:
-            for server in live:
-                server.close()
-    missing = [w for w in work if results[w.index] is None]
-    for item in missing:  # only if a drain thread itself crashed: never leave a hole
-        item.error = "grader error: the submission was not graded"
-        results[item.index] = _assemble(item, None, course.grading.output_limit, 0.0, course, mode)
-    return GradeReport(seed, tuple(r for r in results if r is not None), round(time.monotonic() - start, 3))
+    mode = _choose_sandbox(course, require_sandbox, warn)
+    results = _run(_prepare(files, course, lesson, loaded), course, seed, mode, jobs, on_result)
+    return GradeReport(seed, tuple(results), round(time.monotonic() - start, 3))
