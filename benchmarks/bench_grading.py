@@ -33,10 +33,10 @@ from shortcutlab.course import load_course  # noqa: E402
 from shortcutlab.grading.integrations.batch import grade_class  # noqa: E402
 from shortcutlab.grading.engine import sandbox  # noqa: E402
 from shortcutlab.grading.engine.execute import CheckContext, exec_cells, run_check  # noqa: E402
-from shortcutlab.grading.engine.gating import counted  # noqa: E402
+from shortcutlab.grading.engine import verdict  # noqa: E402
+from shortcutlab.grading.engine.protocol import CheckReport  # noqa: E402
 from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks  # noqa: E402
 from shortcutlab.grading.engine.runner import Server  # noqa: E402
-from shortcutlab.grading.status import Status  # noqa: E402
 from shortcutlab.grading.engine.submission import load_submission  # noqa: E402
 
 SEED = 0  # the base seed of every grading here, so in-process and isolated scores can be compared
@@ -96,10 +96,10 @@ def grade_in_process(paths: list[Path]) -> dict[str, tuple[float, float]]:
         for planned in plans[lesson.id]:
             outcome = run_check(checks[lesson.id][planned.name], context, check_seed(SEED, lesson.id, planned.name),
                                 planned.timeout, planned.function, course.grading.output_limit)
-            outcomes[planned.name] = outcome.status, ""
-        final = counted(plans[lesson.id], outcomes)  # property checks count once the values are right
-        score = sum(p.max_score for p in plans[lesson.id] if final[p.name][0] == Status.PASSED)
-        out[str(path)] = (time.perf_counter() - start, score)
+            outcomes[planned.name] = CheckReport(outcome.status)
+        # scored as the grader scores: property checks count once the values are right
+        scored = verdict.score(plans[lesson.id], outcomes, None, [], course.grading.output_limit, course.graded_names)
+        out[str(path)] = (time.perf_counter() - start, sum(c.score for c in scored))
     return out
 
 

@@ -93,7 +93,7 @@ def main() -> int:
         flips = sorted(set().union(*failed) - set.intersection(*failed))
         if flips:
             print(f"  {key}: verdict differs across seeds for {', '.join(flips)}")
-    print(f"correct submissions: full marks under every seed" if not short_of_full else
+    print("correct submissions: full marks under every seed" if not short_of_full else
           "correct submissions short of full marks: " + "; ".join(short_of_full))
     if args.json:
         Path(args.json).write_text(json.dumps({"seeds": seeds, "mutants": rows}, indent=1) + "\n")

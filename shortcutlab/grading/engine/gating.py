@@ -5,9 +5,9 @@ reference on ordinary inputs, what no stub can pass. Its ``kind="property"`` che
 (a shape, a range, a default, an edge case, hooks removed, a mode restored, inputs left alone, working under
 no_grad); a zeros/constant/unmoved stub could pass many of them without computing anything. So a property counts
 once the core checks pass, and then on its own: one slip costs that property's points and nothing else, and no
-property is gated on another. Wherever points are computed (``shortcutlab grade``, nbgrader's autograde check
-cells, the notebook's check report), :func:`counted` turns each property check that passed but does not count
-(:func:`gated`) into a failure (0 points) whose message (:func:`gated_output`) says why.
+property is gated on another. Points are computed in one place (verdict.score, for ``shortcutlab grade``,
+nbgrader's autograde check cells and the notebook's check report): it turns each property check that passed but does
+not count (:func:`gated`) into a failure (0 points) whose message (:func:`gated_output`) says why.
 """
 from __future__ import annotations
 
@@ -51,11 +51,3 @@ def gated_output(sentence: str) -> str:
     return (f"passed, but {sentence}: this check tests a property that code doing nothing useful can have too, "
             "so it counts only once the function's core checks pass")
 
-
-def counted(planned: Sequence[PlannedCheck], outcomes: Mapping[str, tuple[str, str]],
-            names: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
-    """``outcomes`` (status and message by check name) as they count: a property check that passed but does not
-    count yet (``gated``) becomes ``failed`` with the message saying why; every other outcome stays as it is."""
-    not_counted = gated(planned, {name: status for name, (status, _) in outcomes.items()}, names)
-    return {name: (Status.FAILED, gated_output(not_counted[name])) if name in not_counted else outcome
-            for name, outcome in outcomes.items()}

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from shortcutlab.course import Course, CourseError, LessonSpec, load_course
-from shortcutlab.grading.engine.execute import PASSED, CheckContext, Outcome, run_check
-from shortcutlab.grading.engine.gating import counted
-from shortcutlab.grading.registry import (CheckFailure, PlannedCheck, check_seed, collect_checks, import_check_file,
-                                          plan_checks)
+from shortcutlab.grading.engine.execute import CheckContext, run_check
+from shortcutlab.grading.engine.protocol import CheckReport
+from shortcutlab.grading.engine.verdict import score
+from shortcutlab.grading.registry import CheckFailure, check_seed, collect_checks, import_check_file, plan_checks
+from shortcutlab.grading.results import CheckResult
 from shortcutlab.grading.status import SYMBOLS, Status
 from shortcutlab.grading.wording import check_title, points
 
@@ -85,27 +86,26 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     caller = sys._getframe(_depth).f_globals if namespace is None else namespace
     run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
     run = _run_checks(loaded, lesson, function, {**caller, **objects, function: obj}, run_seed, hidden=False)
-    failed = [n for n, (status, _) in run.final.items() if status != PASSED]
-    seconds = sum(o.seconds for o in run.outcomes.values())
-    head = f"{function}: {len(run.outcomes) - len(failed)}/{len(run.outcomes)} checks passed ({seconds:.1f} s)"
+    failed = [c for c in run.checks if c.status != Status.PASSED]
+    head = f"{function}: {len(run.checks) - len(failed)}/{len(run.checks)} checks passed ({run.seconds:.1f} s)"
     lines = [head + (f", seed {run_seed}" if failed else "")]
-    for check_name, (status, output) in run.final.items():
-        lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(check_name, function, run.names)}")
-        if status != PASSED:
-            lines.append(indent(output))
+    for c in run.checks:
+        lines.append(f"  {SYMBOLS.get(c.status, '?')} {check_title(c.name, function, run.names)}")
+        if c.status != Status.PASSED:
+            lines.append(indent(c.output))
     print("\n".join(lines))
     if failed:
-        raise ChecksFailed(f"{len(failed)} of {len(run.outcomes)} checks of {function} did not pass; see the report "
+        raise ChecksFailed(f"{len(failed)} of {len(run.checks)} checks of {function} did not pass; see the report "
                            "above")
 
 
 @dataclass(frozen=True)
 class _CellRun:
-    """A check cell's checks of one function: planned, their outcomes, and the statuses once gated."""
+    """A check cell's checks of one function, scored as ``shortcutlab grade`` scores them (verdict.score: property
+    checks gated), and the seconds they took."""
 
-    planned: list[PlannedCheck]
-    outcomes: dict[str, Outcome]
-    final: dict[str, tuple[str, str]]  # check -> (status, output), property checks gated (gating.counted)
+    checks: tuple[CheckResult, ...]
+    seconds: float
     names: tuple[str, ...]  # the course's graded functions and classes, for check titles
 
 
@@ -119,10 +119,9 @@ def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: di
     with one_thread():
         outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,
                                       function, limit) for c in planned}
+    reports = {name: CheckReport(o.status, o.output(limit), o.seconds, slip=o.slip) for name, o in outcomes.items()}
     names = course.graded_names
-    # No credit for doing nothing: a property check counts only once the function's core checks pass.
-    final = counted(planned, {name: (o.status, o.output(limit)) for name, o in outcomes.items()}, names)
-    return _CellRun(planned, outcomes, final, names)
+    return _CellRun(score(planned, reports, None, [], limit, names), sum(o.seconds for o in outcomes.values()), names)
 
 
 def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
@@ -135,25 +134,21 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
     given = seed if seed is not None else os.environ.get(SEED_ENV, course.grading.seed)
     base = int(given) if given is not None else secrets.randbelow(2**31)
     lines: list[str] = []
-    earned, passed_count = 0.0, 0
     with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
         warnings.simplefilter("ignore")
         run = _run_checks(course, lesson, function, namespace, base, hidden=True)
-        for c in run.planned:
-            status, output = run.final[c.name]
-            passed = status == PASSED
-            earned += c.max_score if passed else 0.0
-            passed_count += passed
-            if c.hidden:  # its message stays hidden, unless it is only waiting for the core checks
-                was_gated = run.outcomes[c.name].status == PASSED and not passed
-                lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
-                             + (f"({output})" if was_gated else f"({'passed' if passed else 'failed'})"))
-                continue
-            lines.append(f"  {SYMBOLS.get(status, '?')} {check_title(c.name, function, run.names)}")
-            if not passed:
-                lines.append(indent(output))
+    for c in run.checks:
+        passed = c.status == Status.PASSED
+        if c.hidden:  # its message stays hidden, unless it is only waiting for the core checks
+            lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
+                         + (f"({c.output})" if c.gated else f"({'passed' if passed else 'failed'})"))
+            continue
+        lines.append(f"  {SYMBOLS.get(c.status, '?')} {check_title(c.name, function, run.names)}")
+        if not passed:
+            lines.append(indent(c.output))
     total = lesson.functions[function].points
-    earned = min(round(earned, 6), float(total))
-    print(f"{function}: {passed_count}/{len(run.planned)} checks passed, {points(earned)}/{points(total)} points")
+    earned = min(round(sum(c.score for c in run.checks), 6), float(total))
+    passed_count = sum(c.status == Status.PASSED for c in run.checks)
+    print(f"{function}: {passed_count}/{len(run.checks)} checks passed, {points(earned)}/{points(total)} points")
     print("\n".join(lines))
     return earned
