@@ -266,6 +266,22 @@ def test_write_exports_lays_out_csv_results_and_feedback(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_rerun_writes_only_the_exports_whose_content_changed(tmp_path):
+    entries = [entry("alice", "03_gradcam"), entry("bob", "00_colored_mnist")]
+    first = write_exports(entries, tmp_path, COURSE)
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    for path in first:  # an old time, so a rewrite would show even on a coarse clock
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert write_exports(entries, tmp_path, COURSE) == []
+    assert all(p.stat().st_mtime_ns == 1_000_000_000 for p in stamps)
+    slower = dataclasses.replace(result("00_colored_mnist"), checks=result("00_colored_mnist").checks[:1])
+    changed = write_exports([entries[0], entry("bob", "00_colored_mnist", slower)], tmp_path, COURSE)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in changed) == [
+        "class_matrix.csv", "feedback/bob/00_colored_mnist.html", "feedback/bob/00_colored_mnist.md", "grades.csv",
+        "results/bob/00_colored_mnist/results.json"]
+    assert (tmp_path / "feedback/alice/03_gradcam.md").stat().st_mtime_ns == 1_000_000_000
+
+
 def test_exports_are_readable_files_that_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:

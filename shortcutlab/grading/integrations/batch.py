@@ -4,8 +4,8 @@ rest, export; and refreshing that folder once written answers are scored by hand
 ``grade_class`` is what ``shortcutlab grade`` runs. Each submission is keyed (gradebook.GradeKey) before
 any grading; a key the gradebook holds is reused unless ``regrade``; the others go to the runner, and each
 one is committed to the gradebook the moment it is graded, so a run killed midway loses nothing finished.
-Exports (grades.csv, class_matrix.csv, identical_submissions.csv, results.json, feedback) are rewritten from the
-gradebook at the end of the run.
+Exports (grades.csv, class_matrix.csv, identical_submissions.csv, results.json, feedback) are made from the
+gradebook at the end of the run; only those whose text changed are written.
 """
 from __future__ import annotations
 

@@ -40,28 +40,25 @@ def write_exports(entries: Iterable[Entry], out: str | Path, course: Course,
     """Write grades.csv, class_matrix.csv (a row per student of ``roster`` too, ``missing`` where nothing was handed
     in), identical_submissions.csv (``identical``: see ``find_identical``; None leaves the file as it is),
     results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's,
-    with their written answers if ``answers.attach`` gave them any); returns the files written."""
+    with their written answers if ``answers.attach`` gave them any); returns the files written, leaving those that
+    already held what they would get as they were."""
     out = Path(out)
     entries = list(entries)
     rows = class_rows(entries, course, roster)
     titles = {spec.id: spec.title for spec in course.lessons}
-    written = [out / "grades.csv", out / "class_matrix.csv"]
-    write_text(written[0], grades_csv(rows, course))
-    write_text(written[1], class_matrix_csv(rows, course))
+    files = {out / "grades.csv": grades_csv(rows, course), out / "class_matrix.csv": class_matrix_csv(rows, course)}
     if identical is not None:
-        written.append(out / "identical_submissions.csv")
-        write_text(written[2], identical_csv(identical))
+        files[out / "identical_submissions.csv"] = identical_csv(identical)
     for row in rows:
         entry = row.entry
         if entry is None:
             continue
         result, title, answers = entry.result, titles.get(entry.lesson, ""), entry.answers
         results = out / "results" / entry.student_id / entry.lesson / "results.json"
-        write_text(results, json.dumps(gradescope_results(result, answers=answers, late_penalty=row.penalty),
-                                       indent=2) + "\n")
+        files[results] = json.dumps(gradescope_results(result, answers=answers, late_penalty=row.penalty),
+                                    indent=2) + "\n"
         feedback = out / "feedback" / entry.student_id
         model = build_feedback(result, entry.student_id, title, entry.timestamp, answers, row.penalty)  # one model
-        write_text(feedback / f"{entry.lesson}.md", render("feedback.md.j2", model))
-        write_text(feedback / f"{entry.lesson}.html", render("feedback.html.j2", model))
-        written += [results, feedback / f"{entry.lesson}.md", feedback / f"{entry.lesson}.html"]
-    return written
+        files[feedback / f"{entry.lesson}.md"] = render("feedback.md.j2", model)
+        files[feedback / f"{entry.lesson}.html"] = render("feedback.html.j2", model)
+    return [path for path, text in files.items() if write_text(path, text)]

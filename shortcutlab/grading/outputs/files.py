@@ -1,4 +1,6 @@
-"""Writing an output file: atomically, and readable like any file the user creates (0666 less the umask)."""
+"""Writing an output file: atomically, readable like any file the user creates (0666 less the umask), and only when
+its text changed (a rerun leaves untouched files as they were, modification times included, for the tools that
+sync or upload what changed)."""
 from __future__ import annotations
 
 import os
@@ -20,9 +22,15 @@ def _umask() -> int:
     return mask
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> bool:
     """Write a file atomically (a run killed meanwhile leaves the old file or the new one, never half), with
-    the permissions of a file created normally (0666 less the umask; mkstemp alone would give 0600)."""
+    the permissions of a file created normally (0666 less the umask; mkstemp alone would give 0600), unless it
+    already holds ``text``; True if it was written."""
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return False
+    except (OSError, ValueError):
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -33,3 +41,4 @@ def write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    return True
