@@ -335,20 +335,20 @@ def test_graded_code_ignores_layout_comments_setup_and_exploration_cells(tmp_pat
     assert graded_code_digest(tmp_path / "broken.ipynb") is None
 
 
-def test_identical_submissions_by_different_students_are_grouped_and_stubs_are_not(tmp_path):
+def test_identical_submissions_by_different_students_are_grouped_and_stubs_and_empty_files_are_not(tmp_path):
     def handed_in(student: str, text: str, lesson: str = "03_gradcam") -> Entry:
         path = tmp_path / student / f"{lesson}.py"
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
         base = entry(student, lesson)
         return dataclasses.replace(base, path=str(path), key=GradeKey(hashlib.sha256(path.read_bytes()).hexdigest(),
-                                                                        lesson, "v", 0))
+                                                                        lesson, "v", 0),
+                                   code_digest=graded_code_digest(path) or "")
     stub = "def grad_cam(x):\n    raise NotImplementedError('compute it')\n"
     entries = [handed_in("ann", COPY), handed_in("ben", REFORMATTED), handed_in("cid", COPY.replace("1", "2")),
                handed_in("dot", stub), handed_in("eve", stub), handed_in("ann", COPY, "00_colored_mnist")]
-    changed = handed_in("fay", COPY)
-    (tmp_path / "fay" / "03_gradcam.py").write_text(COPY + "# edited after grading\n")
-    entries.append(changed)
+    unknown = dataclasses.replace(handed_in("fay", COPY), code_digest=None)  # graded before digests were kept
+    entries += [unknown, handed_in("gus", "# nothing yet\n"), handed_in("hal", "\n")]  # no code: in no group
     (tmp_path / "stub.py").write_text(stub)
     groups = find_identical(entries, ignore={graded_code_digest(tmp_path / "stub.py")})
     assert [(g.lesson, g.students) for g in groups] == [("03_gradcam", ("ann", "ben"))]

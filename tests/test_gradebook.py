@@ -168,9 +168,16 @@ def test_the_same_bytes_handed_in_twice_are_graded_once_and_identical_code_is_fl
     assert "1 group of identical" in printed.err
     assert printed.out.splitlines()[:4] == [f"{s}  90_toy  5/5  graded" for s in ("ann", "ben", "cid", "dan")]
     assert len(printed.out.splitlines()) == 5 and "identical" not in printed.out
+    # a gradebook of a version that kept no code digests gains them from the files that still hold what was graded
+    with sqlite3.connect(out / "gradebook.sqlite") as db:
+        db.execute("DELETE FROM code_digests")
+    (folder / "dan" / "90_toy.py").write_text(copy + "# changed since, not handed in again\n")
+    rerun = grade_class([folder / s for s in ("ann", "ben")], out, course=course, jobs=1)
+    assert rerun.reused == 2 and [g.students for g in rerun.identical] == [("ann", "ben", "cid")]
+    assert grade_class([folder / "ann"], out, course=course, jobs=1).identical == rerun.identical
 
 
-def test_a_class_run_reads_and_parses_each_submission_file_once(course, submitted, tmp_path, monkeypatch):
+def test_a_class_run_reads_each_submission_file_once_and_parses_only_those_it_grades(course, submitted, tmp_path, monkeypatch):
     """The batch reads a file once (its digest keys the gradebook), parses it only if it is to be graded, and hands
     the parsed submission to the runner."""
     from shortcutlab.grading.engine import runner, submission
@@ -183,15 +190,27 @@ def test_a_class_run_reads_and_parses_each_submission_file_once(course, submitte
         parsed.append(str(Path(path).relative_to(submitted)))
         return real(path, *args, **kwargs)
 
+    read: list[str] = []
+    real_read = Path.read_bytes
+
+    def counting_reads(path):
+        if submitted in path.parents:
+            read.append(str(path.relative_to(submitted)))
+        return real_read(path)
+
     monkeypatch.setattr(batch, "load_submission", counting)
     monkeypatch.setattr(runner, "load_submission", counting)
+    monkeypatch.setattr(Path, "read_bytes", counting_reads)
     run = grade_class([submitted], tmp_path / "grades", course=course, jobs=2)
     # every file once, the unparseable notebook (dave's) too: its error is graded from that one attempt
     assert run.graded == len(CLASS) and sorted(parsed) == sorted(CLASS), parsed
+    assert sorted(read) == sorted(CLASS), read  # read once: hashed, parsed, its graded code digested
     assert any(r.error and "dave" in r.path for r in run.report.submissions)
     parsed.clear()
+    read.clear()
     rerun = grade_class([submitted], tmp_path / "grades", course=course, jobs=2)
     assert rerun.reused == len(CLASS) and parsed == []  # every grade reused: hashed, never parsed
+    assert sorted(read) == sorted(CLASS)  # and read once, to hash it: identical code comes from the gradebook
 
 
 def test_two_files_of_one_student_for_one_lesson_are_both_graded_and_the_last_one_exported(course, tmp_path):

@@ -24,7 +24,7 @@ from shortcutlab.grading.lateness import late_penalty
 from shortcutlab.grading.status import AnswerStatus, SubmissionStatus
 from shortcutlab.grading.store.answers import AnswerError, attach, collect, read_scores
 from shortcutlab.grading.outputs.exports import write_exports
-from shortcutlab.grading.outputs.identical import IdenticalGroup, find_identical, graded_code_digest
+from shortcutlab.grading.outputs.identical import IdenticalGroup, code_digest, find_identical, graded_code_digest
 from shortcutlab.grading.engine.versions import checks_version
 from shortcutlab.grading.store.gradebook import GRADEBOOK_FILE, Entry, Gradebook, GradeKey
 from shortcutlab.grading.store.roster import Roster, read_roster
@@ -96,6 +96,27 @@ def _parse(path: Path, course: Course, lesson: str, data: bytes) -> Submission |
         return exc
 
 
+def _code_digest(path: Path, data: bytes, parsed: Submission | SubmissionError | None) -> str:
+    """The graded code's digest (identical.code_digest) of a file read once: from its parsed cells if it was
+    parsed, else from its bytes ('' for a file with no code or none that can be read)."""
+    return code_digest(parsed.cells) if isinstance(parsed, Submission) else graded_code_digest(path, data) or ""
+
+
+def _with_code_digests(book: Gradebook, entries: list[Entry]) -> list[Entry]:
+    """``entries`` with the code digest of each, kept for those a gradebook of an earlier version graded without one
+    (read from their file, if it still holds what was graded; otherwise left without, so in no group)."""
+    found: dict[str, str] = {}
+    for entry in entries:
+        if entry.code_digest is None and entry.key.content_hash not in found:
+            data = entry.graded_bytes()
+            if data is not None:
+                found[entry.key.content_hash] = _code_digest(Path(entry.path), data, None)
+    if not found:
+        return entries
+    book.store_code_digests(found)
+    return [dataclasses.replace(e, code_digest=found.get(e.key.content_hash, e.code_digest)) for e in entries]
+
+
 def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
     """The roster of this run: the one given (kept in the gradebook), else course.yml's ``grading.roster`` (kept
     too), else the one the gradebook kept from an earlier run (empty if there was none)."""
@@ -151,6 +172,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     # that reuses every grade parses nothing); the runner gets the parsed submissions.
     loaded: dict[Path, Submission | SubmissionError] = {}
     hits: dict[GradeKey, tuple | None] = {}  # the gradebook's grade of each key seen (None: to be graded)
+    code_digests: dict[str, str] = {}  # graded code digests by content hash, of files the gradebook has none of
 
     def owns(item: _Item) -> bool:
         """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
@@ -162,6 +184,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
             else book.secret_seed()
         the_roster = class_roster(book, course, roster)
         run_id = book.start_run(base_seed, len(files))
+        kept_code = book.code_digest_hashes()
         strangers: dict[str, list[Path]] = {}
         for index, path in enumerate(files):
             lesson_id: str | None = None
@@ -177,6 +200,8 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                         hits[key] = None if regrade else book.lookup(key)
                         if hits[key] is None:  # the first file with these bytes is the one graded
                             loaded[path] = _parse(path, course, lesson_id, data)
+                    if digest not in kept_code and digest not in code_digests:
+                        code_digests[digest] = _code_digest(path, data, loaded.get(path))
             except (SubmissionError, CourseError):
                 pass
             handin = identify(path, lesson_id, course.lesson_ids)
@@ -257,7 +282,9 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 on_result(ClassLine(item.student, results[str(path)]), True)
         graded = len(pending) + len(copies)
         book.finish_run(run_id, reused=len(files) - graded, graded=graded)
-        entries = book.entries()
+        if code_digests:
+            book.store_code_digests(code_digests)
+        entries = _with_code_digests(book, book.entries())
         identical = tuple(find_identical(entries, released_digests(course)))
         # Written answers are read from the files just graded (never run) and join the exports.
         entries = with_answers(book, entries, course)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shortcutlab.grading.engine.submission import SubmissionError, read_cells
+from shortcutlab.grading.engine.submission import Cell, SubmissionError, read_cells
 from shortcutlab.grading.store.gradebook import Entry
 from shortcutlab.grading.wording import rounded
 
@@ -38,17 +38,23 @@ def normalized_code(source: str) -> str:
     return " ".join(tokens)
 
 
+def code_digest(cells: Iterable[Cell]) -> str:
+    """sha256 of a submission's graded code (its cells as ``read_cells`` gives them), normalized
+    (``normalized_code``): a notebook's nbgrader solution cells (setup cells are the same for everyone), a .py file
+    whole; '' if there is no code."""
+    code = "\n".join(normalized_code(cell.source) for cell in cells if cell.kind != "setup").strip()
+    return hashlib.sha256(code.encode()).hexdigest() if code else ""
+
+
 def graded_code_digest(path: str | Path, data: bytes | None = None) -> str | None:
-    """sha256 of a submission's graded code, normalized (``normalized_code``): a notebook's nbgrader solution
-    cells (setup cells are the same for everyone), a .py file whole; ``data`` is the file's bytes if already
-    read. None if unreadable or empty."""
+    """``code_digest`` of a file (``data``: its bytes, if already read); None if it is unreadable or holds no
+    code."""
     path = Path(path)
     try:
         cells, _ = read_cells(path, path.read_bytes() if data is None else data)
     except (OSError, SubmissionError):
         return None
-    code = "\n".join(normalized_code(cell.source) for cell in cells if cell.kind != "setup").strip()
-    return hashlib.sha256(code.encode()).hexdigest() if code else None
+    return code_digest(cells) or None
 
 
 @dataclass(frozen=True)
@@ -65,17 +71,14 @@ class IdenticalGroup:
 
 
 def find_identical(entries: Iterable[Entry], ignore: Iterable[str] = ()) -> list[IdenticalGroup]:
-    """Groups of two or more students whose latest submissions of a lesson have the same graded code
-    (``graded_code_digest``), by lesson then first student. Digests in ``ignore`` (the released stubs, handed in
-    untouched) never form a group; a file changed since it was graded is left out."""
+    """Groups of two or more students whose latest submissions of a lesson have the same graded code (the
+    ``code_digest`` the gradebook keeps of what was graded: no file is read), by lesson then first student. Digests
+    in ``ignore`` (the released stubs, handed in untouched) never form a group, nor do submissions without code."""
     ignore = set(ignore)
     groups: dict[tuple[str, str], list[Entry]] = {}
     for entry in entries:
-        data = entry.graded_bytes()
-        if data is None:
-            continue
-        digest = graded_code_digest(entry.path, data)
-        if digest is not None and digest not in ignore:
+        digest = entry.code_digest
+        if digest and digest not in ignore:
             groups.setdefault((entry.lesson, digest), []).append(entry)
     found = [IdenticalGroup(lesson, digest, tuple(sorted(group, key=lambda e: e.student_id)))
              for (lesson, digest), group in groups.items() if len({e.student_id for e in group}) > 1]

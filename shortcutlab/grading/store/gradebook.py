@@ -89,6 +89,10 @@ CREATE TABLE IF NOT EXISTS answers (
     read_at TEXT NOT NULL,
     PRIMARY KEY (content_hash, lesson)
 );
+CREATE TABLE IF NOT EXISTS code_digests (
+    content_hash TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS roster (
     position INTEGER NOT NULL,
     student_id TEXT PRIMARY KEY,
@@ -174,6 +178,7 @@ class Entry:
     name: str = ""  # the student's name and email as the LMS export gave them ('' if it did not)
     email: str = ""
     late: bool = False  # the LMS marked the hand-in late (Canvas's LATE), whatever its timestamp
+    code_digest: str | None = None  # identical.code_digest of the graded bytes ('' no code; None: not kept yet)
 
     @property
     def score(self) -> float:
@@ -319,13 +324,27 @@ class Gradebook:
         with self._lock:
             rows = self._db.execute(
                 "SELECT s.student_id, s.lesson, s.path, s.timestamp, s.content_hash, s.checks_version, s.base_seed, "
-                "g.seed, g.result, g.graded_at, s.name, s.email, s.late FROM submissions s JOIN grades g "
+                "g.seed, g.result, g.graded_at, s.name, s.email, s.late, c.digest FROM submissions s JOIN grades g "
                 "ON g.content_hash = s.content_hash AND g.lesson = s.lesson AND g.checks_version = s.checks_version "
-                "AND g.base_seed = s.base_seed ORDER BY s.lesson, s.student_id").fetchall()
+                "AND g.base_seed = s.base_seed LEFT JOIN code_digests c ON c.content_hash = s.content_hash "
+                "ORDER BY s.lesson, s.student_id").fetchall()
         return [Entry(student, lesson, path, stamp, GradeKey(content, lesson, version, int(base)), int(seed),
-                      result_from_json(result, path), graded_at, name=name, email=email, late=bool(late))
-                for student, lesson, path, stamp, content, version, base, seed, result, graded_at, name, email, late
-                in rows]
+                      result_from_json(result, path), graded_at, name=name, email=email, late=bool(late),
+                      code_digest=code)
+                for student, lesson, path, stamp, content, version, base, seed, result, graded_at, name, email, late,
+                code in rows]
+
+    # ---- code digests (identical submissions)
+
+    def code_digest_hashes(self) -> set[str]:
+        """The content hashes whose code digest is kept."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT content_hash FROM code_digests")}
+
+    def store_code_digests(self, digests: dict[str, str]) -> None:
+        """Keep the code digest of each content hash (a pure function of the bytes: the first stored stays)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO code_digests VALUES (?, ?)", digests.items())
 
     # ---- the roster
 
