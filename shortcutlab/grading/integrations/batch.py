@@ -135,6 +135,168 @@ def _latest(items: list[_Item]) -> _Item:
     return max(items, key=lambda item: (item.handin.attempt, item.handin.timestamp, item.index))
 
 
+def _whose(path: Path, lesson: str | None, course: Course, roster: Roster, strangers: dict[str, list[Path]],
+           tell: Callable[[str], None]) -> tuple[Handin, str]:
+    """The hand-in a file is (its LMS name or layout) and its student: the roster's id where the roster knows them
+    (else they join ``strangers``), else the id the file gives; ``tell`` hears of a file whose owner is a guess."""
+    handin = identify(path, lesson, course.lesson_ids)
+    if roster:
+        matched = roster.match(handin)
+        if matched is not None:
+            return handin, matched.student_id
+        strangers.setdefault(handin.student, []).append(path)
+    elif not handin.layout:
+        tell(f"cannot tell whose submission {path} is from its name or folder; it is graded as student "
+             f"{handin.student!r}. Name files <student>_<lesson>.ipynb, put them in a folder per student, or give "
+             "the LMS's download as it came (Canvas, Moodle, Gradescope)")
+    return handin, handin.student
+
+
+def _owners(items: Iterable[_Item], tell: Callable[[str], None]) -> dict[tuple[str, str], Path]:
+    """The file the exports show for each student and lesson (its latest resubmission); ``tell`` hears of the
+    others."""
+    groups: dict[tuple[str, str], list[_Item]] = {}
+    for item in items:
+        if item.lesson is not None:
+            groups.setdefault((item.student, item.lesson), []).append(item)
+    owners = {}
+    for (student, lesson_id), group in groups.items():
+        chosen = _latest(group)
+        owners[(student, lesson_id)] = chosen.path
+        if len(group) > 1:
+            others = ", ".join(str(i.path) for i in group if i is not chosen)
+            tell(f"{others} and {chosen.path} are {'both' if len(group) == 2 else 'all'} {student}'s {lesson_id}; "
+                 f"the exports show {chosen.path}"
+                 + (f" (resubmission {chosen.handin.attempt})" if chosen.handin.attempt else ""))
+    return owners
+
+
+class _ClassGrading:
+    """One run of ``grade_class`` into an open gradebook, step by step: ``survey`` reads each file once (its digest
+    keys the gradebook; only a file to be graded is parsed, and its graded code digested), ``grade`` reuses what the
+    gradebook holds, grades the rest once per distinct file and records each grade the moment it is known, and
+    ``export`` writes the folder's files from the gradebook."""
+
+    def __init__(self, book: Gradebook, course: Course, base_seed: int, roster: Roster, *, lesson: str | None,
+                 regrade: bool, on_result: Callable[[ClassLine, bool], None] | None,
+                 tell: Callable[[str], None]) -> None:
+        self.book, self.course, self.base_seed, self.roster = book, course, base_seed, roster
+        self.lesson, self.regrade, self.on_result, self.tell = lesson, regrade, on_result, tell
+        self.items: dict[str, _Item] = {}
+        self.hits: dict[GradeKey, tuple | None] = {}  # the gradebook's grade of each key seen (None: to be graded)
+        self.loaded: dict[Path, Submission | SubmissionError] = {}  # the files to be graded, parsed
+        self.code_digests: dict[str, str] = {}  # graded code digests by content hash, new to the gradebook
+        self.strangers: dict[str, list[Path]] = {}  # students not on the roster, and their files
+        self.owners: dict[tuple[str, str], Path] = {}
+        self.results: dict[str, SubmissionResult] = {}
+        self.pending: list[Path] = []  # the first file of each key with no grade
+        self.copies: dict[Path, Path] = {}  # a file -> the file with the same key that is graded for both
+
+    def survey(self, files: list[Path]) -> None:
+        versions: dict[str, str] = {}
+        kept_code = self.book.code_digest_hashes()
+        for index, path in enumerate(files):
+            lesson_id: str | None = None
+            key = None
+            try:
+                lesson_id = infer_lesson(path, self.course, self.lesson)
+                if lesson_id not in versions:
+                    versions[lesson_id] = checks_version(self.course, lesson_id)
+                data, digest = _read(path)
+                if digest is not None:
+                    key = GradeKey(digest, lesson_id, versions[lesson_id], self.base_seed)
+                    if key not in self.hits:
+                        self.hits[key] = None if self.regrade else self.book.lookup(key)
+                        if self.hits[key] is None:  # the first file with these bytes is the one graded
+                            self.loaded[path] = _parse(path, self.course, lesson_id, data)
+                    if digest not in kept_code and digest not in self.code_digests:
+                        self.code_digests[digest] = _code_digest(path, data, self.loaded.get(path))
+            except (SubmissionError, CourseError):
+                pass
+            handin, student = _whose(path, lesson_id, self.course, self.roster, self.strangers, self.tell)
+            self.items[str(path)] = _Item(index, path, lesson_id, handin, student, key)
+        for student, where in sorted(self.strangers.items()):
+            self.tell(f"{student} is not on the roster: {', '.join(map(str, where))} (graded; add them to the roster "
+                      "or rename the file)")
+        self.owners = _owners(self.items.values(), self.tell)
+
+    def _owns(self, item: _Item) -> bool:
+        """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
+        return self.owners.get((item.student, item.lesson)) == item.path
+
+    def _tell_result(self, item: _Item | None, result: SubmissionResult, reused: bool) -> None:
+        if self.on_result:
+            self.on_result(ClassLine(item.student if item is not None else "unknown", result), reused)
+
+    def grade(self, files: list[Path], run_id: int, **grading) -> None:
+        """Reuse, grade (``grading``: the runner's jobs, sandbox and warn) and record every file."""
+        first_of: dict[GradeKey, Path] = {}
+        for path in files:
+            item = self.items[str(path)]
+            if item.key is not None and item.key in first_of:  # the same bytes twice in one run: graded once
+                self.copies[path] = first_of[item.key]
+                continue
+            hit = self.hits[item.key] if item.key is not None else None
+            if hit is None:
+                self.pending.append(path)
+                if item.key is not None:
+                    first_of[item.key] = path
+                continue
+            self.results[str(path)] = dataclasses.replace(hit[0], path=str(path))
+            if self._owns(item):
+                self.book.point(item.key, str(path), item.student, item.handin.timestamp, item.handin)
+            self._tell_result(item, self.results[str(path)], True)
+        recorded: dict[str, GradeKey] = {}
+        failures: list[BaseException] = []
+
+        def record(result: SubmissionResult) -> None:
+            self.results[result.path] = result
+            item = self.items.get(result.path)
+            try:
+                if item is not None and item.key is not None and result.lesson == item.lesson:
+                    self.book.record(item.key, self.base_seed, result, item.student, item.handin.timestamp, run_id,
+                                     point=self._owns(item), handin=item.handin)
+                    recorded[result.path] = item.key
+            except Exception as exc:  # noqa: BLE001 - reported after the run; the grades still come back
+                failures.append(exc)
+            self._tell_result(item, result, False)
+
+        if self.pending:
+            grade(self.pending, lesson=self.lesson, seed=self.base_seed, course=self.course, on_result=record,
+                  loaded={p: self.loaded[p] for p in self.pending if p in self.loaded}, **grading)
+        if failures:
+            raise GradingError(f"could not write the gradebook {self.book.path}: {failures[0]}")
+        for path, first in self.copies.items():
+            original = self.results.get(str(first))
+            if original is None:
+                continue
+            self.results[str(path)] = dataclasses.replace(original, path=str(path))
+            item = self.items[str(path)]
+            if str(first) in recorded and self._owns(item):
+                self.book.point(recorded[str(first)], str(path), item.student, item.handin.timestamp, item.handin)
+            self._tell_result(item, self.results[str(path)], True)
+
+    @property
+    def graded(self) -> int:
+        return len(self.pending) + len(self.copies)
+
+    def export(self, files: list[Path], out: Path) -> tuple[list[Entry], tuple[IdenticalGroup, ...],
+                                                           list[Path], tuple[ClassLine, ...]]:
+        """The gradebook's entries (with written answers), the identical groups, the answer files written and one
+        line per graded file; the exports written."""
+        if self.code_digests:
+            self.book.store_code_digests(self.code_digests)
+        entries = _with_code_digests(self.book, self.book.entries())
+        identical = tuple(find_identical(entries, released_digests(self.course)))
+        # Written answers are read from the files just graded (never run) and join the exports.
+        entries = with_answers(self.book, entries, self.course)
+        write_exports(entries, out, self.course, identical, self.roster)
+        written = write_answer_files(entries, self.course, out)
+        lines = _lines([self.items[str(p)] for p in files if str(p) in self.results], self.results, entries,
+                       self.course, self.book, self.roster)
+        return entries, identical, written, lines
+
+
 def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade: bool = False,
                 lesson: str | None = None, jobs: int | None = None, seed: int | None = None,
                 course: Course | str | Path | None = None,
@@ -159,150 +321,28 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     files = list(dict.fromkeys(expand_paths(list(paths))))
     if not files:
         raise GradingError("no submissions to grade: give .ipynb or .py files, or folders holding them")
-    tell = warn or (lambda message: None)
-    versions: dict[str, str] = {}
-    items: dict[str, _Item] = {}
-    owners: dict[tuple[str, str], Path] = {}
-    results: dict[str, SubmissionResult] = {}
-    pending: list[Path] = []
-    first_of: dict[GradeKey, Path] = {}
-    copies: dict[Path, Path] = {}  # a file -> the file with the same key that is graded for both
-    recorded: dict[str, GradeKey] = {}
-    # Each file is read once, here: its digest keys the gradebook, and only a file to be graded is parsed (a rerun
-    # that reuses every grade parses nothing); the runner gets the parsed submissions.
-    loaded: dict[Path, Submission | SubmissionError] = {}
-    hits: dict[GradeKey, tuple | None] = {}  # the gradebook's grade of each key seen (None: to be graded)
-    code_digests: dict[str, str] = {}  # graded code digests by content hash, of files the gradebook has none of
-
-    def owns(item: _Item) -> bool:
-        """Whether ``item`` is the one the exports show for its student and lesson (its latest resubmission)."""
-        return owners.get((item.student, item.lesson)) == item.path
-
     book = Gradebook(out)
     try:
         base_seed = int(seed) if seed is not None else course.grading.seed if course.grading.seed is not None \
             else book.secret_seed()
         the_roster = class_roster(book, course, roster)
         run_id = book.start_run(base_seed, len(files))
-        kept_code = book.code_digest_hashes()
-        strangers: dict[str, list[Path]] = {}
-        for index, path in enumerate(files):
-            lesson_id: str | None = None
-            key = None
-            try:
-                lesson_id = infer_lesson(path, course, lesson)
-                if lesson_id not in versions:
-                    versions[lesson_id] = checks_version(course, lesson_id)
-                data, digest = _read(path)
-                if digest is not None:
-                    key = GradeKey(digest, lesson_id, versions[lesson_id], base_seed)
-                    if key not in hits:
-                        hits[key] = None if regrade else book.lookup(key)
-                        if hits[key] is None:  # the first file with these bytes is the one graded
-                            loaded[path] = _parse(path, course, lesson_id, data)
-                    if digest not in kept_code and digest not in code_digests:
-                        code_digests[digest] = _code_digest(path, data, loaded.get(path))
-            except (SubmissionError, CourseError):
-                pass
-            handin = identify(path, lesson_id, course.lesson_ids)
-            student = handin.student
-            if the_roster:
-                matched = the_roster.match(handin)
-                if matched is not None:
-                    student = matched.student_id
-                else:
-                    strangers.setdefault(student, []).append(path)
-            elif not handin.layout:
-                tell(f"cannot tell whose submission {path} is from its name or folder; it is graded as student "
-                     f"{student!r}. Name files <student>_<lesson>.ipynb, put them in a folder per student, or give "
-                     "the LMS's download as it came (Canvas, Moodle, Gradescope)")
-            items[str(path)] = _Item(index, path, lesson_id, handin, student, key)
-        for student, where in sorted(strangers.items()):
-            tell(f"{student} is not on the roster: {', '.join(map(str, where))} (graded; add them to the roster or "
-                 "rename the file)")
-        groups: dict[tuple[str, str], list[_Item]] = {}
-        for item in items.values():
-            if item.lesson is not None:
-                groups.setdefault((item.student, item.lesson), []).append(item)
-        for (student, lesson_id), group in groups.items():
-            chosen = _latest(group)
-            owners[(student, lesson_id)] = chosen.path
-            if len(group) > 1:
-                others = ", ".join(str(i.path) for i in group if i is not chosen)
-                tell(f"{others} and {chosen.path} are {'both' if len(group) == 2 else 'all'} {student}'s {lesson_id}; "
-                     f"the exports show {chosen.path}"
-                     + (f" (resubmission {chosen.handin.attempt})" if chosen.handin.attempt else ""))
-        for path in files:
-            item, key = items[str(path)], items[str(path)].key
-            if key is not None and key in first_of:  # the same bytes twice in one run: graded once
-                copies[path] = first_of[key]
-                continue
-            hit = hits[key] if key is not None else None
-            if hit is None:
-                pending.append(path)
-                if key is not None:
-                    first_of[key] = path
-                continue
-            result = dataclasses.replace(hit[0], path=str(path))
-            if owns(item):
-                book.point(key, str(path), item.student, item.handin.timestamp, item.handin)
-            results[str(path)] = result
-            if on_result:
-                on_result(ClassLine(item.student, result), True)
-
-        failures: list[BaseException] = []
-
-        def record(result: SubmissionResult) -> None:
-            results[result.path] = result
-            item = items.get(result.path)
-            try:
-                if item is not None and item.key is not None and result.lesson == item.lesson:
-                    book.record(item.key, base_seed, result, item.student, item.handin.timestamp, run_id,
-                                point=owns(item), handin=item.handin)
-                    recorded[result.path] = item.key
-            except Exception as exc:  # noqa: BLE001 - reported after the run; the grades still come back
-                failures.append(exc)
-            if on_result:
-                on_result(ClassLine(item.student if item is not None else "unknown", result), False)
-
-        if pending:
-            grade(pending, lesson=lesson, jobs=jobs, seed=base_seed, course=course, on_result=record,
-                  require_sandbox=require_sandbox, warn=warn, loaded={p: loaded[p] for p in pending if p in loaded})
-        if failures:
-            raise GradingError(f"could not write the gradebook {book.path}: {failures[0]}")
-        for path, first in copies.items():
-            original = results.get(str(first))
-            if original is None:
-                continue
-            results[str(path)] = dataclasses.replace(original, path=str(path))
-            item = items[str(path)]
-            if str(first) in recorded and owns(item):
-                book.point(recorded[str(first)], str(path), item.student, item.handin.timestamp, item.handin)
-            if on_result:
-                on_result(ClassLine(item.student, results[str(path)]), True)
-        graded = len(pending) + len(copies)
-        book.finish_run(run_id, reused=len(files) - graded, graded=graded)
-        if code_digests:
-            book.store_code_digests(code_digests)
-        entries = _with_code_digests(book, book.entries())
-        identical = tuple(find_identical(entries, released_digests(course)))
-        # Written answers are read from the files just graded (never run) and join the exports.
-        entries = with_answers(book, entries, course)
-        write_exports(entries, out, course, identical, the_roster)
-        written = write_answer_files(entries, course, out)
-        lines = _lines([items[str(p)] for p in files if str(p) in results], results, entries, course, book,
-                       the_roster)
+        run = _ClassGrading(book, course, base_seed, the_roster, lesson=lesson, regrade=regrade, on_result=on_result,
+                            tell=warn or (lambda message: None))
+        run.survey(files)
+        run.grade(files, run_id, jobs=jobs, require_sandbox=require_sandbox, warn=warn)
+        book.finish_run(run_id, reused=len(files) - run.graded, graded=run.graded)
+        entries, identical, written, lines = run.export(files, Path(out))
     finally:
         book.close()
-    report = GradeReport(base_seed, tuple(results[str(p)] for p in files if str(p) in results),
+    report = GradeReport(base_seed, tuple(run.results[str(p)] for p in files if str(p) in run.results),
                          round(time.monotonic() - start, 3))
-    graded = len(pending) + len(copies)
     awaiting = sum(a.status == AnswerStatus.AWAITING for e in entries for a in e.answers)
     handed = {(e.student_id, e.lesson) for e in entries}
     missing = {lesson_id: tuple(s for s in the_roster.ids if (s, lesson_id) not in handed)
                for lesson_id in dict.fromkeys(e.lesson for e in entries)} if the_roster else {}
-    return ClassRun(report, len(files) - graded, graded, Path(out), lines, identical, awaiting, tuple(written),
-                    tuple(sorted(strangers)), {k: v for k, v in missing.items() if v})
+    return ClassRun(report, len(files) - run.graded, run.graded, Path(out), lines, identical, awaiting,
+                    tuple(written), tuple(sorted(run.strangers)), {k: v for k, v in missing.items() if v})
 
 
 def _lines(items: list[_Item], results: dict[str, SubmissionResult], entries: list[Entry], course: Course,
