@@ -112,7 +112,8 @@ open("results.json", "w").write(_fake)
     "90_toy_patches_runner.py": CORRECT_TOY.replace("return a + b", "return 0") + """
 import sys
 import shortcutlab.grading.engine.execute as execute
-sys.modules["__main__"].run_check = lambda *args, **kwargs: execute.Outcome(execute.PASSED)
+import shortcutlab.grading.engine.job as job  # where the processes of a job call run_check
+job.run_check = lambda *args, **kwargs: execute.Outcome(execute.PASSED)
 """,
     "90_toy_is_reference.py": CORRECT_TOY.replace("def add(a, b):\n    return a + b\n", "from operator import add\n"),
 }

@@ -1,7 +1,7 @@
 """Running student code and checks in the current process: time limits, captured output, outcomes.
 
 Used by the grading worker (inside a forked process per submission) and by ``shortcutlab.check`` in a
-notebook. Nothing here isolates processes; see ``worker.py`` for that.
+notebook. Nothing here isolates processes; see ``job.py`` for that.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``verify`` forks the judge's process from the grading server itself, never from a process where student code ran:
 the server has only ever imported torch, the check files and the references, and the submission's processes are
-gone by then (worker.run_job). The judge never imports or runs the submission: each student function it meets is a
+gone by then (job.run_job). The judge never imports or runs the submission: each student function it meets is a
 stand-in that answers with what the submission's process recorded (replay.py), each student class a token only
 probes take (probes.py). It computes the reference values and the verdict itself, and reports one ``Verified``
 event per check on a pipe of its own; verdict.judge merges them with what the submission's process reported.

@@ -6,6 +6,11 @@ are derived from the reference's measured time in ``timeouts.py``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shortcutlab.grading.engine.protocol import Job
+
 # ---- time
 BUDGET_CAP = 900.0  # seconds: the most a submission's default budget may be
 MEASURE_SLACK = 120.0  # seconds the measuring process may take on top of its checks' limits (importing torch)
@@ -40,3 +45,18 @@ def default_budget(load_timeout: float, checks: list) -> float:
     for c in checks:
         longest[c.function] = max(longest.get(c.function, 0.0), float(c.timeout))
     return max(min(BUDGET_CAP, load_timeout + sum(2 * t for t in longest.values())), load_timeout + 60.0)
+
+
+def run_limit(job: Job) -> float:
+    """Seconds the submission's own processes may take, loading and checks: its ``budget`` (course.yml
+    ``grading.submission_budget``) if the job has one, and never more than loading plus every check with its
+    grace and a fork."""
+    most = job.load_timeout + checks_time([c.timeout for c in job.checks])
+    budget = job.budget
+    return min(float(budget), most) if budget else most
+
+
+def submission_budget(job: Job) -> float:
+    """Seconds a submission may take in all: its run limit, then the grader's own re-run of the checks that
+    passed."""
+    return run_limit(job) + checks_time([c.timeout for c in job.checks])

@@ -1,6 +1,6 @@
 """Processes and pipes of a grading server: JSON-line events read with a deadline, forking into process groups,
 killing and reaping them, a process's last output, and removing a scratch folder whatever student code did to it.
-Nothing here knows about checks, submissions (worker.py, judge.py) or what an event holds (events.py)."""
+Nothing here knows about checks, submissions (job.py, judge.py) or what an event holds (events.py)."""
 from __future__ import annotations
 
 import json

@@ -25,7 +25,7 @@ from shortcutlab.course import Course, CourseError, load_course
 from shortcutlab.grading.engine import sandbox, verdict
 from shortcutlab.grading.engine.execute import TIMEOUT, truncate
 from shortcutlab.grading.engine.environment import PACKAGE_ROOT, server_env
-from shortcutlab.grading.engine.limits import SERVER_START_TIMEOUT, START_SLACK, default_budget
+from shortcutlab.grading.engine.limits import SERVER_START_TIMEOUT, START_SLACK, default_budget, submission_budget
 from shortcutlab.grading.engine.timeouts import apply_derived_timeouts
 from shortcutlab.grading.engine.protocol import CheckJob, Job, JobResult
 from shortcutlab.grading.registry import PlannedCheck, check_seed, plan_checks
@@ -33,7 +33,6 @@ from shortcutlab.grading.results import GradeReport, LoadOutcome, SubmissionResu
 from shortcutlab.grading.status import LoadStatus
 from shortcutlab.grading.engine.submission import Submission, SubmissionError, expand_paths, infer_lesson, load_submission
 from shortcutlab.grading.engine.processes import Lines, log_tail, remove_tree
-from shortcutlab.grading.engine.worker import submission_budget
 
 
 
@@ -165,7 +164,7 @@ def _job(work: _Work, course: Course, seed: int) -> Job:
 
 
 def job_timeout(job: Job) -> float:
-    """How long a server may take for a job before it is presumed stuck (the worker's own limit + slack)."""
+    """How long a server may take for a job before it is presumed stuck (limits.submission_budget + slack)."""
     return submission_budget(job) + START_SLACK
 
 

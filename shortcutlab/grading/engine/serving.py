@@ -1,8 +1,8 @@
-"""What a grading server and every process it forks share (worker.py, judge.py): the server's state (``STATE``: its
-protocol pipe, the current job's token and snapshot), sending an event stamped with that token, reading one only if
-it carries it, and the first steps of a forked process.
+"""What a grading server and every process it forks share (worker.py, job.py, judge.py): the server's state
+(``STATE``: its protocol pipe, the current job's token and snapshot), sending an event stamped with that token,
+reading one only if it carries it, the first steps of a forked process, and torch warmed up once before any fork.
 
-``STATE`` is one object whose fields the server sets for each job (worker.run_job) and clears after it; a forked
+``STATE`` is one object whose fields the server sets for each job (job.run_job) and clears after it; a forked
 process reads the values its copy held at the fork. Read it as ``STATE.token``, never copy a field into a name of
 another module: the field changes with every job."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class ServerState:
     """``protocol_fd``: the server's result pipe, closed in every forked process (set once, by worker.serve);
     ``token``: the current job's secret, stamped on every event its processes send; ``snapshot``: what the grader
-    relies on, as it was before the job's student code ran (both set by worker.run_job, None between jobs)."""
+    relies on, as it was before the job's student code ran (both set by job.run_job, None between jobs)."""
 
     protocol_fd: int | None = None
     token: str | None = None
@@ -80,3 +80,29 @@ def child_setup(log_fd: int, memory_mb: int | None) -> None:
     except (ImportError, ValueError, OSError):
         pass
     faulthandler.enable(file=sys.__stderr__)
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """One torch thread, and torch's first-call costs paid once here rather than in every forked process
+    (assert_close alone spends about a second on its first call)."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    import torch
+
+    # One thread per submission process: parallelism comes from grading several submissions at once,
+    # and a process that never ran a multi-threaded op can be forked safely.
+    torch.set_num_threads(1)
+    import torch.nn.functional as F
+
+    from shortcutlab.grading import asserts
+
+    asserts.expect_close(torch.ones(2), torch.ones(2), "warm-up")
+    layer = torch.nn.Conv2d(3, 2, 3)
+    optimizer = torch.optim.Adam(layer.parameters())
+    F.cross_entropy(layer(torch.rand(2, 3, 4, 4)).flatten(1), torch.zeros(2, dtype=torch.long)).backward()
+    optimizer.step()

@@ -101,7 +101,7 @@ def _main(job: dict) -> dict[str, float | None]:
         except Exception:  # noqa: BLE001 - an optional module may be absent
             pass
     if "torch" in sys.modules:
-        from shortcutlab.grading.engine.worker import warm_up
+        from shortcutlab.grading.engine.serving import warm_up
 
         warm_up()
     functions = collect_checks(import_check_file(job["check_file"]))

@@ -3,7 +3,7 @@ points.
 
 ``judge``: a check that passed in the runner (where the student's code ran) passes only if the judge's re-run
 (where no student code ran) passes too; a re-run that could not happen, or a runner that tampered with the grader
-when the verdict relied on what the runner observed, is no pass (worker.run_job, for each check of a job).
+when the verdict relied on what the runner observed, is no pass (job.run_job, for each check of a job).
 ``score``: the final statuses of a submission's checks -> its ``CheckResult``s: an unknown status is an error,
 property checks count only once their function's core checks pass (gating.py), a pass earns the check's points
 (runner._assemble).

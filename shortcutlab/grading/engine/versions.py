@@ -15,7 +15,8 @@ from shortcutlab.course import Course, LessonSpec
 
 # Modules whose code decides whether a check passes, besides the check file and what it imports.
 ENGINE_MODULES = ("shortcutlab.grading.asserts", "shortcutlab.grading.engine.execute", "shortcutlab.grading.registry",
-                  "shortcutlab.grading.engine.runner", "shortcutlab.grading.engine.worker")
+                  "shortcutlab.grading.engine.runner", "shortcutlab.grading.engine.worker",
+                  "shortcutlab.grading.engine.job")
 # Modules and packages that never decide whether a check passes (the command line, release, the gradebook, outputs
 # and integrations): editing them keeps the class's grades.
 NOT_GRADING = ("shortcutlab.cli", "shortcutlab.release", "shortcutlab.grading.store", "shortcutlab.grading.outputs",
