@@ -734,7 +734,7 @@ def test_an_over_long_line_on_a_grading_pipe_is_dropped_and_reading_goes_on():
 def test_a_snapshot_names_what_student_code_replaced_in_the_library_or_the_grader():
     import shortcutlab.data
     import shortcutlab.grading.engine.execute
-    from shortcutlab.grading.engine.guard import Snapshot
+    from shortcutlab.grading.engine.tamper import Snapshot
 
     snapshot = Snapshot()
     assert snapshot.changed() is None

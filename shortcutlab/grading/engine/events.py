@@ -115,7 +115,7 @@ class Start(_Event):
 class Result(_Event):
     """Check ``name`` ended with ``status`` after ``seconds``; a passed check comes with the record of its calls
     (``replay.Recorder.transcript()``, checked by replay.py when the judge reads it) and what the runner's process
-    replaced of the grader, if anything (``guard.Snapshot.changed()``)."""
+    replaced of the grader, if anything (``tamper.Snapshot.changed()``)."""
 
     kind: ClassVar[str] = "result"
     name: Text

@@ -31,7 +31,8 @@ from shortcutlab.grading.engine import verdict
 from shortcutlab.grading.engine.events import CellStarted, FunctionStarted, Loaded, Result, Start, decode
 from shortcutlab.grading.engine.execute import (ERROR, PASSED, TIMEOUT, CheckContext, describe_exception, exec_cells,
                                                 run_check, truncate)
-from shortcutlab.grading.engine.guard import ReferenceGuard, Snapshot, reference_codes
+from shortcutlab.grading.engine.guard import ReferenceGuard, reference_codes
+from shortcutlab.grading.engine.tamper import Snapshot
 from shortcutlab.grading.engine.judge import verify
 from shortcutlab.grading.engine.limits import FILE_LIMIT, GRACE, PROCESS_LIMIT, START_SLACK, run_limit
 from shortcutlab.grading.engine.processes import (crash_summary, describe_exit, die_with_parent, fork_reporting,

@@ -19,7 +19,7 @@ from shortcutlab.grading.engine.processes import die_with_parent
 
 if TYPE_CHECKING:
     from shortcutlab.grading.engine.events import Event
-    from shortcutlab.grading.engine.guard import Snapshot
+    from shortcutlab.grading.engine.tamper import Snapshot
 
 
 @dataclass
