@@ -1,6 +1,7 @@
 """Grading benchmark: a 30-submission class with `shortcutlab grade --jobs 2`, and the cost of isolation.
 
     python benchmarks/bench_grading.py [--jobs 2] [--keep DIR] [--sandbox-only [--lessons 00,03]]
+    python benchmarks/bench_grading.py --baseline REV [--rounds 3]
 
 The class mixes the 7 solution notebooks (full marks), 7 untouched lessons (0), 12 mutants from tests/mutants/
 (one wrong function each) and 4 broken submissions (bad JSON, a syntax error, a process exit while loading, a
@@ -12,16 +13,21 @@ isolation, SHORTCUTLAB_SANDBOX=none) and prints the sandbox's cost per submissio
 (target: at most +0.5 s), and the judge's share (the re-run of each passed check in a process where no student
 code ran, timed inside the run): sandbox + judge against neither. ``--sandbox-only`` runs only that comparison
 (``--lessons`` picks lessons by number).
+``--baseline REV`` grades the class with this tree and with the commit REV (its tracked files, unpacked in a
+temporary folder), in alternating order for ``--rounds`` rounds, and prints each one's median time per submission,
+the ratio of this tree's to the baseline's, and whether every submission got the same score from both.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -157,16 +163,62 @@ def sandbox_cost(paths: list[Path], work: Path) -> None:
           "(target <= +0.5 s)")
 
 
+def _grade_with(root: Path, submitted: Path, out: Path, jobs: int) -> tuple[float, dict[str, float]]:
+    """``shortcutlab grade`` of the code in ``root`` on ``submitted`` into a fresh ``out``: (wall s, score by file)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "SHORTCUTLAB_OFFLINE": "1"}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "shortcutlab", "grade", "--jobs", str(jobs), "--json", "--quiet",
+                           "--seed", str(SEED), "--course", str(root / "course.yml"), "--out", str(out),
+                           str(submitted)], env=env, capture_output=True, text=True, cwd=root)
+    wall = time.perf_counter() - start
+    if not done.stdout.strip():
+        raise SystemExit(f"grading with {root} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    scores = {str(Path(s["path"]).relative_to(submitted)): s["score"] for s in json.loads(done.stdout)["submissions"]}
+    return wall, scores
+
+
+def compare_with_baseline(rev: str, submitted: Path, work: Path, jobs: int, rounds: int) -> None:
+    """This tree against commit ``rev`` on the same class, alternating which goes first."""
+    baseline = work / "baseline"
+    baseline.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(baseline, filter="data")
+    count = sum(1 for p in submitted.rglob("*") if p.is_file())
+    walls: dict[str, list[float]] = {"baseline": [], "this tree": []}
+    scores: dict[str, dict[str, float]] = {}
+    for round_ in range(rounds):
+        order = [("baseline", baseline), ("this tree", ROOT)]
+        for name, root in order if round_ % 2 == 0 else order[::-1]:
+            wall, scores[name] = _grade_with(root, submitted, work / f"grades-{name.replace(' ', '-')}-{round_}", jobs)
+            walls[name].append(wall)
+            print(f"round {round_ + 1} {name}: {wall:.1f} s ({wall / count:.3f} s per submission)", flush=True)
+    base, this = statistics.median(walls["baseline"]), statistics.median(walls["this tree"])
+    same = scores["baseline"] == scores["this tree"]
+    print(f"median per submission: baseline ({rev}) {base / count:.3f} s, this tree {this / count:.3f} s; "
+          f"ratio {this / base:.3f} ({(this / base - 1) * 100:+.1f}%); same scores for all {count} submissions: {same}")
+    if not same:
+        for path in sorted(set(scores["baseline"]) | set(scores["this tree"])):
+            if scores["baseline"].get(path) != scores["this tree"].get(path):
+                print(f"  {path}: baseline {scores['baseline'].get(path)}, this tree {scores['this tree'].get(path)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
     parser.add_argument("--keep", metavar="DIR", help="build the class and grades here and keep them")
     parser.add_argument("--sandbox-only", action="store_true", help="only compare grading in and out of the OS sandbox")
     parser.add_argument("--lessons", metavar="LIST", help="with --sandbox-only: lesson numbers, e.g. 00,03 (default all)")
+    parser.add_argument("--baseline", metavar="REV", help="only compare grading time and scores with commit REV")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: rounds of each (default 3)")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
         files, safe = build_class(work / "submitted")
+        if args.baseline:
+            print(f"class: {len(files)} submissions; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+            compare_with_baseline(args.baseline, work / "submitted", work, args.jobs, args.rounds)
+            return
         if args.sandbox_only:
             wanted = tuple(args.lessons.split(",")) if args.lessons else None
             chosen = [p for p in safe if wanted is None or p.stem[:2] in wanted]

@@ -7,6 +7,7 @@ import pytest
 from shortcutlab.grading.results import CheckResult, LoadOutcome, SubmissionResult
 from shortcutlab.grading.status import AnswerStatus, LoadStatus, Status, SubmissionStatus
 from shortcutlab.grading.store.gradebook import result_from_json, result_to_json
+from shortcutlab.grading.wording import load_failure
 
 
 def test_a_status_equals_hashes_prints_and_serialises_as_its_value():
@@ -37,3 +38,16 @@ def test_a_stored_result_comes_back_with_its_load_outcome_typed():
     back = result_from_json(result_to_json(result))
     assert back == result and back.load.status is LoadStatus.TIMEOUT and back.status == SubmissionStatus.TIMEOUT
     assert result.to_dict()["load"] == {"status": "timeout", "cell": 2, "message": "cell 2 was stopped"}
+
+
+@pytest.mark.parametrize("outcome, instructor, student", [
+    (LoadOutcome(), "", ""),
+    (LoadOutcome(LoadStatus.NOT_RUN, None, "unreadable"), "", ""),  # an error of the file, not of its loading
+    (LoadOutcome(LoadStatus.TIMEOUT, 3, "stopped"), "cell 3 timed out while loading",
+     "Cell 3 did not finish in time while loading"),
+    (LoadOutcome(LoadStatus.ERROR, None, "killed"), "its code raised while loading",
+     "Your code raised an error while loading"),
+])
+def test_a_load_failure_is_told_once_to_the_instructor_and_to_the_student(outcome, instructor, student):
+    assert load_failure(outcome, for_student=False) == instructor
+    assert load_failure(outcome, for_student=True) == student

@@ -1,10 +1,17 @@
-"""How grading writes numbers and names for people: ``points`` (every printed score) and ``check_title`` (a
-check's readable title), shared by the notebook report, the terminal, the feedback, CSVs and Gradescope."""
+"""How grading writes numbers and names for people: ``points`` (every printed score), ``check_title`` (a
+check's readable title) and ``load_failure`` (what stopped a submission's loading), shared by the notebook report,
+the terminal, the feedback, CSVs and Gradescope."""
 from __future__ import annotations
 
 import functools
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from shortcutlab.grading.status import LoadStatus
+
+if TYPE_CHECKING:
+    from shortcutlab.grading.results import LoadOutcome
 
 
 def points(value: float) -> str:
@@ -69,3 +76,17 @@ def check_title(name: str, function: str, names: Iterable[str] | None = None) ->
 def rounded(value: float) -> float:
     """A score as CSVs and JSON store it: a float rounded to 4 decimals."""
     return round(float(value), 4)
+
+
+def load_failure(load: LoadOutcome, *, for_student: bool) -> str:
+    """What stopped a submission's loading, in a few words ('' if nothing did): for the instructor 'cell 3 timed out
+    while loading' or 'its code raised while loading'; for the student 'Cell 3 did not finish in time while loading'
+    or 'Your code raised an error while loading'."""
+    if not load.failed:
+        return ""
+    timed_out = load.status == LoadStatus.TIMEOUT
+    if for_student:
+        where = f"Cell {load.cell}" if load.cell else "Your code"
+        return f"{where} {'did not finish in time' if timed_out else 'raised an error'} while loading"
+    where = f"cell {load.cell}" if load.cell else "its code"
+    return f"{where} {'timed out' if timed_out else 'raised'} while loading"

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shortcutlab.grading.results import AnswerResult, AnswerTotals, SubmissionResult, answers_status
-from shortcutlab.grading.status import SYMBOLS, AnswerStatus, LoadStatus, Status
+from shortcutlab.grading.status import SYMBOLS, AnswerStatus, Status
 from shortcutlab.timestamps import normalize_timestamp
-from shortcutlab.grading.wording import check_title, points
+from shortcutlab.grading.wording import check_title, load_failure, points
 
 if TYPE_CHECKING:
     import jinja2
@@ -128,19 +128,10 @@ class Feedback:
 # ----------------------------------------------------------------------------- building it
 
 
-def _load_trouble(result: SubmissionResult) -> str:
-    """A heading for a cell that raised or was stopped while the submission loaded ('' if none did)."""
-    load = result.load
-    if not load.failed:
-        return ""
-    where = f"Cell {load.cell}" if load.cell else "Your code"
-    return f"{where} {'did not finish in time' if load.status == LoadStatus.TIMEOUT else 'raised an error'} while loading"
-
-
 def _trouble(result: SubmissionResult) -> Trouble | None:
     if result.error:
         return Trouble(NOT_GRADED, result.error.strip())
-    if heading := _load_trouble(result):
+    if heading := load_failure(result.load, for_student=True):
         return Trouble(heading, result.load.message.strip())
     return None
 

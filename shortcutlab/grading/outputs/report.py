@@ -11,8 +11,8 @@ import textwrap
 from collections.abc import Sequence
 
 from shortcutlab.grading.results import ClassLine, GradeReport, SubmissionResult
-from shortcutlab.grading.wording import points
-from shortcutlab.grading.status import LoadStatus, Status, SubmissionStatus
+from shortcutlab.grading.wording import load_failure, points
+from shortcutlab.grading.status import Status, SubmissionStatus
 from shortcutlab.grading.store.students import student_id
 
 MARKS = {Status.PASSED: "ok", Status.FAILED: "FAIL", Status.ERROR: "ERROR", Status.TIMEOUT: "TIMEOUT"}
@@ -60,11 +60,8 @@ def render_line(line: ClassLine) -> str:
 
 def load_problem(result: SubmissionResult) -> str:
     """`` (cell 3 timed out while loading)``, `` (cell 3 raised while loading)`` or '' when loading went well."""
-    load = result.load
-    if not load.failed:
-        return ""
-    where = f"cell {load.cell}" if load.cell else "its code"
-    return f" ({where} {'timed out' if load.status == LoadStatus.TIMEOUT else 'raised'} while loading)"
+    problem = load_failure(result.load, for_student=False)
+    return f" ({problem})" if problem else ""
 
 
 def render_details(result: SubmissionResult) -> list[str]:
