@@ -282,17 +282,20 @@ def _prepare(files: list[Path], course: Course, lesson: str | None,
     work: list[_Work] = []
     for index, path in enumerate(files):
         item = _Work(index, path)
+        known = loaded.get(path) if loaded is not None else None
         try:
-            if not path.is_file():
+            if isinstance(known, Submission) and (lesson is None or known.lesson == lesson):
+                item.lesson = known.lesson  # the caller read, parsed and placed it already
+            elif not path.is_file():
                 raise SubmissionError(f"no such file: {path}")
-            item.lesson = infer_lesson(path, course, lesson)
+            else:
+                item.lesson = infer_lesson(path, course, lesson)
             plan = _plan(course, item.lesson, plans)
             item.planned = plan if isinstance(plan, list) else None
             item.error = plan if isinstance(plan, str) else None
-            known = loaded.get(path) if loaded is not None else None
             if isinstance(known, SubmissionError):
                 raise known
-            item.submission = known if known is not None and known.lesson == item.lesson else \
+            item.submission = known if isinstance(known, Submission) and known.lesson == item.lesson else \
                 load_submission(path, course, item.lesson)
         except SubmissionError as exc:
             item.error = str(exc)

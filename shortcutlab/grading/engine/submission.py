@@ -156,9 +156,9 @@ def infer_lesson(path: Path, course: Course, lesson: str | None = None) -> str:
 
 
 def load_submission(path: str | Path, course: Course, lesson: str | None = None,
-                    data: bytes | None = None) -> Submission:
-    """Read a .ipynb or .py submission (``data``: its bytes, if the caller has read them already); SubmissionError
-    (with what to do) if it cannot be graded."""
+                    data: bytes | None = None, digest: str | None = None) -> Submission:
+    """Read a .ipynb or .py submission (``data``: its bytes, and ``digest`` their sha256, if the caller has read and
+    hashed them already); SubmissionError (with what to do) if it cannot be graded."""
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise SubmissionError(f"{path}: submit a notebook (.ipynb) or a Python file (.py)")
@@ -174,7 +174,7 @@ def load_submission(path: str | Path, course: Course, lesson: str | None = None,
         raise SubmissionError(f"cannot read {path}: {exc.strerror or exc}") from None
     lesson_id = infer_lesson(path, course, lesson)
     cells, notes = read_cells(path, data)
-    return Submission(path, lesson_id, cells, hashlib.sha256(data).hexdigest(), notes)
+    return Submission(path, lesson_id, cells, digest or hashlib.sha256(data).hexdigest(), notes)
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:

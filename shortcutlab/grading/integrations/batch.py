@@ -88,10 +88,10 @@ def _read(path: Path) -> tuple[bytes | None, str | None]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _parse(path: Path, course: Course, lesson: str, data: bytes) -> Submission | SubmissionError:
-    """The submission parsed from the bytes already read, or why it cannot be graded (itself a grade)."""
+def _parse(path: Path, course: Course, lesson: str, data: bytes, digest: str) -> Submission | SubmissionError:
+    """The submission parsed from the bytes already read and hashed, or why it cannot be graded (itself a grade)."""
     try:
-        return load_submission(path, course, lesson, data=data)
+        return load_submission(path, course, lesson, data=data, digest=digest)
     except SubmissionError as exc:
         return exc
 
@@ -208,7 +208,7 @@ class _ClassGrading:
                     if key not in self.hits:
                         self.hits[key] = None if self.regrade else self.book.lookup(key)
                         if self.hits[key] is None:  # the first file with these bytes is the one graded
-                            self.loaded[path] = _parse(path, self.course, lesson_id, data)
+                            self.loaded[path] = _parse(path, self.course, lesson_id, data, digest)
                     if digest not in kept_code and digest not in self.code_digests:
                         self.code_digests[digest] = _code_digest(path, data, self.loaded.get(path))
             except (SubmissionError, CourseError):
