@@ -293,14 +293,18 @@ def test_two_files_differing_only_in_comments_see_the_same_inputs_and_get_the_sa
 def test_a_grade_spoiled_by_the_grader_is_kept_but_graded_again_and_never_replaces_a_good_one(tmp_path):
     key = GradeKey("f" * 64, "90_toy", "v1", 0)
     good = SubmissionResult("a.py", "90_toy", None, (CheckResult("t", "add", 3, 3, "passed", ""),), 3.0)
-    spoiled = SubmissionResult("a.py", "90_toy", "grader error: the grading server did not start", (), 3.0)
+    spoiled = SubmissionResult("a.py", "90_toy", "the grading server did not start", (), 3.0, grader_fault=True)
+    # the submission's own error, whatever its words: final
+    own = SubmissionResult("b.py", "90_toy", "grader error: a student's message", (), 3.0)
     with Gradebook(tmp_path) as book:
+        book.record(GradeKey("e" * 64, "90_toy", "v1", 0), 1, own, "ben", "")
+        assert book.lookup(GradeKey("e" * 64, "90_toy", "v1", 0))[0] == own
         book.record(key, 1, spoiled, "ann", "")
         assert book.lookup(key) is None  # not final: the next run grades it
         book.record(key, 1, good, "ann", "")
         assert book.lookup(key)[0].score == 3
         book.record(key, 1, spoiled, "ann", "")
-        assert book.lookup(key)[0].score == 3 and book.count("grades") == 1
+        assert book.lookup(key)[0].score == 3 and book.count("grades") == 2  # its own row and ben's
 
 
 # ----------------------------------------------------------------------------- the command line

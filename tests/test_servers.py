@@ -61,7 +61,9 @@ def test_a_server_is_reused_while_it_works_and_replaced_when_it_dies(servers):
 
 def test_after_two_failed_starts_in_a_row_no_job_starts_a_server_again(servers):
     FakeServer.plan = ["no start", "no start"]
-    errors = [servers.grade(job(i)).error for i in range(4)]
+    results = [servers.grade(job(i)) for i in range(4)]
+    assert all(r.grader_fault for r in results)  # the grader's fault: the gradebook grades them again next run
+    errors = [r.error for r in results]
     assert errors[:2] == ["grader error: bwrap: cannot start"] * 2
     assert errors[2:] == ["grader error: no grading server could start: bwrap: cannot start"] * 2
     assert FakeServer.plan == []  # the last two jobs never tried

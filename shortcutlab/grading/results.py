@@ -70,6 +70,7 @@ class SubmissionResult:
     seconds: float = 0.0
     load: LoadOutcome = LoadOutcome()
     sandbox: str | None = None  # the OS sandbox it ran in: "bubblewrap" or "none" (None: not recorded)
+    grader_fault: bool = False  # ``error`` is the grader's own (a server that died or hung): graded again next run
     judge_seconds: float = 0.0  # of ``seconds``, the judge's re-run of the passed checks (not stored, not in --json)
 
     @property

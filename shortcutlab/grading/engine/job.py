@@ -312,7 +312,7 @@ def run_job(job: Job) -> JobResult:
     try:
         functions = collect_checks(import_check_file(job.check_file))
     except BaseException as exc:  # noqa: BLE001 - a broken check file is reported, not fatal to the server
-        return JobResult(job.id, f"grader error: the check file {job.check_file} failed to import: "
+        return JobResult(job.id, grader_fault=True, error=f"grader error: the check file {job.check_file} failed to import: "
                                  f"{describe_exception(exc)}")
     if "torch" in sys.modules:  # a check file may bring torch in itself (when it is not preloaded)
         warm_up()

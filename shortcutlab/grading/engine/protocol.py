@@ -69,7 +69,8 @@ class CheckReport:
 class JobResult:
     """What a server answers for a ``Job``: ``error`` when the submission could not be graded normally, the notes
     of cells that failed while loading (``CellNote.to_dict()``), what loading printed, one ``CheckReport`` per
-    check, how loading went (``load``, set when its process died) and the judge's share of the time (s)."""
+    check, how loading went (``load``, set when its process died) and the judge's share of the time (s);
+    ``grader_fault`` when the ``error`` is the grader's own (a broken check file, a server that failed)."""
 
     id: int | None = None
     error: str | None = None
@@ -78,6 +79,7 @@ class JobResult:
     results: dict[str, CheckReport] = field(default_factory=dict)
     load: LoadOutcome | None = None
     judge_seconds: float = 0.0
+    grader_fault: bool = False
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -87,6 +89,7 @@ class JobResult:
         known = {f.name for f in dataclasses.fields(CheckReport)}
         results = {name: CheckReport(**{k: v for k, v in report.items() if k in known})
                    for name, report in (data.get("results") or {}).items()}
-        return cls(id=data.get("id"), error=data.get("error"), notes=tuple(data.get("notes") or ()),
+        return cls(id=data.get("id"), error=data.get("error"), grader_fault=data.get("grader_fault") is True,
+                   notes=tuple(data.get("notes") or ()),
                    printed=str(data.get("printed") or ""), results=results, load=LoadOutcome.from_dict(data.get("load")),
                    judge_seconds=float(data.get("judge_seconds") or 0.0))

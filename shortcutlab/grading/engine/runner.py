@@ -132,6 +132,7 @@ class _Work:
     submission: Submission | None = None
     planned: list[PlannedCheck] | None = None
     error: str | None = None
+    grader_fault: bool = False  # the error is the grader's (a check file that cannot be planned, a bug of this side)
 
 
 def _plan(course: Course, lesson: str, cache: dict[str, list[PlannedCheck] | str]) -> list[PlannedCheck] | str:
@@ -206,6 +207,7 @@ def _assemble(work: _Work, raw: JobResult | None, limit: int, seconds: float, co
         sum(f.points for f in course.lesson(lesson).functions.values())
     return SubmissionResult(str(work.path), lesson, error, checks, max_score, round(seconds, 3),
                             load=load_outcome(raw, error, limit), sandbox=mode,
+                            grader_fault=work.grader_fault or (raw is not None and raw.grader_fault),
                             judge_seconds=raw.judge_seconds if raw else 0.0)
 
 
@@ -225,9 +227,10 @@ class _Servers:
         """The server's raw result, or one whose error says why the grader could not grade the job."""
         with self._lock:
             if self._closed:
-                return JobResult(error="grader error: the run was stopped")
+                return JobResult(error="grader error: the run was stopped", grader_fault=True)
             if self._start_failures >= 2:  # a server that cannot start will not start for the next job either
-                return JobResult(error=f"grader error: no grading server could start: {self._last_failure}")
+                return JobResult(error=f"grader error: no grading server could start: {self._last_failure}",
+                                 grader_fault=True)
             server = self._idle.pop() if self._idle else self._new()
             self._taken.add(server)
         try:
@@ -240,7 +243,7 @@ class _Servers:
                     self._start_failures += 1
                 self._last_failure = str(exc)
             server.close()
-            raw = JobResult(error=f"grader error: {exc}")
+            raw = JobResult(error=f"grader error: {exc}", grader_fault=True)
         with self._lock:
             self._taken.discard(server)
             if self._closed or server.process is None:
@@ -293,12 +296,13 @@ def _prepare(files: list[Path], course: Course, lesson: str | None,
             plan = _plan(course, item.lesson, plans)
             item.planned = plan if isinstance(plan, list) else None
             item.error = plan if isinstance(plan, str) else None
+            item.grader_fault = isinstance(plan, str)
             if isinstance(known, SubmissionError):
                 raise known
             item.submission = known if isinstance(known, Submission) and known.lesson == item.lesson else \
                 load_submission(path, course, item.lesson)
         except SubmissionError as exc:
-            item.error = str(exc)
+            item.error, item.grader_fault = str(exc), False
         work.append(item)
     return work
 
@@ -339,6 +343,7 @@ def _run(work: list[_Work], course: Course, seed: int, mode: str, jobs: int | No
                 result = future.result()
             except Exception as exc:  # a bug of this side: never leave a hole in the class
                 item.error = f"grader error: the submission was not graded ({type(exc).__name__}: {exc})"
+                item.grader_fault = True
                 result = _assemble(item, None, limit, 0.0, course, mode)
             done(item, result)
     finally:

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 GRADEBOOK_FILE = "gradebook.sqlite"
 SCHEMA_VERSION = 1
 SEED_KEY = "seed"  # meta: the gradebook's secret base seed, drawn when it is first needed
-GRADER_ERROR = "grader error"  # results with such an error are kept but regraded by the next run
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -159,7 +158,7 @@ def result_from_json(text: str, path: str | None = None) -> SubmissionResult:
 
 def is_final(result: SubmissionResult) -> bool:
     """False for a result spoiled by the grader itself (a server that died or hung): regrade it next run."""
-    return not (result.error or "").startswith(GRADER_ERROR)
+    return not result.grader_fault
 
 
 @dataclass(frozen=True)
