@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from shortcutlab.cli import main
+from shortcutlab.course import load_course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.release import (DEFAULT_HINT, NotebookError, check_release, points_problems, release, release_text,
                                  stub_source)
