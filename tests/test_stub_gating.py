@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import load_course
-from shortcutlab.grading.engine.gating import NOT_COUNTED, gated, gated_output
+from shortcutlab.grading.engine.gating import NOT_COUNTED, PENDING_EXPLANATION, gated, gated_output
 from shortcutlab.grading.registry import PROPERTY, CheckFileError, check, parse_check_file, plan_checks
 from shortcutlab.grading.outputs.report import render_details
 from shortcutlab.grading.engine.runner import grade
@@ -315,7 +315,8 @@ def test_the_notebook_report_and_nbgrader_autograde_say_it_too(toy, capsys, monk
     course = load_course(toy / "course.yml")
     assert autograde_check(course, course.lesson("90_toy"), "add", {"add": zero}, seed=1) == 0
     shown = capsys.readouterr().out
-    assert "add: 0/3 checks passed, 0/3 points" in shown and shown.count(NOT_COUNTED) == 2
+    assert "add: 0/3 checks passed, 2 pending, 0/3 points" in shown and shown.count(NOT_COUNTED) == 1
+    assert "… hidden check (passed, pending a core check)" in shown and shown.count(PENDING_EXPLANATION) == 1
     assert autograde_check(course, course.lesson("90_toy"), "add", {"add": lambda a, b: a + b}, seed=1) == 3
 
 

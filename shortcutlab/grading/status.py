@@ -29,6 +29,7 @@ FINAL = (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMEOUT)  # what res
 
 # How a check's status is shown in the notebook report, nbgrader's cell output and the feedback.
 SYMBOLS = {Status.PASSED: "✓", Status.FAILED: "✗", Status.ERROR: "✗", Status.TIMEOUT: "⏱"}
+PENDING_SYMBOL = "…"  # a property check that passed and counts once its function's core checks pass (gating.py)
 
 
 class SubmissionStatus(StrEnum):

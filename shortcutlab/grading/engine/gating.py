@@ -46,8 +46,12 @@ def gated(planned: Sequence[PlannedCheck], statuses: Mapping[str, str],
     return out
 
 
+PENDING_EXPLANATION = ("a check marked pending passed; it tests a property that code doing nothing useful can have "
+                       "too, so it counts once the function's core checks pass")
+
+
 def gated_output(sentence: str) -> str:
-    """A gated check's message: it passed, and why it earns nothing yet."""
-    return (f"passed, but {sentence}: this check tests a property that code doing nothing useful can have too, "
-            "so it counts only once the function's core checks pass")
+    """A gated check's message, one line: it passed, and why it earns nothing yet (``PENDING_EXPLANATION`` says
+    the rule once wherever pending checks are shown)."""
+    return f"passed, {sentence}"
 

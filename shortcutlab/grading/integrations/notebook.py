@@ -23,7 +23,8 @@ from shortcutlab.grading.engine.protocol import CheckReport
 from shortcutlab.grading.engine.verdict import score
 from shortcutlab.grading.registry import CheckFailure, check_seed, collect_checks, import_check_file, plan_checks
 from shortcutlab.grading.results import CheckResult
-from shortcutlab.grading.status import SYMBOLS, Status
+from shortcutlab.grading.engine.gating import PENDING_EXPLANATION
+from shortcutlab.grading.status import PENDING_SYMBOL, SYMBOLS, Status
 from shortcutlab.grading.wording import check_title, points
 
 _MISSING = object()
@@ -86,14 +87,8 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     caller = sys._getframe(_depth).f_globals if namespace is None else namespace
     run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
     run = _run_checks(loaded, lesson, function, {**caller, **objects, function: obj}, run_seed, hidden=False)
-    failed = [c for c in run.checks if c.status != Status.PASSED]
-    head = f"{function}: {len(run.checks) - len(failed)}/{len(run.checks)} checks passed ({run.seconds:.1f} s)"
-    lines = [head + (f", seed {run_seed}" if failed else "")]
-    for c in run.checks:
-        lines.append(f"  {SYMBOLS.get(c.status, '?')} {check_title(c.name, function, run.names)}")
-        if c.status != Status.PASSED:
-            lines.append(indent(c.output))
-    print("\n".join(lines))
+    failed = [c for c in run.checks if c.status != Status.PASSED and not c.gated]
+    print("\n".join(_report(function, run, f"({run.seconds:.1f} s)" + (f", seed {run_seed}" if failed else ""))))
     if failed:
         raise ChecksFailed(f"{len(failed)} of {len(run.checks)} checks of {function} did not pass; see the report "
                            "above")
@@ -133,22 +128,34 @@ def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace
     """
     given = seed if seed is not None else os.environ.get(SEED_ENV, course.grading.seed)
     base = int(given) if given is not None else secrets.randbelow(2**31)
-    lines: list[str] = []
     with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
         warnings.simplefilter("ignore")
         run = _run_checks(course, lesson, function, namespace, base, hidden=True)
-    for c in run.checks:
-        passed = c.status == Status.PASSED
-        if c.hidden:  # its message stays hidden, unless it is only waiting for the core checks
-            lines.append(f"  {SYMBOLS[Status.PASSED if passed else Status.FAILED]} hidden check "
-                         + (f"({c.output})" if c.gated else f"({'passed' if passed else 'failed'})"))
-            continue
-        lines.append(f"  {SYMBOLS.get(c.status, '?')} {check_title(c.name, function, run.names)}")
-        if not passed:
-            lines.append(indent(c.output))
     total = lesson.functions[function].points
     earned = min(round(sum(c.score for c in run.checks), 6), float(total))
-    passed_count = sum(c.status == Status.PASSED for c in run.checks)
-    print(f"{function}: {passed_count}/{len(run.checks)} checks passed, {points(earned)}/{points(total)} points")
-    print("\n".join(lines))
+    print("\n".join(_report(function, run, f"{points(earned)}/{points(total)} points", sep=", ")))
     return earned
+
+
+def _report(function: str, run: _CellRun, tail: str, sep: str = " ") -> list[str]:
+    """A check cell's report: a head line (checks passed, pending, then ``tail``), one line per check (a failing
+    visible one with its message below; a pending one with why, on its line; a hidden one with passed, pending or
+    failed only) and, if some check is pending, the rule once."""
+    passed = sum(c.status == Status.PASSED for c in run.checks)
+    pending = sum(c.gated for c in run.checks)
+    lines = [f"{function}: {passed}/{len(run.checks)} checks passed" + (f", {pending} pending" if pending else "")
+             + sep + tail]
+    for c in run.checks:
+        symbol = PENDING_SYMBOL if c.gated else SYMBOLS.get(c.status, "?")
+        if c.hidden:  # its message stays hidden
+            state = "passed, pending a core check" if c.gated else "passed" if c.status == Status.PASSED else "failed"
+            lines.append(f"  {symbol} hidden check ({state})")
+        elif c.gated:
+            lines.append(f"  {symbol} {check_title(c.name, function, run.names)}: {c.output}")
+        else:
+            lines.append(f"  {symbol} {check_title(c.name, function, run.names)}")
+            if c.status != Status.PASSED:
+                lines.append(indent(c.output))
+    if pending:
+        lines.append(f"  ({PENDING_SYMBOL} {PENDING_EXPLANATION})")
+    return lines

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shortcutlab.grading.results import AnswerResult, AnswerTotals, SubmissionResult, answers_status
-from shortcutlab.grading.status import SYMBOLS, AnswerStatus, Status
+from shortcutlab.grading.status import PENDING_SYMBOL, SYMBOLS, AnswerStatus, Status
 from shortcutlab.timestamps import normalize_timestamp
 from shortcutlab.grading.wording import check_title, load_failure, points
 
@@ -37,7 +37,6 @@ GATING_NOTICE = ("How points are given: each function has a core check (its main
                  "ordinary inputs); its other checks test one requirement each and count once the core check passes, "
                  "so one mistake costs that check's points only, and code that does not do the work earns none. A "
                  "check marked pending passed and will count once the core check does.")
-PENDING_SYMBOL = "…"
 NOT_GRADED = "Your submission could not be graded normally"
 
 

@@ -80,7 +80,8 @@ def render_details(result: SubmissionResult) -> list[str]:
         for c in mine:
             if c.status == Status.PASSED or result.error:  # with an error, no check ran: the error says why
                 continue
-            lines.append(f"    {MARKS.get(c.status, c.status)} {c.name}" + (" (hidden)" if c.hidden else ""))
+            lines.append(f"    {'PENDING' if c.gated else MARKS.get(c.status, c.status)} {c.name}"
+                         + (" (hidden)" if c.hidden else ""))
             if not c.hidden:
                 lines += ["        " + line for line in _first_lines(c.output)]
     return lines
