@@ -4,6 +4,7 @@
 #   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, every stub, grading unsandboxed)
 #   make test-pythons -> a smoke test on every Python pyenv has in the supported range (downloads torch for each)
 #   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
+#   make lab         -> the lessons in JupyterLab, in work/ (a copy `shortcutlab release` never overwrites)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,11 +19,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
-.PHONY: setup reproduce test test-slow test-pythons dashboard clean
+.PHONY: setup reproduce test test-slow test-pythons dashboard lab clean
 setup: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/shortcutlab reproduce $(ARGS)
+
+lab: $(STAMP)
+	$(BIN)/shortcutlab lab $(ARGS)
 
 # Two xdist workers suit 2 cores (each worker runs torch on one thread); loadscope keeps a module's tests,
 # and its module-scoped fixtures, on one worker, and takes modules in collection order (slowest first: see

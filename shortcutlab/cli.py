@@ -19,6 +19,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from shortcutlab.course import find_course_file
+    from shortcutlab.lab import open_lab
+
+    extra = args.jupyter[1:] if args.jupyter[:1] == ["--"] else args.jupyter
+    return open_lab(find_course_file(args.course).parent, extra)
+
+
 def _grade(args: argparse.Namespace) -> int:
     import contextlib
 
@@ -182,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="where to train and measure: auto (a CUDA GPU if torch sees one, else the CPU), "
                                 "cpu, cuda or cuda:<index> (default auto)")
     reproduce.set_defaults(run=_reproduce)
+    lab = verbs.add_parser("lab", help="open the lessons in JupyterLab, in a working copy (work/) that release "
+                           "never overwrites", description="Copy each lesson from lessons/ into work/ (ignored by git) "
+                           "the first time, never over your own copy, and open JupyterLab there. Options after "
+                           "`--` go to JupyterLab, e.g. `shortcutlab lab -- --no-browser --port 8899`.")
+    lab.add_argument("--course", metavar="PATH", help="course.yml of the course to open (default: the repository's)")
+    lab.add_argument("jupyter", nargs=argparse.REMAINDER, help="JupyterLab's own options, after --")
+    lab.set_defaults(run=_lab)
     grade = verbs.add_parser("grade", help="grade lesson notebooks or .py files against the autograder checks",
                              description="Grade submissions (.ipynb or .py; folders are searched), each in its own "
                              "process, into a gradebook in --out, with grades.csv, class_matrix.csv (for an LMS), "
