@@ -150,6 +150,34 @@ def test_symmetric_kl_stays_finite_for_large_logits(symmetric_kl, seed):
     expect_finite(grad, "the gradient of symmetric_kl for large logits", hint=hint)
 
 
+def _skl_gradient_hint(p: torch.Tensor, q: torch.Tensor, got: list[torch.Tensor]) -> str:
+    """Which input's gradient is missing, if that is what ``got`` (gradients with respect to p and q) shows."""
+    zero = [bool((g == 0).all()) for g in got]
+    if zero[0] != zero[1]:
+        name = "logits_p" if zero[0] else "logits_q"
+        return Slip("gradient_blocked", f"no gradient reaches {name}: do not detach it or compute its log-softmax "
+                    "under torch.no_grad(); consistency_loss trains the model through both arguments")
+    return "compute both log-softmaxes from the logits as given, with torch operations only"
+
+
+@check("symmetric_kl", kind="property")
+def test_symmetric_kl_gradient_reaches_both_logits(symmetric_kl, seed):
+    """consistency_loss trains the model through both arguments: the gradient with respect to each equals the
+    reference's."""
+    p, q = _random_logits(seed, 6)
+    p1, q1 = p.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    value = _scalar(symmetric_kl(p1, q1), "symmetric_kl")
+    expect_true(value.requires_grad, "symmetric_kl's result is not connected to the logits' autograd graph; use "
+                "torch operations only (no .item(), .detach() or torch.no_grad())")
+    got = _grads(value, [p1, q1])
+    p2, q2 = p.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    expected = _grads(reference_symmetric_kl(p2, q2), [p2, q2])
+    hint = _skl_gradient_hint(p, q, got)
+    for name, a, b in zip(("logits_p", "logits_q"), got, expected):
+        expect_close(a, b, f"gradient of symmetric_kl with respect to {name}", **tolerance_for(b, ops=KL_OPS),
+                     hint=hint)
+
+
 @check("symmetric_kl", hidden=True, kind="property")
 def test_symmetric_kl_gradient_matches_reference(symmetric_kl, seed):
     """consistency_loss backpropagates through it, so its gradient must be the reference's."""
@@ -291,20 +319,58 @@ def test_consistency_loss_accepts_a_model_returning_a_tuple(consistency_loss, se
         raise CheckFailure(f"{what} raised {type(error).__name__}: {error}. Hint: {hint}") from error
 
 
-@check("consistency_loss", hidden=True, kind="property")
-def test_consistency_loss_backpropagates_into_the_model(consistency_loss, seed):
-    """The loss trains the model: its parameter gradients equal those of the formula."""
-    images, labels, new_ids = _colored_batch(seed + 4)
-    model, weight = _ColorReader(seed + 4), 1.0
+def _consistency_gradient_hint(model, images, labels, new_ids, weight, got: list[torch.Tensor]) -> str:
+    """The branch whose gradient is missing, if the parameter gradients ``got`` are those of the loss with one
+    branch of the penalty detached (under torch.no_grad(), or .detach())."""
     params = list(model.parameters())
-    got = _check_consistency(consistency_loss, model, images, labels, new_ids, weight,
-                             "consistency_loss")
+
+    def with_detached(recolored_only: bool) -> list[torch.Tensor]:
+        ce, original, recolored = _consistency_parts(model, images, labels, new_ids)
+        kl = reference_symmetric_kl(original if recolored_only else original.detach(), recolored.detach())
+        return _grads(ce + weight * kl, params)
+
+    slips = {
+        Slip("recolored_branch_detached", "the penalty's gradient does not reach the model through the recolored "
+             "images: compute f(recolor(x)) with the graph (no torch.no_grad(), no .detach()), so the penalty "
+             "trains both branches"): with_detached(True),
+        Slip("penalty_detached", "the penalty carries no gradient: it must train the model, so keep both logits in "
+             "the graph (no torch.no_grad(), .detach() or .item())"): with_detached(False),
+    }
+    for hint, grads in slips.items():
+        if all(_close(a, b, NET_GRAD_OPS) for a, b in zip(got, grads)):
+            return hint
+    return "keep every step in the autograd graph: the loss trains the model through f(x) and f(recolor(x))"
+
+
+def _check_consistency_gradients(consistency_loss, seed: int, weight: float) -> None:
+    images, labels, new_ids = _colored_batch(seed)
+    model = _ColorReader(seed)
+    params = list(model.parameters())
+    got = _check_consistency(consistency_loss, model, images, labels, new_ids, weight, "consistency_loss")
     expect_true(got.requires_grad, "consistency_loss is not connected to the model's parameters; do not detach "
                 "the logits or compute under torch.no_grad()")
     got_grads = _grads(got, params)
     expected = _grads(_consistency_formula(model, images, labels, new_ids, weight), params)
+    hint = None
     for (name, _), a, b in zip(model.named_parameters(), got_grads, expected):
-        expect_close(a, b, f"gradient of consistency_loss with respect to {name}", **tolerance_for(b, ops=NET_GRAD_OPS))
+        tolerance = tolerance_for(b, ops=NET_GRAD_OPS)
+        if hint is None and not _close(a, b, NET_GRAD_OPS):
+            hint = _consistency_gradient_hint(model, images, labels, new_ids, weight, got_grads)
+        expect_close(a, b, f"gradient of consistency_loss with respect to {name}", **tolerance, hint=hint)
+
+
+@check("consistency_loss", kind="property")
+def test_consistency_loss_trains_the_model_through_both_branches(consistency_loss, seed):
+    """The loss's parameter gradients equal the formula's: the penalty backpropagates through the original and the
+    recolored images."""
+    _check_consistency_gradients(consistency_loss, seed + 5, 1.0)
+
+
+@check("consistency_loss", hidden=True, kind="property")
+def test_consistency_loss_backpropagates_into_the_model(consistency_loss, seed):
+    """The loss trains the model: its parameter gradients equal those of the formula (other inputs than the visible
+    check's)."""
+    _check_consistency_gradients(consistency_loss, seed + 4, 1.0)
 
 
 # ----------------------------------------------------------------------------- grad_reverse

@@ -134,6 +134,9 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ("    log_p = F.log_softmax(logits_p, dim=1)\n    log_q = F.log_softmax(logits_q, dim=1)\n",
              "    log_p = torch.log(F.softmax(logits_p, dim=1))\n    log_q = torch.log(F.softmax(logits_q, dim=1))\n"),
         ],
+        "symmetric_kl__second_argument_detached": [
+            ("    log_q = F.log_softmax(logits_q, dim=1)\n", "    log_q = F.log_softmax(logits_q.detach(), dim=1)\n"),
+        ],
         "symmetric_kl__sum_over_batch_instead_of_mean": [
             ("return 0.5 * (kl_pq + kl_qp).mean()", "return 0.5 * (kl_pq + kl_qp).sum()"),
         ],
@@ -144,6 +147,10 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "consistency_loss__weight_ignored": [
             ("    return ce + weight * symmetric_kl(logits, logits_recolored)",
              "    return ce + 2.0 * symmetric_kl(logits, logits_recolored)"),
+        ],
+        "consistency_loss__recolored_branch_under_no_grad": [
+            ("    logits_recolored = _first(model(recolored))",
+             "    with torch.no_grad():\n        logits_recolored = _first(model(recolored))"),
         ],
         "consistency_loss__recolor_not_applied": [
             ("    logits_recolored = _first(model(recolored))", "    logits_recolored = _first(model(images))"),
