@@ -295,12 +295,22 @@ def test_consistency_loss_with_weight_zero_is_the_cross_entropy(consistency_loss
                        "consistency_loss with weight=0")
 
 
+def _check_default_weight(consistency_loss, seed: int) -> None:
+    images, labels, new_ids = _colored_batch(seed)
+    _check_consistency(consistency_loss, _ColorReader(seed), images, labels, new_ids, 2.0,
+                       "consistency_loss with the default weight", pass_weight=False)
+
+
+@check("consistency_loss", kind="property")
+def test_consistency_loss_weight_defaults_to_two(consistency_loss, seed):
+    """Called without weight, the penalty weight is 2.0 (the signature's default)."""
+    _check_default_weight(consistency_loss, seed + 6)
+
+
 @check("consistency_loss", hidden=True, kind="property")
 def test_consistency_loss_default_weight_is_two(consistency_loss, seed):
-    """Called without weight, the penalty weight is 2.0."""
-    images, labels, new_ids = _colored_batch(seed + 2)
-    _check_consistency(consistency_loss, _ColorReader(seed + 2), images, labels, new_ids, 2.0,
-                       "consistency_loss with the default weight", pass_weight=False)
+    """Called without weight, the penalty weight is 2.0 (other inputs than the visible check's)."""
+    _check_default_weight(consistency_loss, seed + 2)
 
 
 @check("consistency_loss", kind="property")
@@ -416,10 +426,9 @@ def test_grad_reverse_multiplies_the_gradient_by_minus_strength(grad_reverse, se
         expect_close(grad, expected, what, **tolerance_for(expected, ops=2), hint=hint)
 
 
-@check("grad_reverse", hidden=True, kind="property")
-def test_grad_reverse_reverses_only_what_flows_through_it(grad_reverse, seed):
+def _check_reverse_chain(grad_reverse, seed: int, salt: int) -> None:
     """In y = B(grad_reverse(A(x), s)), A's gradient is -s times the plain one and B's is unchanged."""
-    g = _generator(seed, 32)
+    g = _generator(seed, salt)
     a, b = torch.randn(5, 4, generator=g), torch.randn(3, 5, generator=g)
     x, strength = torch.randn(6, 4, generator=g), _uniform(g, 1.5, 3.0)
 
@@ -435,6 +444,18 @@ def test_grad_reverse_reverses_only_what_flows_through_it(grad_reverse, seed):
                  hint="backward returns -strength * grad_output")
     expect_close(gb, pb, "gradient of the layer after grad_reverse", **tolerance_for(pb, ops=REVERSE_OPS),
                  hint="the forward pass must return x unchanged")
+
+
+@check("grad_reverse", kind="property")
+def test_grad_reverse_in_a_chain_reverses_only_the_layers_before_it(grad_reverse, seed):
+    """In y = B(grad_reverse(A(x), s)), A's gradient is -s times the plain one and B's is unchanged."""
+    _check_reverse_chain(grad_reverse, seed, 33)
+
+
+@check("grad_reverse", hidden=True, kind="property")
+def test_grad_reverse_reverses_only_what_flows_through_it(grad_reverse, seed):
+    """The visible chain check on other inputs."""
+    _check_reverse_chain(grad_reverse, seed, 32)
 
 
 # ----------------------------------------------------------------------------- GRLNet
@@ -732,18 +753,38 @@ def test_grl_loss_matches_digit_ce_plus_color_weight_times_color_ce(grl_loss, se
                f"grl_loss with color_weight={color_weight:.3g}")
 
 
-@check("grl_loss", hidden=True, kind="property")
-def test_grl_loss_default_color_weight_is_one_half(grl_loss, seed):
-    """Called without color_weight, the color term is weighted 0.5."""
-    model, images, labels, color_ids, _ = _grl_batch(seed + 1)
+def _check_grl_default_weight(grl_loss, seed: int) -> None:
+    model, images, labels, color_ids, _ = _grl_batch(seed)
     _check_grl(grl_loss, model, images, labels, color_ids, 0.5, "grl_loss with the default color_weight",
                pass_weight=False)
 
 
+@check("grl_loss", kind="property")
+def test_grl_loss_color_weight_defaults_to_one_half(grl_loss, seed):
+    """Called without color_weight, the color term is weighted 0.5 (the signature's default)."""
+    _check_grl_default_weight(grl_loss, seed + 3)
+
+
+@check("grl_loss", hidden=True, kind="property")
+def test_grl_loss_default_color_weight_is_one_half(grl_loss, seed):
+    """The visible default-weight check on other inputs."""
+    _check_grl_default_weight(grl_loss, seed + 1)
+
+
+@check("grl_loss", kind="property")
+def test_grl_loss_trains_both_heads_and_the_body(grl_loss, seed):
+    """The loss trains both heads and the body: parameter gradients equal those of the formula."""
+    _check_grl_gradients(grl_loss, seed + 4)
+
+
 @check("grl_loss", hidden=True, kind="property")
 def test_grl_loss_backpropagates_into_both_heads(grl_loss, seed):
-    """The loss trains both heads and the body: parameter gradients equal those of the formula."""
-    model, images, labels, color_ids, color_weight = _grl_batch(seed + 2)
+    """The visible gradient check on other inputs."""
+    _check_grl_gradients(grl_loss, seed + 2)
+
+
+def _check_grl_gradients(grl_loss, seed: int) -> None:
+    model, images, labels, color_ids, color_weight = _grl_batch(seed)
     got = _check_grl(grl_loss, model, images, labels, color_ids, color_weight, "grl_loss")
     expect_true(got.requires_grad, "grl_loss is not connected to the model's parameters; do not detach the logits")
     params = list(model.parameters())

@@ -305,12 +305,22 @@ def _gradients(SparseAutoencoder, d_in: int, d_hidden: int, seed: int, values: d
     return {"built": _described(sae), "grads": {name: _plain(getattr(sae, name).grad) for name in PARAMETERS}}
 
 
+@check("SparseAutoencoder", kind="property")
+def test_sparse_autoencoder_trains_every_parameter_like_the_reference(SparseAutoencoder, seed):
+    """Training works: every parameter gets the reference's gradient of a reconstruction + L1 loss."""
+    _check_sae_gradients(SparseAutoencoder, seed, 44)
+
+
 @check("SparseAutoencoder", hidden=True, kind="property")
 def test_sparse_autoencoder_gradients_match_the_reference(SparseAutoencoder, seed):
-    """Training works: every parameter gets the reference's gradient of a reconstruction + L1 loss."""
-    n, d_in, d_hidden = _sizes(seed, 12)
-    values = _random_values(d_in, d_hidden, seed, 13)
-    x = torch.randn(n, d_in, generator=_generator(seed, 14))
+    """The visible gradient check on other inputs."""
+    _check_sae_gradients(SparseAutoencoder, seed, 12)
+
+
+def _check_sae_gradients(SparseAutoencoder, seed: int, salt: int) -> None:
+    n, d_in, d_hidden = _sizes(seed, salt)
+    values = _random_values(d_in, d_hidden, seed, salt + 1)
+    x = torch.randn(n, d_in, generator=_generator(seed, salt + 2))
     got = _gradients(SparseAutoencoder, d_in, d_hidden, seed, values, x, 0.1)
     _expect_built(got["built"], d_in, d_hidden)
     reference = _reference_with(values)
@@ -403,17 +413,37 @@ def test_sae_loss_uses_the_absolute_value_of_f(sae_loss, seed):
     _check_loss(sae_loss, x, x_hat, f, l1, what)
 
 
+@check("sae_loss", kind="property")
+def test_sae_loss_l1_defaults_to_one_thousandth(sae_loss, seed):
+    """Called without l1, the sparsity weight is 1e-3 (the signature's default)."""
+    _check_default_l1(sae_loss, seed, 40)
+
+
 @check("sae_loss", hidden=True, kind="property")
 def test_sae_loss_default_l1_is_one_thousandth(sae_loss, seed):
-    """Called without l1, the sparsity weight is 1e-3."""
-    x, x_hat, f = _loss_batch(seed, 25)
+    """The visible default-l1 check on other inputs."""
+    _check_default_l1(sae_loss, seed, 25)
+
+
+def _check_default_l1(sae_loss, seed: int, salt: int) -> None:
+    x, x_hat, f = _loss_batch(seed, salt)
     _check_loss(sae_loss, x, x_hat, 200 * f, 1e-3, "sae_loss with the default l1", pass_l1=False)
+
+
+@check("sae_loss", kind="property")
+def test_sae_loss_gradients_reach_x_hat_and_f(sae_loss, seed):
+    """The SAE trains on this loss: its gradients with respect to x_hat and f are the reference's."""
+    _check_loss_gradients(sae_loss, seed, 42)
 
 
 @check("sae_loss", hidden=True, kind="property")
 def test_sae_loss_gradient_matches_reference(sae_loss, seed):
-    """The SAE trains on this loss: its gradients with respect to x_hat and f are the reference's."""
-    x, x_hat, f = _loss_batch(seed, 26)
+    """The visible gradient check on other inputs."""
+    _check_loss_gradients(sae_loss, seed, 26)
+
+
+def _check_loss_gradients(sae_loss, seed: int, salt: int) -> None:
+    x, x_hat, f = _loss_batch(seed, salt)
     grads = []
     for fn in (sae_loss, reference_sae_loss):
         xh, ff = x_hat.clone().requires_grad_(True), f.clone().requires_grad_(True)
