@@ -275,9 +275,14 @@ def test_grad_cam_works_when_called_under_no_grad(grad_cam, seed):
     except NotImplementedError:
         raise  # a stub: reported as "not implemented yet"
     except RuntimeError as error:
-        # autograd's complaint that nothing requires grad: the forward pass ran under the caller's no_grad
-        hint = Slip("gradients_not_enabled", "wrap the forward pass and torch.autograd.grad in "
-                    "`with torch.enable_grad():`")
+        # Name the slip only on evidence: the same call works outside no_grad, so the caller's no_grad broke it.
+        try:
+            _call(grad_cam, model, images, targets)
+        except Exception:  # noqa: BLE001 - it fails anyway: the error itself is the message, no slip named
+            raise CheckFailure(f"grad_cam raised {type(error).__name__} when called inside torch.no_grad(), and "
+                               f"fails outside it too: {error}") from None
+        hint = Slip("gradients_not_enabled", "it works outside torch.no_grad() and fails inside: wrap the forward "
+                    "pass and torch.autograd.grad in `with torch.enable_grad():`")
         raise CheckFailure(f"grad_cam failed when called inside torch.no_grad(): {error}. Hint: {hint}",
                            hint=hint) from None
 

@@ -69,3 +69,12 @@ def test_a_correct_submission_passes_every_visible_check_for_every_seed(path):
         for seed in SEEDS:
             passed, report = _visible_checks_pass(lesson, function, namespace, seed)
             assert passed, f"correct {function} fails a visible check for seed {seed}:\n{report}"
+
+
+def test_grad_cam_under_no_grad_blames_enable_grad_only_when_it_works_outside_no_grad():
+    """A message names a cause only on evidence: a grad_cam that raises everywhere is not told to use enable_grad."""
+    def raises_everywhere(model, target_layer, images, targets=None):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    passed, report = _visible_checks_pass("03_gradcam", "grad_cam", {"grad_cam": raises_everywhere}, SEEDS[0])
+    assert not passed and "fails outside it too" in report and "enable_grad" not in report
