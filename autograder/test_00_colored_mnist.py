@@ -120,11 +120,28 @@ def test_assign_colors_gives_exactly_round_bias_n_dominant_colors_per_digit(assi
     if not wrong:
         return
     d = wrong[0]
-    hint = ("the count must be exact, not right on average: of digit k's n_k positions pick round(bias * n_k) at "
-            "random (e.g. torch.randperm(n_k, generator=generator)[:round(bias * n_k)]) instead of drawing "
-            "rand < bias for each sample")
+    # Name a cause only on evidence: the counts another generator gives tell a per-sample draw from a wrong rule.
+    again = _color_ids(assign_colors, labels, bias, torch.Generator().manual_seed(seed + 1))
+    got_again = [int(((labels == digit) & (again == digit)).sum()) for digit in range(NUM_CLASSES)]
     if all(got[k] == int(bias * counts[k]) for k in range(NUM_CLASSES)):
         hint = Slip("int_truncates", "int(bias * n_k) rounds down; use round(bias * n_k)")
+    elif all(got[k] == math.ceil(bias * counts[k]) for k in range(NUM_CLASSES)):
+        hint = Slip("ceil_rounds_up", "math.ceil(bias * n_k) rounds up; use round(bias * n_k)")
+    elif all(got[k] == round((1 - bias) * counts[k]) for k in range(NUM_CLASSES)):
+        hint = Slip("bias_inverted", "digit k got its own color round((1 - bias) * n_k) times: bias is the share "
+                    "of a digit's samples that get its own color")
+    elif bool((_color_ids(assign_colors, labels, 0.0, torch.Generator().manual_seed(seed)) == labels).any()):
+        hint = Slip("other_color_may_repeat", "with bias=0 some samples still get their own digit's color, so the "
+                    "samples meant for other colors can draw the dominant one too: draw their color from the nine "
+                    "others only")
+    elif got_again != got:
+        hint = Slip("count_left_to_chance", "the counts change with the generator, so they are right only on "
+                    "average: of digit k's n_k positions pick exactly round(bias * n_k) at random (e.g. the first "
+                    "round(bias * n_k) of a random permutation drawn with generator) instead of drawing rand < bias "
+                    "for each sample")
+    else:
+        hint = ("the counts are the same for every generator but not round(bias * n_k): check which samples you "
+                "count as digit k's and how many of them you give color k")
     raise CheckFailure(f"with bias={bias:g}, {len(wrong)} of 10 digits got their own color a wrong number of times, "
                        f"e.g. digit {d}: {got[d]} of its {counts[d]} samples; exactly round({bias:g} * {counts[d]}) = "
                        f"round({bias * counts[d]:.2f}) = {wanted[d]} should. Hint: {hint}", hint=hint)
