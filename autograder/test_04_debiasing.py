@@ -715,21 +715,27 @@ def _grl_hint(model, images, labels, color_ids, color_weight, got) -> str:
         digit, color = model(images)
         ce_d, ce_c = F.cross_entropy(digit, labels), F.cross_entropy(color, color_ids)
         slips = {
-            f"color_weight is ignored (the default 0.5 was used instead of {color_weight:.3g})": ce_d + 0.5 * ce_c,
-            "the color term is not weighted: multiply its cross-entropy by color_weight": ce_d + ce_c,
-            "the color head is scored against the digit labels; its targets are color_ids":
-                ce_d + color_weight * F.cross_entropy(color, labels),
-            "the targets are swapped: digit logits go with labels, color logits with color_ids":
-                F.cross_entropy(digit, color_ids) + color_weight * F.cross_entropy(color, labels),
-            "the color cross-entropy is missing": ce_d,
-            "the digit cross-entropy is missing": color_weight * ce_c,
-            "color_weight multiplies the digit term; it belongs to the color term": color_weight * ce_d + ce_c,
+            Slip("weight_ignored", f"color_weight is ignored (the default 0.5 was used instead of "
+                 f"{color_weight:.3g})"): ce_d + 0.5 * ce_c,
+            Slip("color_term_not_weighted", "the color term is not weighted: multiply its cross-entropy by "
+                 "color_weight"): ce_d + ce_c,
+            Slip("color_term_subtracted", "the color term is subtracted: the adversary's sign flip happens inside "
+                 "the model (grad_reverse before the color head), so the loss adds color_weight * CE(color_logits, "
+                 "color_ids); subtracting it too would reverse twice"): ce_d - color_weight * ce_c,
+            Slip("labels_as_color_targets", "the color head is scored against the digit labels; its targets are "
+                 "color_ids"): ce_d + color_weight * F.cross_entropy(color, labels),
+            Slip("targets_swapped", "the targets are swapped: digit logits go with labels, color logits with "
+                 "color_ids"): F.cross_entropy(digit, color_ids) + color_weight * F.cross_entropy(color, labels),
+            Slip("no_color_term", "the color cross-entropy is missing"): ce_d,
+            Slip("no_digit_term", "the digit cross-entropy is missing"): color_weight * ce_c,
+            Slip("weight_on_digit_term", "color_weight multiplies the digit term; it belongs to the color term"):
+                color_weight * ce_d + ce_c,
         }
     for hint, value in slips.items():
         if _close(got, value, NET_LOSS_OPS):
             return hint
-    return ("digit_logits, color_logits = model(images); "
-            "CE(digit_logits, labels) + color_weight * CE(color_logits, color_ids)")
+    return ("the value is none of the usual slips; compare each term with the formula: CE of the digit logits "
+            "against labels, plus color_weight times CE of the color logits against color_ids")
 
 
 def _check_grl(grl_loss, model, images, labels, color_ids, color_weight, what, pass_weight=True) -> torch.Tensor:

@@ -203,6 +203,9 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "grl_loss__color_weight_ignored": [
             ("    return digit_ce + color_weight * color_ce", "    return digit_ce + 0.5 * color_ce"),
         ],
+        "grl_loss__color_term_subtracted": [
+            ("    return digit_ce + color_weight * color_ce", "    return digit_ce - color_weight * color_ce"),
+        ],
         "grl_loss__labels_as_color_targets": [
             ("    color_ce = F.cross_entropy(color_logits, color_ids)",
              "    color_ce = F.cross_entropy(color_logits, labels)"),
