@@ -147,9 +147,18 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     from shortcutlab.course import load_course
-    from shortcutlab.release import check_release, points_problems, release
+    from shortcutlab.release import check_release, points_problems, release, release_self_study
 
     course = load_course(args.course)  # the only source of each check cell's points
+    if args.self_study is not None:
+        if args.check:
+            raise ShortcutlabError("--self-study writes an edition and --check writes nothing: give one of them")
+        changed = release_self_study(args.solutions, args.self_study, course)
+        for path in changed:
+            print(f"wrote {path}")
+        print(f"the self-study edition is in {args.self_study}: each lesson with its solutions and model answers, "
+              f"collapsed; open it with `jupyter lab {args.self_study}`")
+        return 0
     if args.check:
         problems = points_problems(args.solutions, args.lessons, course)
         for line in problems:
@@ -292,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--lessons", default="lessons", metavar="DIR", help="lesson notebooks (default ./lessons)")
     release.add_argument("--check", action="store_true", help="write nothing; list lessons that differ, and check "
                          "cells whose points differ from course.yml, and exit 1")
+    release.add_argument("--self-study", metavar="OUT", help="write the self-study edition into OUT instead (lessons/ "
+                         "and solutions/ untouched): each lesson with every exercise's solution after its check cell "
+                         "and every question's model answer after its answer cell, collapsed. Not for a graded "
+                         "course: it is the answer key")
     release.add_argument("--course", metavar="PATH", help="course.yml, the source of every check cell's points "
                          "(default: the repository's)")
     release.set_defaults(run=_release)

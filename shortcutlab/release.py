@@ -1,9 +1,12 @@
 """Generate student lessons from instructor solutions: solution regions become stubs, outputs go.
 
 A code cell's ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region is replaced by
-``raise NotImplementedError("<hint>")`` at the region's indentation, the hint taken from a
-``### HINT: ...`` line inside the region. Everything else (nbgrader metadata, tags, cell ids)
-is kept, so ``lessons/`` is a pure, byte-reproducible function of ``solutions/``.
+``raise NotImplementedError("<message>")`` at the region's indentation, the message taken from a
+``### HINT: ...`` line inside the region: what to implement, never how (the "how" lives in the staged hints of
+the exercise's markdown; tests/test_lesson_help.py compares each message with its solution). Everything else
+(nbgrader metadata, tags, cell ids) is kept, so ``lessons/`` is a pure, byte-reproducible function of
+``solutions/``. ``release_self_study`` writes the self-study edition: the lessons plus each exercise's solution
+and each question's model answer, collapsed.
 
 Points come from course.yml only: given the course, ``release`` writes each function's points into the
 ``metadata.nbgrader.points`` of its check cell (``shortcutlab.check("<lesson>.<function>", ...)``, grade id
@@ -20,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,45 +47,79 @@ TRANSIENT_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
 CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<function>\w+)["']""")
 
-__all__ = ["ANSWER_PROMPT", "NotebookError", "answer_stub", "check_release", "points_problems", "release",
-           "release_notebook", "release_text",
-           "notebook_with_points", "set_points", "stub_source"]
+__all__ = ["ANSWER_PROMPT", "NotebookError", "SolutionRegion", "answer_stub", "check_release", "model_answer",
+           "notebook_with_points", "points_problems", "release", "release_notebook", "release_self_study",
+           "release_text", "self_study_notebook", "set_points", "solution_regions", "solution_source", "stub_source"]
 
 
 class NotebookError(ShortcutlabError):
     """A solution notebook cannot be turned into a lesson (bad JSON, unbalanced solution regions)."""
 
 
+@dataclass(frozen=True)
+class SolutionRegion:
+    """One ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region of a code cell: the lines ``begin`` to ``end``
+    (0-based, both markers included), the markers' ``indent``, the stub's ``message`` (its ``### HINT:`` line: what
+    to implement) and the solution ``code`` between the markers, without the hint line."""
+
+    begin: int
+    end: int
+    indent: str
+    message: str
+    code: str
+
+
+def solution_regions(source: str, where: str = "cell") -> list[SolutionRegion]:
+    """The solution regions of a code cell's ``source``, in order; ``where`` names the cell in error messages."""
+    regions: list[SolutionRegion] = []
+    begin: int | None = None
+    lines = source.split("\n")
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if begin is not None:
+                raise NotebookError(f"{where}, line {number + 1}: {BEGIN} inside another solution region; "
+                                    f"close the first with {END}")
+            begin = number
+        elif stripped.startswith(END):
+            if begin is None:
+                raise NotebookError(f"{where}, line {number + 1}: {END} without a {BEGIN} before it")
+            inside = lines[begin + 1:number]
+            hints = [r.strip()[len(HINT):].strip() for r in inside if r.strip().startswith(HINT)]
+            code = "\n".join(r for r in inside if not r.strip().startswith(HINT))
+            opening = lines[begin]
+            regions.append(SolutionRegion(begin, number, opening[: len(opening) - len(opening.lstrip())],
+                                          hints[0] if hints and hints[0] else DEFAULT_HINT, code))
+            begin = None
+    if begin is not None:
+        raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
+    return regions
+
+
+def _replace_regions(source: str, where: str, replacement) -> str:
+    """``source`` with each solution region's lines replaced by ``replacement(region)`` (a list of lines)."""
+    lines = source.split("\n")
+    out: list[str] = []
+    position = 0
+    for region in solution_regions(source, where):
+        out += lines[position:region.begin] + replacement(region)
+        position = region.end + 1
+    return "\n".join(out + lines[position:])
+
+
 def stub_source(source: str, where: str = "cell") -> str:
-    """``source`` with every solution region replaced by ``raise NotImplementedError("<hint>")``.
+    """``source`` with every solution region replaced by ``raise NotImplementedError("<message>")``.
 
     ``where`` names the cell in error messages.
     """
-    out: list[str] = []
-    region: list[str] | None = None
-    indent = ""
-    for number, line in enumerate(source.split("\n"), start=1):
-        stripped = line.strip()
-        if stripped.startswith(BEGIN):
-            if region is not None:
-                raise NotebookError(f"{where}, line {number}: {BEGIN} inside another solution region; "
-                                    f"close the first with {END}")
-            region, indent = [], line[: len(line) - len(line.lstrip())]
-        elif stripped.startswith(END):
-            if region is None:
-                raise NotebookError(f"{where}, line {number}: {END} without a {BEGIN} before it")
-            hints = [r.strip()[len(HINT):].strip() for r in region if r.strip().startswith(HINT)]
-            hint = hints[0] if hints and hints[0] else DEFAULT_HINT
-            # json.dumps gives a valid Python string literal, escaping quotes and backslashes in the hint
-            out.append(f"{indent}raise NotImplementedError({json.dumps(hint, ensure_ascii=False)})")
-            region = None
-        elif region is not None:
-            region.append(line)
-        else:
-            out.append(line)
-    if region is not None:
-        raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
-    return "\n".join(out)
+    # json.dumps gives a valid Python string literal, escaping quotes and backslashes in the message
+    return _replace_regions(source, where, lambda region: [
+        f"{region.indent}raise NotImplementedError({json.dumps(region.message, ensure_ascii=False)})"])
+
+
+def solution_source(source: str, where: str = "cell") -> str:
+    """``source`` with the solution regions' markers and stub messages removed: the worked solution as code."""
+    return _replace_regions(source, where, lambda region: region.code.split("\n") if region.code else [])
 
 
 def answer_stub(source: str, where: str = "cell") -> str:
@@ -295,13 +333,66 @@ def release_text(nb: nbformat.NotebookNode, path: str = "notebook") -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+SOLUTION_SUMMARY = "Solution: open it after you have tried"
+MODEL_ANSWER_SUMMARY = "A model answer: open it after you have written yours"
+
+
+def _collapsed(cell_id: str, summary: str, body: str) -> nbformat.NotebookNode:
+    """A markdown cell showing ``body`` only when the reader opens it (an HTML ``<details>`` block)."""
+    return nbformat.v4.new_markdown_cell(f"<details>\n<summary>{summary}</summary>\n\n{body.strip()}\n\n</details>",
+                                         id=cell_id)
+
+
+def model_answer(source: str, where: str = "cell") -> str:
+    """The model answer of a written-answer cell: the text of its solution region (empty without one)."""
+    lines, inside = [], False
+    for line in source.split("\n"):
+        if BEGIN.removeprefix("### ") in line:
+            inside = True
+        elif END.removeprefix("### ") in line:
+            inside = False
+        elif inside:
+            lines.append(line)
+    if inside:
+        raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
+    return "\n".join(lines).strip()
+
+
+def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
+    """The lesson of ``release_notebook``, plus each exercise's solution after its check cell and each question's
+    model answer after its answer cell, both collapsed: the self-study edition, for learners without a grader."""
+    lesson = release_notebook(nb, path)
+    cells: list = []
+    solved: list[str] = []  # the solution code of the exercise's cells since the last check cell
+    for index, (original, released) in enumerate(zip(nb.cells, lesson.cells)):
+        cells.append(released)
+        where = _cell_name(path, index, original)
+        if original.cell_type == "code" and solution_regions(original.source, where):
+            solved.append(solution_source(original.source, where).strip())
+        elif original.cell_type == "code" and CHECK_CALL.search(original.source) and solved:
+            code = "\n\n\n".join(solved)
+            cells.append(_collapsed(f"{released.id}-solution", SOLUTION_SUMMARY, f"```python\n{code}\n```"))
+            solved = []
+        elif _is_answer_cell(original) and model_answer(original.source, where):
+            cells.append(_collapsed(f"{released.id}-model-answer", MODEL_ANSWER_SUMMARY,
+                                    model_answer(original.source, where)))
+    lesson.cells = cells
+    return lesson
+
+
+def self_study_text(nb: nbformat.NotebookNode, path: str = "notebook") -> str:
+    """The self-study notebook file's exact text, written like ``release_text``'s."""
+    text = nbformat.writes(self_study_notebook(nb, path), version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def _solutions(solutions_dir: Path) -> list[Path]:
     if not solutions_dir.is_dir():
         raise ShortcutlabError(f"solutions folder {solutions_dir} does not exist; pass --solutions DIR")
     return sorted(p for p in solutions_dir.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def _render_all(solutions_dir: Path, course: "Course | None" = None, strict: bool = True
+def _render_all(solutions_dir: Path, course: "Course | None" = None, strict: bool = True, render=release_text
                 ) -> tuple[dict[str, str], dict[Path, str]]:
     """(lesson file name -> its text, solution notebook -> its new text where course.yml's points changed it).
 
@@ -313,7 +404,7 @@ def _render_all(solutions_dir: Path, course: "Course | None" = None, strict: boo
         text, changed = notebook_with_points(path, by_notebook.get(path.name), strict)
         if changed:
             solutions[path] = text
-        rendered[path.name] = release_text(_read(path, text), str(path))
+        rendered[path.name] = render(_read(path, text), str(path))
     return rendered, solutions
 
 
@@ -332,6 +423,24 @@ def release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "
         changed.append(path)
     for name, text in rendered.items():
         target = lessons / name
+        data = text.encode("utf-8")
+        if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
+            changed.append(target)
+    return changed
+
+
+def release_self_study(solutions_dir: str | Path = "solutions", out_dir: str | Path = "self-study",
+                       course: "Course | None" = None) -> list[Path]:
+    """Write the self-study edition, ``out_dir/<id>.ipynb`` for every ``solutions_dir/<id>.ipynb`` (see
+    ``self_study_notebook``); return the files changed. ``solutions_dir`` is never written: course.yml's points
+    go into the edition only."""
+    rendered, _ = _render_all(Path(solutions_dir), course, render=self_study_text)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in rendered.items():
+        target = out / name
         data = text.encode("utf-8")
         if not target.exists() or target.read_bytes() != data:
             target.write_bytes(data)
