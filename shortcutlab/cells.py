@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import re
 
+# The tag of a notebook's setup cells (imports and constants), which the grader runs before the solution cells.
+SETUP_TAG = "setup"
+# The tag of an exercise's "try it" cell: it calls the student's function on a small input and prints the result;
+# release runs it with the solution and shows what it printed, collapsed, as the expected output.
+EXAMPLE_TAG = "example"
+
 # The grade id of a written answer's cell: ``answer_q1``, ``answer_q2``, ...
 ANSWER_ID = re.compile(r"^answer_(?P<question>q[1-9][0-9]*)$")
 

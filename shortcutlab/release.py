@@ -20,7 +20,9 @@ stub to the same prompt). Its points come from course.yml's ``answers`` of the l
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
-from shortcutlab.cells import ANSWER_ID, cell_source
+from shortcutlab.cells import ANSWER_ID, EXAMPLE_TAG, SETUP_TAG, cell_source
 from shortcutlab.errors import ShortcutlabError
 
 if TYPE_CHECKING:
@@ -49,7 +51,8 @@ CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<func
 
 __all__ = ["ANSWER_PROMPT", "NotebookError", "SolutionRegion", "answer_stub", "check_release", "model_answer",
            "notebook_with_points", "points_problems", "release", "release_notebook", "release_self_study",
-           "release_text", "self_study_notebook", "set_points", "solution_regions", "solution_source", "stub_source"]
+           "release_text", "self_study_notebook", "set_points", "solution_regions", "solution_source", "stub_source",
+           "with_expected_outputs"]
 
 
 class NotebookError(ShortcutlabError):
@@ -157,14 +160,68 @@ def _cell_name(path: str, index: int, cell) -> str:
     return f"{path}, cell {index}" + (f" (id {cell_id!r})" if cell_id else "")
 
 
-def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
-    """A lesson from a solution notebook (not modified): stubs in, outputs and execution counts out."""
-    lesson = copy.deepcopy(nb)
-    if any("id" not in cell for cell in lesson.cells):
+EXPECTED_SUMMARY = "Expected output"
+
+
+def _tags(cell) -> list:
+    tags = cell.get("metadata", {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else []
+    return tags if isinstance(tags, list) else []
+
+
+def expected_outputs(nb: nbformat.NotebookNode, path: str = "notebook") -> dict[int, str]:
+    """What each ``example``-tagged code cell of a solution notebook prints (cell index -> text), when the notebook's
+    setup cells, solution cells and examples run in order, in this process, with the solutions' code."""
+    examples = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and EXAMPLE_TAG in _tags(cell)]
+    if not examples:
+        return {}
+    namespace: dict[str, Any] = {"__name__": "__example__"}
+    printed: dict[int, str] = {}
+    for index, cell in enumerate(nb.cells[: examples[-1] + 1]):
+        is_solution = isinstance(cell.metadata.get("nbgrader"), dict) and cell.metadata.nbgrader.get("solution")
+        if cell.cell_type != "code" or not (SETUP_TAG in _tags(cell) or is_solution or index in examples):
+            continue
+        where = _cell_name(path, index, cell)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(cell.source, f"<{where}>", "exec"), namespace)  # noqa: S102 - the instructor's own code
+        except Exception as exc:  # noqa: BLE001 - any failure of the instructor's code is reported as such
+            raise NotebookError(f"{where} fails when release runs it to show the expected output "
+                                f"({type(exc).__name__}: {exc}); fix the solution or the example") from exc
+        if index in examples:
+            printed[index] = out.getvalue().rstrip()
+    return printed
+
+
+def _with_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` in which every cell has an id."""
+    copied = copy.deepcopy(nb)
+    if any("id" not in cell for cell in copied.cells):
         # nbformat would invent random ids on write, breaking byte-for-byte reproducibility: derive them.
-        lesson.nbformat_minor = max(lesson.get("nbformat_minor", 0), 5)
-        for index, cell in enumerate(lesson.cells):
+        copied.nbformat_minor = max(copied.get("nbformat_minor", 0), 5)
+        for index, cell in enumerate(copied.cells):
             cell.setdefault("id", f"cell-{index}")
+    return copied
+
+
+def with_expected_outputs(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
+    """A copy of a solution notebook (every cell with an id) with, after each example cell, what it prints with the
+    solution, collapsed: the expected output (see ``expected_outputs``)."""
+    copied = _with_ids(nb)
+    expected = expected_outputs(copied, path)
+    cells: list = []
+    for index, cell in enumerate(copied.cells):
+        cells.append(cell)
+        if index in expected:
+            cells.append(_collapsed(f"{cell.id}-expected", EXPECTED_SUMMARY, f"```\n{expected[index]}\n```"))
+    copied.cells = cells
+    return copied
+
+
+def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
+    """A lesson from a solution notebook (not modified): stubs in, outputs and execution counts out, and after each
+    example cell what it prints with the solution, collapsed (the expected output)."""
+    lesson = with_expected_outputs(nb, path)
     for index, cell in enumerate(lesson.cells):
         for key in TRANSIENT_CELL_METADATA:
             cell.metadata.pop(key, None)
@@ -361,11 +418,16 @@ def model_answer(source: str, where: str = "cell") -> str:
 def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
     """The lesson of ``release_notebook``, plus each exercise's solution after its check cell and each question's
     model answer after its answer cell, both collapsed: the self-study edition, for learners without a grader."""
+    nb = _with_ids(nb)
     lesson = release_notebook(nb, path)
+    by_id = {cell.id: cell for cell in nb.cells}
     cells: list = []
     solved: list[str] = []  # the solution code of the exercise's cells since the last check cell
-    for index, (original, released) in enumerate(zip(nb.cells, lesson.cells)):
+    for index, released in enumerate(lesson.cells):
         cells.append(released)
+        original = by_id.get(released.id)
+        if original is None:
+            continue  # a cell release added (an expected output)
         where = _cell_name(path, index, original)
         if original.cell_type == "code" and solution_regions(original.source, where):
             solved.append(solution_source(original.source, where).strip())

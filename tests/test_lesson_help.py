@@ -13,8 +13,9 @@ import pytest
 
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
-from shortcutlab.release import (MODEL_ANSWER_SUMMARY, SOLUTION_SUMMARY, model_answer, release_self_study,
-                                 solution_regions, solution_source)
+from shortcutlab.cells import EXAMPLE_TAG
+from shortcutlab.release import (EXPECTED_SUMMARY, MODEL_ANSWER_SUMMARY, SOLUTION_SUMMARY, model_answer,
+                                 release_self_study, solution_regions, solution_source)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, LESSONS = ROOT / "solutions", ROOT / "lessons"
@@ -188,3 +189,21 @@ def test_release_self_study_on_the_command_line_writes_the_edition_and_leaves_th
     assert sorted(digests(tmp_path / "edition")) == sorted(digests(SOLUTIONS))
     assert "self-study edition" in capsys.readouterr().out
     assert main(["release", "--self-study", str(tmp_path / "edition"), "--check"]) == 2
+
+
+# ----------------------------------------------------------------------------------------- expected output
+
+
+@pytest.mark.parametrize("lesson, function, index", EXERCISES, ids=[f for _, f, _ in EXERCISES])
+def test_each_exercise_has_an_example_and_the_lesson_shows_its_expected_output(lesson, function, index):
+    solution = cells_of(lesson)
+    check = next(i for i in range(index + 1, len(solution)) if CHECK_CALL.search(solution[i].source))
+    example = solution[check + 1]
+    assert example.cell_type == "code" and EXAMPLE_TAG in example.metadata.get("tags", []), (
+        f"{function}: no example cell (tag {EXAMPLE_TAG!r}) right after its check cell")
+    assert re.search(rf"\b{function}\(", example.source), f"{function}: its example does not call it"
+    lesson_cells = cells_of(lesson, LESSONS)
+    position = next(i for i, c in enumerate(lesson_cells) if c.id == example.id)
+    shown = lesson_cells[position + 1]
+    assert shown.cell_type == "markdown" and shown.source.startswith(f"<details>\n<summary>{EXPECTED_SUMMARY}")
+    assert shown.source.count("```") == 2 and len(shown.source.split("```")[1].strip()) > 0

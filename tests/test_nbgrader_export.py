@@ -19,7 +19,7 @@ from shortcutlab.cli import main
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading.integrations.nbgrader import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
 from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
-from shortcutlab.release import ANSWER_PROMPT
+from shortcutlab.release import ANSWER_PROMPT, with_expected_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_colored_mnist"  # the lightest lesson: its exploration cells take seconds
@@ -37,7 +37,11 @@ def test_export_lays_out_config_sources_and_the_courses_checks(tmp_path, monkeyp
     assert main(["export-nbgrader", str(root), "--lessons", f"{LESSON},03_gradcam"]) == 0
     assert sorted(p.name for p in (root / "source").iterdir()) == [LESSON, "03_gradcam"]
     source = root / "source" / LESSON / f"{LESSON}.ipynb"
-    assert source.read_bytes() == (ROOT / "solutions" / f"{LESSON}.ipynb").read_bytes()
+    # the solution notebook, with the expected output under each example (as the lesson shows it)
+    solution = nbformat.read(ROOT / "solutions" / f"{LESSON}.ipynb", as_version=4)
+    assert source.read_text(encoding="utf-8") == nbformat.writes(with_expected_outputs(solution), version=4) + "\n"
+    assert [c.id for c in nbformat.read(source, as_version=4).cells if not c.id.endswith("-expected")] == [
+        c.id for c in solution.cells]
     copied = load_course(root / COURSE_FOLDER / "course.yml")
     assert all(copied.check_file(lesson).is_file() for lesson in copied.lessons)
 
@@ -85,11 +89,11 @@ def test_nbgraders_student_stubs_keep_the_hints_lessons_give(lesson):
     nb = nbformat.read(ROOT / "solutions" / f"{lesson}.ipynb", as_version=4)
     step = next(step for step in generate_assignment_preprocessors() if step.__name__ == "ClearSolutionsKeepingHints")
     nb, _ = step().preprocess(nb, {})
-    stubs = nbformat.read(ROOT / "lessons" / f"{lesson}.ipynb", as_version=4)
+    stubs = {c.id: c for c in nbformat.read(ROOT / "lessons" / f"{lesson}.ipynb", as_version=4).cells}
     solution_cells = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution")]
     assert solution_cells
     for index in solution_cells:
-        assert nb.cells[index].source == stubs.cells[index].source
+        assert nb.cells[index].source == stubs[nb.cells[index].id].source
         if nb.cells[index].cell_type == "markdown":  # a written answer: release's prompt, no model answer
             assert nb.cells[index].source == ANSWER_PROMPT
         else:

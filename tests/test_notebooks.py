@@ -12,6 +12,9 @@ import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 
+from shortcutlab.cells import EXAMPLE_TAG
+from shortcutlab.release import EXPECTED_SUMMARY
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = sorted(p.stem for p in SOLUTIONS.glob("*.ipynb"))
@@ -38,8 +41,10 @@ def kernel_env(artifacts: Path) -> dict[str, str]:
     return env
 
 
-async def execute(name: str, env: dict[str, str], workdir: Path, gate: asyncio.Semaphore) -> tuple[str | None, float]:
-    """(error message or None, seconds) of running solutions/<name>.ipynb in ``workdir``."""
+async def execute(name: str, env: dict[str, str], workdir: Path, gate: asyncio.Semaphore
+                  ) -> tuple[str | None, float, dict[str, str]]:
+    """(error message or None, seconds, what each example cell printed by cell id) of running
+    solutions/<name>.ipynb in ``workdir``."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(SOLUTIONS / f"{name}.ipynb", as_version=4)
@@ -49,16 +54,19 @@ async def execute(name: str, env: dict[str, str], workdir: Path, gate: asyncio.S
                                 resources={"metadata": {"path": str(workdir)}})
         try:
             await client.async_execute(env=env)
-            return None, time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - reported per notebook below
-            return f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+            return f"{type(exc).__name__}: {exc}", time.perf_counter() - start, {}
+        printed = {cell.id: "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+                   for cell in nb.cells if EXAMPLE_TAG in cell.metadata.get("tags", [])}
+        return None, time.perf_counter() - start, printed
 
 
 @pytest.fixture(scope="module")
-def executed(request, tmp_path_factory, study_artifacts) -> dict[str, tuple[str | None, float]]:
+def executed(request, tmp_path_factory, study_artifacts) -> dict[str, tuple[str | None, float, dict[str, str]]]:
     """Run the selected notebooks, PARALLEL at a time, sharing the run's pre-trained study models (a copy)."""
     selected = sorted({item.callspec.params["name"] for item in request.session.items
-                       if getattr(item, "originalname", "") == "test_solution_notebook_runs"})
+                       if getattr(item, "originalname", "") in ("test_solution_notebook_runs",
+                                                                "test_the_expected_outputs_are_what_the_examples_print")})
     artifacts = tmp_path_factory.mktemp("artifacts")
     # Trained before the kernels start, so no two kernels write a model at the same time.
     shutil.copytree(study_artifacts / "models", artifacts / "models")
@@ -75,6 +83,20 @@ def executed(request, tmp_path_factory, study_artifacts) -> dict[str, tuple[str 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_solution_notebook_runs(name, executed, request):
-    error, seconds = executed[name]
+    error, seconds, _ = executed[name]
     request.node.user_properties.append(("seconds", round(seconds, 1)))
     assert error is None, f"solutions/{name}.ipynb failed after {seconds:.0f} s:\n{error}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n[:2].isdigit()])
+def test_the_expected_outputs_are_what_the_examples_print(name, executed):
+    """The lesson shows, after each example, exactly what the example prints in a fresh kernel running the solution
+    (release computes it in its own process: the two must agree)."""
+    error, _, printed = executed[name]
+    assert error is None, error
+    lesson = nbformat.read(ROOT / "lessons" / f"{name}.ipynb", as_version=4).cells
+    shown = {cell.id.removesuffix("-expected"): cell.source for cell in lesson if cell.id.endswith("-expected")}
+    assert printed and sorted(shown) == sorted(printed)
+    for cell_id, text in printed.items():
+        assert shown[cell_id] == f"<details>\n<summary>{EXPECTED_SUMMARY}</summary>\n\n```\n{text.rstrip()}\n```\n\n</details>"

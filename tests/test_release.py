@@ -13,8 +13,9 @@ import pytest
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.release import (DEFAULT_HINT, NotebookError, check_release, points_problems, release, release_text,
-                                 stub_source)
+from shortcutlab.cells import EXAMPLE_TAG
+from shortcutlab.release import (DEFAULT_HINT, EXPECTED_SUMMARY, NotebookError, check_release, points_problems, release,
+                                 release_notebook, release_text, stub_source)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, LESSONS = ROOT / "solutions", ROOT / "lessons"
@@ -152,6 +153,34 @@ def test_release_strips_outputs_and_keeps_metadata_ids_and_markdown(tmp_path):
     assert "raise NotImplementedError" in lesson.cells[2].source and "z = y + 2" not in lesson.cells[2].source
     assert lesson.cells[3].metadata["nbgrader"]["points"] == 3
     assert lesson.metadata["kernelspec"]["name"] == "python3"
+
+
+def example_cell(source: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [EXAMPLE_TAG]
+    return cell
+
+
+def test_release_shows_after_each_example_what_it_prints_with_the_solution_collapsed_and_only_there(tmp_path):
+    setup = nbformat.v4.new_code_cell("OFFSET = 10")
+    setup.metadata["tags"] = ["setup"]
+    solution = solution_cell("def add(a):\n    ### BEGIN SOLUTION\n    ### HINT: add the offset\n    return a + OFFSET\n"
+                             "    ### END SOLUTION", grade_id="add")
+    explore = nbformat.v4.new_code_cell("raise RuntimeError('release must not run explore cells')")
+    nb = make_notebook(setup, solution, example_cell("print(add(1))\nprint(add(2))"), explore,
+                       example_cell("print([add(3)])"))
+    lesson = release_notebook(nb, "x.ipynb")
+    assert [c.id for c in lesson.cells] == ["c0", "c1", "c2", "c2-expected", "c3", "c4", "c4-expected"]
+    assert lesson.cells[3].source == f"<details>\n<summary>{EXPECTED_SUMMARY}</summary>\n\n```\n11\n12\n```\n\n</details>"
+    assert "[13]" in lesson.cells[6].source and lesson.cells[6].cell_type == "markdown"
+    assert "raise NotImplementedError" in lesson.cells[1].source  # the lesson's example calls the stub
+
+
+def test_an_example_that_fails_with_the_solution_is_an_error_naming_its_cell():
+    nb = make_notebook(solution_cell("def add(a):\n    ### BEGIN SOLUTION\n    return a\n    ### END SOLUTION", "add"),
+                       example_cell("print(add(1, 2))"))
+    with pytest.raises(NotebookError, match=r"x\.ipynb, cell 1 .*TypeError"):
+        release_notebook(nb, "x.ipynb")
 
 
 def test_release_is_deterministic_and_idempotent(tmp_path):
@@ -385,7 +414,9 @@ def test_notebooks_are_committed_without_outputs(folder):
 @pytest.mark.parametrize("lesson", lesson_ids())
 def test_every_graded_function_has_a_solution_cell_and_a_check_cell(lesson):
     solution_nb, lesson_nb = read(SOLUTIONS / f"{lesson}.ipynb"), read(LESSONS / f"{lesson}.ipynb")
-    assert [c.id for c in solution_nb.cells] == [c.id for c in lesson_nb.cells]
+    # the lesson has the solution's cells, plus the expected output after each example
+    assert [c.id for c in solution_nb.cells] == [c.id for c in lesson_nb.cells if not c.id.endswith("-expected")]
+    lesson_by_id = {c.id: c for c in lesson_nb.cells}
     cells = solution_nb.cells
     solution_cells = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(cells)
                       if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
@@ -407,7 +438,7 @@ def test_every_graded_function_has_a_solution_cell_and_a_check_cell(lesson):
         assert meta["locked"] and not meta["solution"] and meta["points"] > 0 and meta["schema_version"] == 3
         assert CHECK_CALL.match(check.source).groupdict() == {"lesson": lesson, "function": function,
                                                               "argument": function}
-        stub = lesson_nb.cells[index].source
+        stub = lesson_by_id[cell.id].source
         assert "raise NotImplementedError(" in stub and "### BEGIN SOLUTION" not in stub and "### HINT" not in stub
 
 

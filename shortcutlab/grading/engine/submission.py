@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shortcutlab.cells import cell_source
+from shortcutlab.cells import SETUP_TAG, cell_source
 from shortcutlab.course import Course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.engine.limits import MAX_SUBMISSION_BYTES
 
-SETUP_TAG = "setup"
 SUFFIXES = (".ipynb", ".py")
 # IPython syntax that plain Python cannot run; the grader has no kernel, so these lines are dropped.
 _MAGIC_LINE = re.compile(r"^\s*[%!]")

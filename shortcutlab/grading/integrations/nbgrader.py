@@ -31,8 +31,10 @@ import secrets
 import shutil
 from pathlib import Path
 
+import nbformat
+
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
-from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source
+from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source, with_expected_outputs
 
 COURSE_FOLDER = "shortcutlab_course"
 SEED_FILE = "seed.json"
@@ -110,8 +112,13 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
         dest = root / "source" / lesson.id / f"{lesson.id}.ipynb"
         try:
             text, changed = notebook_with_points(notebook, lesson)  # points from course.yml, whatever the notebook says
+            # the expected output under each example, as in lessons/ (generate_assignment keeps it for students)
+            solution = nbformat.reads(text, as_version=4)
+            expanded = with_expected_outputs(solution, str(notebook))
         except NotebookError as exc:
             raise ExportError(f"cannot export lesson {lesson.id}: {exc}") from None
+        if len(expanded.cells) != len(solution.cells):
+            text, changed = nbformat.writes(expanded, version=4) + "\n", True
         if changed:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(text, encoding="utf-8")
