@@ -477,14 +477,19 @@ def release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "
     With ``course``, each check cell of a lesson's notebook gets its function's points from course.yml, in the
     solution notebook (rewritten only where a value differs) and in the lesson."""
     rendered, solutions = _render_all(Path(solutions_dir), course)
-    lessons = Path(lessons_dir)
-    lessons.mkdir(parents=True, exist_ok=True)
     changed = []
     for path, text in solutions.items():
         path.write_bytes(text.encode("utf-8"))
         changed.append(path)
+    return changed + _write_changed(rendered, Path(lessons_dir))
+
+
+def _write_changed(rendered: dict[str, str], folder: Path) -> list[Path]:
+    """Write each ``folder/<name>`` whose text differs from ``rendered[name]``; return those written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = []
     for name, text in rendered.items():
-        target = lessons / name
+        target = folder / name
         data = text.encode("utf-8")
         if not target.exists() or target.read_bytes() != data:
             target.write_bytes(data)
@@ -498,16 +503,7 @@ def release_self_study(solutions_dir: str | Path = "solutions", out_dir: str | P
     ``self_study_notebook``); return the files changed. ``solutions_dir`` is never written: course.yml's points
     go into the edition only."""
     rendered, _ = _render_all(Path(solutions_dir), course, render=self_study_text)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    changed = []
-    for name, text in rendered.items():
-        target = out / name
-        data = text.encode("utf-8")
-        if not target.exists() or target.read_bytes() != data:
-            target.write_bytes(data)
-            changed.append(target)
-    return changed
+    return _write_changed(rendered, Path(out_dir))
 
 
 def check_release(solutions_dir: str | Path = "solutions", lessons_dir: str | Path = "lessons",
