@@ -115,6 +115,13 @@ class GradingSpec(_Strict):
                              "only where students cannot read course.yml)")
 
 
+class StudentEditionSpec(_Strict):
+    """What students install where shortcutlab is missing: each lesson's first cell installs it from ``url``."""
+
+    url: str | None = Field(default=None, description="the edition's wheel: a URL (https://...) or a path on the "
+                            "students' machines; none: the first cell tells a student without shortcutlab what to do")
+
+
 class PathsSpec(_Strict):
     """Folders relative to course.yml."""
 
@@ -186,6 +193,7 @@ class Course(_Strict):
     title: str = Field(min_length=1)
     paths: PathsSpec = PathsSpec()
     grading: GradingSpec = GradingSpec()
+    student_edition: StudentEditionSpec = StudentEditionSpec()
     lessons: tuple[LessonSpec, ...] = Field(min_length=1)
     _root: Path = PrivateAttr(default=Path("."))
     _file: Path = PrivateAttr(default=Path(COURSE_FILE))

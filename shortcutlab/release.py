@@ -33,9 +33,10 @@ import nbformat
 
 from shortcutlab.cells import ANSWER_ID, EXAMPLE_TAG, SETUP_TAG, cell_source
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.install_cell import INSTALL_CELL_ID, install_cell_source
 
 if TYPE_CHECKING:
-    from shortcutlab.course import Course, LessonSpec
+    from shortcutlab.course import Course, LessonSpec, StudentEditionSpec
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -52,7 +53,7 @@ CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<func
 __all__ = ["ANSWER_PROMPT", "NotebookError", "SolutionRegion", "answer_stub", "check_release", "model_answer",
            "notebook_with_points", "points_problems", "release", "release_notebook", "release_self_study",
            "release_text", "self_study_notebook", "set_points", "solution_regions", "solution_source", "stub_source",
-           "with_expected_outputs"]
+           "with_generated_cells"]
 
 
 class NotebookError(ShortcutlabError):
@@ -204,13 +205,17 @@ def _with_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return copied
 
 
-def with_expected_outputs(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
-    """A copy of a solution notebook (every cell with an id) with, after each example cell, what it prints with the
-    solution, collapsed: the expected output (see ``expected_outputs``)."""
+def with_generated_cells(nb: nbformat.NotebookNode, path: str = "notebook",
+                         edition: "StudentEditionSpec | None" = None) -> nbformat.NotebookNode:
+    """A copy of a solution notebook (every cell with an id) with the cells release adds: given the course's
+    ``edition``, the install cell before the first code cell (see ``shortcutlab.install_cell``), and after each
+    example cell what it prints with the solution, collapsed: the expected output (see ``expected_outputs``)."""
     copied = _with_ids(nb)
     expected = expected_outputs(copied, path)
     cells: list = []
     for index, cell in enumerate(copied.cells):
+        if edition is not None and cell.cell_type == "code" and not any(c.cell_type == "code" for c in cells):
+            cells.append(nbformat.v4.new_code_cell(install_cell_source(edition.url), id=INSTALL_CELL_ID))
         cells.append(cell)
         if index in expected:
             cells.append(_collapsed(f"{cell.id}-expected", EXPECTED_SUMMARY, f"```\n{expected[index]}\n```"))
@@ -218,10 +223,11 @@ def with_expected_outputs(nb: nbformat.NotebookNode, path: str = "notebook") -> 
     return copied
 
 
-def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
-    """A lesson from a solution notebook (not modified): stubs in, outputs and execution counts out, and after each
-    example cell what it prints with the solution, collapsed (the expected output)."""
-    lesson = with_expected_outputs(nb, path)
+def release_notebook(nb: nbformat.NotebookNode, path: str = "notebook",
+                     edition: "StudentEditionSpec | None" = None) -> nbformat.NotebookNode:
+    """A lesson from a solution notebook (not modified): stubs in, outputs and execution counts out, and the cells
+    of ``with_generated_cells`` (the install cell with ``edition``, the expected output after each example)."""
+    lesson = with_generated_cells(nb, path, edition)
     for index, cell in enumerate(lesson.cells):
         for key in TRANSIENT_CELL_METADATA:
             cell.metadata.pop(key, None)
@@ -384,9 +390,9 @@ def notebook_with_points(path: Path, lesson: "LessonSpec | None", strict: bool =
     return json.dumps(raw, indent=1, sort_keys=True, ensure_ascii=False) + "\n", True
 
 
-def release_text(nb: nbformat.NotebookNode, path: str = "notebook") -> str:
+def release_text(nb: nbformat.NotebookNode, path: str = "notebook", edition: "StudentEditionSpec | None" = None) -> str:
     """The lesson file's exact text: sorted keys, one-space indent, trailing newline."""
-    text = nbformat.writes(release_notebook(nb, path), version=4)
+    text = nbformat.writes(release_notebook(nb, path, edition), version=4)
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -415,11 +421,12 @@ def model_answer(source: str, where: str = "cell") -> str:
     return "\n".join(lines).strip()
 
 
-def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nbformat.NotebookNode:
+def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook",
+                        edition: "StudentEditionSpec | None" = None) -> nbformat.NotebookNode:
     """The lesson of ``release_notebook``, plus each exercise's solution after its check cell and each question's
     model answer after its answer cell, both collapsed: the self-study edition, for learners without a grader."""
     nb = _with_ids(nb)
-    lesson = release_notebook(nb, path)
+    lesson = release_notebook(nb, path, edition)
     by_id = {cell.id: cell for cell in nb.cells}
     cells: list = []
     solved: list[str] = []  # the solution code of the exercise's cells since the last check cell
@@ -442,9 +449,10 @@ def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook") -> nb
     return lesson
 
 
-def self_study_text(nb: nbformat.NotebookNode, path: str = "notebook") -> str:
+def self_study_text(nb: nbformat.NotebookNode, path: str = "notebook",
+                    edition: "StudentEditionSpec | None" = None) -> str:
     """The self-study notebook file's exact text, written like ``release_text``'s."""
-    text = nbformat.writes(self_study_notebook(nb, path), version=4)
+    text = nbformat.writes(self_study_notebook(nb, path, edition), version=4)
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -466,7 +474,7 @@ def _render_all(solutions_dir: Path, course: "Course | None" = None, strict: boo
         text, changed = notebook_with_points(path, by_notebook.get(path.name), strict)
         if changed:
             solutions[path] = text
-        rendered[path.name] = render(_read(path, text), str(path))
+        rendered[path.name] = render(_read(path, text), str(path), course.student_edition if course else None)
     return rendered, solutions
 
 

@@ -19,7 +19,8 @@ from shortcutlab.cli import main
 from shortcutlab.course import CourseError, load_course
 from shortcutlab.grading.integrations.nbgrader import COURSE_FOLDER, export_nbgrader, generate_assignment_preprocessors
 from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
-from shortcutlab.release import ANSWER_PROMPT, with_expected_outputs
+from shortcutlab.install_cell import INSTALL_CELL_ID
+from shortcutlab.release import ANSWER_PROMPT, with_generated_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_colored_mnist"  # the lightest lesson: its exploration cells take seconds
@@ -37,11 +38,12 @@ def test_export_lays_out_config_sources_and_the_courses_checks(tmp_path, monkeyp
     assert main(["export-nbgrader", str(root), "--lessons", f"{LESSON},03_gradcam"]) == 0
     assert sorted(p.name for p in (root / "source").iterdir()) == [LESSON, "03_gradcam"]
     source = root / "source" / LESSON / f"{LESSON}.ipynb"
-    # the solution notebook, with the expected output under each example (as the lesson shows it)
+    # the solution notebook, with the install cell and the expected output under each example (as in the lesson)
     solution = nbformat.read(ROOT / "solutions" / f"{LESSON}.ipynb", as_version=4)
-    assert source.read_text(encoding="utf-8") == nbformat.writes(with_expected_outputs(solution), version=4) + "\n"
-    assert [c.id for c in nbformat.read(source, as_version=4).cells if not c.id.endswith("-expected")] == [
-        c.id for c in solution.cells]
+    assert source.read_text(encoding="utf-8") == nbformat.writes(
+        with_generated_cells(solution, edition=load_course(ROOT / "course.yml").student_edition), version=4) + "\n"
+    assert [c.id for c in nbformat.read(source, as_version=4).cells
+            if not c.id.endswith("-expected") and c.id != INSTALL_CELL_ID] == [c.id for c in solution.cells]
     copied = load_course(root / COURSE_FOLDER / "course.yml")
     assert all(copied.check_file(lesson).is_file() for lesson in copied.lessons)
 

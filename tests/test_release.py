@@ -14,6 +14,7 @@ from shortcutlab.cli import main
 from shortcutlab.course import load_course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.cells import EXAMPLE_TAG
+from shortcutlab.install_cell import INSTALL_CELL_ID
 from shortcutlab.release import (DEFAULT_HINT, EXPECTED_SUMMARY, NotebookError, check_release, points_problems, release,
                                  release_notebook, release_text, stub_source)
 
@@ -215,24 +216,25 @@ def test_cells_without_ids_get_stable_ids(tmp_path):
 
 def test_check_reports_stale_missing_and_orphaned_lessons_without_writing(tmp_path, capsys):
     solutions, lessons = tmp_path / "solutions", tmp_path / "lessons"
+    course = load_course(ROOT / "course.yml")  # what the command line releases with
     write(solutions / "a.ipynb", make_notebook(solution_cell()))
     write(solutions / "b.ipynb", make_notebook(solution_cell()))
-    release(solutions, lessons)
-    assert check_release(solutions, lessons) == []
+    release(solutions, lessons, course)
+    assert check_release(solutions, lessons, course) == []
     assert main(["release", "--solutions", str(solutions), "--lessons", str(lessons), "--check"]) == 0
 
     write(solutions / "a.ipynb", make_notebook(solution_cell(SOLUTION_SOURCE.replace("double", "triple"))))
     (lessons / "b.ipynb").unlink()
     write(lessons / "orphan.ipynb", make_notebook())
     before = {p.name: p.read_bytes() for p in lessons.iterdir()}
-    assert check_release(solutions, lessons) == ["a.ipynb", "b.ipynb", "orphan.ipynb"]
+    assert check_release(solutions, lessons, course) == ["a.ipynb", "b.ipynb", "orphan.ipynb"]
     assert main(["release", "--solutions", str(solutions), "--lessons", str(lessons), "--check"]) == 1
     err = capsys.readouterr().err
     assert "a.ipynb" in err and "b.ipynb" in err and "orphan.ipynb" in err
     assert {p.name: p.read_bytes() for p in lessons.iterdir()} == before
 
     assert main(["release", "--solutions", str(solutions), "--lessons", str(lessons)]) == 0
-    assert check_release(solutions, lessons) == ["orphan.ipynb"]  # never deletes a file it did not write
+    assert check_release(solutions, lessons, course) == ["orphan.ipynb"]  # never deletes a file it did not write
 
 
 def test_malformed_notebooks_raise_errors_naming_notebook_and_cell_and_write_nothing(tmp_path, capsys):
@@ -298,12 +300,12 @@ def test_release_writes_course_points_into_solutions_and_lessons(tmp_path):
     problems = points_problems(solutions, lessons, course)
     assert problems == [f"{solutions / 'x.ipynb'}: Model has 3 points in the notebook (cell 1, check_Model) but 4.5 "
                         "in course.yml",
-                        f"{lessons / 'x.ipynb'}: Model has 3 points in the notebook (cell 1, check_Model) but 4.5 "
-                        "in course.yml"]
+                        f"{lessons / 'x.ipynb'}: Model has 3 points in the notebook (cell 2, check_Model) but 4.5 "
+                        "in course.yml"]  # the lesson opens with the install cell
     assert check_release(solutions, lessons, course) == ["x.ipynb"]
     assert sorted(release(solutions, lessons, course)) == [lessons / "x.ipynb", solutions / "x.ipynb"]
-    for folder in (solutions, lessons):
-        assert read(folder / "x.ipynb").cells[1].metadata["nbgrader"]["points"] == 4.5
+    for folder, index in ((solutions, 1), (lessons, 2)):
+        assert read(folder / "x.ipynb").cells[index].metadata["nbgrader"]["points"] == 4.5
     # the solution notebook changed in that one value only
     assert (solutions / "x.ipynb").read_text() == before.replace('"points": 3,', '"points": 4.5,')
     assert read(solutions / "other.ipynb").cells[1].metadata["nbgrader"]["points"] == 9
@@ -393,11 +395,12 @@ def test_solutions_and_lessons_are_the_same_set_of_notebooks():
 
 
 def test_committed_lessons_are_exactly_what_release_generates(tmp_path):
-    release(SOLUTIONS, tmp_path)
+    course = load_course(ROOT / "course.yml")
+    release(SOLUTIONS, tmp_path, course)
     for solution in sorted(SOLUTIONS.glob("*.ipynb")):
         assert (LESSONS / solution.name).read_bytes() == (tmp_path / solution.name).read_bytes(), (
             f"lessons/{solution.name} is out of sync with solutions/; run `shortcutlab release`")
-    assert check_release(SOLUTIONS, LESSONS) == []
+    assert check_release(SOLUTIONS, LESSONS, course) == []
 
 
 @pytest.mark.parametrize("folder", [SOLUTIONS, LESSONS], ids=["solutions", "lessons"])
@@ -415,7 +418,8 @@ def test_notebooks_are_committed_without_outputs(folder):
 def test_every_graded_function_has_a_solution_cell_and_a_check_cell(lesson):
     solution_nb, lesson_nb = read(SOLUTIONS / f"{lesson}.ipynb"), read(LESSONS / f"{lesson}.ipynb")
     # the lesson has the solution's cells, plus the expected output after each example
-    assert [c.id for c in solution_nb.cells] == [c.id for c in lesson_nb.cells if not c.id.endswith("-expected")]
+    assert [c.id for c in solution_nb.cells] == [c.id for c in lesson_nb.cells
+                                                 if not c.id.endswith("-expected") and c.id != INSTALL_CELL_ID]
     lesson_by_id = {c.id: c for c in lesson_nb.cells}
     cells = solution_nb.cells
     solution_cells = {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(cells)

@@ -34,7 +34,8 @@ from pathlib import Path
 import nbformat
 
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
-from shortcutlab.release import ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source, with_expected_outputs
+from shortcutlab.release import (ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source,
+                                 with_generated_cells)
 
 COURSE_FOLDER = "shortcutlab_course"
 SEED_FILE = "seed.json"
@@ -112,9 +113,9 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
         dest = root / "source" / lesson.id / f"{lesson.id}.ipynb"
         try:
             text, changed = notebook_with_points(notebook, lesson)  # points from course.yml, whatever the notebook says
-            # the expected output under each example, as in lessons/ (generate_assignment keeps it for students)
+            # release's cells (the install cell, the expected outputs), as in lessons/: generate_assignment keeps them
             solution = nbformat.reads(text, as_version=4)
-            expanded = with_expected_outputs(solution, str(notebook))
+            expanded = with_generated_cells(solution, str(notebook), course.student_edition)
         except NotebookError as exc:
             raise ExportError(f"cannot export lesson {lesson.id}: {exc}") from None
         if len(expanded.cells) != len(solution.cells):
