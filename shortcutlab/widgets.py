@@ -48,8 +48,9 @@ from shortcutlab.models import class_logits, eval_mode, model_device
 from shortcutlab.train import predict_logits
 from shortcutlab.sae import top_activating
 
-__all__ = ["Explorer", "actmax_explorer", "draw_digit", "epsilon_explorer", "hue_to_rgb", "latent_browser",
-           "mnist_preprocess", "model_outputs", "rasterize_strokes", "recolor_explorer"]
+__all__ = ["CAM_LAYERS", "CAM_TARGETS", "Explorer", "actmax_explorer", "cam_class", "cam_layer", "cam_note",
+           "draw_digit", "epsilon_explorer", "hue_to_rgb", "latent_browser", "mnist_preprocess", "model_outputs",
+           "rasterize_strokes", "recolor_explorer"]
 
 MNIST_BOX = 20  # MNIST digits were scaled to fit a 20x20 box ...
 MNIST_CENTER = 14.0  # ... and shifted so their centre of mass sits here (row and column index; MNIST's mean is 14.0)
@@ -145,15 +146,57 @@ def _probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return predict_logits(model, images.to(model_device(model))).softmax(dim=1).cpu()
 
 
-def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Callable = grad_cam
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, int], dict[str, torch.Tensor]]:
-    """Per model: probabilities (10,), prediction, and Grad-CAM map (H, W) of its prediction, for an image (3, H, W)."""
-    probabilities, predictions, cams = {}, {}, {}
+# What a Grad-CAM map explains: the model's prediction, the true digit, or the model's second choice.
+CAM_TARGETS = ("prediction", "true digit", "runner-up")
+# Where a Grad-CAM map is taken: the model's target_layer, or the conv block before it (the course's models' block2).
+CAM_LAYERS = ("target_layer", "block before")
+
+
+def cam_layer(model: nn.Module, layer: str = "target_layer") -> nn.Module:
+    """The module whose output ``layer`` (``CAM_LAYERS``) names: ``model.target_layer``, or the conv block before it
+    in the course's models (``block2`` of a SimpleCNN, or of a GRLNet's backbone); target_layer where there is none."""
+    if layer not in CAM_LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(CAM_LAYERS)}, got {layer!r}")
+    if layer == "block before":
+        before = getattr(getattr(model, "backbone", model), "block2", None)
+        if isinstance(before, nn.Module):
+            return before
+    return model.target_layer
+
+
+def cam_class(probabilities: torch.Tensor, target: str = "prediction", label: int | None = None) -> int:
+    """The class (an index into ``probabilities`` (K,)) whose Grad-CAM map to show for ``target`` (``CAM_TARGETS``);
+    "true digit" without a ``label`` falls back to the prediction."""
+    if target not in CAM_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(CAM_TARGETS)}, got {target!r}")
+    if target == "true digit" and label is not None:
+        return int(label)
+    if target == "runner-up":
+        return int(probabilities.topk(2).indices[1])
+    return int(probabilities.argmax())
+
+
+def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Callable = grad_cam,
+                  target: str = "prediction", label: int | None = None, layer: str = "target_layer"
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, int], dict[str, torch.Tensor], dict[str, int]]:
+    """Per model: probabilities (10,), prediction, Grad-CAM map (H, W) at ``layer`` (see ``cam_layer``) and the class
+    it explains (see ``cam_class``), for an image (3, H, W)."""
+    probabilities, predictions, cams, explained = {}, {}, {}, {}
     for name, model in models.items():
         p = _probabilities(model, image[None])[0]
         probabilities[name], predictions[name] = p, int(p.argmax())
-        cams[name] = cam(model, model.target_layer, image[None].to(model_device(model)))[0].detach().cpu()
-    return probabilities, predictions, cams
+        explained[name] = cam_class(p, target, label)
+        cams[name] = cam(model, cam_layer(model, layer), image[None].to(model_device(model)),
+                         torch.tensor([explained[name]], device=model_device(model)))[0].detach().cpu()
+    return probabilities, predictions, cams, explained
+
+
+def cam_note(cams: Mapping[str, torch.Tensor], explained: Mapping[str, int]) -> dict[str, str]:
+    """Per model whose map is zero everywhere, why (the readout shows it): nothing at the layer raises the score."""
+    return {name: f"its Grad-CAM map for {explained[name]} is all zero: weighting each channel by its gradient "
+                  f"averaged over the layer's positions leaves no position with positive evidence (the ReLU keeps only "
+                  f"that); try the block before, or another class"
+            for name, cam in cams.items() if not bool(cam.gt(0).any())}
 
 
 def _lines(header: str, rows: Sequence[str]) -> str:
@@ -288,7 +331,8 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
 
 
 class RecolorExplorer(Explorer):
-    """One sample, repainted with a palette color or any hue; each model's prediction, probabilities and Grad-CAM."""
+    """One sample, repainted with a palette color or any hue; each model's prediction, probabilities and Grad-CAM
+    (``cam``: of the prediction, the true digit or the runner-up; ``layer``: at target_layer or the block before)."""
 
     def __init__(self, models, images, labels=None, index: int = 0, color: int | None = None,
                  cam: Callable = grad_cam, device: str | torch.device | None = None) -> None:
@@ -304,6 +348,9 @@ class RecolorExplorer(Explorer):
                                       description="color", style=_WIDE),
             "hue": widgets.FloatSlider(value=rgb_to_hue(PALETTE[color]) or 0.0, min=0.0, max=359.0, step=1.0,
                                        description="hue", readout_format=".0f", continuous_update=False, style=_WIDE),
+            "cam": widgets.Dropdown(options=[t for t in CAM_TARGETS if t != "true digit" or labels is not None],
+                                    value="prediction", description="cam", style=_WIDE),
+            "layer": widgets.Dropdown(options=CAM_LAYERS, value="target_layer", description="layer", style=_WIDE),
         }
         controls["color"].add_class("sl-recolor-color")
         controls["hue"].add_class("sl-recolor-hue")
@@ -336,17 +383,22 @@ class RecolorExplorer(Explorer):
         color, hue = self.controls["color"].value, self.controls["hue"].value
         rgb = hue_to_rgb(hue) if self._mode == "hue" or color is None else PALETTE[color]
         image = recolor_rgb(self.images[index][None], rgb[None])[0]
-        probabilities, predictions, cams = model_outputs(self.models, image, self.cam)
+        label = None if self.labels is None else int(self.labels[index])
+        probabilities, predictions, cams, explained = model_outputs(self.models, image, self.cam,
+                                                                    self.controls["cam"].value, label,
+                                                                    self.controls["layer"].value)
         return {"index": index, "label": None if self.labels is None else int(self.labels[index]),
                 "color": None if self._mode == "hue" else color, "hue": hue if self._mode == "hue" else None,
                 "stroke_rgb": rgb, "image": image, "probabilities": probabilities, "predictions": predictions,
-                "cams": cams}
+                "cams": cams, "explained": explained, "cam_notes": cam_note(cams, explained)}
 
     def describe(self, state: dict) -> str:
         stroke = COLOR_NAMES[state["color"]] if state["color"] is not None else f"hue {state['hue']:.0f}°"
         label = "" if state["label"] is None else f", digit {state['label']}"
         rows = [f"{html.escape(name)}: {state['predictions'][name]} "
-                f"({100 * float(state['probabilities'][name].max()):.1f}%)" for name in self.models]
+                f"({100 * float(state['probabilities'][name].max()):.1f}%), Grad-CAM of {state['explained'][name]}"
+                + (f"; {html.escape(state['cam_notes'][name])}" if name in state["cam_notes"] else "")
+                for name in self.models]
         return _lines(f"sample {state['index']}{label}, stroke {stroke}", rows)
 
     def draw(self, state: dict) -> None:
@@ -628,7 +680,7 @@ class DrawDigit(Explorer):
         color = self.controls["color"].value
         background = texture_from_noise(self._noise)
         image = colorize(digit[None], torch.tensor([color]), background)[0]
-        probabilities, predictions, cams = model_outputs(self.models, image, self.cam)
+        probabilities, predictions, cams, _ = model_outputs(self.models, image, self.cam)
         # The recolor test, rendered exactly: the same strokes and background in each palette color.
         recolored = colorize(digit.expand(NUM_CLASSES, -1, -1), torch.arange(NUM_CLASSES),
                              background.expand(NUM_CLASSES, -1, -1, -1))

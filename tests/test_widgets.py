@@ -12,15 +12,17 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from PIL import Image
 
 from shortcutlab import plots
 from shortcutlab.data import COLOR_NAMES, NUM_CLASSES, PALETTE, ColoredMNIST, load_mnist
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.models import SimpleCNN
+from shortcutlab.models import GRLNet, SimpleCNN
 from shortcutlab.tolerance import float_tolerance
-from shortcutlab.widgets import (Explorer, actmax_explorer, draw_digit, epsilon_explorer, hue_to_rgb, latent_browser,
-                                 mnist_preprocess, rasterize_strokes, recolor_explorer, rgb_to_hue)
+from shortcutlab.widgets import (CAM_TARGETS, Explorer, actmax_explorer, cam_class, cam_layer, cam_note, draw_digit,
+                                 epsilon_explorer, hue_to_rgb, latent_browser, mnist_preprocess, rasterize_strokes,
+                                 recolor_explorer, rgb_to_hue)
 
 # The readout formats the browser test (tests/test_dashboard_browser.py) reads.
 RECOLOR_RESULT = re.compile(r"\w+: \d \(\d+(\.\d+)?%\)")
@@ -163,7 +165,7 @@ def test_recoloring_flips_the_cheater_but_not_the_consistency_model(study_models
     label = int(labels[index])
     w = recolor_explorer(study_models, images, labels, index=index)
     check_contract(w, "recolor")
-    assert set(w.controls) == {"index", "color", "hue"}
+    assert set(w.controls) == {"index", "color", "hue", "cam", "layer"}
     assert "sl-recolor-color" in w.controls["color"]._dom_classes
     assert "sl-recolor-hue" in w.controls["hue"]._dom_classes
 
@@ -184,6 +186,47 @@ def test_recoloring_flips_the_cheater_but_not_the_consistency_model(study_models
     assert len(set(cheater)) >= 4, f"the cheater should follow the color, predicted {cheater}"
     assert sum(p == k for k, p in enumerate(cheater)) >= 5, f"the cheater should read the color, predicted {cheater}"
     assert sum(p == label for p in consistency) >= 9, f"digit {label}: the consistency model predicted {consistency}"
+
+
+def test_cam_class_picks_the_prediction_the_true_digit_or_the_runner_up():
+    p = torch.tensor([0.1, 0.6, 0.3])
+    assert cam_class(p) == 1 and cam_class(p, "runner-up") == 2 and cam_class(p, "true digit", label=0) == 0
+    assert cam_class(p, "true digit") == 1  # no label: the prediction
+    with pytest.raises(ValueError, match="prediction, true digit, runner-up"):
+        cam_class(p, "second")
+
+
+def test_an_all_zero_map_is_explained_and_a_map_with_evidence_is_not():
+    notes = cam_note({"a": torch.zeros(4, 4), "b": torch.eye(4)}, {"a": 7, "b": 3})
+    assert list(notes) == ["a"] and "for 7 is all zero" in notes["a"] and "block before" in notes["a"]
+
+
+def test_the_block_before_target_layer_is_block2_of_a_simplecnn_or_of_a_grlnets_backbone():
+    cnn, grl = SimpleCNN(), GRLNet()
+    assert cam_layer(cnn) is cnn.target_layer and cam_layer(cnn, "block before") is cnn.block2
+    assert cam_layer(grl, "block before") is grl.backbone.block2
+    other = nn.Sequential(nn.Conv2d(3, 4, 3))
+    other.target_layer = other[0]
+    assert cam_layer(other, "block before") is other[0]  # no block before: target_layer
+    with pytest.raises(ValueError, match="target_layer, block before"):
+        cam_layer(cnn, "block1")
+
+
+@pytest.mark.slow
+def test_grad_cam_of_the_runner_up_or_the_true_digit_is_shown_when_chosen(study_models, val):
+    images, labels = val
+    w = recolor_explorer(study_models, images, labels, index=0)
+    assert w.controls["cam"].options == CAM_TARGETS and w.state["explained"] == w.state["predictions"]
+    w.controls["cam"].value = "runner-up"
+    for name in study_models:
+        assert w.state["explained"][name] == int(w.state["probabilities"][name].topk(2).indices[1])
+        assert f"Grad-CAM of {w.state['explained'][name]}" in w.readout.value
+    w.controls["cam"].value = "true digit"
+    assert set(w.state["explained"].values()) == {int(labels[0])}
+    at_target = {name: cam.clone() for name, cam in w.state["cams"].items()}
+    w.controls["layer"].value = "block before"
+    assert any(not torch.equal(w.state["cams"][name], at_target[name]) for name in study_models)
+    assert recolor_explorer(study_models, images, index=0).controls["cam"].options == ("prediction", "runner-up")
 
 
 @pytest.mark.slow
@@ -448,7 +491,7 @@ def test_the_rich_display_is_the_live_widget_plus_a_png_of_the_current_state(kin
 
 NOTEBOOK_CELL = """\
 import torch
-from shortcutlab.models import SimpleCNN
+from shortcutlab.models import GRLNet, SimpleCNN
 from shortcutlab.widgets import recolor_explorer
 
 torch.manual_seed(0)
