@@ -4,6 +4,8 @@ idle machine and beside a busy neighbour.
     python benchmarks/bench_notebooks.py [--only 03_gradcam ...] [--cache warm|cold|both] [--threads N]
                                          [--neighbour idle|busy|both]
 
+Without --threads each kernel picks its torch threads as a student's does (shortcutlab/threads.py).
+
 Each notebook runs alone on a fresh python3 kernel (nbclient), offline, one after another, so the machine must
 be otherwise idle for the numbers to mean anything. "cold" starts from an empty artifacts folder, so every
 ``shortcutlab.pretrained`` call trains its model (what a fresh clone sees); "warm" reuses the models that the cold
@@ -29,11 +31,14 @@ SOLUTIONS = ROOT / "solutions"
 BUDGET_S = {"warm": 30.0, "cold": 90.0}
 
 
-def run_notebook(path: Path, artifacts: Path, threads: int) -> float:
-    """Seconds to execute ``path`` top to bottom with models cached in ``artifacts``; raises if a cell fails."""
+def run_notebook(path: Path, artifacts: Path, threads: int | None) -> float:
+    """Seconds to execute ``path`` top to bottom with models cached in ``artifacts`` (torch on ``threads`` threads;
+    None: the kernel's own choice, see shortcutlab/threads.py); raises if a cell fails."""
     nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, SHORTCUTLAB_OFFLINE="1", SHORTCUTLAB_ARTIFACTS=str(artifacts),
-               OMP_NUM_THREADS=str(threads), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env.update(SHORTCUTLAB_OFFLINE="1", SHORTCUTLAB_ARTIFACTS=str(artifacts), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as workdir:
         client = NotebookClient(nb, kernel_name="python3", timeout=600,
                                 resources={"metadata": {"path": workdir}})
@@ -60,13 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems (default: all seven lessons)")
     parser.add_argument("--cache", choices=("warm", "cold", "both"), default="both")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per kernel (default: what a "
+                        "student's kernel uses, one core fewer than the machine has)")
     parser.add_argument("--neighbour", choices=("idle", "busy", "both"), default="idle")
     args = parser.parse_args(argv)
     busy_modes = (False, True) if args.neighbour == "both" else (args.neighbour == "busy",)
     names = args.only or sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
     modes = ("cold", "warm") if args.cache == "both" else (args.cache,)
-    print(f"{os.cpu_count()} cores, {args.threads} torch threads; budget per notebook "
+    from shortcutlab.threads import kernel_threads
+
+    threads = args.threads if args.threads is not None else kernel_threads()
+    print(f"{os.cpu_count()} cores, {threads} torch threads; budget per notebook "
           f"{BUDGET_S['warm']:.0f} s warm, {BUDGET_S['cold']:.0f} s cold")
     over = 0
     with tempfile.TemporaryDirectory() as shared:

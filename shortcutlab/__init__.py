@@ -4,10 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from shortcutlab.errors import DataError, ShortcutlabError
+from shortcutlab.threads import use_kernel_threads
 
 __version__ = "0.1.0"
 PACKAGE_DIR = Path(__file__).resolve().parent  # shortcutlab/; its parent holds pyproject.toml when run from a checkout
 __all__ = ["DataError", "ShortcutlabError", "__version__", "check", "pretrained"]
+
+use_kernel_threads()  # in a notebook kernel only: leave a core free (see shortcutlab/threads.py)
 
 
 def __getattr__(name: str):
