@@ -18,3 +18,10 @@ def cell_source(cell: dict) -> str:
     """The cell's text: nbformat stores it as one string or as a list of lines."""
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else str(source)
+
+
+def cell_tags(cell: dict) -> list:
+    """The cell's tags (``metadata.tags``); an empty list where there are none or they are malformed."""
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    return tags if isinstance(tags, list) else []

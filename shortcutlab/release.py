@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
-from shortcutlab.cells import ANSWER_ID, EXAMPLE_TAG, SETUP_TAG, cell_source
+from shortcutlab.cells import ANSWER_ID, EXAMPLE_TAG, SETUP_TAG, cell_source, cell_tags
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.install_cell import INSTALL_CELL_ID, install_cell_source
 
@@ -51,7 +51,7 @@ TRANSIENT_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<function>\w+)["']""")
 
 __all__ = ["ANSWER_PROMPT", "NotebookError", "SolutionRegion", "answer_stub", "check_release", "model_answer",
-           "notebook_with_points", "points_problems", "release", "release_notebook", "release_self_study",
+           "notebook_text", "notebook_with_points", "points_problems", "release", "release_notebook", "release_self_study",
            "release_text", "self_study_notebook", "set_points", "solution_regions", "solution_source", "stub_source",
            "with_generated_cells"]
 
@@ -126,28 +126,43 @@ def solution_source(source: str, where: str = "cell") -> str:
     return _replace_regions(source, where, lambda region: region.code.split("\n") if region.code else [])
 
 
-def answer_stub(source: str, where: str = "cell") -> str:
-    """A written-answer cell's text with its solution region (the model answer) replaced by ``ANSWER_PROMPT``,
-    at the region's indentation, line for line what nbgrader's ClearSolutions does with a text stub; a cell
-    without a region becomes the prompt alone (as in nbgrader)."""
-    out: list[str] = []
-    inside = replaced = False
+def _answer_lines(source: str, where: str) -> list[tuple[str, str]]:
+    """Each line of a written-answer cell with where it lies: "outside" its solution region, "begin" (the region's
+    opening marker line) or "inside" it; closing marker lines are dropped. Unbalanced markers are a NotebookError."""
+    lines: list[tuple[str, str]] = []
+    inside = False
     for number, line in enumerate(source.split("\n"), start=1):
         if BEGIN.removeprefix("### ") in line:
             if inside:
                 raise NotebookError(f"{where}, line {number}: {BEGIN} inside another solution region; "
                                     f"close the first with {END}")
-            inside = replaced = True
-            out.append(line[: len(line) - len(line.lstrip())] + ANSWER_PROMPT)
+            inside = True
+            lines.append((line, "begin"))
         elif END.removeprefix("### ") in line:
             if not inside:
                 raise NotebookError(f"{where}, line {number}: {END} without a {BEGIN} before it")
             inside = False
-        elif not inside:
-            out.append(line)
+        else:
+            lines.append((line, "inside" if inside else "outside"))
     if inside:
         raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
-    return "\n".join(out) if replaced else ANSWER_PROMPT
+    return lines
+
+
+def answer_stub(source: str, where: str = "cell") -> str:
+    """A written-answer cell's text with its solution region (the model answer) replaced by ``ANSWER_PROMPT``,
+    at the region's indentation, line for line what nbgrader's ClearSolutions does with a text stub; a cell
+    without a region becomes the prompt alone (as in nbgrader)."""
+    lines = _answer_lines(source, where)
+    if not any(place == "begin" for _, place in lines):
+        return ANSWER_PROMPT
+    return "\n".join(line[: len(line) - len(line.lstrip())] + ANSWER_PROMPT if place == "begin" else line
+                     for line, place in lines if place != "inside")
+
+
+def model_answer(source: str, where: str = "cell") -> str:
+    """The model answer of a written-answer cell: the text of its solution region (empty without one)."""
+    return "\n".join(line for line, place in _answer_lines(source, where) if place == "inside").strip()
 
 
 def _is_answer_cell(cell) -> bool:
@@ -164,22 +179,17 @@ def _cell_name(path: str, index: int, cell) -> str:
 EXPECTED_SUMMARY = "Expected output"
 
 
-def _tags(cell) -> list:
-    tags = cell.get("metadata", {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else []
-    return tags if isinstance(tags, list) else []
-
-
 def expected_outputs(nb: nbformat.NotebookNode, path: str = "notebook") -> dict[int, str]:
     """What each ``example``-tagged code cell of a solution notebook prints (cell index -> text), when the notebook's
     setup cells, solution cells and examples run in order, in this process, with the solutions' code."""
-    examples = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and EXAMPLE_TAG in _tags(cell)]
+    examples = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and EXAMPLE_TAG in cell_tags(cell)]
     if not examples:
         return {}
     namespace: dict[str, Any] = {"__name__": "__example__"}
     printed: dict[int, str] = {}
     for index, cell in enumerate(nb.cells[: examples[-1] + 1]):
         is_solution = isinstance(cell.metadata.get("nbgrader"), dict) and cell.metadata.nbgrader.get("solution")
-        if cell.cell_type != "code" or not (SETUP_TAG in _tags(cell) or is_solution or index in examples):
+        if cell.cell_type != "code" or not (SETUP_TAG in cell_tags(cell) or is_solution or index in examples):
             continue
         where = _cell_name(path, index, cell)
         out = io.StringIO()
@@ -390,10 +400,15 @@ def notebook_with_points(path: Path, lesson: "LessonSpec | None", strict: bool =
     return json.dumps(raw, indent=1, sort_keys=True, ensure_ascii=False) + "\n", True
 
 
-def release_text(nb: nbformat.NotebookNode, path: str = "notebook", edition: "StudentEditionSpec | None" = None) -> str:
-    """The lesson file's exact text: sorted keys, one-space indent, trailing newline."""
-    text = nbformat.writes(release_notebook(nb, path, edition), version=4)
+def notebook_text(nb: nbformat.NotebookNode) -> str:
+    """A generated notebook file's exact text: nbformat's (sorted keys, one-space indent), with a trailing newline."""
+    text = nbformat.writes(nb, version=4)
     return text if text.endswith("\n") else text + "\n"
+
+
+def release_text(nb: nbformat.NotebookNode, path: str = "notebook", edition: "StudentEditionSpec | None" = None) -> str:
+    """The lesson file's exact text (``notebook_text`` of ``release_notebook``)."""
+    return notebook_text(release_notebook(nb, path, edition))
 
 
 SOLUTION_SUMMARY = "Solution: open it after you have tried"
@@ -404,21 +419,6 @@ def _collapsed(cell_id: str, summary: str, body: str) -> nbformat.NotebookNode:
     """A markdown cell showing ``body`` only when the reader opens it (an HTML ``<details>`` block)."""
     return nbformat.v4.new_markdown_cell(f"<details>\n<summary>{summary}</summary>\n\n{body.strip()}\n\n</details>",
                                          id=cell_id)
-
-
-def model_answer(source: str, where: str = "cell") -> str:
-    """The model answer of a written-answer cell: the text of its solution region (empty without one)."""
-    lines, inside = [], False
-    for line in source.split("\n"):
-        if BEGIN.removeprefix("### ") in line:
-            inside = True
-        elif END.removeprefix("### ") in line:
-            inside = False
-        elif inside:
-            lines.append(line)
-    if inside:
-        raise NotebookError(f"{where}: {BEGIN} without a matching {END}")
-    return "\n".join(lines).strip()
 
 
 def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook",
@@ -442,18 +442,16 @@ def self_study_notebook(nb: nbformat.NotebookNode, path: str = "notebook",
             code = "\n\n\n".join(solved)
             cells.append(_collapsed(f"{released.id}-solution", SOLUTION_SUMMARY, f"```python\n{code}\n```"))
             solved = []
-        elif _is_answer_cell(original) and model_answer(original.source, where):
-            cells.append(_collapsed(f"{released.id}-model-answer", MODEL_ANSWER_SUMMARY,
-                                    model_answer(original.source, where)))
+        elif _is_answer_cell(original) and (answer := model_answer(original.source, where)):
+            cells.append(_collapsed(f"{released.id}-model-answer", MODEL_ANSWER_SUMMARY, answer))
     lesson.cells = cells
     return lesson
 
 
 def self_study_text(nb: nbformat.NotebookNode, path: str = "notebook",
                     edition: "StudentEditionSpec | None" = None) -> str:
-    """The self-study notebook file's exact text, written like ``release_text``'s."""
-    text = nbformat.writes(self_study_notebook(nb, path, edition), version=4)
-    return text if text.endswith("\n") else text + "\n"
+    """The self-study notebook file's exact text (``notebook_text`` of ``self_study_notebook``)."""
+    return notebook_text(self_study_notebook(nb, path, edition))
 
 
 def _solutions(solutions_dir: Path) -> list[Path]:

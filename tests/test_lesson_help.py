@@ -14,13 +14,12 @@ import pytest
 from shortcutlab.cli import main
 from shortcutlab.course import load_course
 from shortcutlab.cells import EXAMPLE_TAG
-from shortcutlab.release import (EXPECTED_SUMMARY, MODEL_ANSWER_SUMMARY, SOLUTION_SUMMARY, model_answer,
+from shortcutlab.release import (CHECK_CALL, EXPECTED_SUMMARY, MODEL_ANSWER_SUMMARY, SOLUTION_SUMMARY, model_answer,
                                  release_self_study, solution_regions, solution_source)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, LESSONS = ROOT / "solutions", ROOT / "lessons"
 COURSE = load_course(ROOT / "course.yml")
-CHECK_CALL = re.compile(r"""shortcutlab\.check\(\s*["'](?P<lesson>\w+)\.(?P<function>\w+)["']""")
 HEADER = re.compile(r"^> \*\*Difficulty\*\* (?P<level>●+○*) · \*\*Time\*\* about (?P<minutes>\d+) min · "
                     r"\*\*You learn\*\* \S.*$", re.MULTILINE)
 HINT = re.compile(r"<details>\n<summary>Hint (?P<number>\d): (?P<title>[^<]+)</summary>\n\n(?P<body>.+?)\n\n</details>",

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shortcutlab.cells import SETUP_TAG, cell_source
+from shortcutlab.cells import SETUP_TAG, cell_source, cell_tags
 from shortcutlab.course import Course
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.grading.engine.limits import MAX_SUBMISSION_BYTES
@@ -92,8 +92,7 @@ def notebook_cells(notebook: dict, where: str) -> tuple[tuple[Cell, ...], tuple[
     for index, cell in code:
         metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         nbgrader = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
-        tags = metadata.get("tags") if isinstance(metadata.get("tags"), list) else []
-        if SETUP_TAG in tags:
+        if SETUP_TAG in cell_tags(cell):
             kind = "setup"
         elif nbgrader.get("solution") is True:
             kind = "solution"

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 
 from shortcutlab.course import COURSE_FILE, Course, CourseError, load_course
-from shortcutlab.release import (ANSWER_PROMPT, NotebookError, notebook_with_points, stub_source,
+from shortcutlab.release import (ANSWER_PROMPT, NotebookError, notebook_text, notebook_with_points, stub_source,
                                  with_generated_cells)
 
 COURSE_FOLDER = "shortcutlab_course"
@@ -119,7 +119,7 @@ def export_nbgrader(folder: str | Path, course: Course | str | Path | None = Non
         except NotebookError as exc:
             raise ExportError(f"cannot export lesson {lesson.id}: {exc}") from None
         if len(expanded.cells) != len(solution.cells):
-            text, changed = nbformat.writes(expanded, version=4) + "\n", True
+            text, changed = notebook_text(expanded), True
         if changed:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(text, encoding="utf-8")
