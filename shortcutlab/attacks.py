@@ -1,4 +1,5 @@
-"""Targeted adversarial attacks: L_inf projected gradient descent towards a chosen class.
+"""Adversarial attacks: L_inf projected gradient descent towards a chosen class (targeted) or away from the
+true one (untargeted, the inner maximisation of adversarial training).
 
 Images are float32 (N, 3, H, W) in [0, 1]; targets int64 (N,). Models return class logits (N, K),
 or a tuple whose first element is the class logits (GRLNet returns (digit_logits, color_logits)).
@@ -14,7 +15,7 @@ from torch import nn
 
 from shortcutlab.models import class_logits, eval_mode
 
-__all__ = ["AttackResult", "targeted_pgd"]
+__all__ = ["AttackResult", "targeted_pgd", "untargeted_pgd"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _check_arguments(
     steps: int,
     stop_confidence: float | None,
 ) -> None:
-    """Raise ValueError unless the attack arguments are what targeted_pgd expects."""
+    """Raise ValueError unless the attack arguments are what targeted_pgd / untargeted_pgd expect."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"expected images of shape (N, C, H, W), got {got}")
@@ -101,14 +102,7 @@ def targeted_pgd(
     targets = targets.detach().to(device=originals.device, dtype=torch.int64)
     n = originals.shape[0]
 
-    x = originals.clone()
-    if random_start:
-        # uniform_ on an empty tensor, as torchattacks does, so generator=None draws the same noise it does;
-        # drawn on the generator's device so a CPU generator also seeds an attack on a GPU.
-        noise_device = generator.device if generator is not None else originals.device
-        noise = torch.empty(originals.shape, dtype=originals.dtype, device=noise_device).uniform_(
-            -eps, eps, generator=generator).to(originals.device)
-        x = torch.clamp(originals + noise, min=0, max=1)
+    x = _random_start(originals, eps, generator) if random_start else originals.clone()
 
     first_success = torch.full((n,), -1, dtype=torch.int64, device=originals.device)
     frozen = torch.zeros(n, dtype=torch.bool, device=originals.device)
@@ -146,3 +140,44 @@ def targeted_pgd(
     # `reached`/`confidence` come from the last forward pass, which saw exactly the returned images.
     return AttackResult(images=x.detach(), success=reached, steps=first_success, confidence=confidence)
 
+
+
+def _random_start(originals: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    """clamp(x + U(-eps, eps), 0, 1), the noise drawn on the generator's device (a CPU generator also seeds a GPU
+    attack) with uniform_ on an empty tensor, as torchattacks draws it."""
+    noise_device = generator.device if generator is not None else originals.device
+    noise = torch.empty(originals.shape, dtype=originals.dtype, device=noise_device).uniform_(
+        -eps, eps, generator=generator).to(originals.device)
+    return torch.clamp(originals + noise, min=0, max=1)
+
+
+def untargeted_pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float = 0.1,
+    alpha: float = 0.025,
+    steps: int = 10,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Untargeted L_inf PGD (Madry et al., 2018): signed *ascent* of CE(f(x), labels) with steps of alpha, projected
+    into the eps-ball and [0, 1]; returns the adversarial images (N, 3, H, W), detached, after all ``steps``.
+
+    images (N, 3, H, W) in [0, 1]; labels (N,) int64 true classes; eps, alpha in pixel units of the [0, 1] scale.
+    The model runs in eval mode (its modes are restored) and its parameters' .grad is left untouched, so the
+    attack can run inside a training step."""
+    _check_arguments(images, labels, eps, alpha, steps, None)
+    originals = images.detach().clone()
+    labels = labels.detach().to(device=originals.device, dtype=torch.int64)
+    x = _random_start(originals, eps, generator) if random_start else originals.clone()
+    with eval_mode(model), torch.enable_grad():
+        for k in range(steps):
+            x_var = x.detach().requires_grad_(True)
+            logits = class_logits(model(x_var))
+            if k == 0:
+                _check_logits(logits, labels)
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels), x_var)
+            delta = torch.clamp(x + alpha * grad.sign() - originals, min=-eps, max=eps)
+            x = torch.clamp(originals + delta, min=0, max=1)
+    return x.detach()

@@ -75,6 +75,36 @@ class GradientReversal:
         return grl_objective(model, recolor(images, new_colors), labels, new_colors, self.color_weight)
 
 
+@dataclass(frozen=True)
+class RecolorAugmentation:
+    """Plain cross-entropy on images recolored at random: the debiased models' data, with no extra term (a control)."""
+
+    def __call__(self, model, images, labels, color_ids, generator):
+        from shortcutlab.data import recolor
+
+        new_colors = random_colors(len(images), generator, images.device)
+        return erm(model, recolor(images, new_colors), labels, new_colors, generator)
+
+
+@dataclass(frozen=True)
+class AdversarialTraining:
+    """Madry et al.'s adversarial training on randomly recolored images: cross-entropy on untargeted L_inf PGD
+    examples (``steps`` signed steps of ``alpha`` from a random start in the ``eps``-ball, [0, 1] pixel units)."""
+
+    eps: float = 0.05
+    alpha: float = 0.02
+    steps: int = 3
+
+    def __call__(self, model, images, labels, color_ids, generator):
+        from shortcutlab.attacks import untargeted_pgd
+        from shortcutlab.data import recolor
+
+        new_colors = random_colors(len(images), generator, images.device)
+        attacked = untargeted_pgd(model, recolor(images, new_colors), labels, eps=self.eps, alpha=self.alpha,
+                                  steps=self.steps, random_start=True, generator=generator)
+        return erm(model, attacked, labels, new_colors, generator)
+
+
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Confusion matrix (num_classes, num_classes) int64 on the CPU, rows = true label, columns = prediction."""
     index = labels.long().cpu() * num_classes + predictions.long().cpu()

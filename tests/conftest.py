@@ -20,7 +20,7 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     torch.set_num_threads(1)
 
-STUDY_MODEL_NAMES = ("cheater", "consistency", "grl")
+STUDY_MODEL_NAMES = ("cheater", "consistency", "grl", "augmentation", "adversarial")  # every model a lesson loads
 # The slowest modules, slowest first (summed --durations=0 on 2 cores). `make test` runs xdist with
 # --no-loadscope-reorder, so workers take modules in this order and the long ones never start last, while one
 # worker waits for the other to finish; the rest follow in file order.
@@ -71,8 +71,8 @@ def processes_left(names: Iterable[str], seconds: float = 5.0) -> list[tuple[int
 
 @pytest.fixture(scope="session")
 def study_artifacts(tmp_path_factory) -> Path:
-    """An artifacts folder whose models/ holds the three study models, trained on the embedded digits once per
-    test run (about 1.5 minutes) whatever the number of xdist workers. Read-only: tests that write copy models/."""
+    """An artifacts folder whose models/ holds the study's models and its two controls, trained on the embedded digits
+    once per test run (about 1.5 minutes) whatever the number of xdist workers. Read-only: tests that write copy models/."""
     from filelock import FileLock
 
     from shortcutlab.study import pretrained

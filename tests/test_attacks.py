@@ -1,4 +1,4 @@
-"""Tests of shortcutlab.attacks.targeted_pgd, with torchattacks.PGD as the oracle.
+"""Tests of shortcutlab.attacks.targeted_pgd and untargeted_pgd, with torchattacks.PGD as the oracle.
 
 Models are tiny and seeded so the whole file runs in a few seconds on 2 CPU cores.
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.attacks import AttackResult, targeted_pgd
+from shortcutlab.attacks import AttackResult, targeted_pgd, untargeted_pgd
 from shortcutlab.interpret import class_logits
 from shortcutlab.models import SimpleCNN
 from shortcutlab.tolerance import tolerance_for
@@ -459,3 +459,64 @@ def test_target_confidence_rises_and_a_sign_flipped_variant_fails_that_check() -
     assert (_target_confidence(model, wrong, targets) < _target_confidence(model, images, targets)).all()
     # The oracle comparison would catch it too.
     assert not torch.allclose(wrong, _torchattacks_pgd(model, images, targets, 0.05, 0.01, 5), atol=1e-5)
+
+
+# --- untargeted PGD (adversarial training's inner maximisation) --------------------------------
+
+
+@pytest.mark.parametrize(("eps", "alpha", "steps", "train_mode"), [(0.1, 0.025, 10, False), (8 / 255, 2 / 255, 5, True)])
+def test_untargeted_pgd_matches_torchattacks_pgd(eps: float, alpha: float, steps: int, train_mode: bool) -> None:
+    model = _tiny_net()
+    images, labels = _batch()
+    expected = torchattacks.PGD(model.train(train_mode), eps=eps, alpha=alpha, steps=steps,
+                                random_start=False)(images, labels)
+    got = untargeted_pgd(model.train(train_mode), images, labels, eps=eps, alpha=alpha, steps=steps,
+                         random_start=False)
+    torch.testing.assert_close(got, expected, **_pgd_tolerance(expected, steps))
+
+
+def test_untargeted_pgd_random_start_without_generator_draws_the_same_noise_as_torchattacks() -> None:
+    model = _tiny_net()
+    images, labels = _batch(4)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        expected = torchattacks.PGD(model, eps=0.05, alpha=0.01, steps=5, random_start=True)(images, labels)
+        torch.manual_seed(3)
+        got = untargeted_pgd(model, images, labels, eps=0.05, alpha=0.01, steps=5, random_start=True)
+    torch.testing.assert_close(got, expected, **_pgd_tolerance(expected, 5))
+
+
+def test_untargeted_pgd_raises_the_loss_of_the_true_class_and_stays_in_the_eps_ball() -> None:
+    model = _tiny_net()
+    images, labels = _batch()
+    attacked = untargeted_pgd(model, images, labels, eps=0.1, alpha=0.02, steps=10,
+                              generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = F.cross_entropy(class_logits(model(images)), labels, reduction="none")
+        adversarial = F.cross_entropy(class_logits(model(attacked)), labels, reduction="none")
+    assert bool((adversarial > clean).all())
+    assert float((attacked - images).abs().max()) <= 0.1 + tolerance_for(images)["atol"]
+    assert attacked.min() >= 0 and attacked.max() <= 1 and not attacked.requires_grad
+
+
+def test_untargeted_pgd_leaves_modes_grads_and_inputs_as_they_were_and_works_under_no_grad() -> None:
+    model = _ModeRecorder(_tiny_net()).train()
+    images, labels = _batch(4)
+    images_before = images.clone()
+    parameters = list(model.parameters())
+    with torch.no_grad():
+        attacked = untargeted_pgd(model, images, labels, steps=3, generator=torch.Generator().manual_seed(0))
+    assert model.seen and all(not any(flags) for flags in model.seen)
+    assert all(module.training for module in model.modules())
+    assert all(p.grad is None for p in parameters)
+    assert torch.equal(images, images_before) and not torch.equal(attacked, images)
+
+
+def test_untargeted_pgd_is_deterministic_per_generator_seed() -> None:
+    model = _tiny_net()
+    images, labels = _batch(4)
+
+    def run(seed: int) -> torch.Tensor:
+        return untargeted_pgd(model, images, labels, steps=2, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))

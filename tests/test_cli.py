@@ -52,6 +52,10 @@ def test_reproduce_quick_measures_tasks_2_to_6_the_way_the_science_says(quick_ru
         assert {"easy_val_accuracy", "hard_test_accuracy", "train_seconds"} <= set(models[name])
         assert models[name]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
     assert results["recolor_invariance"]["correct"]["consistency"] >= 9
+    # the controls: recolor augmentation alone already repairs the shortcut; adversarial training resists the attack
+    assert models["augmentation"]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
+    assert results["attack"]["models"]["adversarial"]["success_rate"] < \
+        results["attack"]["models"]["consistency"]["success_rate"] / 2
     actmax = results["actmax"]["models"]
     assert actmax["cheater"]["mean_class_color_pixel_share"] > 3 * actmax["consistency"]["mean_class_color_pixel_share"]
     attack = results["attack"]

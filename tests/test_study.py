@@ -32,6 +32,37 @@ def test_the_fingerprint_changes_with_every_training_setting():
     assert len(prints) == len(variants) + 1
 
 
+def test_every_model_a_lesson_loads_is_a_study_spec_that_reproduce_trains_and_the_test_cache_holds():
+    import re
+    from pathlib import Path
+
+    from conftest import STUDY_MODEL_NAMES
+
+    from shortcutlab.study import task4_debiasing, task5_attacks
+
+    solutions = Path(__file__).resolve().parents[1] / "solutions"
+    loaded = {name for path in solutions.glob("*.ipynb")
+              for name in re.findall(r'pretrained\(\\?"(\w+)', path.read_text())}
+    assert {"cheater", "consistency", "grl", "augmentation", "adversarial"} <= loaded
+    assert loaded <= set(MODEL_SPECS) == set(STUDY_MODEL_NAMES)
+    # a shared read-only cache is filled by `shortcutlab reproduce --out`, so it must train every lesson model
+    assert loaded <= set(task4_debiasing.MODELS) | set(task5_attacks.MODELS)
+
+
+def test_the_controls_share_the_debiased_models_data_and_schedule():
+    from shortcutlab.train import AdversarialTraining, RecolorAugmentation
+
+    consistency = MODEL_SPECS["consistency"]
+    for name, recipe in (("augmentation", RecolorAugmentation), ("adversarial", AdversarialTraining)):
+        spec = MODEL_SPECS[name]
+        assert isinstance(spec.recipe, recipe) and spec.factory is consistency.factory
+        assert (spec.epochs, spec.lr, spec.batch_size, spec.train_limit, spec.lr_milestones) == (
+            consistency.epochs, consistency.lr, consistency.batch_size, consistency.train_limit,
+            consistency.lr_milestones)
+        assert spec_for(name, 3_600).epochs == spec_for("consistency", 3_600).epochs
+    assert MODEL_SPECS["adversarial"].recipe.eps == 0.05  # the budget of lesson 5's attack
+
+
 def test_pretrained_models_are_cached_in_the_course_roots_artifacts_from_any_subfolder(tmp_path, monkeypatch):
     from shortcutlab.study.cache import default_artifacts
 

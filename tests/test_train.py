@@ -7,7 +7,7 @@ from torch import nn
 
 from shortcutlab.data import EMBEDDED, ColoredMNIST
 from shortcutlab.models import GRLNet, SimpleCNN, class_logits
-from shortcutlab.train import (Consistency, GradientReversal, History, as_tensors, confusion_matrix, erm, evaluate, fit,
+from shortcutlab.train import (AdversarialTraining, Consistency, GradientReversal, RecolorAugmentation, History, as_tensors, confusion_matrix, erm, evaluate, fit,
                                load_checkpoint, predict_logits, save_checkpoint)
 from shortcutlab.tolerance import tolerance_for
 
@@ -134,4 +134,42 @@ def test_debiasing_recipes_plug_into_fit():
     for model, recipe in ((SimpleCNN(width=4, hidden=16), Consistency(2.0)),
                           (GRLNet(width=4, hidden=16), GradientReversal(0.5))):
         history = fit(model, ds, recipe=recipe, epochs=1, batch_size=32, quiet=True)
+        assert torch.isfinite(torch.tensor(history.metrics["train_loss"])).all()
+
+
+def test_recolor_augmentation_is_cross_entropy_on_images_recolored_with_the_generators_colors():
+    from shortcutlab.data import recolor
+    from shortcutlab.train import random_colors
+
+    model = SimpleCNN(width=4, hidden=16)
+    images, labels, colors = (t[:16] for t in ColoredMNIST("train", root=EMBEDDED, limit=16).tensors())
+    loss, logits = RecolorAugmentation()(model, images, labels, colors, torch.Generator().manual_seed(5))
+    recolored = recolor(images, random_colors(16, torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(logits, class_logits(model(recolored)))
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(logits, labels))
+
+
+def test_adversarial_training_loss_is_cross_entropy_on_attacked_recolored_images():
+    from shortcutlab.attacks import untargeted_pgd
+    from shortcutlab.data import recolor
+    from shortcutlab.train import random_colors
+
+    model = SimpleCNN(width=4, hidden=16).train()
+    images, labels, colors = (t[:16] for t in ColoredMNIST("train", root=EMBEDDED, limit=16).tensors())
+    recipe = AdversarialTraining(eps=0.1, alpha=0.05, steps=3)
+    loss, logits = recipe(model, images, labels, colors, torch.Generator().manual_seed(5))
+    assert model.training  # the attack ran in eval mode and gave the training mode back
+    generator = torch.Generator().manual_seed(5)
+    recolored = recolor(images, random_colors(16, generator))
+    attacked = untargeted_pgd(model, recolored, labels, eps=0.1, alpha=0.05, steps=3, generator=generator)
+    torch.testing.assert_close(logits, class_logits(model(attacked)))
+    with torch.no_grad():
+        clean = nn.functional.cross_entropy(class_logits(model(recolored)), labels)
+    assert float(loss.detach()) > float(clean)  # the attack found a worse point of the eps-ball
+
+
+def test_control_recipes_plug_into_fit():
+    ds = ColoredMNIST("train", root=EMBEDDED, limit=64)
+    for recipe in (RecolorAugmentation(), AdversarialTraining(eps=0.1, alpha=0.05, steps=2)):
+        history = fit(SimpleCNN(width=4, hidden=16), ds, recipe=recipe, epochs=1, batch_size=32, quiet=True)
         assert torch.isfinite(torch.tensor(history.metrics["train_loss"])).all()

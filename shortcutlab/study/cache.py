@@ -1,4 +1,5 @@
-"""The study's three models: how each is built and trained, and the cache of trained ones (``pretrained``)."""
+"""The study's three models and its two controls: how each is built and trained, and the cache of trained ones
+(``pretrained``)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,15 @@ from shortcutlab.data import EMBEDDED, ColoredMNIST
 from shortcutlab.devices import resolve_device
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.models import GRLNet, SimpleCNN
-from shortcutlab.train import Consistency, GradientReversal, History, Recipe, erm, fit, load_checkpoint, save_checkpoint
+from shortcutlab.train import (AdversarialTraining, Consistency, GradientReversal, History, Recipe, RecolorAugmentation,
+                               erm, fit, load_checkpoint, save_checkpoint)
 
 STUDY_MODELS = ("cheater", "consistency", "grl")
-MODEL_TITLES = {"cheater": "Cheater baseline", "consistency": "Color consistency", "grl": "GRL + augmentation"}
+# Controls beside the study's three: what recolor augmentation alone does (lesson 4), and a model trained for
+# worst-case robustness (lesson 5).
+CONTROL_MODELS = ("augmentation", "adversarial")
+MODEL_TITLES = {"cheater": "Cheater baseline", "consistency": "Color consistency", "grl": "GRL + augmentation",
+                "augmentation": "Augmentation only", "adversarial": "Adversarial training + augmentation"}
 CURVE_SAMPLES = 2000  # per-epoch curves use the first 2,000 val / hard-test samples; final numbers use all
 
 
@@ -54,12 +60,16 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                              lr_milestones=(2,)),
     "grl": ModelSpec(GRLNet, GradientReversal(color_weight=0.5), epochs=3, lr=3e-3, batch_size=128,
                      lr_milestones=(2,)),
+    # The debiased models' data and schedule without their extra term: what do the objectives add?
+    "augmentation": ModelSpec(SimpleCNN, RecolorAugmentation(), epochs=3, lr=2e-3, batch_size=128, lr_milestones=(2,)),
+    "adversarial": ModelSpec(SimpleCNN, AdversarialTraining(eps=0.05, alpha=0.02, steps=3), epochs=3, lr=2e-3,
+                             batch_size=128, lr_milestones=(2,)),
 }
 # A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
 # these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
 SMALL_TRAIN = 10_000
-SMALL_DATA_SETTINGS: dict[str, dict] = {"consistency": {"epochs": 6, "lr_milestones": (5,)},
-                                         "grl": {"epochs": 6, "lr_milestones": (5,)}}
+SMALL_DATA_SETTINGS: dict[str, dict] = {name: {"epochs": 6, "lr_milestones": (5,)}
+                                         for name in ("consistency", "grl", "augmentation", "adversarial")}
 
 
 def spec_for(name: str, train_size: int) -> ModelSpec:
@@ -164,7 +174,7 @@ def cached_data(checkpoint: Path) -> str | None:
 
 def pretrained(name: str, data: str | None = None, out: str | Path | None = None, seed: int = 42,
                quiet: bool = False, device: str | torch.device | None = "auto") -> nn.Module:
-    """A trained study model (``cheater``, ``consistency``, ``grl``) on ``device`` ("auto": the GPU if there is
+    """A trained study model (``cheater``, ``consistency``, ``grl``, or a control: ``augmentation``, ``adversarial``) on ``device`` ("auto": the GPU if there is
     one), from the ``shortcutlab reproduce`` cache, trained on demand (with a progress bar unless ``quiet``).
 
     ``data`` as for ``--data``; by default the data the cached model was trained on (so a full-MNIST model
