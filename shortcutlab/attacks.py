@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.models import class_logits, eval_mode
+from shortcutlab.models import class_logits, eval_mode, model_device
 
-__all__ = ["AttackResult", "targeted_pgd", "untargeted_pgd"]
+__all__ = ["AttackResult", "robust_accuracy", "targeted_pgd", "untargeted_pgd"]
 
 
 @dataclass(frozen=True)
@@ -181,3 +181,29 @@ def untargeted_pgd(
             delta = torch.clamp(x + alpha * grad.sign() - originals, min=-eps, max=eps)
             x = torch.clamp(originals + delta, min=0, max=1)
     return x.detach()
+
+
+def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, steps: int = 20,
+                    restarts: int = 1, alpha: float | None = None, generator: torch.Generator | None = None,
+                    batch_size: int = 1000) -> torch.Tensor:
+    """Which images (N,) bool a model still classifies correctly under untargeted L_inf PGD within ``eps``: right on
+    the clean image and after each of ``restarts`` attacks (random starts, ``steps`` steps of ``alpha``, default
+    2.5 eps / steps as in Madry et al.). The mean is the robust accuracy; an image counts as fooled if any restart
+    fools it. Runs on the model's device, ``batch_size`` images at a time; the result is on the CPU."""
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"expected restarts to be an int >= 1, got {restarts!r}")
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
+    device = model_device(model)
+    robust = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].to(device)
+        truth = labels[start:start + batch_size].to(device)
+        with torch.no_grad(), eval_mode(model):
+            correct = class_logits(model(batch)).argmax(dim=1) == truth
+        for _ in range(restarts if eps > 0 else 0):
+            attacked = untargeted_pgd(model, batch, truth, eps=eps, alpha=alpha, steps=steps, random_start=True,
+                                      generator=generator)
+            with torch.no_grad(), eval_mode(model):
+                correct &= class_logits(model(attacked)).argmax(dim=1) == truth
+        robust.append(correct.cpu())
+    return torch.cat(robust) if robust else torch.zeros(0, dtype=torch.bool)

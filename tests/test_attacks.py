@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortcutlab.attacks import AttackResult, targeted_pgd, untargeted_pgd
+from shortcutlab.attacks import AttackResult, robust_accuracy, targeted_pgd, untargeted_pgd
 from shortcutlab.interpret import class_logits
 from shortcutlab.models import SimpleCNN
 from shortcutlab.tolerance import tolerance_for
@@ -520,3 +520,46 @@ def test_untargeted_pgd_is_deterministic_per_generator_seed() -> None:
         return untargeted_pgd(model, images, labels, steps=2, generator=torch.Generator().manual_seed(seed))
 
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
+
+
+# --- robust accuracy ---------------------------------------------------------------------------
+
+
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return class_logits(model.eval()(images)).argmax(dim=1) == labels
+
+
+def test_robust_accuracy_at_eps_zero_is_the_clean_correctness() -> None:
+    model = _tiny_net()
+    images, labels = _batch(16)
+    assert torch.equal(robust_accuracy(model, images, labels, 0.0), _correct(model, images, labels))
+
+
+def test_an_image_is_robust_only_if_clean_and_every_restart_leave_it_correct() -> None:
+    model = _tiny_net()
+    images, labels = _batch(16)
+    labels = class_logits(model(images)).argmax(dim=1).detach()  # every clean image correct, so restarts decide
+    got = robust_accuracy(model, images, labels, 0.05, steps=3, restarts=2, generator=torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    expected = torch.ones(16, dtype=torch.bool)
+    for _ in range(2):  # the same generator stream, restart after restart
+        attacked = untargeted_pgd(model, images, labels, eps=0.05, alpha=2.5 * 0.05 / 3, steps=3, generator=generator)
+        expected &= _correct(model, attacked, labels)
+    assert torch.equal(got, expected) and not bool(expected.all())
+
+
+def test_a_model_whose_answer_cannot_change_keeps_its_clean_accuracy_at_every_eps() -> None:
+    class Constant(nn.Module):  # no gradient to follow: what gradient masking looks like to an attack
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 10).index_fill(1, torch.tensor([3]), 1.0) + 0 * x.sum()
+
+    images, labels = _batch(16)
+    for eps in (0.0, 0.1, 0.3):
+        assert torch.equal(robust_accuracy(Constant(), images, labels, eps, steps=2), labels == 3)
+
+
+def test_robust_accuracy_rejects_fewer_than_one_restart() -> None:
+    images, labels = _batch(2)
+    with pytest.raises(ValueError, match="restarts"):
+        robust_accuracy(_tiny_net(), images, labels, 0.1, restarts=0)

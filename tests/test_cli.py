@@ -56,6 +56,12 @@ def test_reproduce_quick_measures_tasks_2_to_6_the_way_the_science_says(quick_ru
     assert models["augmentation"]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
     assert results["attack"]["models"]["adversarial"]["success_rate"] < \
         results["attack"]["models"]["consistency"]["success_rate"] / 2
+    robustness = results["robustness"]
+    curves = {name: entry["robust_accuracy"] for name, entry in robustness["models"].items()}
+    assert set(curves) == set(models) and robustness["eps_grid"][0] == 0
+    at = robustness["eps_grid"].index(0.05)
+    assert curves["adversarial"][at] > curves["consistency"][at] + 0.3  # adversarial training buys robustness
+    assert all(curve[-1] <= 0.05 for curve in curves.values())  # at eps 0.3 the attack wins against every model
     actmax = results["actmax"]["models"]
     assert actmax["cheater"]["mean_class_color_pixel_share"] > 3 * actmax["consistency"]["mean_class_color_pixel_share"]
     attack = results["attack"]

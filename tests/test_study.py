@@ -63,6 +63,30 @@ def test_the_controls_share_the_debiased_models_data_and_schedule():
     assert MODEL_SPECS["adversarial"].recipe.eps == 0.05  # the budget of lesson 5's attack
 
 
+def test_robustness_curves_flag_a_model_an_attack_cannot_move_as_possible_gradient_masking():
+    import torch
+    from torch import nn
+
+    from shortcutlab.study.task5_attacks import QUICK_ROBUSTNESS, robustness_entry, robustness_report
+
+    class Constant(nn.Module):  # zero input gradient: the attack is blind, so accuracy never falls
+        def forward(self, x):
+            return torch.zeros(len(x), 10).index_fill(1, torch.tensor([3]), 1.0) + 0 * x.sum()
+
+    images = torch.rand(20, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([3] * 10 + [1] * 10)
+    settings = replace(QUICK_ROBUSTNESS, steps=2, check_steps=3)
+    entry = robustness_entry(Constant(), images, labels, settings)
+    assert entry["clean_accuracy"] == 0.5 and entry["robust_accuracy"] == [0.5] * len(settings.eps_grid)
+    assert entry["success_rate_on_correct"] == [0.0] * len(settings.eps_grid)
+    assert len(entry["warnings"]) == 1 and "does not drive accuracy to 0" in entry["warnings"][0]
+    robustness = {**{k: v for k, v in settings.__dict__.items()}, "eps_grid": list(settings.eps_grid),
+                  "check_eps": list(settings.check_eps), "count": 20, "models": {"cheater": entry}}
+    text = "\n".join(robustness_report(robustness))
+    assert "| Cheater baseline | 50.00% | 50.00% (0.00%) |" in text
+    assert "violated: Cheater baseline: robust accuracy 50.00%" in text
+
+
 def test_pretrained_models_are_cached_in_the_course_roots_artifacts_from_any_subfolder(tmp_path, monkeypatch):
     from shortcutlab.study.cache import default_artifacts
 
