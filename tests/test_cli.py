@@ -16,11 +16,12 @@ from shortcutlab.study import parse_tasks
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, study_artifacts):
-    """`reproduce --quick` over all tasks (0-6), starting from the run's trained models: --quick and
-    pretrained() on the embedded digits share one cache, so this also proves the cache key matches."""
+    """`reproduce --quick --adversarial --full-curves` over all tasks (0-6), starting from the run's trained models:
+    --quick and pretrained() on the embedded digits share one cache, so this also proves the cache key matches."""
     out = tmp_path_factory.mktemp("study") / "artifacts"
     shutil.copytree(study_artifacts / "models", out / "models")
-    assert main(["reproduce", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert main(["reproduce", "--quick", "--adversarial", "--full-curves", "--out", str(out), "--quiet", "--device",
+                 "cpu"]) == 0
     return out
 
 

@@ -38,15 +38,16 @@ def test_every_model_a_lesson_loads_is_a_study_spec_that_reproduce_trains_and_th
 
     from conftest import STUDY_MODEL_NAMES
 
-    from shortcutlab.study import task4_debiasing, task5_attacks
+    from shortcutlab.study.context import Study, StudyConfig
 
     solutions = Path(__file__).resolve().parents[1] / "solutions"
     loaded = {name for path in solutions.glob("*.ipynb")
               for name in re.findall(r'pretrained\(\\?"(\w+)', path.read_text())}
     assert {"cheater", "consistency", "grl", "augmentation", "adversarial"} <= loaded
     assert loaded <= set(MODEL_SPECS) == set(STUDY_MODEL_NAMES)
-    # a shared read-only cache is filled by `shortcutlab reproduce --out`, so it must train every lesson model
-    assert loaded <= set(task4_debiasing.MODELS) | set(task5_attacks.MODELS)
+    # a shared read-only cache is filled by `shortcutlab reproduce --out DIR --adversarial`: every lesson model
+    assert loaded <= set(Study(StudyConfig(adversarial=True, device="cpu")).model_names)
+    assert "adversarial" not in Study(StudyConfig(device="cpu")).model_names  # the costliest model is opt-in
 
 
 def test_the_controls_share_the_debiased_models_data_and_schedule():
@@ -67,7 +68,7 @@ def test_robustness_curves_flag_a_model_an_attack_cannot_move_as_possible_gradie
     import torch
     from torch import nn
 
-    from shortcutlab.study.task5_attacks import QUICK_ROBUSTNESS, robustness_entry, robustness_report
+    from shortcutlab.study.task5_attacks import robustness_entry, robustness_report, robustness_settings
 
     class Constant(nn.Module):  # zero input gradient: the attack is blind, so accuracy never falls
         def forward(self, x):
@@ -75,7 +76,7 @@ def test_robustness_curves_flag_a_model_an_attack_cannot_move_as_possible_gradie
 
     images = torch.rand(20, 3, 28, 28, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([3] * 10 + [1] * 10)
-    settings = replace(QUICK_ROBUSTNESS, steps=2, check_steps=3)
+    settings = replace(robustness_settings(quick=True, full_curves=True), steps=2, check_steps=3)
     entry = robustness_entry(Constant(), images, labels, settings)
     assert entry["clean_accuracy"] == 0.5 and entry["robust_accuracy"] == [0.5] * len(settings.eps_grid)
     assert entry["success_rate_on_correct"] == [0.0] * len(settings.eps_grid)

@@ -156,7 +156,7 @@ def test_adversarial_training_loss_is_cross_entropy_on_attacked_recolored_images
 
     model = SimpleCNN(width=4, hidden=16).train()
     images, labels, colors = (t[:16] for t in ColoredMNIST("train", root=EMBEDDED, limit=16).tensors())
-    recipe = AdversarialTraining(eps=0.1, alpha=0.05, steps=3)
+    recipe = AdversarialTraining(eps=0.1, alpha=0.05, steps=3, clean_weight=0.0)
     loss, logits = recipe(model, images, labels, colors, torch.Generator().manual_seed(5))
     assert model.training  # the attack ran in eval mode and gave the training mode back
     generator = torch.Generator().manual_seed(5)
@@ -166,6 +166,24 @@ def test_adversarial_training_loss_is_cross_entropy_on_attacked_recolored_images
     with torch.no_grad():
         clean = nn.functional.cross_entropy(class_logits(model(recolored)), labels)
     assert float(loss.detach()) > float(clean)  # the attack found a worse point of the eps-ball
+
+
+def test_adversarial_training_mixes_the_clean_and_the_attacked_cross_entropy_at_clean_weight():
+    from shortcutlab.attacks import untargeted_pgd
+    from shortcutlab.data import recolor
+    from shortcutlab.train import random_colors
+
+    model = SimpleCNN(width=4, hidden=16).eval()  # eval: BatchNorm treats the two halves as separate batches would
+    images, labels, colors = (t[:16] for t in ColoredMNIST("train", root=EMBEDDED, limit=16).tensors())
+    loss, logits = AdversarialTraining(eps=0.1, alpha=0.05, steps=2, clean_weight=0.25)(
+        model, images, labels, colors, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    recolored = recolor(images, random_colors(16, generator))
+    attacked = untargeted_pgd(model, recolored, labels, eps=0.1, alpha=0.05, steps=2, generator=generator)
+    clean_logits, attacked_logits = class_logits(model(recolored)), class_logits(model(attacked))
+    torch.testing.assert_close(logits, attacked_logits)
+    torch.testing.assert_close(loss, 0.25 * nn.functional.cross_entropy(clean_logits, labels)
+                               + 0.75 * nn.functional.cross_entropy(attacked_logits, labels))
 
 
 def test_control_recipes_plug_into_fit():

@@ -62,7 +62,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                      lr_milestones=(2,)),
     # The debiased models' data and schedule without their extra term: what do the objectives add?
     "augmentation": ModelSpec(SimpleCNN, RecolorAugmentation(), epochs=3, lr=2e-3, batch_size=128, lr_milestones=(2,)),
-    "adversarial": ModelSpec(SimpleCNN, AdversarialTraining(eps=0.05, alpha=0.02, steps=3), epochs=3, lr=2e-3,
+    "adversarial": ModelSpec(SimpleCNN, AdversarialTraining(eps=0.05, alpha=0.02, steps=3, clean_weight=0.5), epochs=3, lr=2e-3,
                              batch_size=128, lr_milestones=(2,)),
 }
 # A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
@@ -106,8 +106,9 @@ def _writable(models_dir: Path, name: str) -> None:
         pass
     if not os.access(models_dir, os.W_OK):
         raise ShortcutlabError(f"the model cache {models_dir} has no usable {name} model and cannot be written to (a "
-                               f"read-only shared cache?); train it there once, e.g. `shortcutlab reproduce --out "
-                               f"{models_dir.parent}`, or point SHORTCUTLAB_ARTIFACTS at a folder you can write")
+                               f"read-only shared cache?); train every lesson's model there once, e.g. `shortcutlab "
+                               f"reproduce --out {models_dir.parent} --adversarial`, or point SHORTCUTLAB_ARTIFACTS at "
+                               "a folder you can write")
 
 
 def load_or_train(name: str, train: ColoredMNIST, curve_splits: dict[str, ColoredMNIST], models_dir: Path, *,

@@ -11,7 +11,7 @@ from shortcutlab import plots
 from shortcutlab.data import COLOR_NAMES, ColoredMNIST
 from shortcutlab.devices import resolve_device
 from shortcutlab.metrics import recolor_test
-from shortcutlab.study.cache import load_or_train
+from shortcutlab.study.cache import CONTROL_MODELS, STUDY_MODELS, load_or_train
 from shortcutlab.train import evaluate
 
 
@@ -27,6 +27,8 @@ class StudyConfig:
     quiet: bool = False
     seed: int = 42
     device: str = "auto"  # auto (CUDA when available), cpu, cuda or cuda:<index>
+    adversarial: bool = False  # also train and measure the adversarially trained control (opt-in: the costliest model)
+    full_curves: bool = False  # robustness at eps 0 to 0.3 with the gradient-masking checks, not three budgets
 
 
 @dataclass
@@ -40,6 +42,11 @@ class Study:
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.config.device)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models this run trains and compares: the study's three, the controls (adversarial training opt-in)."""
+        return (*STUDY_MODELS, *(n for n in CONTROL_MODELS if n != "adversarial" or self.config.adversarial))
 
     @property
     def out(self) -> Path:

@@ -13,22 +13,20 @@ TITLE = "Debiasing: color consistency and gradient reversal"
 REPORT_ACCURACY = {"consistency": {"easy_val_accuracy": 0.97, "hard_test_accuracy": 0.9627},
                    "grl": {"easy_val_accuracy": 0.96, "hard_test_accuracy": 0.9277}, "cheater": REPORT_CHEATER}
 PASS_MARK = 0.7  # the report's "> 70% on the hard test" goal
-# The study's models and, beside them, the controls: recolor augmentation alone, and adversarial training on the
-# same data (lessons 4 and 5 show them too).
-MODELS = (*STUDY_MODELS, *CONTROL_MODELS)
 
 
 def run(study: Study) -> None:
     """Accuracies, training curves, hard-test confusions and recolor-invariance proofs of the three models and the
-    controls."""
-    for name in MODELS:
+    controls (recolor augmentation alone; adversarial training with --adversarial)."""
+    names = study.model_names
+    for name in names:
         if "hard_test_accuracy" not in study.results.get("models", {}).get(name, {}):
             study.evaluate_model(name)
     models = study.results["models"]
-    study.figure("task4_training_curves", plots.training_curves({n: models[n]["history"] for n in MODELS}))
+    study.figure("task4_training_curves", plots.training_curves({n: models[n]["history"] for n in names}))
     study.figure("task4_confusion", plots.confusion_matrices(
-        {n: torch.tensor(models[n]["hard_test_confusion"]) for n in MODELS}, "hard test"))
-    study.record_recolor_test("recolor_invariance", MODELS)
+        {n: torch.tensor(models[n]["hard_test_confusion"]) for n in names}, "hard test"))
+    study.record_recolor_test("recolor_invariance", names)
 
 
 def report(results: dict) -> list[str]:
@@ -39,7 +37,7 @@ def report(results: dict) -> list[str]:
     lines = ["## Task 4: Debiasing", "",
              "| Model | Easy val (report) | Easy val (ours) | Hard test (report) | Hard test (ours) | > 70% | "
              "Train time |", "|---|---|---|---|---|---|---|"]
-    for name in MODELS:
+    for name in (*STUDY_MODELS, *CONTROL_MODELS):
         if "hard_test_accuracy" in models.get(name, {}):
             ours, report = models[name], REPORT_ACCURACY.get(name)
             title = MODEL_TITLES[name] + (" (control)" if name in CONTROL_MODELS else "")
