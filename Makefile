@@ -1,7 +1,8 @@
 # Two entry points, each sets up .venv on first use:
 #   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
-#   make test        -> the test suite (about 5 minutes on 2 cores)
-#   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, every stub, grading unsandboxed)
+#   make test        -> the test suite (about 4.5 minutes on 2 cores)
+#   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, an nbgrader round, every stub,
+#                       grading unsandboxed)
 #   make test-pythons -> a smoke test on every Python pyenv has in the supported range (downloads torch for each)
 #   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
 #   make lab         -> the lessons in JupyterLab, in work/ (a copy `shortcutlab release` never overwrites)

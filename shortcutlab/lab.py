@@ -93,4 +93,10 @@ def open_lab(root: Path, extra: list[str]) -> int:
     copy = prepare(root / "lessons", root / WORK_FOLDER)
     for line in copy.summary():
         print(line, flush=True)
-    return subprocess.call(lab_command(copy.folder, extra))
+    command = lab_command(copy.folder, extra)
+    if os.name == "posix":
+        # Become JupyterLab, so that stopping this process (Ctrl-C, a terminal closed, a service manager's SIGTERM)
+        # stops the server too, instead of leaving it orphaned and serving.
+        sys.stdout.flush()
+        os.execv(command[0], command)
+    return subprocess.call(command)

@@ -16,12 +16,11 @@ from shortcutlab.study import parse_tasks
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, study_artifacts):
-    """`reproduce --quick --adversarial --full-curves` over all tasks (0-6), starting from the run's trained models:
+    """`reproduce --quick` over all tasks (0-6), starting from the run's trained models:
     --quick and pretrained() on the embedded digits share one cache, so this also proves the cache key matches."""
     out = tmp_path_factory.mktemp("study") / "artifacts"
     shutil.copytree(study_artifacts / "models", out / "models")
-    assert main(["reproduce", "--quick", "--adversarial", "--full-curves", "--out", str(out), "--quiet", "--device",
-                 "cpu"]) == 0
+    assert main(["reproduce", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     return out
 
 
@@ -53,16 +52,15 @@ def test_reproduce_quick_measures_tasks_2_to_6_the_way_the_science_says(quick_ru
         assert {"easy_val_accuracy", "hard_test_accuracy", "train_seconds"} <= set(models[name])
         assert models[name]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
     assert results["recolor_invariance"]["correct"]["consistency"] >= 9
-    # the controls: recolor augmentation alone already repairs the shortcut; adversarial training resists the attack
+    # the control: recolor augmentation alone already repairs the shortcut (adversarial training is opt-in: its
+    # science is tested in test_metrics.py on the same cached models)
     assert models["augmentation"]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
-    assert results["attack"]["models"]["adversarial"]["success_rate"] < \
-        results["attack"]["models"]["consistency"]["success_rate"] / 2
+    assert "adversarial" not in models
     robustness = results["robustness"]
     curves = {name: entry["robust_accuracy"] for name, entry in robustness["models"].items()}
-    assert set(curves) == set(models) and robustness["eps_grid"][0] == 0
-    at = robustness["eps_grid"].index(0.05)
-    assert curves["adversarial"][at] > curves["consistency"][at] + 0.3  # adversarial training buys robustness
-    assert all(curve[-1] <= 0.05 for curve in curves.values())  # at eps 0.3 the attack wins against every model
+    assert set(curves) == set(models) and robustness["eps_grid"] == [0.0, 0.02, 0.05]
+    # each budget is attacked on its own, so nothing but the models makes these curves fall monotonically
+    assert all(a >= b for curve in curves.values() for a, b in zip(curve, curve[1:]))
     actmax = results["actmax"]["models"]
     assert actmax["cheater"]["mean_class_color_pixel_share"] > 3 * actmax["consistency"]["mean_class_color_pixel_share"]
     attack = results["attack"]
@@ -130,3 +128,13 @@ def test_missing_data_folder_exits_2_naming_it(tmp_path, capsys):
 def test_module_entry_point_shows_help():
     done = subprocess.run([sys.executable, "-m", "shortcutlab", "reproduce", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--quick" in done.stdout
+
+
+def test_the_opt_in_flags_reach_the_study_and_the_default_run_leaves_them_out(tmp_path, monkeypatch):
+    import shortcutlab.study
+
+    seen = []
+    monkeypatch.setattr(shortcutlab.study, "run_study", seen.append)
+    assert main(["reproduce", "--quick", "--adversarial", "--full-curves", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", "--quick", "--out", str(tmp_path)]) == 0
+    assert [(c.adversarial, c.full_curves) for c in seen] == [(True, True), (False, False)]

@@ -112,4 +112,7 @@ def test_shortcutlab_lab_serves_the_working_copy_in_jupyterlab(tmp_path):
             server.kill()
             server.wait()
     assert {p.name for p in (ROOT / "lessons").glob("*.ipynb")} <= listed
+    # stopping `shortcutlab lab` stopped the server: nothing is left serving on the port
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
     assert seen[0].startswith("lessons in ") and (root / "work" / "00_colored_mnist.ipynb").is_file()

@@ -109,3 +109,22 @@ def test_penultimate_activations_are_the_models_features_in_batches():
         expected = model.features(images)
     tol = torch.finfo(torch.float32).eps * 64 * max(1.0, float(expected.abs().max()))
     assert (acts - expected).abs().max() <= tol
+
+
+def test_adversarial_training_resists_the_attacks_that_fool_the_consistency_model(study_artifacts):
+    """The science of lesson 5 and task 5 on the embedded digits: the adversarially trained control is rarely pushed
+    from 7 to 3 and keeps most of its accuracy at eps 0.05, where the debiased model falls."""
+    from shortcutlab.attacks import robust_accuracy, targeted_pgd
+    from shortcutlab.study import pretrained
+
+    models = {name: pretrained(name, data="embedded", out=study_artifacts, quiet=True, device="cpu")
+              for name in ("consistency", "adversarial")}
+    images, labels, _ = ColoredMNIST("hard_test", root="embedded").tensors()
+    sevens = images[labels == 7][:64]
+    success = {name: float(targeted_pgd(model, sevens, torch.full((len(sevens),), 3), eps=0.05, alpha=0.01, steps=40,
+                                        stop_confidence=0.9).success.float().mean()) for name, model in models.items()}
+    robust = {name: float(robust_accuracy(model, images[:200], labels[:200], 0.05, steps=10,
+                                          generator=torch.Generator().manual_seed(0)).float().mean())
+              for name, model in models.items()}
+    assert success["adversarial"] < success["consistency"] / 2
+    assert robust["adversarial"] > robust["consistency"] + 0.3

@@ -78,7 +78,7 @@ def test_the_readmes_gradescope_local_run(tmp_path):
     assert results["score"] == pytest.approx(full)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # an nbgrader round (about 35 s on 2 cores): make test-slow, which CI runs too
 def test_the_readmes_nbgrader_round(tmp_path, study_artifacts):
     """export-nbgrader -> generate_assignment -> autograde -> export: alice's solution gets every check cell's
     points; the written-answer cells wait for manual grading but count in max_score."""
