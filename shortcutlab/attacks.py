@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortcutlab.models import class_logits, eval_mode, model_device
+from shortcutlab.train import predict_logits
 
 __all__ = ["AttackResult", "robust_accuracy", "targeted_pgd", "untargeted_pgd"]
 
@@ -141,7 +142,6 @@ def targeted_pgd(
     return AttackResult(images=x.detach(), success=reached, steps=first_success, confidence=confidence)
 
 
-
 def _random_start(originals: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
     """clamp(x + U(-eps, eps), 0, 1), the noise drawn on the generator's device (a CPU generator also seeds a GPU
     attack) with uniform_ on an empty tensor, as torchattacks draws it."""
@@ -198,12 +198,10 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(device)
         truth = labels[start:start + batch_size].to(device)
-        with torch.no_grad(), eval_mode(model):
-            correct = class_logits(model(batch)).argmax(dim=1) == truth
+        correct = predict_logits(model, batch).argmax(dim=1) == truth
         for _ in range(restarts if eps > 0 else 0):
             attacked = untargeted_pgd(model, batch, truth, eps=eps, alpha=alpha, steps=steps, random_start=True,
                                       generator=generator)
-            with torch.no_grad(), eval_mode(model):
-                correct &= class_logits(model(attacked)).argmax(dim=1) == truth
+            correct &= predict_logits(model, attacked).argmax(dim=1) == truth
         robust.append(correct.cpu())
     return torch.cat(robust) if robust else torch.zeros(0, dtype=torch.bool)

@@ -464,7 +464,8 @@ def test_target_confidence_rises_and_a_sign_flipped_variant_fails_that_check() -
 # --- untargeted PGD (adversarial training's inner maximisation) --------------------------------
 
 
-@pytest.mark.parametrize(("eps", "alpha", "steps", "train_mode"), [(0.1, 0.025, 10, False), (8 / 255, 2 / 255, 5, True)])
+@pytest.mark.parametrize(("eps", "alpha", "steps", "train_mode"),
+                         [(0.1, 0.025, 10, False), (8 / 255, 2 / 255, 5, True)])
 def test_untargeted_pgd_matches_torchattacks_pgd(eps: float, alpha: float, steps: int, train_mode: bool) -> None:
     model = _tiny_net()
     images, labels = _batch()

@@ -58,6 +58,17 @@ def test_measures_keep_model_numbers_and_leave_out_settings_timings_and_curves()
                                  "robustness.models.grl.robust_accuracy.1": 0.1}
 
 
+def test_no_task_setting_is_averaged_as_a_measure():
+    from dataclasses import asdict
+
+    from shortcutlab.study.task5_attacks import ROBUSTNESS
+    from shortcutlab.study.task6_sae import SAESettings
+
+    results = {"sae": {**asdict(SAESettings()), "d_in": 128, "d_hidden": 1024, "train_samples": 10_000, "fvu": 0.01},
+               "robustness": {**asdict(ROBUSTNESS), "models": {"grl": {"clean_accuracy": 0.98}}}}
+    assert measures(results) == {"sae.fvu": 0.01, "robustness.models.grl.clean_accuracy": 0.98}
+
+
 def test_the_summary_compares_the_debiased_models_and_the_report_and_the_page_says_what_holds():
     def seed(consistency: float, grl: float) -> dict:
         return {"models": {"consistency": {"easy_val_accuracy": 0.98, "hard_test_accuracy": consistency},

@@ -62,8 +62,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                      lr_milestones=(2,)),
     # The debiased models' data and schedule without their extra term: what do the objectives add?
     "augmentation": ModelSpec(SimpleCNN, RecolorAugmentation(), epochs=3, lr=2e-3, batch_size=128, lr_milestones=(2,)),
-    "adversarial": ModelSpec(SimpleCNN, AdversarialTraining(eps=0.05, alpha=0.02, steps=3, clean_weight=0.5), epochs=3, lr=2e-3,
-                             batch_size=128, lr_milestones=(2,)),
+    "adversarial": ModelSpec(SimpleCNN, AdversarialTraining(eps=0.05, alpha=0.02, steps=3, clean_weight=0.5),
+                             epochs=3, lr=2e-3, batch_size=128, lr_milestones=(2,)),
 }
 # A small train split (the 3,600 embedded digits of --quick and of offline machines) needs more passes:
 # these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
@@ -175,8 +175,9 @@ def cached_data(checkpoint: Path) -> str | None:
 
 def pretrained(name: str, data: str | None = None, out: str | Path | None = None, seed: int = 42,
                quiet: bool = False, device: str | torch.device | None = "auto") -> nn.Module:
-    """A trained study model (``cheater``, ``consistency``, ``grl``, or a control: ``augmentation``, ``adversarial``) on ``device`` ("auto": the GPU if there is
-    one), from the ``shortcutlab reproduce`` cache, trained on demand (with a progress bar unless ``quiet``).
+    """A trained study model (``cheater``, ``consistency``, ``grl``, or a control: ``augmentation``,
+    ``adversarial``) on ``device`` ("auto": the GPU if there is one), from the ``shortcutlab reproduce`` cache,
+    trained on demand (with a progress bar unless ``quiet``).
 
     ``data`` as for ``--data``; by default the data the cached model was trained on (so a full-MNIST model
     from ``make reproduce ARGS=--data ...`` is reused, never replaced), else the embedded digits.

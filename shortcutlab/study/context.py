@@ -1,7 +1,7 @@
 """One run of the study: its configuration and the state its tasks share (splits, models, results, figures)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,10 @@ class StudyConfig:
     device: str = "auto"  # auto (CUDA when available), cpu, cuda or cuda:<index>
     adversarial: bool = False  # also train and measure the adversarially trained control (opt-in: the costliest model)
     full_curves: bool = False  # robustness at eps 0 to 0.3 with the gradient-masking checks, not three budgets
+
+    def record(self) -> dict:
+        """The configuration as results.json keeps it (paths as text)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @dataclass

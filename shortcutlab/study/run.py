@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
@@ -62,7 +61,7 @@ def run_study(config: StudyConfig) -> dict:
     out = Path(config.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     study = Study(config)
-    study.results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    study.results["config"] = config.record()
     study.results["config"]["resolved_device"] = str(study.device)
     timings = {}
     for number in config.tasks:

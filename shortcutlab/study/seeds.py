@@ -6,7 +6,7 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from scipy import stats
@@ -14,14 +14,20 @@ from scipy import stats
 from shortcutlab.study.cache import CONTROL_MODELS, MODEL_TITLES, STUDY_MODELS
 from shortcutlab.study.context import StudyConfig
 from shortcutlab.study.formatting import pct
+from shortcutlab.study.task2_actmax import ActmaxSettings
+from shortcutlab.study.task3_gradcam import GradCamSettings
 from shortcutlab.study.task4_debiasing import REPORT_ACCURACY
+from shortcutlab.study.task5_attacks import AttackSettings, RobustnessSettings
+from shortcutlab.study.task6_sae import SAESettings
 
 CONFIDENCE = 0.95
-# Numbers that describe a run rather than measure a model: never averaged.
-NOT_MEASURES = {"config", "timing", "figures", "history", "train_seconds", "cached", "train_size", "epochs", "lr",
-                "lr_milestones", "batch_size", "recipe", "count", "seed", "steps", "restarts", "eps", "alpha",
-                "eps_grid", "check_eps", "check_steps", "masking_floor", "stop_confidence", "source_digit", "target",
-                "eps_curve_count", "example", "digit", "predictions", "hard_test_confusion", "splits", "data"}
+# Numbers that describe a run rather than measure a model, never averaged: every field of a task's settings (each
+# task records its settings beside its measures) and the run's own records.
+RUN_RECORDS = {"config", "timing", "figures", "history", "train_seconds", "cached", "train_size", "recipe",
+               "lr_milestones", "seed", "digit", "example", "predictions", "hard_test_confusion", "splits", "data",
+               "d_in", "d_hidden", "train_samples"}
+NOT_MEASURES = RUN_RECORDS | {f.name for settings in (ActmaxSettings, GradCamSettings, AttackSettings,
+                                                      RobustnessSettings, SAESettings) for f in fields(settings)}
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,11 @@ class Interval:
         """Whether the interval rules ``value`` out (never with fewer than two seeds)."""
         return self.n >= 2 and (self.low > value or self.high < value)
 
-    def text(self, as_percent: bool = True) -> str:
-        """'98.50% ± 0.12% (n = 5)' or, for one seed, '98.50%'."""
-        show = pct if as_percent else (lambda v: f"{v:.4g}")
+    def text(self) -> str:
+        """A fraction as '98.50% ± 0.12% (n = 5)' or, for one seed, '98.50%'."""
         if self.n < 2:
-            return show(self.mean)
-        return f"{show(self.mean)} ± {show(self.high - self.mean).lstrip('+')} (n = {self.n})"
+            return pct(self.mean)
+        return f"{pct(self.mean)} ± {pct(self.high - self.mean)} (n = {self.n})"
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
@@ -143,13 +148,11 @@ def render(summary: dict, folders: dict[int, str]) -> str:
     def cell(path: str) -> str:
         return Interval(**intervals[path]).text() if path in intervals else "-"
 
+    grid = summary.get("eps_grid") or []
     for name in (*STUDY_MODELS, *CONTROL_MODELS):
         if f"models.{name}.hard_test_accuracy" not in intervals:
             continue
-        robust = "-"
-        grid = summary.get("eps_grid") or []
-        if 0.05 in grid:
-            robust = cell(f"robustness.models.{name}.robust_accuracy.{grid.index(0.05)}")
+        robust = cell(f"robustness.models.{name}.robust_accuracy.{grid.index(0.05)}") if 0.05 in grid else "-"
         lines.append(f"| {MODEL_TITLES[name]} | {cell(f'models.{name}.easy_val_accuracy')} | "
                      f"{cell(f'models.{name}.hard_test_accuracy')} | {cell(f'attack.models.{name}.success_rate')} | "
                      f"{robust} |")
@@ -179,8 +182,7 @@ def run_seeds(config: StudyConfig, count: int, run_one) -> dict:
     robustness = per_seed[config.seed].get("robustness")
     if robustness:
         summary["eps_grid"] = robustness["eps_grid"]
-    results = {"config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-                          "seeds": count}, "per_seed": folders, "across_seeds": summary}
+    results = {"config": {**config.record(), "seeds": count}, "per_seed": folders, "across_seeds": summary}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(render(summary, folders))

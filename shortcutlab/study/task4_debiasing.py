@@ -44,7 +44,8 @@ def report(results: dict) -> list[str]:
             lines.append(f"| {title} | {'~' + pct(report['easy_val_accuracy']) if report else '-'} | "
                          f"{pct(ours['easy_val_accuracy'])} | {pct(report['hard_test_accuracy']) if report else '-'} | "
                          f"{pct(ours['hard_test_accuracy'])} | "
-                         f"{'✓' if ours['hard_test_accuracy'] > PASS_MARK else '✗'} | {ours['train_seconds']:.0f} s |")
+                         f"{'✓' if ours['hard_test_accuracy'] > PASS_MARK else '✗'} | "
+                         f"{ours['train_seconds']:.0f} s |")
     invariance = results.get("recolor_invariance")
     if invariance:
         lines += ["", f"Recolor invariance (digit {invariance['digit']} in ten colors, report: 10/10 for both "

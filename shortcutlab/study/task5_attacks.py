@@ -195,7 +195,8 @@ def robustness_report(robustness: dict | None) -> list[str]:
         return []
     grid = robustness["eps_grid"]
     lines = ["### Robustness: untargeted PGD across budgets", "",
-             f"The first {robustness['count']} hard-test images, each eps attacked on its own: {robustness['restarts']} "
+             f"The first {robustness['count']} hard-test images, each eps attacked on its own: "
+             f"{robustness['restarts']} "
              f"random start(s) of {robustness['steps']} steps of 2.5 eps / steps; an image counts as robust when no "
              "restart changes its (correct) class. Robust accuracy per eps (success rate on the images first "
              "classified correctly in brackets):", "",
