@@ -189,7 +189,8 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     """Which images (N,) bool a model still classifies correctly under untargeted L_inf PGD within ``eps``: right on
     the clean image and after each of ``restarts`` attacks (random starts, ``steps`` steps of ``alpha``, default
     2.5 eps / steps as in Madry et al.). The mean is the robust accuracy; an image counts as fooled if any restart
-    fools it. Runs on the model's device, ``batch_size`` images at a time; the result is on the CPU."""
+    fools it, so, as in AutoAttack, each restart attacks only the images still correct. Runs on the model's device,
+    ``batch_size`` images at a time; the result is on the CPU."""
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise ValueError(f"expected restarts to be an int >= 1, got {restarts!r}")
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
@@ -200,8 +201,11 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         truth = labels[start:start + batch_size].to(device)
         correct = predict_logits(model, batch).argmax(dim=1) == truth
         for _ in range(restarts if eps > 0 else 0):
-            attacked = untargeted_pgd(model, batch, truth, eps=eps, alpha=alpha, steps=steps, random_start=True,
-                                      generator=generator)
-            correct &= predict_logits(model, attacked).argmax(dim=1) == truth
+            left = torch.nonzero(correct).flatten()
+            if not len(left):
+                break
+            attacked = untargeted_pgd(model, batch[left], truth[left], eps=eps, alpha=alpha, steps=steps,
+                                      random_start=True, generator=generator)
+            correct[left] = predict_logits(model, attacked).argmax(dim=1) == truth[left]
         robust.append(correct.cpu())
     return torch.cat(robust) if robust else torch.zeros(0, dtype=torch.bool)

@@ -544,10 +544,32 @@ def test_an_image_is_robust_only_if_clean_and_every_restart_leave_it_correct() -
     got = robust_accuracy(model, images, labels, 0.05, steps=3, restarts=2, generator=torch.Generator().manual_seed(4))
     generator = torch.Generator().manual_seed(4)
     expected = torch.ones(16, dtype=torch.bool)
-    for _ in range(2):  # the same generator stream, restart after restart
-        attacked = untargeted_pgd(model, images, labels, eps=0.05, alpha=2.5 * 0.05 / 3, steps=3, generator=generator)
-        expected &= _correct(model, attacked, labels)
+    for _ in range(2):  # the same generator stream, each restart on the images still correct
+        left = torch.nonzero(expected).flatten()
+        attacked = untargeted_pgd(model, images[left], labels[left], eps=0.05, alpha=2.5 * 0.05 / 3, steps=3,
+                                  generator=generator)
+        expected[left] = _correct(model, attacked, labels[left])
     assert torch.equal(got, expected) and not bool(expected.all())
+
+
+def test_robust_accuracy_never_attacks_an_image_already_fooled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shortcutlab.attacks as attacks_module
+
+    model = _tiny_net()
+    images, labels = _batch(16)
+    labels = class_logits(model(images)).argmax(dim=1).detach()
+    labels[:4] = (labels[:4] + 1) % 10  # four images wrong before any attack
+    attacked_counts = []
+
+    def counting(model, images, *args, **kwargs):
+        attacked_counts.append(len(images))
+        return untargeted_pgd(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(attacks_module, "untargeted_pgd", counting)
+    robust = robust_accuracy(model, images, labels, 0.05, steps=3, restarts=3,
+                             generator=torch.Generator().manual_seed(4))
+    assert attacked_counts[0] == 12 and not robust[:4].any()
+    assert all(later <= earlier for earlier, later in zip(attacked_counts, attacked_counts[1:]))
 
 
 def test_a_model_whose_answer_cannot_change_keeps_its_clean_accuracy_at_every_eps() -> None:
