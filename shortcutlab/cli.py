@@ -11,14 +11,20 @@ from shortcutlab.errors import ShortcutlabError
 def _reproduce(args: argparse.Namespace) -> int:
     from shortcutlab.data import EMBEDDED
     from shortcutlab.study import TASKS, StudyConfig, parse_tasks, run_study
+    from shortcutlab.study.sweep import parse_rates
 
     tasks = parse_tasks(args.tasks) if args.tasks else tuple(TASKS)
     if args.seeds < 1:
         raise ShortcutlabError(f"--seeds takes a number of seeds >= 1; got {args.seeds}")
     data = args.data if args.data is not None else (EMBEDDED if args.quick else None)
+    rates = parse_rates(args.dominant_rates) if args.dominant_rates else ()
     config = StudyConfig(data=data, out=Path(args.out), tasks=tasks, quick=args.quick, force=args.force,
                          quiet=args.quiet, seed=args.seed, device=args.device, adversarial=args.adversarial,
-                         full_curves=args.full_curves)
+                         full_curves=args.full_curves, grl_ablation=args.grl_ablation, dominant_rates=rates)
+    if not args.quiet:
+        from shortcutlab.study.estimate import estimate
+
+        print(f"[shortcutlab] {estimate(config, args.seeds).text()}", flush=True)
     if args.seeds == 1:
         run_study(config)
     else:
@@ -213,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--full-curves", action="store_true",
                            help="robust accuracy at seven budgets from eps 0 to 0.3, with the gradient-masking checks, "
                                 "instead of three (0, 0.02, 0.05)")
+    reproduce.add_argument("--grl-ablation", action="store_true",
+                           help="also train GRL without recolored data (the adversary on the images' own colors) and "
+                                "at color weights 0.1 and 2, beside the default 0.5 (five models more)")
+    reproduce.add_argument("--dominant-rates", metavar="LIST",
+                           help="correlation sweep: train ERM, consistency, GRL and GRL without recolored data at each "
+                                "dominant-color rate, e.g. 0.95,0.98,0.99,0.995,1.0, and plot hard-test accuracy "
+                                "against the rate (four models per rate; those at 0.95 are the study's)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     reproduce.add_argument("--device", default="auto", metavar="DEVICE",
                            help="where to train and measure: auto (a CUDA GPU if torch sees one, else the CPU), "

@@ -48,6 +48,11 @@ PALETTE = torch.tensor(
 )
 """(10, 3) float32 RGB in [0, 1]; row k is the color of COLOR_NAMES[k]."""
 
+DOMINANT_RATE = 0.95  # the report's train/val splits: each digit in its own color 95% of the time
+# At 1 / NUM_CLASSES every digit takes each color equally often: color carries no label information.
+UNINFORMATIVE_RATE = 1 / NUM_CLASSES
+WHITE = torch.ones(3)
+
 BACKGROUND_RANGE = (0.1, 0.3)
 TEXTURE_GRID = 7  # low-resolution noise cells per side, upsampled to 28x28
 VAL_FRACTION = 0.1
@@ -312,7 +317,12 @@ def smooth_texture(n: int, generator: torch.Generator | None = None) -> torch.Te
 
 def colorize(digits: torch.Tensor, color_ids: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """Colored images (N, 3, 28, 28) = clamp(d * PALETTE[c] + background * (1 - d), 0, 1), digits in [0, 1]."""
-    color = PALETTE.to(background.device)[color_ids].view(-1, 3, 1, 1)
+    return colorize_rgb(digits, PALETTE.to(background.device)[color_ids], background)
+
+
+def colorize_rgb(digits: torch.Tensor, colors: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """``colorize`` with the stroke colors given as RGB (N, 3) in [0, 1] instead of palette ids."""
+    color = colors.reshape(-1, 3, 1, 1)
     # b + d*(c - b), computed in place: the same value with one (N, 3, 28, 28) buffer instead of four
     out = color - background
     return out.mul_(digits.unsqueeze(1)).add_(background).clamp_(0, 1)
@@ -329,16 +339,18 @@ class ColoredMNIST(Dataset):
     ``hard_test`` is MNIST test and never uses the dominant color (``bias`` is ignored there).
     ``limit`` keeps the first ``limit`` samples; sample i is the same whatever the limit.
     ``device`` is where images render and labels live (default the CPU); the samples are the same on any device.
+    ``grayscale`` draws every stroke white (the same digits, backgrounds and color ids): shape without color.
     """
 
-    def __init__(self, split: str, root: str | os.PathLike | None = None, bias: float = 0.95,
-                 seed: int = 42, limit: int | None = None, device: str | torch.device | None = None) -> None:
+    def __init__(self, split: str, root: str | os.PathLike | None = None, bias: float = DOMINANT_RATE,
+                 seed: int = 42, limit: int | None = None, device: str | torch.device | None = None,
+                 grayscale: bool = False) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         _check_bias(bias)
         if limit is not None and (int(limit) != limit or limit <= 0):
             raise ValueError(f"limit must be a positive integer or None (the whole split); got {limit!r}")
-        self.split, self.seed = split, seed
+        self.split, self.seed, self.grayscale = split, seed, bool(grayscale)
         self.bias = 0.0 if split == "hard_test" else float(bias)
         source = mnist(train=split != "hard_test", root=root)
         self.source = source
@@ -375,7 +387,10 @@ class ColoredMNIST(Dataset):
     def render(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Images (k, 3, 28, 28) for the given sample positions, rendered in one vectorised pass."""
         digits = self._digits[index].float().mul_(1 / 255)
-        return colorize(digits, self.color_ids[index], texture_from_noise(self._noise[index]))
+        background = texture_from_noise(self._noise[index])
+        if self.grayscale:
+            return colorize_rgb(digits, WHITE.to(background.device).expand(len(digits), 3), background)
+        return colorize(digits, self.color_ids[index], background)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole split: images (N, 3, 28, 28) float32, labels (N,) and color ids (N,) int64."""

@@ -140,16 +140,27 @@ def attack_figure(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor, str]]) ->
 
 
 def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-           title: str) -> Figure:
-    """Line plot of name -> (x values, y values)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+           title: str, bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+           references: Mapping[str, float] | None = None, categorical_x: bool = False) -> Figure:
+    """Line plot of name -> (x values, y values); ``bands``: name -> (low, high) per x, drawn shaded around its line
+    (e.g. a confidence interval); ``references``: name -> y, drawn as dashed horizontal lines; ``categorical_x``:
+    the x values evenly spaced and labelled as given (rates crowded near 1)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        positions = list(range(len(xs))) if categorical_x else list(xs)
+        line, = ax.plot(positions, ys, marker="o", markersize=3, label=name)
+        if bands and name in bands:
+            low, high = bands[name]
+            ax.fill_between(positions, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        if categorical_x:
+            ax.set_xticks(positions, [f"{x:g}" for x in xs])
+    for (name, y), style in zip((references or {}).items(), ("--", ":", "-.")):
+        ax.axhline(y, linestyle=style, linewidth=1, color="black", label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

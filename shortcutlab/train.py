@@ -63,14 +63,20 @@ class Consistency:
 
 @dataclass(frozen=True)
 class GradientReversal:
-    """GRLNet objective on randomly recolored images: CE(digit) + color_weight * CE(color) (task 4)."""
+    """GRLNet objective on randomly recolored images: CE(digit) + color_weight * CE(color) (task 4).
+
+    ``recolor=False`` (an ablation) keeps the training images' own colors, and the color head learns those: where
+    every digit has its own color, the color labels are the digit labels and the reversal erases the digit."""
 
     color_weight: float = 0.5
+    recolor: bool = True
 
     def __call__(self, model, images, labels, color_ids, generator):
         from shortcutlab.data import recolor
         from shortcutlab.debias import grl_objective
 
+        if not self.recolor:
+            return grl_objective(model, images, labels, color_ids, self.color_weight)
         new_colors = random_colors(len(images), generator, images.device)
         return grl_objective(model, recolor(images, new_colors), labels, new_colors, self.color_weight)
 
@@ -213,11 +219,14 @@ def fit(
     desc: str = "train",
     lr_milestones: tuple[int, ...] = (),
     lr_gamma: float = 0.1,
+    one_cycle: bool = False,
 ) -> History:
     """Train ``model`` in place with Adam on ``recipe``; log train loss/accuracy and each eval set per epoch.
 
     The learning rate is multiplied by ``lr_gamma`` at the start of each epoch listed in ``lr_milestones``
-    (0-based), e.g. ``epochs=3, lr_milestones=(2,)`` trains the last epoch at lr/10.
+    (0-based), e.g. ``epochs=3, lr_milestones=(2,)`` trains the last epoch at lr/10. ``one_cycle`` instead sets it
+    every batch on the one-cycle policy (Smith & Topin, 2019): up to ``lr`` over the first 30% of the steps, then down
+    (cosine) to lr / 10^4, the same accuracy in fewer epochs.
 
     Runs on the model's device (data may live anywhere: each batch moves there). Deterministic on the CPU
     for a seed (batch order and recipe randomness come from one CPU generator, so every device sees the same
@@ -226,6 +235,8 @@ def fit(
     """
     if epochs < 0 or batch_size <= 0 or lr <= 0:
         raise ValueError(f"need epochs >= 0, batch_size > 0 and lr > 0; got {epochs}, {batch_size}, {lr}")
+    if one_cycle and lr_milestones:
+        raise ValueError("one_cycle sets the learning rate every batch; give it no lr_milestones")
     images, labels, color_ids = as_tensors(train)
     evals = {name: as_tensors(d) for name, d in (eval_sets or {}).items()}
     # Channels-last weights and batches: ~13% faster consistency / GRL training steps on a 2-core CPU (measured
@@ -234,10 +245,12 @@ def fit(
     device = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(images) // batch_size)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(lr_milestones), gamma=lr_gamma)
+    cycle = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 1))
+             if one_cycle else None)
     history = History()
     start = time.perf_counter()
-    steps_per_epoch = -(-len(images) // batch_size)
     with Progress(epochs * steps_per_epoch, desc=desc, unit="batch", quiet=quiet, leave=False) as bar:
         for epoch in range(epochs):
             if on_epoch_start is not None:
@@ -255,6 +268,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if cycle is not None:
+                    cycle.step()
                 total_loss += loss.detach().double() * len(batch)
                 correct += (logits.argmax(dim=1) == batch_labels).sum()
                 bar.update(1)

@@ -39,6 +39,7 @@ def test_reproduce_quick_writes_results_report_and_figures(quick_run):
     assert results["timing"]["total_seconds"] > 0
     report = (quick_run / "report.md").read_text()
     assert "| Hard test | 6.25% |" in report and "## Task 0" in report
+    assert "Model selection on validation only" in report
     for relative in results["figures"].values():
         assert (quick_run / relative).stat().st_size > 5000
         assert f"]({relative})" in report
@@ -56,9 +57,13 @@ def test_reproduce_quick_measures_tasks_2_to_6_the_way_the_science_says(quick_ru
     # science is tested in test_metrics.py on the same cached models)
     assert models["augmentation"]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
     assert "adversarial" not in models
+    # the references: the same network where color carries no label information, and on white strokes
+    for name in ("unbiased", "grayscale"):
+        assert models[name]["hard_test_accuracy"] > models["cheater"]["hard_test_accuracy"] + 0.5
     robustness = results["robustness"]
     curves = {name: entry["robust_accuracy"] for name, entry in robustness["models"].items()}
-    assert set(curves) == set(models) and robustness["eps_grid"] == [0.0, 0.02, 0.05]
+    assert set(curves) == {"cheater", "consistency", "grl", "augmentation"}
+    assert robustness["eps_grid"] == [0.0, 0.02, 0.05]
     # each budget is attacked on its own, so nothing but the models makes these curves fall monotonically
     assert all(a >= b for curve in curves.values() for a, b in zip(curve, curve[1:]))
     actmax = results["actmax"]["models"]
@@ -135,6 +140,9 @@ def test_the_opt_in_flags_reach_the_study_and_the_default_run_leaves_them_out(tm
 
     seen = []
     monkeypatch.setattr(shortcutlab.study, "run_study", seen.append)
-    assert main(["reproduce", "--quick", "--adversarial", "--full-curves", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", "--quick", "--adversarial", "--full-curves", "--grl-ablation", "--dominant-rates",
+                 "1,0.99", "--out", str(tmp_path)]) == 0
     assert main(["reproduce", "--quick", "--out", str(tmp_path)]) == 0
-    assert [(c.adversarial, c.full_curves) for c in seen] == [(True, True), (False, False)]
+    assert [(c.adversarial, c.full_curves, c.grl_ablation, c.dominant_rates) for c in seen] == [
+        (True, True, True, (0.99, 1.0)), (False, False, False, ())]
+    assert main(["reproduce", "--quick", "--dominant-rates", "0.95,2", "--out", str(tmp_path)]) == 2

@@ -34,9 +34,13 @@ def test_a_consistent_paired_difference_is_claimed_and_a_noisy_one_is_not():
     assert compare("B", "A", [0.971, 0.975, 0.972, 0.975], [0.981, 0.985, 0.983, 0.984]).verdict == "lower"
 
 
+def test_a_difference_with_no_spread_over_the_seeds_is_never_claimed():
+    assert compare("a", "b", [0.935, 0.940], [0.933, 0.938]).verdict == "not distinguishable at 2 seeds"
+
+
 def test_pairing_by_seed_finds_a_difference_that_unpaired_spreads_would_hide():
-    first = [0.90, 0.95, 0.99]  # seeds differ a lot, but A beats B by 0.01 on every seed
-    second = [0.89, 0.94, 0.98]
+    first = [0.90, 0.95, 0.99]  # seeds differ a lot, but A beats B by 0.010 to 0.012 on every seed
+    second = [0.89, 0.939, 0.978]
     assert compare("A", "B", first, second).verdict == "higher"
     assert t_interval(first).low < t_interval(second).high  # the two intervals overlap
 

@@ -96,6 +96,27 @@ def test_fit_lr_milestones_scale_the_learning_rate_from_that_epoch_on():
     assert not torch.equal(one_epoch, train(3, (2,)))
 
 
+def test_fit_one_cycle_sets_the_learning_rate_every_batch_up_to_lr_and_down_to_almost_zero(monkeypatch):
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    torch.manual_seed(3)
+    fit(SimpleCNN(width=4, hidden=16), color_coded_batch(64), epochs=2, batch_size=8, lr=0.01, seed=11, quiet=True,
+        one_cycle=True)
+    assert len(seen) == 16 and 0.0099 < max(seen) <= 0.01  # the peak falls between two of the 16 steps
+    peak = seen.index(max(seen))
+    assert seen[0] < 0.01 / 10 and 0 < peak < 8 and seen[-1] < 0.01 / 1000
+    assert all(a <= b for a, b in zip(seen[:peak], seen[1:peak + 1]))
+    assert all(a >= b for a, b in zip(seen[peak:], seen[peak + 1:]))
+    with pytest.raises(ValueError, match="no lr_milestones"):
+        fit(SimpleCNN(width=4, hidden=16), color_coded_batch(8), epochs=2, one_cycle=True, lr_milestones=(1,))
+
+
 def test_fit_rejects_bad_hyperparameters():
     with pytest.raises(ValueError, match="batch_size > 0"):
         fit(SimpleCNN(), color_coded_batch(8), batch_size=0, quiet=True)

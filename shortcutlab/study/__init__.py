@@ -1,6 +1,6 @@
 """The whole study end to end (``shortcutlab reproduce``): one module per task (0-6, as the lessons),
 the model cache in ``cache``, a run's shared state in ``context``, the driver in ``run``, several seeds with their
-confidence intervals in ``seeds``.
+confidence intervals in ``seeds``, the correlation sweep in ``sweep``, a run's expected cost in ``estimate``.
 
 Outside the study only the CLI (``run_study``) and ``shortcutlab.pretrained`` import from here; measures
 that lessons and explorers share live in ``shortcutlab.metrics``.

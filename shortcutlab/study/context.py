@@ -8,11 +8,17 @@ import torch
 from torch import nn
 
 from shortcutlab import plots
-from shortcutlab.data import COLOR_NAMES, ColoredMNIST
+from shortcutlab.data import COLOR_NAMES, DOMINANT_RATE, ColoredMNIST
 from shortcutlab.devices import resolve_device
 from shortcutlab.metrics import recolor_test
-from shortcutlab.study.cache import CONTROL_MODELS, STUDY_MODELS, load_or_train
+from shortcutlab.study.cache import (ABLATION_MODELS, CONTROL_MODELS, MODEL_SPECS, REFERENCE_MODELS, STUDY_MODELS,
+                                     TrainedModel, load_or_train)
 from shortcutlab.train import evaluate
+
+
+def _rate_key(name: str, rate: float | None) -> float | None:
+    """None for the model's own rate, however it was asked for (a sweep at 95% reuses the study's models)."""
+    return None if rate is None or float(rate) == MODEL_SPECS[name].bias else float(rate)
 
 
 @dataclass
@@ -29,6 +35,8 @@ class StudyConfig:
     device: str = "auto"  # auto (CUDA when available), cpu, cuda or cuda:<index>
     adversarial: bool = False  # also train and measure the adversarially trained control (opt-in: the costliest model)
     full_curves: bool = False  # robustness at eps 0 to 0.3 with the gradient-masking checks, not three budgets
+    grl_ablation: bool = False  # also train GRL without recolored data and at two other strengths (task 4)
+    dominant_rates: tuple[float, ...] = ()  # train the sweep's models at each of these dominant-color rates
 
     def record(self) -> dict:
         """The configuration as results.json keeps it (paths as text)."""
@@ -41,8 +49,9 @@ class Study:
 
     config: StudyConfig
     results: dict = field(default_factory=dict)
-    splits: dict[str, ColoredMNIST] = field(default_factory=dict)
-    models: dict[str, nn.Module] = field(default_factory=dict)
+    splits: dict[tuple, ColoredMNIST] = field(default_factory=dict)
+    models: dict[tuple[str, float | None], TrainedModel] = field(default_factory=dict)
+    measured: dict[tuple[str, float | None], dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.config.device)
@@ -53,14 +62,22 @@ class Study:
         return (*STUDY_MODELS, *(n for n in CONTROL_MODELS if n != "adversarial" or self.config.adversarial))
 
     @property
+    def table_names(self) -> tuple[str, ...]:
+        """Every model of task 4's accuracy table: the compared ones, the references, the GRL ablation if asked for."""
+        return (*self.model_names, *REFERENCE_MODELS, *(ABLATION_MODELS if self.config.grl_ablation else ()))
+
+    @property
     def out(self) -> Path:
         return Path(self.config.out)
 
-    def split(self, name: str) -> ColoredMNIST:
-        """The split ``name`` (train, val, hard_test), rendered on the study's device."""
-        if name not in self.splits:
-            self.splits[name] = ColoredMNIST(name, root=self.config.data, seed=self.config.seed, device=self.device)
-        return self.splits[name]
+    def split(self, name: str, bias: float = DOMINANT_RATE, grayscale: bool = False) -> ColoredMNIST:
+        """The split ``name`` (train, val, hard_test) at dominant-color rate ``bias`` (the hard test has none),
+        white-stroked if ``grayscale``, rendered on the study's device."""
+        key = (name, 0.0 if name == "hard_test" else float(bias), grayscale)
+        if key not in self.splits:
+            self.splits[key] = ColoredMNIST(name, root=self.config.data, seed=self.config.seed, device=self.device,
+                                            bias=bias, grayscale=grayscale)
+        return self.splits[key]
 
     def log(self, message: str) -> None:
         if not self.config.quiet:
@@ -73,28 +90,45 @@ class Study:
         self.results.setdefault("figures", {})[name] = relative
         return relative
 
-    def model(self, name: str) -> nn.Module:
-        """The trained model ``name`` on the study's device: from models/<name>.pt when its spec and data
-        match, else trained; its training record goes into results["models"][name]."""
-        if name not in self.models:
-            trained = load_or_train(name, self.split("train"), {s: self.split(s) for s in ("val", "hard_test")},
-                                    self.out / "models", seed=self.config.seed, device=self.device,
-                                    force=self.config.force, quiet=self.config.quiet, log=self.log)
-            self.results.setdefault("models", {})[name] = trained.record()
-            self.models[name] = trained.model
-        return self.models[name]
+    def trained(self, name: str, rate: float | None = None) -> TrainedModel:
+        """The trained model ``name`` at dominant-color rate ``rate`` (default: its own) on the study's device, from
+        models/ when its spec and data match, else trained there (``load_or_train``)."""
+        key = (name, _rate_key(name, rate))
+        if key not in self.models:
+            self.models[key] = load_or_train(name, self.split, self.out / "models", seed=self.config.seed,
+                                             device=self.device, rate=key[1], force=self.config.force,
+                                             quiet=self.config.quiet, log=self.log)
+        return self.models[key]
 
-    def evaluate_model(self, name: str) -> dict:
-        """Train or load ``name``; record easy-val / hard-test accuracy, hard-test confusion and shortcut rate."""
-        model = self.model(name)
-        hard_split = self.split("hard_test")
-        val, hard = evaluate(model, self.split("val")), evaluate(model, hard_split)
-        entry = self.results["models"][name]
+    def model(self, name: str) -> nn.Module:
+        """The trained model ``name`` at its own rate; its training record goes into results["models"][name]."""
+        trained = self.trained(name)
+        self.results.setdefault("models", {}).setdefault(name, trained.record())
+        return trained.model
+
+    def measure(self, name: str, rate: float | None = None) -> dict:
+        """Train or load ``name`` at ``rate``; its training record with easy-val / hard-test accuracy (on the splits
+        it was trained for), hard-test confusion and shortcut rate; measured once per run."""
+        key = (name, _rate_key(name, rate))
+        if key in self.measured:
+            return self.measured[key]
+        trained = self.trained(name, rate)
+        options = trained.spec.data_options()
+        hard_split = self.split("hard_test", **options)
+        val, hard = evaluate(trained.model, self.split("val", **options)), evaluate(trained.model, hard_split)
         # How often a hard-test prediction is the digit whose dominant color the image has: the shortcut rate.
         color_ids = hard_split.color_ids.cpu()
-        entry.update(easy_val_accuracy=round(val.accuracy, 4), hard_test_accuracy=round(hard.accuracy, 4),
-                     hard_test_predicts_color_rate=round(float((hard.predictions == color_ids).float().mean()), 4),
-                     hard_test_confusion=hard.confusion.tolist())
+        self.measured[key] = {
+            **trained.record(), "easy_val_accuracy": round(val.accuracy, 4),
+            "hard_test_accuracy": round(hard.accuracy, 4),
+            "hard_test_predicts_color_rate": round(float((hard.predictions == color_ids).float().mean()), 4),
+            "hard_test_confusion": hard.confusion.tolist()}
+        return self.measured[key]
+
+    def evaluate_model(self, name: str) -> dict:
+        """``measure(name)`` at the model's own rate, recorded as results["models"][name]."""
+        entry = self.measure(name)
+        self.results.setdefault("models", {})[name] = entry
         return entry
 
     def proof_image(self, digit: int = 1) -> torch.Tensor:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from shortcutlab.study.cache import CONTROL_MODELS, MODEL_TITLES, STUDY_MODELS
+from shortcutlab import plots
+from shortcutlab.study import sweep
+from shortcutlab.study.cache import ABLATION_MODELS, CONTROL_MODELS, MODEL_TITLES, REFERENCE_MODELS, STUDY_MODELS
 from shortcutlab.study.context import StudyConfig
 from shortcutlab.study.formatting import pct
 from shortcutlab.study.task2_actmax import ActmaxSettings
@@ -25,7 +27,7 @@ CONFIDENCE = 0.95
 # task records its settings beside its measures) and the run's own records.
 RUN_RECORDS = {"config", "timing", "figures", "history", "train_seconds", "cached", "train_size", "recipe",
                "lr_milestones", "seed", "digit", "example", "predictions", "hard_test_confusion", "splits", "data",
-               "d_in", "d_hidden", "train_samples"}
+               "d_in", "d_hidden", "train_samples", "dominant_rate", "rates", "pass_mark"}
 NOT_MEASURES = RUN_RECORDS | {f.name for settings in (ActmaxSettings, GradCamSettings, AttackSettings,
                                                       RobustnessSettings, SAESettings) for f in fields(settings)}
 
@@ -40,8 +42,9 @@ class Interval:
     n: int
 
     def excludes(self, value: float = 0.0) -> bool:
-        """Whether the interval rules ``value`` out (never with fewer than two seeds)."""
-        return self.n >= 2 and (self.low > value or self.high < value)
+        """Whether the interval rules ``value`` out: never with fewer than two seeds, nor with no spread at all (the
+        seeds agreeing to the last image says more about the accuracies' steps of 1 / N images than about chance)."""
+        return self.n >= 2 and self.high > self.low and (self.low > value or self.high < value)
 
     def text(self) -> str:
         """A fraction as '98.50% ± 0.12% (n = 5)' or, for one seed, '98.50%'."""
@@ -122,13 +125,16 @@ def summarise(per_seed: dict[int, dict]) -> dict:
 
 
 def comparisons(values: dict[str, list[float]]) -> list[Comparison]:
-    """Hard-test accuracy of every pair of debiased models and controls, and of each method against the report's."""
+    """Hard-test accuracy of every pair of debiased models, controls and references, of each GRL ablation against GRL,
+    and of each method against the report's."""
     def hard(name: str) -> list[float] | None:
         return values.get(f"models.{name}.hard_test_accuracy")
 
-    names = [n for n in (*STUDY_MODELS[1:], *CONTROL_MODELS) if hard(n)]
+    names = [n for n in (*STUDY_MODELS[1:], *CONTROL_MODELS, *REFERENCE_MODELS) if hard(n)]
     found = [compare(MODEL_TITLES[a], MODEL_TITLES[b], hard(a), hard(b))
              for i, a in enumerate(names) for b in names[i + 1:]]
+    found += [compare(MODEL_TITLES[n], MODEL_TITLES["grl"], hard(n), hard("grl"))
+              for n in ABLATION_MODELS if hard(n) and hard("grl")]
     found += [compare(MODEL_TITLES[n], f"the report ({pct(REPORT_ACCURACY[n]['hard_test_accuracy'])})", hard(n),
                       REPORT_ACCURACY[n]["hard_test_accuracy"]) for n in names if n in REPORT_ACCURACY]
     return found
@@ -149,13 +155,22 @@ def render(summary: dict, folders: dict[int, str]) -> str:
         return Interval(**intervals[path]).text() if path in intervals else "-"
 
     grid = summary.get("eps_grid") or []
-    for name in (*STUDY_MODELS, *CONTROL_MODELS):
+    for name in (*STUDY_MODELS, *CONTROL_MODELS, *REFERENCE_MODELS, *ABLATION_MODELS):
         if f"models.{name}.hard_test_accuracy" not in intervals:
             continue
         robust = cell(f"robustness.models.{name}.robust_accuracy.{grid.index(0.05)}") if 0.05 in grid else "-"
         lines.append(f"| {MODEL_TITLES[name]} | {cell(f'models.{name}.easy_val_accuracy')} | "
                      f"{cell(f'models.{name}.hard_test_accuracy')} | {cell(f'attack.models.{name}.success_rate')} | "
                      f"{robust} |")
+    rates = summary.get("rates")
+    if rates:
+        lines += ["", "## Correlation sweep (hard test)", "",
+                  "| Model | " + " | ".join(f"rate {rate:g}" for rate in rates) + " |", "|---|" + "---|" * len(rates)]
+        for name in summary["sweep_models"]:
+            lines.append(f"| {MODEL_TITLES[name]} | " + " | ".join(
+                cell(f"sweep.models.{name}.hard_test_accuracy.{i}") for i in range(len(rates))) + " |")
+    if summary.get("figures"):
+        lines += ["", *[f"![{name}]({path})" for name, path in summary["figures"].items()]]
     lines += ["", "## Comparisons (hard test)", ""]
     for c in summary["comparisons"]:
         difference = Interval(**c["difference"])
@@ -166,6 +181,22 @@ def render(summary: dict, folders: dict[int, str]) -> str:
                                           for s in seeds], "",
               "Every measure of every seed, with its interval, is in results.json (`across_seeds`).", ""]
     return "\n".join(lines)
+
+
+def _band_figure(out: Path, name: str, intervals: dict, models: list[str], path: str, xs: list[float], draw) -> str:
+    """A figure of each model's mean over seeds along ``xs`` (measure ``path``.<i>) with its interval as a band, saved
+    as out/figures/<name>.png; returns its path relative to ``out``."""
+    series, bands = {}, {}
+    for model in models:
+        points = [Interval(**intervals[f"{path.format(model)}.{i}"]) for i in range(len(xs))
+                  if f"{path.format(model)}.{i}" in intervals]
+        if len(points) == len(xs):
+            series[MODEL_TITLES[model]] = (xs, [p.mean for p in points])
+            bands[MODEL_TITLES[model]] = ([p.low for p in points], [p.high for p in points])
+    relative = f"figures/{name}.png"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    plots.save(draw(series, bands), out / relative)
+    return relative
 
 
 def run_seeds(config: StudyConfig, count: int, run_one) -> dict:
@@ -179,11 +210,27 @@ def run_seeds(config: StudyConfig, count: int, run_one) -> dict:
         folders[seed] = f"seeds/seed-{seed}"
         per_seed[seed] = run_one(replace(config, seed=seed, out=out / folders[seed]))
     summary = summarise(per_seed)
-    robustness = per_seed[config.seed].get("robustness")
-    if robustness:
-        summary["eps_grid"] = robustness["eps_grid"]
-    results = {"config": {**config.record(), "seeds": count}, "per_seed": folders, "across_seeds": summary}
+    first = per_seed[config.seed]
     out.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    if first.get("robustness"):
+        summary["eps_grid"] = grid = first["robustness"]["eps_grid"]
+        names = list(first["robustness"]["models"])
+        figures["seeds_robust_accuracy"] = _band_figure(
+            out, "seeds_robust_accuracy", summary["intervals"], names, "robustness.models.{}.robust_accuracy",
+            grid, lambda series, bands: plots.curves(series, "eps (L_inf, [0, 1] scale)", "robust accuracy (hard test)",
+                                                     f"untargeted PGD, mean and {CONFIDENCE:.0%} interval over "
+                                                     f"{count} seeds", bands=bands))
+    if first.get("sweep"):
+        summary["rates"] = rates = first["sweep"]["rates"]
+        summary["sweep_models"] = names = list(first["sweep"]["models"])
+        references = {n: Interval(**summary["intervals"][f"sweep.references.{n}"]).mean
+                      for n in first["sweep"]["references"]}
+        figures["seeds_sweep_hard_test"] = _band_figure(
+            out, "seeds_sweep_hard_test", summary["intervals"], names, "sweep.models.{}.hard_test_accuracy", rates,
+            lambda series, bands: sweep.figure_from(series, bands, {MODEL_TITLES[n]: a for n, a in references.items()}))
+    summary["figures"] = figures
+    results = {"config": {**config.record(), "seeds": count}, "per_seed": folders, "across_seeds": summary}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(render(summary, folders))
     return results
