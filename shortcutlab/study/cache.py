@@ -120,6 +120,12 @@ def spec_for(name: str, train_size: int, rate: float | None = None) -> ModelSpec
     return spec if rate is None else replace(spec, bias=float(rate))
 
 
+def sweep_rate(name: str, rate: float | None) -> float | None:
+    """``rate`` as a model's cache key: None for the model's own rate, however it was asked for (a sweep at 95% reuses
+    the study's models)."""
+    return None if rate is None or float(rate) == MODEL_SPECS[name].bias else float(rate)
+
+
 def checkpoint_name(name: str, spec: ModelSpec) -> str:
     """models/<name>.pt at the model's own rate, models/<name>@rate<r>.pt at another (a sweep's)."""
     return f"{name}.pt" if spec.bias == MODEL_SPECS[name].bias else f"{name}@rate{spec.bias:g}.pt"

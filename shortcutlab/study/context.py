@@ -11,14 +11,9 @@ from shortcutlab import plots
 from shortcutlab.data import COLOR_NAMES, DOMINANT_RATE, ColoredMNIST
 from shortcutlab.devices import resolve_device
 from shortcutlab.metrics import recolor_test
-from shortcutlab.study.cache import (ABLATION_MODELS, CONTROL_MODELS, MODEL_SPECS, REFERENCE_MODELS, STUDY_MODELS,
-                                     TrainedModel, load_or_train)
+from shortcutlab.study.cache import (ABLATION_MODELS, CONTROL_MODELS, REFERENCE_MODELS, STUDY_MODELS, TrainedModel,
+                                     load_or_train, sweep_rate)
 from shortcutlab.train import evaluate
-
-
-def _rate_key(name: str, rate: float | None) -> float | None:
-    """None for the model's own rate, however it was asked for (a sweep at 95% reuses the study's models)."""
-    return None if rate is None or float(rate) == MODEL_SPECS[name].bias else float(rate)
 
 
 @dataclass
@@ -93,7 +88,7 @@ class Study:
     def trained(self, name: str, rate: float | None = None) -> TrainedModel:
         """The trained model ``name`` at dominant-color rate ``rate`` (default: its own) on the study's device, from
         models/ when its spec and data match, else trained there (``load_or_train``)."""
-        key = (name, _rate_key(name, rate))
+        key = (name, sweep_rate(name, rate))
         if key not in self.models:
             self.models[key] = load_or_train(name, self.split, self.out / "models", seed=self.config.seed,
                                              device=self.device, rate=key[1], force=self.config.force,
@@ -109,7 +104,7 @@ class Study:
     def measure(self, name: str, rate: float | None = None) -> dict:
         """Train or load ``name`` at ``rate``; its training record with easy-val / hard-test accuracy (on the splits
         it was trained for), hard-test confusion and shortcut rate; measured once per run."""
-        key = (name, _rate_key(name, rate))
+        key = (name, sweep_rate(name, rate))
         if key in self.measured:
             return self.measured[key]
         trained = self.trained(name, rate)

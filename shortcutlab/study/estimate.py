@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from shortcutlab.study.cache import MODEL_SPECS, SMALL_TRAIN, SWEEP_MODELS, REFERENCE_MODELS, is_cached, spec_for
+from shortcutlab.study.cache import (MODEL_SPECS, REFERENCE_MODELS, SMALL_TRAIN, SWEEP_MODELS, is_cached, spec_for,
+                                     sweep_rate)
 from shortcutlab.study.context import Study, StudyConfig
 
 FULL_TRAIN = 54_000  # MNIST's train split less the 10% val
@@ -42,8 +43,7 @@ def planned_models(study: Study) -> list[tuple[str, float | None]]:
     if 4 in config.tasks:
         planned += [(name, None) for name in study.table_names]
     if config.dominant_rates:
-        planned += [(name, None if rate == MODEL_SPECS[name].bias else rate)
-                    for rate in config.dominant_rates for name in SWEEP_MODELS]
+        planned += [(name, sweep_rate(name, rate)) for rate in config.dominant_rates for name in SWEEP_MODELS]
         planned += [(name, None) for name in REFERENCE_MODELS]
     return list(dict.fromkeys(planned))
 
