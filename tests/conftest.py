@@ -20,15 +20,16 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     torch.set_num_threads(1)
 
-# Every model a lesson loads, the longest to train first (adversarial about 30 s on one thread, cheater 3 s): two
-# workers then train the long one and all the others side by side, instead of one waiting for the last long one.
-STUDY_MODEL_NAMES = ("adversarial", "consistency", "augmentation", "grl", "cheater")
+# Every model a lesson loads and the references `reproduce --quick` adds, the longest to train first (adversarial
+# about 30 s on one thread, cheater 3 s): two workers then train the long one and all the others side by side,
+# instead of one waiting for the last long one.
+STUDY_MODEL_NAMES = ("adversarial", "consistency", "augmentation", "grl", "unbiased", "grayscale", "cheater")
 # The slowest modules, slowest first (summed --durations=0 on 2 cores). `make test` runs xdist with
 # --no-loadscope-reorder, so workers take modules in this order and the long ones never start last, while one
 # worker waits for the other to finish; the rest follow in file order.
 SLOWEST_FIRST = ("test_mutants", "test_notebooks", "test_widgets", "test_cli", "test_grading", "test_readme",
-                 "test_sandbox", "test_nbgrader_export", "test_grading_hostile", "test_time_budgets",
-                 "test_visible_checks", "test_dashboard_browser", "test_gradebook", "test_gradescope",
+                 "test_sandbox", "test_nbgrader_export", "test_grading_hostile", "test_time_budgets", "test_sweep",
+                 "test_seeds", "test_visible_checks", "test_dashboard_browser", "test_gradebook", "test_gradescope",
                  "test_stub_gating", "test_class_report", "test_pytest_autograder", "test_roster")
 
 
@@ -73,8 +74,9 @@ def processes_left(names: Iterable[str], seconds: float = 5.0) -> list[tuple[int
 
 @pytest.fixture(scope="session")
 def study_artifacts(tmp_path_factory) -> Path:
-    """An artifacts folder whose models/ holds the study's models and its two controls, trained on the embedded digits
-    once per test run (about 1.5 minutes) whatever the number of xdist workers. Read-only: tests that write copy models/."""
+    """An artifacts folder whose models/ holds the study's models, controls and references, trained on the embedded
+    digits once per test run (about 1.5 minutes) whatever the number of xdist workers. Read-only: tests that write copy
+    models/."""
     from filelock import FileLock
 
     from shortcutlab.study import pretrained
