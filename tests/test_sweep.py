@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -149,3 +150,22 @@ def test_a_sweep_of_two_rates_and_two_seeds_writes_its_tables_and_figures_and_an
     planned = estimate(extended, seeds=2)
     assert sorted(planned.to_train) == sorted((n, 0.99) for n in SWEEP_MODELS for _ in (42, 43))
     assert len(planned.cached) == 2 * (2 * len(SWEEP_MODELS) + 2)
+
+
+def test_the_estimate_plans_each_model_once_and_grows_with_every_opt_in_part(tmp_path):
+    from shortcutlab.study import StudyConfig
+    from shortcutlab.study.context import Study
+    from shortcutlab.study.estimate import estimate, planned_models
+
+    base = StudyConfig(data="embedded", out=tmp_path, tasks=(0, 1, 2, 3, 4, 5, 6), quick=True, device="cpu")
+    planned = planned_models(Study(base))
+    assert planned == [(n, None) for n in ("cheater", "consistency", "grl", "augmentation", "unbiased", "grayscale")]
+    sweep = replace(base, dominant_rates=(0.95, 1.0))
+    # the sweep's models at 0.95 that the study lacks, then each at rate 1; the references are the study's already
+    assert planned_models(Study(sweep))[len(planned):] == [("erm", None), ("grl_no_augmentation", None)] + [
+        (name, 1.0) for name in SWEEP_MODELS]
+    seconds = [estimate(c).seconds for c in (base, replace(base, adversarial=True), replace(base, full_curves=True),
+                                             sweep)]
+    assert all(more > seconds[0] for more in seconds[1:])
+    assert estimate(base, seeds=3).seconds == pytest.approx(3 * seconds[0])
+    assert estimate(replace(base, tasks=(0,))).to_train == ()
