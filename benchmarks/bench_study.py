@@ -18,6 +18,7 @@ from pathlib import Path
 from shortcutlab.data import EMBEDDED
 from shortcutlab.study import TASKS, StudyConfig, run_study
 from shortcutlab.study.estimate import estimate
+from shortcutlab.study.run import step_label, step_module
 from shortcutlab.study.seeds import run_seeds
 from shortcutlab.study.sweep import parse_rates
 
@@ -30,8 +31,7 @@ def print_run(results: dict) -> None:
     print(f"seed {results['config']['seed']}: data {results.get('data', {}).get('source', '?')}, "
           f"device {results['config']['resolved_device']}, {timing['machine']}")
     for step, seconds in timing["tasks"].items():
-        title = TASKS[int(step)].TITLE if step.isdigit() else "correlation sweep"
-        print(f"  {'task ' if step.isdigit() else ''}{step} ({title}): {seconds:.1f} s")
+        print(f"  {step_label(step)} ({step_module(step).TITLE}): {seconds:.1f} s")
     for name, model in results.get("models", {}).items():
         accuracy = (f", easy val {model['easy_val_accuracy']:.2%}, hard test {model['hard_test_accuracy']:.2%}"
                     if "hard_test_accuracy" in model else "")

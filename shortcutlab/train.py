@@ -66,7 +66,8 @@ class GradientReversal:
     """GRLNet objective on randomly recolored images: CE(digit) + color_weight * CE(color) (task 4).
 
     ``recolor=False`` (an ablation) keeps the training images' own colors, and the color head learns those: where
-    every digit has its own color, the color labels are the digit labels and the reversal erases the digit."""
+    every digit has its own color, the color labels are the digit labels and the reversal works against the digit
+    head itself."""
 
     color_weight: float = 0.5
     recolor: bool = True
@@ -246,9 +247,11 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(lr_milestones), gamma=lr_gamma)
-    cycle = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 1))
-             if one_cycle else None)
+    # One policy sets the learning rate: per batch (one-cycle) or per epoch (milestones).
+    per_batch = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 1))
+                 if one_cycle else None)
+    per_epoch = (None if one_cycle else
+                 torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(lr_milestones), gamma=lr_gamma))
     history = History()
     start = time.perf_counter()
     with Progress(epochs * steps_per_epoch, desc=desc, unit="batch", quiet=quiet, leave=False) as bar:
@@ -268,8 +271,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if cycle is not None:
-                    cycle.step()
+                if per_batch is not None:
+                    per_batch.step()
                 total_loss += loss.detach().double() * len(batch)
                 correct += (logits.argmax(dim=1) == batch_labels).sum()
                 bar.update(1)
@@ -280,7 +283,8 @@ def fit(
                 history.log(f"{name}_loss", result.loss)
                 history.log(f"{name}_accuracy", result.accuracy)
             bar.set_postfix(**{k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if k.endswith("accuracy")})
-            scheduler.step()
+            if per_epoch is not None:
+                per_epoch.step()
     model.eval()
     history.seconds = time.perf_counter() - start
     if checkpoint is not None:

@@ -2,6 +2,7 @@
 trained ones (``pretrained``), keyed by recipe, seed, dominant-color rate and data."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -107,8 +108,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 # these settings replace the full-MNIST ones when the train split has fewer than SMALL_TRAIN images.
 SMALL_TRAIN = 10_000
 SMALL_DATA_SETTINGS: dict[str, dict] = {
-    name: {"epochs": 6, "lr_milestones": (5,), "one_cycle": False, "lr": 3e-3 if name.startswith("grl") else 2e-3}
-    for name in MODEL_SPECS if name != "cheater"}
+    name: {"epochs": 6, "lr_milestones": (5,), "one_cycle": False, "lr": 3e-3 if spec.factory is GRLNet else 2e-3}
+    for name, spec in MODEL_SPECS.items() if name != "cheater"}
 
 
 def spec_for(name: str, train_size: int, rate: float | None = None) -> ModelSpec:
@@ -128,7 +129,8 @@ def sweep_rate(name: str, rate: float | None) -> float | None:
 
 def checkpoint_name(name: str, spec: ModelSpec) -> str:
     """models/<name>.pt at the model's own rate, models/<name>@rate<r>.pt at another (a sweep's)."""
-    return f"{name}.pt" if spec.bias == MODEL_SPECS[name].bias else f"{name}@rate{spec.bias:g}.pt"
+    rate = sweep_rate(name, spec.bias)
+    return f"{name}.pt" if rate is None else f"{name}@rate{rate:g}.pt"
 
 
 @dataclass(frozen=True)
@@ -266,9 +268,13 @@ def pretrained(name: str, data: str | None = None, out: str | Path | None = None
     data = data if data is not None else cached_data(out / "models" / f"{name}.pt")
     target = resolve_device(device)
 
-    def split(split_name: str, **options) -> ColoredMNIST:
+    @functools.cache  # load_or_train asks for the train split more than once: build each split once
+    def build(split_name: str, bias: float, grayscale: bool) -> ColoredMNIST:
         # Splits render only when tensors() is called, i.e. only if the model must be trained.
-        return ColoredMNIST(split_name, root=data, seed=seed, device=target, **options)
+        return ColoredMNIST(split_name, root=data, seed=seed, device=target, bias=bias, grayscale=grayscale)
+
+    def split(split_name: str, bias: float = DOMINANT_RATE, grayscale: bool = False) -> ColoredMNIST:
+        return build(split_name, float(bias), bool(grayscale))
 
     def log(message: str) -> None:
         if not quiet:

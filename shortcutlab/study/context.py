@@ -98,7 +98,9 @@ class Study:
     def model(self, name: str) -> nn.Module:
         """The trained model ``name`` at its own rate; its training record goes into results["models"][name]."""
         trained = self.trained(name)
-        self.results.setdefault("models", {}).setdefault(name, trained.record())
+        models = self.results.setdefault("models", {})
+        if name not in models:
+            models[name] = trained.record()
         return trained.model
 
     def measure(self, name: str, rate: float | None = None) -> dict:

@@ -26,6 +26,16 @@ MODEL_SELECTION = ("**Model selection on validation only.** Every training setti
                    "test is only measured: its per-epoch curve is logged, never read to choose.")
 
 
+def step_module(key: str) -> ModuleType:
+    """The module behind a step of a run, as results.json's timing names it: task "<n>" or "sweep"."""
+    return sweep if key == "sweep" else TASKS[int(key)]
+
+
+def step_label(key: str) -> str:
+    """How logs and report.md name a step: "task 4", "sweep"."""
+    return f"task {key}" if key.isdigit() else key
+
+
 def parse_tasks(text: str) -> tuple[int, ...]:
     """'0,1' -> (0, 1); ShortcutlabError naming the known tasks otherwise."""
     known = ", ".join(map(str, TASKS))
@@ -51,7 +61,7 @@ def render_report(results: dict) -> str:
         lines += [f"### {name}\n\n![{name}]({path})\n" for name, path in figures.items()]
     timing = results.get("timing", {})
     if timing:
-        per_task = ", ".join(f"{'task ' if t.isdigit() else ''}{t}: {s:.1f} s" for t, s in timing.get("tasks", {}).items())
+        per_task = ", ".join(f"{step_label(t)}: {s:.1f} s" for t, s in timing.get("tasks", {}).items())
         lines += ["## Timing", "", f"Total {timing['total_seconds']:.1f} s ({per_task}) on {timing['machine']}.", ""]
     return "\n".join(lines)
 
@@ -72,9 +82,9 @@ def run_study(config: StudyConfig) -> dict:
     study.results["config"] = config.record()
     study.results["config"]["resolved_device"] = str(study.device)
     timings = {}
-    steps = [(str(number), TASKS[number]) for number in config.tasks]
-    for key, step in steps + ([("sweep", sweep)] if config.dominant_rates else []):
-        study.log(f"{'task ' if key.isdigit() else ''}{key}: {step.TITLE}")
+    for key in [str(number) for number in config.tasks] + (["sweep"] if config.dominant_rates else []):
+        step = step_module(key)
+        study.log(f"{step_label(key)}: {step.TITLE}")
         step_start = time.perf_counter()
         step.run(study)
         if study.device.type == "cuda":

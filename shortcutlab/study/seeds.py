@@ -164,8 +164,7 @@ def render(summary: dict, folders: dict[int, str]) -> str:
                      f"{robust} |")
     rates = summary.get("rates")
     if rates:
-        lines += ["", "## Correlation sweep (hard test)", "",
-                  "| Model | " + " | ".join(f"rate {rate:g}" for rate in rates) + " |", "|---|" + "---|" * len(rates)]
+        lines += ["", "## Correlation sweep (hard test)", "", *sweep.table_head(rates)]
         for name in summary["sweep_models"]:
             lines.append(f"| {MODEL_TITLES[name]} | " + " | ".join(
                 cell(f"sweep.models.{name}.hard_test_accuracy.{i}") for i in range(len(rates))) + " |")

@@ -66,6 +66,11 @@ def figure_from(series: dict, bands: dict | None, references: dict):
                         categorical_x=True)
 
 
+def table_head(rates: list[float]) -> list[str]:
+    """The header and rule of a markdown table with a model column and one column per rate."""
+    return ["| Model | " + " | ".join(f"rate {rate:g}" for rate in rates) + " |", "|---|" + "---|" * len(rates)]
+
+
 def breaking_rate(rates: list[float], accuracies: list[float], pass_mark: float) -> float | None:
     """The lowest rate from which the hard-test accuracy stays below ``pass_mark`` (None: it never falls below)."""
     below = None
@@ -84,8 +89,7 @@ def report(results: dict) -> list[str]:
     rates = sweep["rates"]
     lines = ["## Correlation sweep", "",
              "Each model trained at each dominant-color rate (train and val splits at that rate, the hard test "
-             "unchanged). Hard-test accuracy:", "",
-             "| Model | " + " | ".join(f"rate {rate:g}" for rate in rates) + " |", "|---|" + "---|" * len(rates)]
+             "unchanged). Hard-test accuracy:", "", *table_head(rates)]
     for name, entry in sweep["models"].items():
         lines.append(f"| {MODEL_TITLES[name]} | " + " | ".join(map(pct, entry["hard_test_accuracy"])) + " |")
     for name, accuracy in sweep["references"].items():
