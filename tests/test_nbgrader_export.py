@@ -110,22 +110,42 @@ def test_exporting_an_unknown_lesson_is_an_error_naming_the_lessons(tmp_path):
 # ----------------------------------------------------------------------------- check cells under autograde
 
 
-def test_under_autograde_a_check_cell_runs_hidden_checks_and_returns_partial_points(toy, monkeypatch, capsys):
+def test_a_check_cell_run_in_a_kernel_under_autograde_awards_nothing_and_says_to_export_again(toy, monkeypatch,
+                                                                                                capsys):
+    """Points under autograde come from the engine only: a kernel's check cell (an old course root's config) is
+    forgeable, so it scores 0, on stdout (nbgrader gives 0 to a cell writing to stderr anyway)."""
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    points = check_in_notebook("90_toy.scale", lambda x, k: x * k if x < 100 else 0, course=toy)
-    assert points == 1.0  # the visible check passes, the hidden one fails; no exception, so nbgrader reads the value
+    assert check_in_notebook("90_toy.scale", lambda x, k: x * k, course=toy) == 0.0
+    assert shortcutlab.check("90_toy.scale", lambda x, k: x * k, course=toy) == 0.0
     printed = capsys.readouterr()
-    assert printed.err == ""  # nbgrader gives 0 points to a cell that writes to stderr
-    assert "1/2 checks passed" in printed.out and "hidden check (failed)" in printed.out
-    assert "secret" not in printed.out and "scale big" not in printed.out
-    assert check_in_notebook("90_toy.scale", lambda x, k: x * k, course=toy) == 2.0
-    assert check_in_notebook("90_toy.scale", lambda x, k: 0, course=toy) == 0.0
-    assert "should be 6" in capsys.readouterr().out  # visible checks still explain themselves
+    assert printed.err == "" and printed.out.count("shortcutlab export-nbgrader") == 2
 
 
-def test_shortcutlab_check_returns_the_points_so_the_cell_shows_them(toy, monkeypatch, capsys):
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert shortcutlab.check("90_toy.scale", lambda x, k: x * k, course=toy) == 2.0
+def test_fill_check_cells_gives_each_check_cell_its_report_and_points_and_an_error_when_not_graded(toy):
+    from shortcutlab.grading.engine.runner import grade
+    from shortcutlab.grading.integrations.nbgrader import NOT_GRADED, checked_function, fill_check_cells
+
+    course = load_course(toy)
+    submission = toy.parent / "90_toy.py"
+    submission.write_text("def scale(x, k):\n    return x * k if x < 100 else 0\n\ndef add(a, b):\n    return a + b\n")
+    result = grade([submission], lesson="90_toy", seed=3, course=course, jobs=1, warn=lambda m: None).submissions[0]
+    cells = [nbformat.v4.new_code_cell(source) for source in
+             ('shortcutlab.check("90_toy.scale", scale)', "print('exploring')", "shortcutlab.check(x)")]
+    cells[0].metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "check_scale", "points": 2}
+    cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="stale\n")]
+    cells[2].metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "check_add", "points": 3}
+    assert [checked_function(c) for c in cells] == ["scale", None, "add"]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    fill_check_cells(notebook, result, course)
+    report, points = notebook.cells[0].outputs
+    assert "1/2 checks passed" in report["text"] and "hidden check (failed)" in report["text"]
+    assert "secret" not in report["text"] and points["data"]["text/plain"] == "1.0"  # the hidden check failed
+    assert notebook.cells[1].outputs == [] and notebook.cells[2].outputs[1]["data"]["text/plain"] == "3.0"
+    import dataclasses
+
+    fill_check_cells(notebook, dataclasses.replace(result, error="the notebook is not valid JSON"), course)
+    assert [o["output_type"] for o in notebook.cells[0].outputs] == ["error"]
+    assert notebook.cells[0].outputs[0]["ename"] == NOT_GRADED
 
 
 def test_outside_autograde_a_check_cell_still_raises(toy, monkeypatch, capsys):
@@ -242,3 +262,91 @@ def test_nbgrader_round_trip_gives_the_same_scores_as_shortcutlab_grade(tmp_path
     autograded = json.loads((root / "autograded" / "carol" / LESSON / f"{LESSON}.ipynb").read_text())
     outputs = json.dumps(autograded["cells"])
     assert "clamp the result" in outputs  # a visible check's message reaches the student, hint included
+
+
+# ----------------------------------------------------------------------------- hostile notebooks under autograde
+
+HOSTILE_LESSON = "03_gradcam"
+STUB = '''
+def grad_cam(model, layer, images, targets=None):
+    raise NotImplementedError
+'''
+HOSTILE_CELLS = {
+    # the check cell's function, replaced in the kernel by one that claims every point
+    "forges_check": "import shortcutlab\nshortcutlab.check = lambda *args, **kwargs: 5.0\n" + STUB,
+    # the grading modules the check cell would use, patched in the kernel
+    "patches_grading": (
+        "import shortcutlab.grading.integrations.notebook as cells\n"
+        "import shortcutlab.grading.engine.verdict as verdict\n"
+        "cells.check_in_notebook = lambda *args, **kwargs: 5.0\n"
+        "verdict.score = lambda planned, reports, *args, **kwargs: []\n" + STUB),
+    # the library's reference, imported under the graded name
+    "delegates": "from shortcutlab.interpret import grad_cam\n",
+    # a tensor whose comparisons all say "equal"
+    "lying_tensor": (
+        "import torch\n"
+        "class Liar(torch.Tensor):\n"
+        "    def __eq__(self, other): return True\n"
+        "    def allclose(self, *args, **kwargs): return True\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        return True if 'close' in getattr(func, '__name__', '') else super().__torch_function__(\n"
+        "            func, types, args, kwargs or {})\n"
+        "def grad_cam(model, layer, images, targets=None):\n"
+        "    return torch.zeros(images.shape[0], *images.shape[-2:]).as_subclass(Liar)\n"),
+    # the course's files and nbgrader's gradebook, written to from the notebook
+    "writes_course_files": (
+        "import os, pathlib\n"
+        "for target in [os.environ.get('SHORTCUTLAB_COURSE', ''), {gradebook!r}, {course_file!r}, {escape!r}]:\n"
+        "    try:\n"
+        "        with open(target, 'a') as handle:\n"
+        "            handle.write('FORGED-BY-STUDENT')\n"
+        "    except OSError:\n"
+        "        pass\n" + STUB),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # make test-slow: an nbgrader round of seven notebooks
+def test_under_nbgrader_autograde_no_student_cell_can_forge_its_score(tmp_path):
+    """The README's commands (export-nbgrader, generate_assignment, autograde, export) on lesson 03: a notebook that
+    replaces shortcutlab.check, patches the grading modules, delegates to the reference, returns a lying tensor or
+    writes to the course's files and gradebook.db earns 0 automatic points; the solution earns all 5, and
+    shortcutlab grade gives the same scores."""
+    root = tmp_path / "nbgrader-course"
+    assert main(["export-nbgrader", str(root), "--lessons", HOSTILE_LESSON]) == 0
+    nbgrader(root, "generate_assignment", HOSTILE_LESSON)
+    solution = json.loads((root / "source" / HOSTILE_LESSON / f"{HOSTILE_LESSON}.ipynb").read_text())
+    course_file = root / COURSE_FOLDER / "course.yml"
+    protected = {path: path.read_bytes() for path in (root / COURSE_FOLDER).rglob("*") if path.is_file()}
+    escape = tmp_path / "escaped.txt"
+    students = {"alice": None, **{name: cell.format(gradebook=str(root / "gradebook.db"),
+                                                    course_file=str(course_file), escape=str(escape))
+                                  if name == "writes_course_files" else cell for name, cell in HOSTILE_CELLS.items()}}
+    for student, code in students.items():
+        notebook = json.loads(json.dumps(solution))
+        if code is not None:
+            (cell,) = [c for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "grad_cam"]
+            cell["source"] = code
+        folder = root / "submitted" / student / HOSTILE_LESSON
+        folder.mkdir(parents=True)
+        (folder / f"{HOSTILE_LESSON}.ipynb").write_text(without_exploration(json.dumps(notebook)))
+    nbgrader(root, "autograde", HOSTILE_LESSON)
+    nbgrader(root, "export")
+    from nbgrader.api import Gradebook as NbgraderGradebook
+
+    with NbgraderGradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        scores = {student: {g.name: g.score for g in gradebook.find_submission_notebook(
+            HOSTILE_LESSON, HOSTILE_LESSON, student).grades if g.name.startswith("check_")} for student in students}
+    assert scores == {"alice": {"check_grad_cam": 5.0}, **{name: {"check_grad_cam": 0.0} for name in HOSTILE_CELLS}}
+    assert not escape.exists()
+    assert {path: path.read_bytes() for path in protected} == protected
+    assert b"FORGED-BY-STUDENT" not in (root / "gradebook.db").read_bytes()
+    autograded = json.loads((root / "autograded" / "delegates" / HOSTILE_LESSON / f"{HOSTILE_LESSON}.ipynb").read_text())
+    (check,) = [c for c in autograded["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "check_grad_cam"]
+    assert "0/5 points" in "".join(check["outputs"][0]["text"])
+    assert main(["grade", str(root / "submitted"), "--out", str(tmp_path / "grades"), "--quiet"]) == 0
+    theirs = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader((root / "grades.csv").open())}
+    ours = {row["student_id"]: float(row["raw_score"])
+            for row in csv.DictReader((tmp_path / "grades" / "grades.csv").open())}
+    assert ours == theirs == {"alice": 5.0, **{name: 0.0 for name in HOSTILE_CELLS}}

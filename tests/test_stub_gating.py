@@ -301,8 +301,12 @@ def test_grade_gives_a_gated_check_zero_and_says_why(toy):
     assert f'{NOT_COUNTED} "small numbers" passes' in "\n".join(render_details(result))
 
 
-def test_the_notebook_report_and_nbgrader_autograde_say_it_too(toy, capsys, monkeypatch):
-    from shortcutlab.grading.integrations.notebook import autograde_check
+def test_the_notebook_report_and_nbgrader_autograde_say_it_too(toy, capsys):
+    import nbformat
+
+    from shortcutlab.grading.engine.protocol import JobResult
+    from shortcutlab.grading.engine.runner import _assemble, _Work
+    from shortcutlab.grading.integrations.nbgrader import fill_check_cells
     from shortcutlab.grading.integrations.notebook import ChecksFailed, check_in_notebook
 
     def zero(a, b):
@@ -312,12 +316,27 @@ def test_the_notebook_report_and_nbgrader_autograde_say_it_too(toy, capsys, monk
         check_in_notebook("90_toy.add", zero, course=toy / "course.yml", seed=1)
     shown = capsys.readouterr().out
     assert "add: 0/2 checks passed" in shown and f'{NOT_COUNTED} "small numbers" passes' in shown
+    # nbgrader autograde: the engine's result (here a stub's: the core check failed, the properties passed) fills
+    # the check cell, with the same report
     course = load_course(toy / "course.yml")
-    assert autograde_check(course, course.lesson("90_toy"), "add", {"add": zero}, seed=1) == 0
-    shown = capsys.readouterr().out
+    planned = plan_checks(course, "90_toy")
+
+    def check_cell(statuses: dict[str, str]) -> nbformat.NotebookNode:
+        raw = {"results": {c.name: {"status": statuses.get(c.name, "passed"), "output": ""} for c in planned}}
+        result = _assemble(_Work(0, toy / "90_toy.py", "90_toy", None, planned), JobResult.from_dict(raw), 4000,
+                           0.1, course)
+        cell = nbformat.v4.new_code_cell('shortcutlab.check("90_toy.add", add)')
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "check_add", "points": 3}
+        notebook = nbformat.v4.new_notebook(cells=[cell])
+        fill_check_cells(notebook, result, course)
+        return notebook.cells[0]
+
+    cell = check_cell({"test_add_small_numbers": "failed"})
+    shown = cell.outputs[0]["text"]
     assert "add: 0/3 checks passed, 2 pending, 0/3 points" in shown and shown.count(NOT_COUNTED) == 1
     assert "… hidden check (passed, pending a core check)" in shown and shown.count(PENDING_EXPLANATION) == 1
-    assert autograde_check(course, course.lesson("90_toy"), "add", {"add": lambda a, b: a + b}, seed=1) == 3
+    assert cell.outputs[1]["data"]["text/plain"] == "0.0"
+    assert check_cell({}).outputs[1]["data"]["text/plain"] == "3.0"
 
 
 # ----------------------------------------------------------------------------- stubs of every graded function

@@ -78,3 +78,30 @@ def test_grad_cam_under_no_grad_blames_enable_grad_only_when_it_works_outside_no
 
     passed, report = _visible_checks_pass("03_gradcam", "grad_cam", {"grad_cam": raises_everywhere}, SEEDS[0])
     assert not passed and "fails outside it too" in report and "enable_grad" not in report
+
+
+GRADED = [(lesson.id, function) for lesson in COURSE.lessons for function in lesson.functions]
+
+
+@pytest.mark.parametrize("lesson,function", GRADED, ids=lambda value: value)
+def test_the_reference_itself_fails_every_visible_check_with_the_message_grading_gives(lesson, function):
+    """Full edition: the library's reference imported under the graded name earns ✗ in the notebook, as in grading."""
+    from shortcutlab.course import import_object
+    from shortcutlab.grading.engine.guard import ReferenceGuard
+
+    dotted = COURSE.function(lesson, function).reference
+    reference = import_object(dotted)
+    namespace = {"__name__": "__main__", function: reference}
+    passed, report = _visible_checks_pass(lesson, function, namespace, SEEDS[0])
+    message = ReferenceGuard(function, reference, dotted, set()).message("is")
+    assert not passed and "0/" in report.splitlines()[0]
+    assert report.count(message) == report.count("✗")
+
+
+def test_a_notebook_function_that_calls_the_reference_fails_with_the_message_grading_gives():
+    namespace = {"__name__": "__main__"}
+    exec(compile("import shortcutlab.interpret as interpret\n"  # noqa: S102 - the test's own code
+                 "def grad_cam(model, layer, images, targets=None):\n"
+                 "    return interpret.grad_cam(model, layer, images, targets)\n", "<cell 3>", "exec"), namespace)
+    passed, report = _visible_checks_pass("03_gradcam", "grad_cam", namespace, SEEDS[0])
+    assert not passed and "grad_cam calls the shortcutlab reference `shortcutlab.interpret.grad_cam`" in report

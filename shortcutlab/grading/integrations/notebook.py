@@ -1,34 +1,38 @@
 """``shortcutlab.check("lesson.function", function)``: a notebook's check cell.
 
 Runs the function's visible checks in this process, prints a short pass/fail report and raises
-``ChecksFailed`` (an AssertionError) if any check fails, so nbgrader marks the cell failed. Under
-``nbgrader autograde`` (``autograde_check``) it runs every check, hidden ones too, and returns the points earned.
+``ChecksFailed`` (an AssertionError) if any check fails, so nbgrader marks the cell failed. It never awards
+points: under ``nbgrader autograde`` no cell runs in a kernel (the course root's config grades the notebook file
+through the engine and fills the check cells: integrations/nbgrader.py), and a check cell that does run there (a
+course root exported by an older shortcutlab) scores 0 and says to export again.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shortcutlab.course import Course, CourseError, LessonSpec, load_course
+from shortcutlab.course import Course, CourseError, LessonSpec, import_object, load_course
 from shortcutlab.grading.engine.execute import CheckContext, run_check
+from shortcutlab.grading.engine.guard import ReferenceGuard, reference_codes
 from shortcutlab.grading.engine.protocol import CheckReport
 from shortcutlab.grading.engine.verdict import score
 from shortcutlab.grading.registry import CheckFailure, check_seed, collect_checks, import_check_file, plan_checks
 from shortcutlab.grading.results import CheckResult
 from shortcutlab.grading.engine.gating import PENDING_EXPLANATION
 from shortcutlab.grading.status import PENDING_SYMBOL, SYMBOLS, Status
-from shortcutlab.grading.wording import check_title, points
+from shortcutlab.grading.wording import check_title
 
 _MISSING = object()
-SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of check cells under nbgrader autograde (set by its config)
+SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of nbgrader autograde's grading (set by the course root's config)
+OUTDATED_CONFIG = ("0 points: this check cell ran in the notebook's kernel under nbgrader autograde, where the student's "
+                   "cells could forge its result. The course root's nbgrader_config.py is out of date: run "
+                   "`shortcutlab export-nbgrader` again, then `nbgrader autograde` grades through shortcutlab's engine")
 
 
 class ChecksFailed(CheckFailure):
@@ -66,8 +70,8 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
                       _depth: int = 1, **objects: Any) -> float | None:
     """Run the visible checks of ``name`` ("<lesson id>.<function>") on ``obj`` and print a report.
 
-    Under ``nbgrader autograde`` (``NBGRADER_EXECUTION=autograde``) it runs every check, hidden ones too,
-    and returns the points earned, which nbgrader takes as the cell's partial credit.
+    Under ``nbgrader autograde`` (``NBGRADER_EXECUTION=autograde``) it runs nothing and returns 0: points come
+    only from the engine (``GradeWithShortcutlab``), never from a kernel the student's cells control.
 
     Other objects a check needs (e.g. ``symmetric_kl`` for ``consistency_loss``) come from ``objects``,
     else from ``namespace``, else from the caller's globals. Raises ChecksFailed if any check fails.
@@ -81,21 +85,21 @@ def check_in_notebook(name: str, obj: Any = _MISSING, /, *, seed: int | None = N
     loaded.function(lesson_id, function)
     if obj is _MISSING:
         raise CourseError(f"pass the function to check: shortcutlab.check({name!r}, {function})")
-    if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # every check, hidden too, partial credit
-        caller = sys._getframe(_depth).f_globals if namespace is None else namespace
-        return autograde_check(loaded, lesson, function, {**caller, **objects, function: obj}, seed)
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+        print(OUTDATED_CONFIG)  # stdout: nbgrader gives 0 to a cell writing to stderr, whatever it returns
+        return 0.0
     caller = sys._getframe(_depth).f_globals if namespace is None else namespace
     run_seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    run = _run_checks(loaded, lesson, function, {**caller, **objects, function: obj}, run_seed, hidden=False)
+    run = _run_checks(loaded, lesson, function, {**caller, **objects, function: obj}, run_seed)
     failed = [c for c in run.checks if c.status != Status.PASSED and not c.gated]
-    print("\n".join(_report(function, run, f"({run.seconds:.1f} s)" + (f", seed {run_seed}" if failed else ""))))
+    print("\n".join(cell_report(function, run, f"({run.seconds:.1f} s)" + (f", seed {run_seed}" if failed else ""))))
     if failed:
         raise ChecksFailed(f"{len(failed)} of {len(run.checks)} checks of {function} did not pass; see the report "
                            "above")
 
 
 @dataclass(frozen=True)
-class _CellRun:
+class CellRun:
     """A check cell's checks of one function, scored as ``shortcutlab grade`` scores them (verdict.score: property
     checks gated), and the seconds they took."""
 
@@ -104,40 +108,45 @@ class _CellRun:
     names: tuple[str, ...]  # the course's graded functions and classes, for check titles
 
 
-def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any], base_seed: int,
-                hidden: bool) -> _CellRun:
-    """Run ``function``'s checks (hidden ones too if ``hidden``) on the objects in ``namespace``, on one thread."""
-    planned = [c for c in plan_checks(course, lesson) if c.function == function and (hidden or not c.hidden)]
+def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
+                base_seed: int) -> CellRun:
+    """Run ``function``'s visible checks on the objects in ``namespace``, on one thread."""
+    planned = [c for c in plan_checks(course, lesson) if c.function == function and not c.hidden]
     checks = collect_checks(import_check_file(course.check_file(lesson)))
     context = CheckContext(dict(namespace))
     limit = course.grading.output_limit
+    check_files = {getattr(getattr(fn, "__code__", None), "co_filename", "") for fn in checks.values()}
+
+    def guard() -> ReferenceGuard | None:  # a fresh one per check, as in grading: one violation fails one check
+        if course.grading.allow_reference:
+            return None
+        dotted = lesson.functions[function].reference
+        return ReferenceGuard(function, import_object(dotted), dotted, defined_files(namespace, function),
+                              check_files)
+
     with one_thread():
         outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,
-                                      function, limit) for c in planned}
+                                      function, limit, guard=guard()) for c in planned}
     reports = {name: CheckReport(o.status, o.output(limit), o.seconds, slip=o.slip) for name, o in outcomes.items()}
     names = course.graded_names
-    return _CellRun(score(planned, reports, None, [], limit, names), sum(o.seconds for o in outcomes.values()), names)
+    return CellRun(score(planned, reports, None, [], limit, names), sum(o.seconds for o in outcomes.values()), names)
 
 
-def autograde_check(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
-                    seed: int | None = None) -> float:
-    """Every check of ``function`` (hidden too) on the objects in ``namespace``; prints a report (hidden
-    checks: passed or failed only) and returns the points earned.
-
-    Nothing goes to stderr (nbgrader gives 0 points to a cell that writes there) and nothing is raised.
-    """
-    given = seed if seed is not None else os.environ.get(SEED_ENV, course.grading.seed)
-    base = int(given) if given is not None else secrets.randbelow(2**31)
-    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
-        warnings.simplefilter("ignore")
-        run = _run_checks(course, lesson, function, namespace, base, hidden=True)
-    total = lesson.functions[function].points
-    earned = min(round(sum(c.score for c in run.checks), 6), float(total))
-    print("\n".join(_report(function, run, f"{points(earned)}/{points(total)} points", sep=", ")))
-    return earned
+def defined_files(namespace: dict[str, Any], function: str) -> set[str]:
+    """The files of the code defined where the check cell runs (a notebook's cells, whatever names the kernel gives
+    them): the checked object's and those of the functions and classes its namespace defines itself."""
+    module = namespace.get("__name__")
+    files = set()
+    for name, value in namespace.items():
+        if name == function or (getattr(value, "__module__", None) == module and module is not None):
+            try:
+                files.update(code.co_filename for code in reference_codes(value))
+            except Exception:  # noqa: BLE001 - an object whose attributes cannot be read defines no code here
+                pass
+    return files
 
 
-def _report(function: str, run: _CellRun, tail: str, sep: str = " ") -> list[str]:
+def cell_report(function: str, run: CellRun, tail: str, sep: str = " ") -> list[str]:
     """A check cell's report: a head line (checks passed, pending, then ``tail``), one line per check (a failing
     visible one with its message below; a pending one with why, on its line; a hidden one with passed, pending or
     failed only) and, if some check is pending, the rule once."""
