@@ -723,6 +723,31 @@ def test_the_reference_guard_knows_the_reference_in_disguise():
     assert guard().check_object(subclass) and not guard().check_object(torch.nn.Module)
 
 
+def test_a_decorator_the_reference_shares_with_student_code_is_not_the_reference():
+    """SparseAutoencoder.normalize_decoder_ is a @torch.no_grad() method, as the stub's is: torch's wrapper code is
+    everyone's, so a student's own decorated method, called from its own __init__, is neither the reference nor a
+    call of it."""
+    import shortcutlab.sae
+    from shortcutlab.grading.engine.guard import ReferenceGuard
+
+    namespace = {"torch": torch, "nn": torch.nn}
+    exec(compile("class SparseAutoencoder(nn.Module):\n"  # noqa: S102 - the test's own code
+                 "    def __init__(self, d_in, d_hidden):\n"
+                 "        super().__init__()\n"
+                 "        self.W_dec = nn.Parameter(torch.ones(d_hidden, d_in))\n"
+                 "        self.normalize_decoder_()\n"
+                 "    @torch.no_grad()\n"
+                 "    def normalize_decoder_(self):\n"
+                 "        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True))\n", "<cell 5, student>", "exec"),
+         namespace)
+    guard = ReferenceGuard("SparseAutoencoder", shortcutlab.sae.SparseAutoencoder,
+                           "shortcutlab.sae.SparseAutoencoder", {"<cell 5, student>"})
+    assert guard.check_object(namespace["SparseAutoencoder"]) is None
+    with guard:
+        namespace["SparseAutoencoder"](4, 3).normalize_decoder_()
+    assert guard.violation is None
+
+
 def test_an_over_long_line_on_a_grading_pipe_is_dropped_and_reading_goes_on():
     from shortcutlab.grading.engine.processes import Lines
 

@@ -26,9 +26,13 @@ def reference_codes(reference: Any) -> set[types.CodeType]:
     codes: set[types.CodeType] = set()
 
     def add(obj: Any) -> None:
-        for candidate in (obj, _unwrap(obj)):
+        inner = _unwrap(obj)
+        home = getattr(getattr(inner, "__code__", None), "co_filename", None)
+        for candidate in (obj, inner):
             code = getattr(candidate, "__code__", None)
-            if isinstance(code, types.CodeType):
+            # A decorator's wrapper defined elsewhere (torch.no_grad's decorate_context) is shared by every function
+            # it decorates, the student's too: only code from the reference's own file is the reference's.
+            if isinstance(code, types.CodeType) and code.co_filename == home:
                 codes.add(code)
 
     if isinstance(reference, type):
