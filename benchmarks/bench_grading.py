@@ -2,6 +2,7 @@
 
     python benchmarks/bench_grading.py [--jobs 2] [--keep DIR] [--sandbox-only [--lessons 00,03]]
     python benchmarks/bench_grading.py --baseline REV [--rounds 3]
+    python benchmarks/bench_grading.py --similarity 300 [--lesson 00_colored_mnist]
 
 The class mixes the 7 solution notebooks (full marks), 7 untouched lessons (0), 12 mutants from tests/mutants/
 (one wrong function each) and 4 broken submissions (bad JSON, a syntax error, a process exit while loading, a
@@ -16,6 +17,9 @@ code ran, timed inside the run): sandbox + judge against neither. ``--sandbox-on
 ``--baseline REV`` grades the class with this tree and with the commit REV (its tracked files, unpacked in a
 temporary folder), in alternating order for ``--rounds`` rounds, and prints each one's median time per submission,
 the ratio of this tree's to the baseline's, and whether every submission got the same score from both.
+``--similarity N`` grades N submissions of one lesson (the two correct ones and the lesson's mutants, each student's
+with its own local names: tests/test_similarity.py's renaming) with ``shortcutlab grade``'s class run, and prints the
+time the similarity report takes within it, as a ratio to the rest of the run (target: at most +25%).
 """
 from __future__ import annotations
 
@@ -203,6 +207,47 @@ def compare_with_baseline(rev: str, submitted: Path, work: Path, jobs: int, roun
                 print(f"  {path}: baseline {scores['baseline'].get(path)}, this tree {scores['this tree'].get(path)}")
 
 
+def similarity_cost(count: int, lesson: str, work: Path, jobs: int) -> None:
+    """Grade ``count`` submissions of ``lesson`` as a class and time the similarity report inside the run."""
+    import random
+
+    from shortcutlab.grading.integrations import batch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_similarity import renamed  # noqa: E402 - the tests' renaming of local names
+
+    sources = [ROOT / "tests" / "submissions" / f"{lesson}.py", ROOT / "tests" / "submissions" / "second" / f"{lesson}.py",
+               *sorted((ROOT / "tests" / "mutants" / lesson).glob("*.py"))]
+    rng = random.Random(0)
+    folder = work / "similarity-class"
+    for index in range(count):
+        text = sources[index % len(sources)].read_text()
+        path = folder / f"student{index:03d}" / f"{lesson}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(renamed(text, rng) if index >= len(sources) else text)
+    seconds: list[float] = []
+    real = batch.class_similarity
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    batch.class_similarity = timed
+    start = time.perf_counter()
+    run = grade_class([folder], work / "similarity-grades", jobs=jobs, seed=SEED)
+    wall = time.perf_counter() - start
+    batch.class_similarity = real
+    similarity = sum(seconds)
+    grading = wall - similarity
+    report = run.similarity
+    print(f"{count} submissions of {lesson}, --jobs {jobs}: {wall:.1f} s in all; grading {grading:.1f} s, the "
+          f"similarity report {similarity:.2f} s ({report.compared} pairs compared, {len(report.pairs)} flagged): "
+          f"+{100 * similarity / grading:.1f}% (target: at most +25%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
@@ -211,9 +256,16 @@ def main() -> None:
     parser.add_argument("--lessons", metavar="LIST", help="with --sandbox-only: lesson numbers, e.g. 00,03 (default all)")
     parser.add_argument("--baseline", metavar="REV", help="only compare grading time and scores with commit REV")
     parser.add_argument("--rounds", type=int, default=3, help="with --baseline: rounds of each (default 3)")
+    parser.add_argument("--similarity", type=int, metavar="N", help="only time the similarity report of N "
+                        "submissions of one lesson against grading them")
+    parser.add_argument("--lesson", default="00_colored_mnist", help="with --similarity: the lesson")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
+        if args.similarity:
+            print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+            similarity_cost(args.similarity, args.lesson, work, args.jobs)
+            return
         files, safe = build_class(work / "submitted")
         if args.baseline:
             print(f"class: {len(files)} submissions; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

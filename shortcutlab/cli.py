@@ -71,7 +71,7 @@ def _grade(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         run = grade_class(args.paths, args.out, regrade=args.regrade, lesson=args.lesson, jobs=args.jobs,
                           seed=args.seed, course=args.course, on_result=progress, warn=warn,
-                          require_sandbox=args.require_sandbox, roster=args.roster)
+                          require_sandbox=args.require_sandbox, roster=args.roster, compare_with=args.compare_with)
     if live:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     report = run.report
@@ -92,6 +92,8 @@ def _grade(args: argparse.Namespace) -> int:
             print(f"{len(run.identical)} group{'s' if len(run.identical) != 1 else ''} of identical submissions "
                   f"(same graded code, layout and comments ignored): see {run.out / 'identical_submissions.csv'}",
                   file=sys.stderr)
+        if run.similarity is not None:
+            print(similarity_summary(run.similarity, run.out), file=sys.stderr)
         print(f"{run.graded} graded, {run.reused} already in the gradebook; gradebook, grades.csv, class_matrix.csv, "
               f"results/ and feedback/ in {run.out}", file=sys.stderr)
         if run.awaiting_answers:
@@ -103,6 +105,44 @@ def _grade(args: argparse.Namespace) -> int:
             print(f"{len(not_graded)} submission{'s' if len(not_graded) != 1 else ''} could not be graded normally "
                   "(exit code 1): see the warnings above and --verbose", file=sys.stderr)
     return 1 if not_graded else 0
+
+
+def similarity_summary(report, out: Path) -> str:  # noqa: ANN001 - a SimilarityReport, imported lazily
+    """The terminal's lines on a similarity report: each flagged pair, then where the files are."""
+    lines = [f"similar graded code, {pair.lesson}: {pair.student.owner} and {pair.other.owner} ({pair.score:.2f})"
+             for pair in report.pairs]
+    count = len(report.pairs)
+    lines.append(f"{count} pair{'s' if count != 1 else ''} of similar submissions at or over "
+                 f"{report.threshold:.2f} ({report.compared} compared, for the instructor only; no score changes): "
+                 f"see {out / 'similarity.html'} and similarity.csv")
+    return "\n".join(lines)
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    from shortcutlab.course import load_course
+    from shortcutlab.grading.outputs.files import write_text
+    from shortcutlab.grading.outputs.similarity import similarity_csv, similarity_html
+    from shortcutlab.grading.similarity import compare, folder_documents, outside_documents
+
+    course = load_course(args.course)
+    threshold = course.grading.similarity_threshold if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 1:
+        raise ShortcutlabError(f"--threshold {threshold}: give a fraction between 0 and 1")
+    documents = folder_documents(args.paths, course, args.lesson)
+    if not documents:
+        raise ShortcutlabError("no submissions with graded code in " + ", ".join(args.paths) + ": give .ipynb or .py files, "
+                          "or folders holding them")
+    outside = []
+    if args.compare_with:
+        if not Path(args.compare_with).is_dir():
+            raise ShortcutlabError(f"--compare-with {args.compare_with}: no such folder")
+        outside = outside_documents(args.compare_with, course, args.lesson)
+    report = compare(documents, course, threshold, outside)
+    out = Path(args.out)
+    write_text(out / "similarity.csv", similarity_csv(report))
+    write_text(out / "similarity.html", similarity_html(report, course))
+    print(similarity_summary(report, out))
+    return 0
 
 
 def _first_line(text: str | None) -> str:
@@ -272,7 +312,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "(missing if nothing was handed in), hand-ins are matched to it by id, email or name, and files "
                        "of students not on it are listed (default: course.yml's grading.roster, else the roster this "
                        "gradebook was last given)")
+    grade.add_argument("--compare-with", metavar="DIR", help="a folder of known outside solutions (.ipynb or .py "
+                       "named after their lesson) that the similarity report compares every submission with too "
+                       "(kept in the gradebook for later runs)")
     grade.set_defaults(run=_grade)
+    similarity = verbs.add_parser("similarity", help="find similar submissions in any folder (an nbgrader "
+                                  "submitted/, a Gradescope or LMS export)",
+                                  description="Compare each submission's graded code with every other student's for "
+                                  "the same lesson, with the course's reference implementations and their helpers, "
+                                  "and with --compare-with's known outside solutions (copydetect: names, comments "
+                                  "and layout ignored; the released stub never counts). Writes similarity.csv (lesson, "
+                                  "student, other, score: one row per pair at or over the threshold) and "
+                                  "similarity.html (each pair side by side, shared code highlighted) into --out. "
+                                  "Grades nothing and runs no submission. `grade` writes the same files.")
+    similarity.add_argument("paths", nargs="+", metavar="PATH", help="submissions: notebooks, .py files or folders")
+    similarity.add_argument("--out", default="similarity", metavar="DIR", help="where the report goes (default "
+                            "./similarity)")
+    similarity.add_argument("--lesson", metavar="ID", help="lesson of every submission (default: from each file name)")
+    similarity.add_argument("--compare-with", metavar="DIR", help="a folder of known outside solutions")
+    similarity.add_argument("--threshold", type=float, metavar="X", help="flag pairs sharing at least this fraction "
+                            "(default: course.yml's grading.similarity_threshold, 0.75)")
+    similarity.add_argument("--course", metavar="PATH", help="course.yml to use (default: the repository's)")
+    similarity.set_defaults(run=_similarity)
     answers = verbs.add_parser("answers", help="import the scores of written answers graded by hand",
                                description="Written answers (course.yml's `answers`) are graded by hand: `grade` "
                                "writes answers/<lesson>.md (each question, its model answer, each student's answer) "

@@ -101,6 +101,11 @@ class GradingSpec(_Strict):
     due: dict[str, str] = Field(default_factory=dict, description="due time per lesson id, e.g. '2025-03-01 23:59 "
                                 "Europe/Berlin' (an offset, a zone name, or none for UTC)")
     late_penalty: LatePenaltySpec = LatePenaltySpec()
+    similarity_threshold: float = Field(default=0.75, ge=0, le=1, description="flag two submissions of a lesson (or a "
+                                        "submission and the reference or a known outside solution) sharing at least "
+                                        "this fraction of the smaller one's code (similarity.csv); measured: "
+                                        "independent correct solutions share at most 0.63, renamed and pasted copies "
+                                        "at least 0.83")
 
     @field_validator("due", mode="before")
     @classmethod

@@ -55,9 +55,11 @@ def entry(student: str, lesson: str, score_result: SubmissionResult | None = Non
 def test_csv_has_nbgraders_columns_and_a_zero_row_for_a_lesson_not_handed_in():
     entries = [entry("bob", "03_gradcam"), entry("alice", "03_gradcam"), entry("alice", "00_colored_mnist")]
     rows = list(csv.DictReader(io.StringIO(csv_text(entries))))
-    # nbgrader's columns, then status, written_answers and the checks' and written answers' points apart
+    # nbgrader's columns, then status, written_answers, the checks' and written answers' points apart, similar_to
     assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[11:] == ("status", "written_answers", "code_score",
-                                                                  "code_max_score", "answers_score", "answers_max_score")
+                                                                  "code_max_score", "answers_score", "answers_max_score",
+                                                                  "similar_to")
+    assert {r["similar_to"] for r in rows} == {""}
     assert [(r["assignment"], r["student_id"]) for r in rows] == [
         ("00_colored_mnist", "alice"), ("00_colored_mnist", "bob"), ("03_gradcam", "alice"), ("03_gradcam", "bob")]
     alice = rows[2]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from shortcutlab.grading.status import AnswerStatus, SubmissionStatus
 from shortcutlab.grading.store.answers import AnswerError, attach, collect, read_scores
 from shortcutlab.grading.outputs.exports import write_exports
 from shortcutlab.grading.outputs.identical import IdenticalGroup, code_digest, find_identical, graded_code_digest
+from shortcutlab.grading.similarity import (CodeDocument, SimilarityReport, compare, graded_code, outside_documents,
+                                            submission_code)
 from shortcutlab.grading.engine.versions import checks_version
 from shortcutlab.grading.store.gradebook import GRADEBOOK_FILE, Entry, Gradebook, GradeKey
 from shortcutlab.grading.store.roster import Roster, read_roster
@@ -62,6 +64,7 @@ class ClassRun:
     answer_files: tuple[Path, ...] = ()
     not_on_roster: tuple[str, ...] = ()
     missing: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    similarity: SimilarityReport | None = None
 
     @property
     def not_graded(self) -> list[ClassLine]:
@@ -115,6 +118,33 @@ def _with_code_digests(book: Gradebook, entries: list[Entry]) -> list[Entry]:
         return entries
     book.store_code_digests(found)
     return [dataclasses.replace(e, code_digest=found.get(e.key.content_hash, e.code_digest)) for e in entries]
+
+
+def class_similarity(book: Gradebook, entries: Iterable[Entry], course: Course,
+                     compare_with: str | Path | None = None, codes: Mapping[str, str] | None = None
+                     ) -> SimilarityReport:
+    """The similarity report of the gradebook's latest submissions: each student's graded code against every
+    classmate's, the reference and the known outside solutions (``compare_with``, kept in the gradebook for later
+    exports, else the folder an earlier run gave). ``codes``: graded code by content hash of files this run has
+    read already; others are read from their file, and one gone or changed since it was graded is left out."""
+    codes = codes or {}
+    if compare_with is not None:
+        folder = Path(compare_with)
+        if not folder.is_dir():
+            raise GradingError(f"--compare-with {folder}: no such folder; give a folder of known outside solutions "
+                               "(.ipynb or .py, named after their lesson)")
+        book.set_outside_solutions(str(folder.resolve()))
+    kept = book.outside_solutions()
+    outside = outside_documents(kept, course) if kept and Path(kept).is_dir() else []
+    documents = []
+    for entry in entries:
+        code = codes.get(entry.key.content_hash)
+        if code is None:
+            data = entry.graded_bytes()
+            code = submission_code(Path(entry.path), data) if data is not None else None
+        if code:
+            documents.append(CodeDocument(entry.lesson, entry.student_id, entry.path, code))
+    return compare(documents, course, course.grading.similarity_threshold, outside)
 
 
 def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
@@ -186,6 +216,7 @@ class _ClassGrading:
         self.hits: dict[GradeKey, tuple | None] = {}  # the gradebook's grade of each key seen (None: to be graded)
         self.loaded: dict[Path, Submission | SubmissionError] = {}  # the files to be graded, parsed
         self.code_digests: dict[str, str] = {}  # graded code digests by content hash, new to the gradebook
+        self.graded_code: dict[str, str] = {}  # each file's graded code (similarity.graded_code), by content hash
         self.strangers: dict[str, list[Path]] = {}  # students not on the roster, and their files
         self.owners: dict[tuple[str, str], Path] = {}
         self.results: dict[str, SubmissionResult] = {}
@@ -211,6 +242,10 @@ class _ClassGrading:
                             self.loaded[path] = _parse(path, self.course, lesson_id, data, digest)
                     if digest not in kept_code and digest not in self.code_digests:
                         self.code_digests[digest] = _code_digest(path, data, self.loaded.get(path))
+                    if digest not in self.graded_code:  # for the similarity report, from the bytes read here
+                        parsed = self.loaded.get(path)
+                        self.graded_code[digest] = graded_code(parsed.cells) if isinstance(parsed, Submission) \
+                            else submission_code(path, data) or ""
             except (SubmissionError, CourseError):
                 pass
             handin, student = _whose(path, lesson_id, self.course, self.roster, self.strangers, self.tell)
@@ -280,21 +315,22 @@ class _ClassGrading:
     def graded(self) -> int:
         return len(self.pending) + len(self.copies)
 
-    def export(self, files: list[Path], out: Path) -> tuple[list[Entry], tuple[IdenticalGroup, ...],
-                                                           list[Path], tuple[ClassLine, ...]]:
-        """The gradebook's entries (with written answers), the identical groups, the answer files written and one
-        line per graded file; the exports written."""
+    def export(self, files: list[Path], out: Path, compare_with: str | Path | None = None
+               ) -> tuple[list[Entry], tuple[IdenticalGroup, ...], list[Path], tuple[ClassLine, ...], SimilarityReport]:
+        """The gradebook's entries (with written answers), the identical groups, the answer files written, one
+        line per graded file and the similarity report; the exports written."""
         if self.code_digests:
             self.book.store_code_digests(self.code_digests)
         entries = _with_code_digests(self.book, self.book.entries())
         identical = tuple(find_identical(entries, released_digests(self.course)))
+        similarity = class_similarity(self.book, entries, self.course, compare_with, self.graded_code)
         # Written answers are read from the files just graded (never run) and join the exports.
         entries = with_answers(self.book, entries, self.course)
-        write_exports(entries, out, self.course, identical, self.roster)
+        write_exports(entries, out, self.course, identical, self.roster, similarity)
         written = write_answer_files(entries, self.course, out)
         lines = _lines([self.items[str(p)] for p in files if str(p) in self.results], self.results, entries,
                        self.course, self.book, self.roster)
-        return entries, identical, written, lines
+        return entries, identical, written, lines, similarity
 
 
 def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade: bool = False,
@@ -302,7 +338,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
                 course: Course | str | Path | None = None,
                 on_result: Callable[[ClassLine, bool], None] | None = None,
                 warn: Callable[[str], None] | None = None, require_sandbox: bool = False,
-                roster: Roster | str | Path | None = None) -> ClassRun:
+                roster: Roster | str | Path | None = None, compare_with: str | Path | None = None) -> ClassRun:
     """Grade submissions into the gradebook in ``out`` and write the exports there.
 
     ``seed`` is the base seed (default: course.yml's ``grading.seed``, else the gradebook's secret seed); every
@@ -313,6 +349,8 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     ``on_result(line, reused)`` is called once per submission as soon as its grade is known (its student and result;
     written answers and late penalties come with the run's ``lines``); ``warn`` gets what the
     instructor should look at (files whose owner cannot be told, students not on the roster, resubmissions).
+    The exports include the similarity report (``class_similarity``; ``compare_with``: a folder of known outside
+    solutions).
     """
     start = time.monotonic()
     course = course if isinstance(course, Course) else load_course(course)
@@ -332,7 +370,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
         run.survey(files)
         run.grade(files, run_id, jobs=jobs, require_sandbox=require_sandbox, warn=warn)
         book.finish_run(run_id, reused=len(files) - run.graded, graded=run.graded)
-        entries, identical, written, lines = run.export(files, Path(out))
+        entries, identical, written, lines, similarity = run.export(files, Path(out), compare_with)
     finally:
         book.close()
     report = GradeReport(base_seed, tuple(run.results[str(p)] for p in files if str(p) in run.results),
@@ -342,7 +380,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
     missing = {lesson_id: tuple(s for s in the_roster.ids if (s, lesson_id) not in handed)
                for lesson_id in dict.fromkeys(e.lesson for e in entries)} if the_roster else {}
     return ClassRun(report, len(files) - run.graded, run.graded, Path(out), lines, identical, awaiting,
-                    tuple(written), tuple(sorted(run.strangers)), {k: v for k, v in missing.items() if v})
+                    tuple(written), tuple(sorted(run.strangers)), {k: v for k, v in missing.items() if v}, similarity)
 
 
 def _lines(items: list[_Item], results: dict[str, SubmissionResult], entries: list[Entry], course: Course,
@@ -400,7 +438,7 @@ def with_answers(book: Gradebook, entries: list[Entry], course: Course) -> list[
 def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) -> AnswersRun:
     """Read the answers of submissions graded into ``out``, import the instructor's ``scores`` files (all rows
     or none), and rewrite the exports with the answers: grades.csv, class_matrix.csv, results/, feedback/ and
-    answers/ (identical_submissions.csv is left as it is)."""
+    answers/, and the similarity report (identical_submissions.csv is left as it is)."""
     out = _graded_folder(out, AnswerError)
     with Gradebook(out) as book:
         entries = with_answers(book, book.entries(), course)
@@ -415,7 +453,8 @@ def refresh(out: str | Path, course: Course, scores: Iterable[str | Path] = ()) 
             imported, unchanged = len(rows) - same, same
             entries = attach(book.entries(), course, book)
         the_roster = book.roster()
-    written = write_exports(entries, out, course, identical=None, roster=the_roster)
+        similarity = class_similarity(book, entries, course)
+    written = write_exports(entries, out, course, identical=None, roster=the_roster, similarity=similarity)
     written += write_answer_files(entries, course, out)
     answers = [a for e in entries for a in e.answers]
     return AnswersRun(imported, sum(a.status == AnswerStatus.AWAITING for a in answers),

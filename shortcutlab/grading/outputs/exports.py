@@ -10,6 +10,7 @@ Layout under the output folder (files are written readable, like any file the us
     grades.csv
     class_matrix.csv
     identical_submissions.csv
+    similarity.csv, similarity.html   (instructors only: pairs of similar graded code; see similarity.py)
     results/<student>/<lesson>/results.json
     feedback/<student>/<lesson>.md
     feedback/<student>/<lesson>.html
@@ -30,23 +31,32 @@ from shortcutlab.grading.outputs.feedback import build_feedback, render
 from shortcutlab.grading.outputs.files import write_text
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import IdenticalGroup, identical_csv
+from shortcutlab.grading.outputs.similarity import similarity_csv, similarity_html
+from shortcutlab.grading.similarity import SimilarityReport
 from shortcutlab.grading.outputs.tables import class_matrix_csv, class_rows, grades_csv
 from shortcutlab.grading.store.gradebook import Entry
 from shortcutlab.grading.store.roster import Roster
 
 
 def write_exports(entries: Iterable[Entry], out: str | Path, course: Course,
-                  identical: Iterable[IdenticalGroup] | None = (), roster: Roster = Roster()) -> list[Path]:
+                  identical: Iterable[IdenticalGroup] | None = (), roster: Roster = Roster(),
+                  similarity: SimilarityReport | None = None) -> list[Path]:
     """Write grades.csv, class_matrix.csv (a row per student of ``roster`` too, ``missing`` where nothing was handed
     in), identical_submissions.csv (``identical``: see ``find_identical``; None leaves the file as it is),
     results/<student>/<lesson>/results.json and feedback/<student>/<lesson>.{md,html} for ``entries`` (a gradebook's,
-    with their written answers if ``answers.attach`` gave them any); returns the files written, leaving those that
-    already held what they would get as they were."""
+    with their written answers if ``answers.attach`` gave them any), and similarity.csv and similarity.html from
+    ``similarity`` (None leaves them as they are, and grades.csv's ``similar_to`` empty); returns the files written,
+    leaving those that already held what they would get as they were."""
     out = Path(out)
     entries = list(entries)
     rows = class_rows(entries, course, roster)
     titles = {spec.id: spec.title for spec in course.lessons}
-    files = {out / "grades.csv": grades_csv(rows, course), out / "class_matrix.csv": class_matrix_csv(rows, course)}
+    similar = similarity.similar_to() if similarity is not None else None
+    files = {out / "grades.csv": grades_csv(rows, course, similar),
+             out / "class_matrix.csv": class_matrix_csv(rows, course)}
+    if similarity is not None:
+        files[out / "similarity.csv"] = similarity_csv(similarity)
+        files[out / "similarity.html"] = similarity_html(similarity, course)
     if identical is not None:
         files[out / "identical_submissions.csv"] = identical_csv(identical)
     for row in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from shortcutlab.course import Course
@@ -19,10 +19,11 @@ from shortcutlab.grading.wording import points, rounded
 # nbgrader's ``nbgrader export`` columns, then the submission's status (graded, error, timeout, missing), whether its
 # written answers are graded (``written_answers``: awaiting manual grading, graded, no answer, or empty for a lesson
 # without written answers or not handed in), and the checks' and the written answers' points apart (raw_score is their
-# sum, score that less the late penalty, as in nbgrader)
+# sum, score that less the late penalty, as in nbgrader), and whom its graded code is similar to (similarity.py: other
+# students, ``reference``, ``outside:<file>``; ';'-separated, empty if no one)
 CSV_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
                "late_submission_penalty", "score", "max_score", "status", "written_answers", "code_score",
-               "code_max_score", "answers_score", "answers_max_score")
+               "code_max_score", "answers_score", "answers_max_score", "similar_to")
 # The class matrix: Canvas's gradebook-import identity columns, one column per lesson, then the total under a
 # name Canvas treats as read-only (ignored on import). Moodle maps "SIS Login ID" to the username and each
 # lesson column to a grade item, and ignores the rest.
@@ -77,7 +78,8 @@ def _lesson_order(entries: list[Entry], lessons: Iterable[str]) -> list[str]:
     return order + sorted({e.lesson for e in entries} - set(order))
 
 
-def grades_csv(rows: Iterable[Row], course: Course) -> str:
+def grades_csv(rows: Iterable[Row], course: Course,
+               similar: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> str:
     """nbgrader's ``nbgrader export`` CSV plus a status, the written answers' state and the checks' and written answers'
     points apart: one row per lesson and student (``class_rows``), 0 and status ``missing`` for a lesson not handed
     in. raw_score adds the checks' and the written answers' points (0 for those not scored yet); score is raw_score
@@ -85,8 +87,10 @@ def grades_csv(rows: Iterable[Row], course: Course) -> str:
 
     Timestamps are UTC in one format, ``YYYY-MM-DD HH:MM:SS.ffffff`` (nbgrader's), and only ever the hand-in time the
     LMS gave (empty otherwise). ``status`` is ``graded``, ``error`` (could not be graded normally), ``timeout``
-    (loading cut off by a time limit) or ``missing``.
+    (loading cut off by a time limit) or ``missing``. ``similar``: the others each (lesson, student)'s graded code is
+    similar to (``SimilarityReport.similar_to``), for the instructor's eyes; it never changes a score.
     """
+    similar = similar or {}
     rows = list(rows)
     max_scores = {r.lesson: r.entry.max_score for r in rows if r.entry is not None}
     code_max = {r.lesson: r.entry.result.max_score for r in rows if r.entry is not None}
@@ -102,7 +106,8 @@ def grades_csv(rows: Iterable[Row], course: Course) -> str:
                          rounded(row.score), rounded(max_scores[row.lesson]), entry.result.status if entry else MISSING,
                          answers_status(entry.answers) if entry else "",
                          rounded(entry.result.score) if entry else 0.0, rounded(code_max[row.lesson]),
-                         rounded(written.score), rounded(answers_max)])
+                         rounded(written.score), rounded(answers_max),
+                         ";".join(similar.get((row.lesson, row.student), ()))])
     return buffer.getvalue()
 
 

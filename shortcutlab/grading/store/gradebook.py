@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 GRADEBOOK_FILE = "gradebook.sqlite"
 SCHEMA_VERSION = 1
 SEED_KEY = "seed"  # meta: the gradebook's secret base seed, drawn when it is first needed
+OUTSIDE_KEY = "outside_solutions"  # meta: the folder of known outside solutions (--compare-with)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -354,6 +355,17 @@ class Gradebook:
             db.executemany("INSERT INTO roster VALUES (?, ?, ?, ?, ?, ?)",
                            [(i, s.student_id, s.first_name, s.last_name, s.name, s.email)
                             for i, s in enumerate(roster.students)])
+
+    def set_outside_solutions(self, folder: str) -> None:
+        """Keep ``folder`` (known outside solutions, ``--compare-with``) for every later similarity report."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (OUTSIDE_KEY, folder))
+
+    def outside_solutions(self) -> str | None:
+        """The folder of known outside solutions last given (None if none was)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (OUTSIDE_KEY,)).fetchone()
+        return row[0] if row else None
 
     def roster(self) -> Roster:
         """The class's roster as last given (empty if none was)."""

@@ -1,0 +1,290 @@
+"""Similar submissions: each student's graded code compared with every classmate's for the same lesson, with the
+course's reference implementations (and the library helpers they use) and with known outside solutions.
+
+The comparison is copydetect's (winnowed k-grams of the code after Pygments has replaced every name by one letter
+and dropped comments and layout), so renaming variables, rewording comments or reformatting keeps a copy a copy.
+The released stub (signatures, docstrings, ``raise NotImplementedError``) is boilerplate: code it holds never
+counts. A pair's ``score`` is the larger of the two directions' shared fraction (how much of the smaller one the
+other holds), in [0, 1]. Flags are for the instructor to look at; they never change a score.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import itertools
+import types
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shortcutlab.course import Course, import_object
+from shortcutlab.grading.engine.submission import Cell, SubmissionError, expand_paths, read_cells
+
+REFERENCE = "reference"  # the ``other`` of a pair whose other side is the course's reference code
+OUTSIDE_PREFIX = "outside:"  # the ``other`` of a known outside solution: outside:<file name>
+# copydetect's noise threshold, in characters of filtered code (a name is one character): a shared run shorter than
+# this is never a match. Guarantee = noise: every k-gram is kept (no winnowing), so scores do not depend on
+# Python's per-process string hashing.
+NOISE_CHARACTERS = 30
+_LANGUAGE = "python"
+
+
+@dataclass(frozen=True)
+class CodeDocument:
+    """One side of a comparison: whose code (a student id, ``reference`` or ``outside:<name>``), for which lesson,
+    from which file, and the code itself."""
+
+    lesson: str
+    owner: str
+    path: str
+    code: str
+
+
+@dataclass(frozen=True)
+class SimilarPair:
+    """Two documents of a lesson at or over the threshold: ``score`` in [0, 1]; ``*_regions`` are the matched
+    (start, end) character ranges of each side's code, for highlighting."""
+
+    lesson: str
+    student: CodeDocument
+    other: CodeDocument
+    score: float
+    student_regions: tuple[tuple[int, int], ...]
+    other_regions: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class SimilarityReport:
+    """Every pair at or over ``threshold`` (lesson, then score, highest first) and how many were compared."""
+
+    threshold: float
+    pairs: tuple[SimilarPair, ...]
+    compared: int
+    documents: int
+
+    def similar_to(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Per (lesson, student): the others a flagged pair names (students, ``reference``, ``outside:...``)."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for pair in self.pairs:
+            found.setdefault((pair.lesson, pair.student.owner), []).append(pair.other.owner)
+            if not _is_known(pair.other.owner):
+                found.setdefault((pair.lesson, pair.other.owner), []).append(pair.student.owner)
+        return {key: tuple(dict.fromkeys(others)) for key, others in found.items()}
+
+
+def _is_known(owner: str) -> bool:
+    """The reference or an outside solution (not a student)."""
+    return owner == REFERENCE or owner.startswith(OUTSIDE_PREFIX)
+
+
+def graded_code(cells: Iterable[Cell]) -> str:
+    """The code a submission is graded on, as it reads: its solution cells (or the whole .py file); setup cells,
+    the same for everyone, are left out."""
+    return "\n\n".join(cell.source.strip("\n") for cell in cells if cell.kind != "setup").strip("\n")
+
+
+def submission_code(path: Path, data: bytes) -> str | None:
+    """``graded_code`` of a submission file's bytes ``data``; None if they cannot be read as one."""
+    try:
+        cells, _ = read_cells(path, data)
+    except SubmissionError:
+        return None
+    return graded_code(cells)
+
+
+def file_code(path: str | Path) -> str | None:
+    """``graded_code`` of a submission file; None if it cannot be read as one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return submission_code(path, data)
+
+
+def library_objects(reference: object, depth: int = 2) -> list[object]:
+    """``reference`` and the library functions and classes its code names (those of modules of shortcutlab), to
+    ``depth`` calls deep: a student pasting a helper copies the answer as surely as one pasting the reference."""
+    found: dict[int, object] = {}
+    frontier = [reference]
+    for _ in range(depth + 1):
+        following = []
+        for obj in frontier:
+            if id(obj) in found or not str(getattr(obj, "__module__", "")).startswith("shortcutlab."):
+                continue
+            found[id(obj)] = obj
+            for function in _functions_of(obj):
+                names = set()
+                for code in _codes(function.__code__):
+                    names.update(code.co_names)
+                following.extend(function.__globals__[n] for n in sorted(names)
+                                 if _is_code(function.__globals__.get(n)))
+        frontier = following
+    return list(found.values())
+
+
+def _is_code(obj: object) -> bool:
+    """A function or class, or a wrapper of a function (``functools.lru_cache``, ``functools.wraps``)."""
+    if isinstance(obj, (types.FunctionType, type)):
+        return True
+    try:
+        return callable(obj) and isinstance(inspect.unwrap(obj), types.FunctionType)
+    except ValueError:
+        return False
+
+
+def _functions_of(obj: object) -> list[types.FunctionType]:
+    if not isinstance(obj, type) and _is_code(obj):
+        return [inspect.unwrap(obj)]
+    if isinstance(obj, type):
+        return [inspect.unwrap(v.__func__ if isinstance(v, (staticmethod, classmethod)) else v)
+                for v in vars(obj).values() if isinstance(v, (types.FunctionType, staticmethod, classmethod))]
+    return []
+
+
+def _codes(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def reference_code(course: Course, lesson: str) -> str:
+    """The lesson's answer key as code: each graded function's library reference and the library helpers it uses,
+    then the solution notebook's solution cells."""
+    parts: list[str] = []
+    for spec in course.lesson(lesson).functions.values():
+        try:
+            objects = library_objects(import_object(spec.reference))
+        except Exception:  # noqa: BLE001 - a reference that cannot be imported has no code to compare with
+            continue
+        for obj in objects:
+            try:
+                source = inspect.getsource(obj)
+            except (OSError, TypeError):
+                continue
+            if source not in parts:
+                parts.append(source)
+    notebook = course.solution_notebook(course.lesson(lesson))
+    solution = file_code(notebook) if notebook.is_file() else None
+    if solution:
+        parts.append(solution)
+    return "\n\n".join(parts)
+
+
+def stub_code(course: Course, lesson: str) -> str:
+    """The graded code of the lesson as released (its stubs): boilerplate that never counts."""
+    released = course.lesson_notebook(course.lesson(lesson))
+    return (file_code(released) or "") if released.is_file() else ""
+
+
+def outside_documents(folder: str | Path, course: Course, lesson: str | None = None) -> list[CodeDocument]:
+    """Known outside solutions (``--compare-with``): every .ipynb / .py under ``folder``, for the lesson its name or
+    folder says (else ``lesson``; a file of no known lesson is skipped)."""
+    from shortcutlab.grading.engine.submission import infer_lesson
+
+    documents = []
+    for path in expand_paths([folder]):
+        try:
+            lesson_id = infer_lesson(path, course, lesson)
+        except SubmissionError:
+            continue
+        code = file_code(path)
+        if code:
+            documents.append(CodeDocument(lesson_id, OUTSIDE_PREFIX + path.name, str(path), code))
+    return documents
+
+
+class _Fingerprints:
+    """copydetect fingerprints of documents, each computed once, with a lesson's stub as boilerplate."""
+
+    def __init__(self) -> None:
+        self._boilerplate: dict[str, object] = {}
+        self._prints: dict[tuple[str, str], object] = {}
+
+    def boilerplate(self, lesson: str, stub: str):  # noqa: ANN201 - a numpy array of hashes
+        import numpy as np
+        from copydetect import CodeFingerprint
+
+        if lesson not in self._boilerplate:
+            hashes = CodeFingerprint("stub.py", NOISE_CHARACTERS, 1, language=_LANGUAGE, fp=io.StringIO(stub)).hashes
+            self._boilerplate[lesson] = np.array(sorted(hashes), dtype=np.int64)
+        return self._boilerplate[lesson]
+
+    def of(self, document: CodeDocument, boilerplate):  # noqa: ANN001, ANN201 - copydetect's types
+        from copydetect import CodeFingerprint
+
+        key = (document.owner, document.lesson)
+        if key not in self._prints:
+            self._prints[key] = CodeFingerprint(document.path or "code.py", NOISE_CHARACTERS, 1, boilerplate=boilerplate,
+                                                language=_LANGUAGE, fp=io.StringIO(document.code))
+        return self._prints[key]
+
+
+def _regions(slices) -> tuple[tuple[int, int], ...]:  # noqa: ANN001 - a 2 x N array (empty: no match)
+    import numpy as np
+
+    slices = np.asarray(slices)
+    if slices.ndim != 2 or slices.shape[0] != 2:
+        return ()
+    return tuple((int(start), int(end)) for start, end in zip(slices[0], slices[1]))
+
+
+def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
+            outside: Sequence[CodeDocument] = ()) -> SimilarityReport:
+    """Compare each student's document with every other student's of the same lesson (one pair per unordered
+    pair), with the lesson's reference code and with the ``outside`` documents of that lesson; the pairs scoring at
+    least ``threshold``. A student's document that is empty once the stub is removed is never flagged."""
+    from copydetect import compare_files
+
+    prints = _Fingerprints()
+    pairs: list[SimilarPair] = []
+    compared = 0
+    lessons = list(dict.fromkeys(d.lesson for d in students))
+    documents = len(students)
+    for lesson in lessons:
+        mine = sorted((d for d in students if d.lesson == lesson), key=lambda d: d.owner)
+        boilerplate = prints.boilerplate(lesson, stub_code(course, lesson))
+        known = [CodeDocument(lesson, REFERENCE, "", reference_code(course, lesson)),
+                 *(d for d in outside if d.lesson == lesson)]
+        documents += len(known)
+        candidates = list(itertools.combinations(mine, 2)) + [(s, k) for s in mine for k in known]
+        for first, second in candidates:
+            if first.owner == second.owner:
+                continue
+            left, right = prints.of(first, boilerplate), prints.of(second, boilerplate)
+            compared += 1
+            if not left.hashes or not right.hashes:
+                continue
+            _, (share_left, share_right), (slices_left, slices_right) = compare_files(left, right)
+            score = round(float(max(share_left, share_right)), 4)
+            if score >= threshold:
+                pairs.append(SimilarPair(lesson, first, second, score, _regions(slices_left), _regions(slices_right)))
+    order = {lesson: index for index, lesson in enumerate(course.lesson_ids)}
+    pairs.sort(key=lambda p: (order.get(p.lesson, len(order)), -p.score, p.student.owner, p.other.owner))
+    return SimilarityReport(threshold, tuple(pairs), compared, documents)
+
+
+def folder_documents(paths: Sequence[str | Path], course: Course, lesson: str | None = None) -> list[CodeDocument]:
+    """One document per student and lesson from submission files and folders (``shortcutlab similarity``): whose
+    each file is comes from its name and folders as an LMS or nbgrader lays them out (``students.identify``), and of
+    several files of one student and lesson the latest resubmission counts. Files of no known lesson, unreadable ones
+    and ones with no graded code are skipped."""
+    from shortcutlab.grading.engine.submission import infer_lesson
+    from shortcutlab.grading.store.students import identify
+
+    latest: dict[tuple[str, str], tuple[tuple, CodeDocument]] = {}
+    for index, path in enumerate(expand_paths(list(paths))):
+        try:
+            lesson_id = infer_lesson(path, course, lesson)
+        except SubmissionError:
+            continue
+        code = file_code(path)
+        if not code:
+            continue
+        handin = identify(path, lesson_id, course.lesson_ids)
+        order = (handin.attempt, handin.timestamp, index)
+        key = (handin.student, lesson_id)
+        if key not in latest or order > latest[key][0]:
+            latest[key] = (order, CodeDocument(lesson_id, handin.student, str(path), code))
+    return [document for _, document in latest.values()]
