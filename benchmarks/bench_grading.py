@@ -18,7 +18,8 @@ code ran, timed inside the run): sandbox + judge against neither. ``--sandbox-on
 temporary folder), in alternating order for ``--rounds`` rounds, and prints each one's median time per submission,
 the ratio of this tree's to the baseline's, and whether every submission got the same score from both.
 ``--similarity N`` grades N submissions of one lesson (the two correct ones and the lesson's mutants, each student's
-with its own local names: tests/test_similarity.py's renaming) with ``shortcutlab grade``'s class run, and prints the
+with its own local names, tests/test_similarity.py's renaming, and a few no-op lines of its own: nearly every pair
+overlaps heavily and none is an exact copy, the report's worst case) with ``shortcutlab grade``'s class run, and prints the
 time the similarity report takes within it, as a ratio to the rest of the run (target: at most +25%).
 """
 from __future__ import annotations
@@ -207,6 +208,20 @@ def compare_with_baseline(rev: str, submitted: Path, work: Path, jobs: int, roun
                 print(f"  {path}: baseline {scores['baseline'].get(path)}, this tree {scores['this tree'].get(path)}")
 
 
+def padded(source: str, rng) -> str:  # noqa: ANN001 - a random.Random
+    """``source`` with a no-op statement after a few statements inside functions, so that no two students' code is
+    the same once names are gone: every pair is compared (no copy shares a comparison) and overlaps heavily, the
+    report's worst case."""
+    lines = source.splitlines()
+    out = []
+    for line in lines:
+        out.append(line)
+        body = line.startswith("    ") and not line.rstrip().endswith((":", ",", "(", "[", "{", "\\"))
+        if body and rng.random() < 0.15 and not line.strip().startswith(("return", "raise", "@", '"', "#", ")")):
+            out.append(line[: len(line) - len(line.lstrip())] + f"_unused = {rng.randrange(100)}")
+    return "\n".join(out) + "\n"
+
+
 def similarity_cost(count: int, lesson: str, work: Path, jobs: int) -> None:
     """Grade ``count`` submissions of ``lesson`` as a class and time the similarity report inside the run."""
     import random
@@ -224,7 +239,7 @@ def similarity_cost(count: int, lesson: str, work: Path, jobs: int) -> None:
         text = sources[index % len(sources)].read_text()
         path = folder / f"student{index:03d}" / f"{lesson}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(renamed(text, rng) if index >= len(sources) else text)
+        path.write_text(padded(renamed(text, rng), rng) if index >= len(sources) else text)
     seconds: list[float] = []
     real = batch.class_similarity
 

@@ -723,6 +723,32 @@ def test_the_reference_guard_knows_the_reference_in_disguise():
     assert guard().check_object(subclass) and not guard().check_object(torch.nn.Module)
 
 
+def test_the_reference_guard_knows_the_reference_rebuilt_from_its_code_or_its_file():
+    """Without the OS sandbox the library's files are readable: the reference compiled again from its module's text
+    (another file name) or its code object renamed is still the reference, called or handed in."""
+    import types
+
+    import shortcutlab.interpret
+    from shortcutlab.grading.engine.guard import ReferenceGuard
+
+    reference = shortcutlab.interpret.grad_cam
+    namespace = dict(vars(shortcutlab.interpret))
+    with open(shortcutlab.interpret.__file__) as handle:
+        exec(compile(handle.read(), "<cell 2, student>", "exec"), namespace)  # noqa: S102 - the library's own text
+    renamed = types.FunctionType(reference.__code__.replace(co_name="mine", co_firstlineno=3), namespace, "mine",
+                                 reference.__defaults__)
+    for rebuilt in (namespace["grad_cam"], renamed):
+        guard = ReferenceGuard("grad_cam", reference, "shortcutlab.interpret.grad_cam", {"<cell 2, student>"})
+        assert guard.check_object(rebuilt) and "is the shortcutlab reference" in guard.violation
+    student = {"mine": renamed}
+    exec(compile("def grad_cam(*args):\n    return mine(*args)\n", "<cell 3, student>", "exec"), student)  # noqa: S102
+    guard = ReferenceGuard("grad_cam", reference, "shortcutlab.interpret.grad_cam", {"<cell 3, student>"})
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(2 * 64, 3))
+    with guard:
+        student["grad_cam"](model, model[0], torch.rand(2, 3, 8, 8))
+    assert guard.violation is not None and "calls the shortcutlab reference" in guard.violation
+
+
 def test_a_decorator_the_reference_shares_with_student_code_is_not_the_reference():
     """SparseAutoencoder.normalize_decoder_ is a @torch.no_grad() method, as the stub's is: torch's wrapper code is
     everyone's, so a student's own decorated method, called from its own __init__, is neither the reference nor a

@@ -312,3 +312,51 @@ def test_the_sandbox_is_recorded_in_the_gradebook_json_and_feedback(plain):
     assert json.loads(done.stdout)["submissions"][0]["sandbox"] == "bubblewrap"
     feedback = "\n".join(p.read_text() for p in (plain / "out" / "feedback").rglob("*.md"))
     assert "Graded in OS sandbox: bubblewrap." in feedback
+
+
+FETCHES = {
+    # the reference's text, read at run time and run under the graded name
+    "getsource": ("import inspect\nimport shortcutlab.interpret as library\n"
+                  "namespace = dict(vars(library))\n"
+                  "exec(inspect.getsource(library.grad_cam).replace('def grad_cam(', 'def mine('), namespace)\n"
+                  "grad_cam = namespace['mine']\n"),
+    "loader": ("import shortcutlab.interpret as library\n"
+               "namespace = dict(vars(library))\n"
+               "exec(library.__loader__.get_source(library.__name__), namespace)\n"
+               "grad_cam = namespace['grad_cam']\n"),
+    "module_file": ("import shortcutlab.interpret as library\n"
+                    "namespace = dict(vars(library))\n"
+                    "exec(compile(open(library.__file__).read(), 'mine.py', 'exec'), namespace)\n"
+                    "grad_cam = namespace['grad_cam']\n"),
+    "bytecode_file": ("import glob, marshal, os\nimport shortcutlab.interpret as library\n"
+                      "(found,) = glob.glob(os.path.join(os.path.dirname(library.__file__), '__pycache__', "
+                      "'interpret.*.pyc'))\n"
+                      "namespace = {'__name__': 'mine'}\n"
+                      "exec(marshal.loads(open(found, 'rb').read()[16:]), namespace)\n"
+                      "grad_cam = namespace['grad_cam']\n"),
+    # the reference's code object from memory, renamed
+    "code_object": ("import types\nimport shortcutlab.interpret as library\n"
+                    "code = library.grad_cam.__code__.replace(co_name='mine', co_firstlineno=7)\n"
+                    "grad_cam = types.FunctionType(code, vars(library), 'grad_cam', library.grad_cam.__defaults__)\n"),
+}
+
+
+@needs_bwrap
+def test_a_reference_fetched_at_run_time_earns_zero_in_the_sandbox(tmp_path):
+    """Lesson 03 submissions that fetch shortcutlab.interpret.grad_cam while graded: by its text (inspect, the
+    module's loader, its file, its cached bytecode) or its code object from memory. The library modules holding the
+    answer key are readable by the grading server only, and code equal to the reference's is the reference: each
+    earns 0; an independent correct submission earns 5."""
+    import py_compile
+
+    import shortcutlab.interpret
+
+    py_compile.compile(shortcutlab.interpret.__file__, doraise=True)  # so there is a cached bytecode file to fetch
+    folder = tmp_path / "submitted"
+    folder.mkdir()
+    for name, code in FETCHES.items():
+        (folder / f"{name}__03_gradcam.py").write_text(code)
+    (folder / "correct__03_gradcam.py").write_text((ROOT / "tests" / "submissions" / "03_gradcam.py").read_text())
+    report = grade([folder], lesson="03_gradcam", course=ROOT / "course.yml", jobs=2, seed=5, require_sandbox=True)
+    scores = {Path(r.path).name.split("__")[0]: r.score for r in report.submissions}
+    assert scores == pytest.approx({"correct": 5.0, **{name: 0.0 for name in FETCHES}}), scores

@@ -195,3 +195,16 @@ def test_every_pair_of_a_lesson_is_compared_once():
                  for i, name in enumerate("abcd")]
     report = compare(documents, COURSE, 1.0)
     assert report.compared == len(list(itertools.combinations("abcd", 2))) + 4  # and each against the reference
+
+
+def test_scores_are_the_same_scored_in_forked_processes(monkeypatch):
+    from shortcutlab.grading import similarity
+
+    rng = random.Random(11)
+    documents = [document("03_gradcam", f"s{i}", renamed(file_code((FIRST, SECOND)[i % 2] / "03_gradcam.py"), rng)
+                          + "\n" * i) for i in range(8)]
+    documents += [document("03_gradcam", "ann", file_code(FIRST / "03_gradcam.py") + "\nx = 1\n")]
+    serial = compare(documents, COURSE, 0.0, jobs=1)
+    monkeypatch.setattr(similarity, "PARALLEL_PAIRS", 2)
+    forked = compare(documents, COURSE, 0.0, jobs=2)
+    assert forked == serial and len(serial.pairs) > 20

@@ -26,6 +26,7 @@ OUTSIDE_PREFIX = "outside:"  # the ``other`` of a known outside solution: outsid
 # this is never a match. Guarantee = noise: every k-gram is kept (no winnowing), so scores do not depend on
 # Python's per-process string hashing.
 NOISE_CHARACTERS = 30
+SHOWN_PAIRS = 200  # flagged pairs the HTML shows side by side (highest scores first); the CSV lists every pair
 _LANGUAGE = "python"
 
 
@@ -43,24 +44,27 @@ class CodeDocument:
 @dataclass(frozen=True)
 class SimilarPair:
     """Two documents of a lesson at or over the threshold: ``score`` in [0, 1]; ``*_regions`` are the matched
-    (start, end) character ranges of each side's code, for highlighting."""
+    (start, end) character ranges of each side's code, for highlighting (filled for the pairs a report shows side
+    by side, ``SHOWN_PAIRS``; empty for the others)."""
 
     lesson: str
     student: CodeDocument
     other: CodeDocument
     score: float
-    student_regions: tuple[tuple[int, int], ...]
-    other_regions: tuple[tuple[int, int], ...]
+    student_regions: tuple[tuple[int, int], ...] = ()
+    other_regions: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class SimilarityReport:
-    """Every pair at or over ``threshold`` (lesson, then score, highest first) and how many were compared."""
+    """Every pair at or over ``threshold`` (lesson, then score, highest first), how many pairs were compared and how
+    many documents; ``shown`` is how many of the first pairs carry their matched regions."""
 
     threshold: float
     pairs: tuple[SimilarPair, ...]
     compared: int
     documents: int
+    shown: int = 0
 
     def similar_to(self) -> dict[tuple[str, str], tuple[str, ...]]:
         """Per (lesson, student): the others a flagged pair names (students, ``reference``, ``outside:...``)."""
@@ -230,39 +234,83 @@ def _regions(slices) -> tuple[tuple[int, int], ...]:  # noqa: ANN001 - a 2 x N a
     return tuple((int(start), int(end)) for start, end in zip(slices[0], slices[1]))
 
 
+_FORKED: list = []  # the fingerprints a forked scoring worker reads (set just before the fork, never pickled)
+PARALLEL_PAIRS = 4000  # fewer pairs to score than this are scored in this process (forking costs more)
+
+
+def _scores(pairs: list[tuple[int, int]]) -> list[float]:
+    """The score (the larger shared fraction) of each pair of ``_FORKED`` fingerprints, by index."""
+    from copydetect import compare_files
+
+    return [round(float(max(compare_files(_FORKED[a], _FORKED[b])[1])), 4) for a, b in pairs]
+
+
+def _score_all(prints: list, todo: list[tuple[int, int]], jobs: int) -> list[float]:
+    """``_scores`` of ``todo``, over ``jobs`` forked processes where there are many and fork exists."""
+    import multiprocessing
+
+    _FORKED[:] = prints
+    chunks = [todo[start::jobs * 4] for start in range(jobs * 4)]
+    try:
+        if jobs < 2 or len(todo) < PARALLEL_PAIRS or "fork" not in multiprocessing.get_all_start_methods():
+            return _scores(todo)
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            parts = pool.map(_scores, chunks)
+    finally:
+        _FORKED.clear()
+    out = [0.0] * len(todo)
+    for start, part in enumerate(parts):
+        out[start::jobs * 4] = part
+    return out
+
+
 def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
-            outside: Sequence[CodeDocument] = ()) -> SimilarityReport:
+            outside: Sequence[CodeDocument] = (), shown: int = SHOWN_PAIRS, jobs: int = 1) -> SimilarityReport:
     """Compare each student's document with every other student's of the same lesson (one pair per unordered
     pair), with the lesson's reference code and with the ``outside`` documents of that lesson; the pairs scoring at
-    least ``threshold``. A student's document that is empty once the stub is removed is never flagged."""
+    least ``threshold``, the first ``shown`` with their matched regions. A student's document that is empty once the
+    stub is removed is never flagged. Documents whose code is the same once names, comments and layout are gone
+    (renamed copies) are compared once: their score is the same. ``jobs`` processes score the pairs."""
     from copydetect import compare_files
 
     prints = _Fingerprints()
-    pairs: list[SimilarPair] = []
     compared = 0
-    lessons = list(dict.fromkeys(d.lesson for d in students))
     documents = len(students)
-    for lesson in lessons:
+    unique: dict[str, int] = {}  # filtered code -> index in ``fingerprints``
+    fingerprints: list = []
+    candidates: list[tuple[str, CodeDocument, CodeDocument, tuple[int, int]]] = []
+    for lesson in dict.fromkeys(d.lesson for d in students):
         mine = sorted((d for d in students if d.lesson == lesson), key=lambda d: d.owner)
         boilerplate = prints.boilerplate(lesson, stub_code(course, lesson))
         known = [CodeDocument(lesson, REFERENCE, "", reference_code(course, lesson)),
                  *(d for d in outside if d.lesson == lesson)]
         documents += len(known)
-        candidates = list(itertools.combinations(mine, 2)) + [(s, k) for s in mine for k in known]
-        for first, second in candidates:
+        for first, second in [*itertools.combinations(mine, 2), *((s, k) for s in mine for k in known)]:
             if first.owner == second.owner:
                 continue
-            left, right = prints.of(first, boilerplate), prints.of(second, boilerplate)
             compared += 1
+            left, right = prints.of(first, boilerplate), prints.of(second, boilerplate)
             if not left.hashes or not right.hashes:
                 continue
-            _, (share_left, share_right), (slices_left, slices_right) = compare_files(left, right)
-            score = round(float(max(share_left, share_right)), 4)
-            if score >= threshold:
-                pairs.append(SimilarPair(lesson, first, second, score, _regions(slices_left), _regions(slices_right)))
+            ids = []
+            for fingerprint in (left, right):
+                if fingerprint.filtered_code not in unique:
+                    unique[fingerprint.filtered_code] = len(fingerprints)
+                    fingerprints.append(fingerprint)
+                ids.append(unique[fingerprint.filtered_code])
+            candidates.append((lesson, first, second, (min(ids), max(ids))))
+    todo = list(dict.fromkeys(key for *_, key in candidates))
+    scores = dict(zip(todo, _score_all(fingerprints, todo, jobs)))
+    pairs = [SimilarPair(lesson, first, second, scores[key]) for lesson, first, second, key in candidates
+             if scores[key] >= threshold]
     order = {lesson: index for index, lesson in enumerate(course.lesson_ids)}
+    pairs.sort(key=lambda p: (-p.score, order.get(p.lesson, len(order)), p.student.owner, p.other.owner))
+    for index, pair in enumerate(pairs[:shown]):
+        boilerplate = prints.boilerplate(pair.lesson, "")
+        _, _, (left, right) = compare_files(prints.of(pair.student, boilerplate), prints.of(pair.other, boilerplate))
+        pairs[index] = SimilarPair(pair.lesson, pair.student, pair.other, pair.score, _regions(left), _regions(right))
     pairs.sort(key=lambda p: (order.get(p.lesson, len(order)), -p.score, p.student.owner, p.other.owner))
-    return SimilarityReport(threshold, tuple(pairs), compared, documents)
+    return SimilarityReport(threshold, tuple(pairs), compared, documents, min(shown, len(pairs)))
 
 
 def folder_documents(paths: Sequence[str | Path], course: Course, lesson: str | None = None) -> list[CodeDocument]:

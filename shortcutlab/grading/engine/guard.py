@@ -5,8 +5,10 @@ same object, a wrapper or partial of it, a copy of its code, or a subclass of a 
 reference's code starts running while a frame of the student's code is on the stack between it and the
 check (however it was reached: ``from shortcutlab.data import colorize``, ``shortcutlab.data.colorize``,
 ``importlib``, ``getattr``, ``__import__``). The check calling the reference itself, to compute the value
-it compares with, is not a use. Meant to catch a student delegating to the library, not a student attacking
-the grader: code that switches off the profiler or hides its frames can evade it (the README's "Threat model").
+it compares with, is not a use. Code is the reference's if it is the same code object or the same code read from
+the library's text at run time (``normalized``: ``inspect.getsource`` or the module's file, ``exec``-ed under any
+name). Meant to catch a student delegating to the library, not a student attacking the grader: code that switches
+off the profiler, hides its frames or rewrites the reference's text can evade it (docs/threat-model.md).
 """
 from __future__ import annotations
 
@@ -50,11 +52,27 @@ def reference_codes(reference: Any) -> set[types.CodeType]:
     return codes
 
 
+def normalized(code: types.CodeType) -> types.CodeType:
+    """``code`` with what says where it came from (its name, file and first line, and those of the code nested in it)
+    made the same for all: two code objects compare equal after this if and only if they compute the same way from
+    the same text (instructions, constants, names, variables, relative line layout). So the reference's source
+    read at run time (``inspect.getsource``, its file) and ``exec``-ed under another name is still the reference."""
+    consts = tuple(normalized(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    changes: dict[str, Any] = {"co_name": "_", "co_filename": "_", "co_firstlineno": 1, "co_consts": consts}
+    if hasattr(code, "co_qualname"):  # Python 3.11+
+        changes["co_qualname"] = "_"
+    return code.replace(**changes)
+
+
 def _unwrap(obj: Any) -> Any:
     try:
         return inspect.unwrap(obj)
     except (ValueError, TypeError):
         return obj
+
+
+def _normalized_all(codes: set[types.CodeType]) -> set[types.CodeType]:
+    return {normalized(code) for code in codes}
 
 
 def is_reference(obj: Any, reference: Any, codes: set[types.CodeType]) -> bool:
@@ -70,7 +88,8 @@ def is_reference(obj: Any, reference: Any, codes: set[types.CodeType]) -> bool:
                     return True
             except TypeError:
                 pass
-        if getattr(obj, "__code__", None) in codes:
+        code = getattr(obj, "__code__", None)
+        if code in codes or (isinstance(code, types.CodeType) and normalized(code) in _normalized_all(codes)):
             return True
         if isinstance(obj, functools.partial):
             obj = obj.func
@@ -89,6 +108,8 @@ class ReferenceGuard:
                  stop_files: set[str] = frozenset(), codes: set[types.CodeType] | None = None) -> None:
         self.function, self.reference, self.dotted = function, reference, dotted
         self.codes = codes if codes is not None else reference_codes(reference)
+        self.shapes = _normalized_all(self.codes)
+        self._seen: dict[types.CodeType, bool] = {}  # each code object met while guarding: is it the reference's?
         self.student_files = set(student_files)
         self.stop_files = set(stop_files)
         self.violation: str | None = None
@@ -115,8 +136,15 @@ class ReferenceGuard:
             caller = caller.f_back
         return False
 
+    def _is_reference_code(self, code: types.CodeType) -> bool:
+        known = self._seen.get(code)
+        if known is None:
+            known = self._seen[code] = code in self.codes or normalized(code) in self.shapes
+        return known
+
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
-        if event == "call" and self.violation is None and frame.f_code in self.codes and self._from_student(frame):
+        if event == "call" and self.violation is None and self._is_reference_code(frame.f_code) \
+                and self._from_student(frame):
             self.violation = self.message("calls")
 
     def __enter__(self) -> "ReferenceGuard":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import linecache
 import os
 import secrets
 import sys
@@ -58,6 +59,7 @@ def _become_sandbox(log_fd: int, memory_mb: int | None, scratch: str | None = No
     uid = student_uid()
     if uid is not None:
         drop_privileges(uid)
+    linecache.clearcache()  # source lines the server read (a traceback's) must not reach student code
     child_setup(log_fd, memory_mb)
     try:
         import resource

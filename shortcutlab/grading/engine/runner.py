@@ -47,9 +47,12 @@ class Server:
     """One grading server process, grading one job at a time; in the OS sandbox if ``mode`` is BUBBLEWRAP, with
     ``check_files`` (the course's, by path) bound read-only inside."""
 
-    def __init__(self, preload: list[str], mode: str = sandbox.NONE, check_files: list[str] = ()) -> None:
+    def __init__(self, preload: list[str], mode: str = sandbox.NONE, check_files: list[str] = (),
+                 answer_modules: list[str] = ()) -> None:
         self.preload = preload
         self.mode = mode
+        # In the sandbox, the files of these modules are readable by the server only (sandbox.answer_files).
+        self.answer_files = sandbox.answer_files(PACKAGE_ROOT, answer_modules) if mode == sandbox.BUBBLEWRAP else []
         # A check file's path inside the sandbox, by its path here.
         self.check_files = {path: f"{sandbox.CHECKS_DIR}/{hashlib.sha256(path.encode()).hexdigest()[:12]}/"
                                   f"{Path(path).name}" for path in check_files} if mode == sandbox.BUBBLEWRAP else {}
@@ -66,13 +69,20 @@ class Server:
             self.tmp = tempfile.mkdtemp(prefix="shortcutlab-grading-")
         argv = [sys.executable, "-m", "shortcutlab.grading.engine.worker", json.dumps(self.preload)]
         env = {**server_env(), "TMPDIR": self.tmp}
-        if self.mode == sandbox.BUBBLEWRAP:
-            uid = sandbox.UID_BASE + secrets.randbelow(sandbox.UID_SPAN)  # this server's student uid
-            argv = sandbox.command(argv, sandbox.sandbox_env(server_env(), uid), PACKAGE_ROOT,
-                                   {inside: outside for outside, inside in self.check_files.items()})
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        env=env, start_new_session=True)
+        private: dict[str, int] = {}
+        try:
+            if self.mode == sandbox.BUBBLEWRAP:
+                uid = sandbox.UID_BASE + secrets.randbelow(sandbox.UID_SPAN)  # this server's student uid
+                private = {str(path): os.open(path, os.O_RDONLY) for path in self.answer_files}
+                argv = sandbox.command(argv, sandbox.sandbox_env(server_env(), uid), PACKAGE_ROOT,
+                                       {inside: outside for outside, inside in self.check_files.items()},
+                                       private=private)
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                            env=env, start_new_session=True, pass_fds=tuple(private.values()))
+        finally:
+            for fd in private.values():
+                os.close(fd)
         self.lines = Lines(self.process.stdout.fileno())
         self.started = False
         reply = self._read(time.monotonic() + SERVER_START_TIMEOUT, "start")
@@ -216,7 +226,9 @@ class _Servers:
     gives it back; one that failed is closed and replaced. After two failed starts in a row no job tries again."""
 
     def __init__(self, course: Course, mode: str, check_files: list[str]) -> None:
-        self._new = lambda: Server(list(course.grading.preload), mode, check_files)
+        answer_modules = [spec.reference.rpartition(".")[0] for lesson in course.lessons
+                          for spec in lesson.functions.values()]
+        self._new = lambda: Server(list(course.grading.preload), mode, check_files, answer_modules)
         self._lock = threading.Lock()
         self._idle: list[Server] = []
         self._taken: set[Server] = set()
@@ -269,7 +281,9 @@ def _choose_sandbox(course: Course, require_sandbox: bool, warn: Callable[[str],
     if mode != sandbox.BUBBLEWRAP:
         if require:
             raise GradingError(f"refusing to grade without the OS sandbox (--require-sandbox): {why}")
-        message = f"{NO_SANDBOX} ({why}); submissions run with process isolation only"
+        message = (f"{NO_SANDBOX} ({why}); submissions run with process isolation only, as you, and can read the "
+                   "library's reference implementations (the answer key) at run time. For credit, grade where "
+                   "bubblewrap runs, with --require-sandbox")
         if warn is not None:
             warn(message)
         else:

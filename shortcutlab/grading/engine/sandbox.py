@@ -6,7 +6,9 @@ server: ``--die-with-parent``), no terminal (``--new-session``), an empty enviro
 (``--clearenv``), and a filesystem made of read-only binds of the Python environment and shortcutlab's own
 package only, plus a size-capped private ``/tmp`` (tmpfs) that is the working, temp and home folder of every
 submission. The course's check files are bound read-only into a folder only the server's user can open. No other
-submission, no gradebook or output folder, no home folder is visible. Inside, each submission's process drops to
+submission, no gradebook or output folder, no home folder is visible; the library modules holding the answer key
+(the references and their helpers) are readable by the server alone, which imports them before any submission runs.
+Inside, each submission's process drops to
 an unprivileged uid of its own server (``SANDBOX_UID_ENV``) before its resource limits (``RLIMIT_NPROC`` among
 them: root ignores it) are applied, and every process of that uid is killed when the submission ends.
 
@@ -20,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from shortcutlab.grading.engine.environment import GRADING_ENV
@@ -58,10 +61,29 @@ def _system_binds() -> list[str]:
     return args
 
 
+def answer_files(package_root: str | Path, modules: Iterable[str]) -> list[Path]:
+    """The files of ``modules`` (the library modules holding the course's references and their helpers) under
+    ``package_root``: each module's source and any bytecode cached for it."""
+    found: list[Path] = []
+    for module in dict.fromkeys(modules):
+        parts = module.split(".")
+        if parts[0] != "shortcutlab":
+            continue
+        base = Path(package_root).joinpath(*parts)
+        for source in (base.with_suffix(".py"), base / "__init__.py"):
+            if source.is_file():
+                found.append(source)
+                found.extend(sorted(source.parent.glob(f"__pycache__/{source.stem}.*.pyc")))
+    return found
+
+
 def command(argv: list[str], env: dict[str, str], package_root: str | Path, check_files: dict[str, str] = {},
-            scratch_bytes: int = SCRATCH_BYTES) -> list[str]:
+            scratch_bytes: int = SCRATCH_BYTES, private: dict[str, int] = {}) -> list[str]:
     """``argv`` wrapped in bwrap: see the module's doc. ``env`` is all the environment it gets; ``check_files`` maps
-    each check file's path inside (under CHECKS_DIR) to its path here."""
+    each check file's path inside (under CHECKS_DIR) to its path here; ``private`` maps files of the package to a
+    descriptor open on their content: each is replaced by a copy only the server's user can read (``answer_files``:
+    the server has imported them before any student code runs; student code, under its own uid, cannot read the
+    answer key's text)."""
     args = [bwrap() or "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent", "--new-session", "--clearenv", "--proc", "/proc", "--dev", "/dev",
             *_system_binds()]
@@ -78,6 +100,8 @@ def command(argv: list[str], env: dict[str, str], package_root: str | Path, chec
         args += ["--perms", "0755", "--dir", folder]
     for bind in binds:
         args += ["--ro-bind", bind, bind]
+    for path, fd in sorted(private.items()):
+        args += ["--perms", "0600", "--ro-bind-data", str(fd), path]
     args += ["--perms", "0700", "--dir", "/grader", "--perms", "0700", "--dir", CHECKS_DIR]
     for inside, outside in sorted(check_files.items()):
         args += ["--ro-bind", outside, inside]

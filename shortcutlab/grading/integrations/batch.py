@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -121,8 +122,8 @@ def _with_code_digests(book: Gradebook, entries: list[Entry]) -> list[Entry]:
 
 
 def class_similarity(book: Gradebook, entries: Iterable[Entry], course: Course,
-                     compare_with: str | Path | None = None, codes: Mapping[str, str] | None = None
-                     ) -> SimilarityReport:
+                     compare_with: str | Path | None = None, codes: Mapping[str, str] | None = None,
+                     jobs: int | None = None) -> SimilarityReport:
     """The similarity report of the gradebook's latest submissions: each student's graded code against every
     classmate's, the reference and the known outside solutions (``compare_with``, kept in the gradebook for later
     exports, else the folder an earlier run gave). ``codes``: graded code by content hash of files this run has
@@ -144,7 +145,7 @@ def class_similarity(book: Gradebook, entries: Iterable[Entry], course: Course,
             code = submission_code(Path(entry.path), data) if data is not None else None
         if code:
             documents.append(CodeDocument(entry.lesson, entry.student_id, entry.path, code))
-    return compare(documents, course, course.grading.similarity_threshold, outside)
+    return compare(documents, course, course.grading.similarity_threshold, outside, jobs=jobs or os.cpu_count() or 1)
 
 
 def class_roster(book: Gradebook, course: Course, roster: Roster | str | Path | None) -> Roster:
@@ -209,7 +210,7 @@ class _ClassGrading:
 
     def __init__(self, book: Gradebook, course: Course, base_seed: int, roster: Roster, *, lesson: str | None,
                  regrade: bool, on_result: Callable[[ClassLine, bool], None] | None,
-                 tell: Callable[[str], None]) -> None:
+                 tell: Callable[[str], None], jobs: int | None = None) -> None:
         self.book, self.course, self.base_seed, self.roster = book, course, base_seed, roster
         self.lesson, self.regrade, self.on_result, self.tell = lesson, regrade, on_result, tell
         self.items: dict[str, _Item] = {}
@@ -217,6 +218,7 @@ class _ClassGrading:
         self.loaded: dict[Path, Submission | SubmissionError] = {}  # the files to be graded, parsed
         self.code_digests: dict[str, str] = {}  # graded code digests by content hash, new to the gradebook
         self.graded_code: dict[str, str] = {}  # each file's graded code (similarity.graded_code), by content hash
+        self.jobs = jobs  # processes grading (and scoring similarity) at once
         self.strangers: dict[str, list[Path]] = {}  # students not on the roster, and their files
         self.owners: dict[tuple[str, str], Path] = {}
         self.results: dict[str, SubmissionResult] = {}
@@ -323,7 +325,7 @@ class _ClassGrading:
             self.book.store_code_digests(self.code_digests)
         entries = _with_code_digests(self.book, self.book.entries())
         identical = tuple(find_identical(entries, released_digests(self.course)))
-        similarity = class_similarity(self.book, entries, self.course, compare_with, self.graded_code)
+        similarity = class_similarity(self.book, entries, self.course, compare_with, self.graded_code, self.jobs)
         # Written answers are read from the files just graded (never run) and join the exports.
         entries = with_answers(self.book, entries, self.course)
         write_exports(entries, out, self.course, identical, self.roster, similarity)
@@ -366,7 +368,7 @@ def grade_class(paths: list[str | Path], out: str | Path = "grades", *, regrade:
         the_roster = class_roster(book, course, roster)
         run_id = book.start_run(base_seed, len(files))
         run = _ClassGrading(book, course, base_seed, the_roster, lesson=lesson, regrade=regrade, on_result=on_result,
-                            tell=warn or (lambda message: None))
+                            tell=warn or (lambda message: None), jobs=jobs)
         run.survey(files)
         run.grade(files, run_id, jobs=jobs, require_sandbox=require_sandbox, warn=warn)
         book.finish_run(run_id, reused=len(files) - run.graded, graded=run.graded)

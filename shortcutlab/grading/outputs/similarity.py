@@ -53,9 +53,13 @@ def spans(code: str, regions: tuple[tuple[int, int], ...]) -> list[Span]:
 
 
 def similarity_html(report: SimilarityReport, course: Course) -> str:
-    """The flagged pairs side by side, matched regions highlighted; one self-contained page."""
+    """The flagged pairs side by side, matched regions highlighted (the ``report.shown`` highest), the others in a
+    table; one self-contained page."""
     titles = {spec.id: spec.title for spec in course.lessons}
     pairs = [{"pair": pair, "title": titles.get(pair.lesson, pair.lesson),
               "student_spans": spans(pair.student.code, pair.student_regions),
-              "other_spans": spans(pair.other.code, pair.other_regions)} for pair in report.pairs]
-    return environment().get_template("similarity.html.j2").render(report=report, pairs=pairs, course=course.title)
+              "other_spans": spans(pair.other.code, pair.other_regions)}
+             for pair in report.pairs if pair.student_regions or pair.other_regions]
+    listed = [pair for pair in report.pairs if not (pair.student_regions or pair.other_regions)]
+    return environment().get_template("similarity.html.j2").render(report=report, pairs=pairs, listed=listed,
+                                                                   course=course.title)
