@@ -192,3 +192,37 @@ def test_a_real_lesson_scores_as_shortcutlab_grade_does(tmp_path):
     assert results["score"] == pytest.approx(ours.score) and ours.score < 12
     checks = results["tests"][:len(ours.checks)]
     assert [t["status"] for t in checks] == ["passed" if c.status == "passed" else "failed" for c in ours.checks]
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # make test-slow: six uploads of a real lesson through the bundle
+def test_the_hostile_notebooks_nbgrader_cannot_be_forged_with_earn_zero_through_the_bundle_too(tmp_path):
+    """The notebooks of tests/test_nbgrader_export.py (replacing shortcutlab.check, patching the grading modules,
+    delegating to the reference, a lying tensor, writing to the course's files and to results.json) earn 0 through
+    run_autograder, the solution 5, and results.json is the grader's."""
+    from test_nbgrader_export import HOSTILE_CELLS
+
+    bundle = write_bundle(tmp_path / "bundle", lesson="03_gradcam")
+    solution = json.loads((ROOT / "solutions" / "03_gradcam.ipynb").read_text())
+    scores = {}
+    for name, cell_code in {"solution": None, **HOSTILE_CELLS}.items():
+        work = tmp_path / name
+        root = work / "autograder"
+        notebook = json.loads(json.dumps(solution))
+        if name == "writes_course_files":
+            cell_code = cell_code.format(gradebook=str(root / "results" / "results.json"),
+                                         course_file=str(root / "source" / "course" / "course.yml"),
+                                         escape=str(tmp_path / "escaped.txt"))
+        if cell_code is not None:
+            (cell,) = [c for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "grad_cam"]
+            cell["source"] = cell_code
+        root = fake_autograder(work, bundle, {"03_gradcam.ipynb": json.dumps(notebook)})
+        course_before = (root / "source" / "course" / "course.yml").read_bytes()
+        done = run_bundle(root)
+        assert done.returncode == 0, done.stderr
+        results = json.loads((root / "results" / "results.json").read_text())
+        assert "FORGED" not in json.dumps(results)
+        assert (root / "source" / "course" / "course.yml").read_bytes() == course_before
+        scores[name] = results["score"]  # the checks' points (the written answers await manual grading: 0)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert scores == pytest.approx({"solution": 5.0, **{name: 0.0 for name in HOSTILE_CELLS}}), scores
