@@ -122,7 +122,7 @@ def _similarity(args: argparse.Namespace) -> int:
     from shortcutlab.course import load_course
     from shortcutlab.grading.outputs.files import write_text
     from shortcutlab.grading.outputs.similarity import similarity_csv, similarity_html
-    from shortcutlab.grading.similarity import compare, folder_documents, outside_documents
+    from shortcutlab.grading.store.similarity import compare, folder_documents, outside_documents
 
     course = load_course(args.course)
     threshold = course.grading.similarity_threshold if args.threshold is None else args.threshold

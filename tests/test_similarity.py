@@ -19,7 +19,7 @@ import pytest
 from shortcutlab.cli import main
 from shortcutlab.course import import_object, load_course
 from shortcutlab.grading.outputs.similarity import SIMILARITY_COLUMNS, Span, similarity_csv, similarity_html, spans
-from shortcutlab.grading.similarity import (REFERENCE, CodeDocument, compare, file_code, folder_documents,
+from shortcutlab.grading.store.similarity import (REFERENCE, CodeDocument, compare, file_code, folder_documents,
                                             library_objects, reference_code, stub_code)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_every_pair_of_a_lesson_is_compared_once():
 
 
 def test_scores_are_the_same_scored_in_forked_processes(monkeypatch):
-    from shortcutlab.grading import similarity
+    from shortcutlab.grading.store import similarity
 
     rng = random.Random(11)
     documents = [document("03_gradcam", f"s{i}", renamed(file_code((FIRST, SECOND)[i % 2] / "03_gradcam.py"), rng)

@@ -26,7 +26,7 @@ from shortcutlab.grading.status import AnswerStatus, SubmissionStatus
 from shortcutlab.grading.store.answers import AnswerError, attach, collect, read_scores
 from shortcutlab.grading.outputs.exports import write_exports
 from shortcutlab.grading.outputs.identical import IdenticalGroup, code_digest, find_identical, graded_code_digest
-from shortcutlab.grading.similarity import (CodeDocument, SimilarityReport, compare, graded_code, outside_documents,
+from shortcutlab.grading.store.similarity import (CodeDocument, SimilarityReport, compare, graded_code, outside_documents,
                                             submission_code)
 from shortcutlab.grading.engine.versions import checks_version
 from shortcutlab.grading.store.gradebook import GRADEBOOK_FILE, Entry, Gradebook, GradeKey

@@ -32,7 +32,7 @@ from shortcutlab.grading.outputs.files import write_text
 from shortcutlab.grading.outputs.gradescope import gradescope_results
 from shortcutlab.grading.outputs.identical import IdenticalGroup, identical_csv
 from shortcutlab.grading.outputs.similarity import similarity_csv, similarity_html
-from shortcutlab.grading.similarity import SimilarityReport
+from shortcutlab.grading.store.similarity import SimilarityReport
 from shortcutlab.grading.outputs.tables import class_matrix_csv, class_rows, grades_csv
 from shortcutlab.grading.store.gradebook import Entry
 from shortcutlab.grading.store.roster import Roster

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from shortcutlab.course import Course
 from shortcutlab.grading.outputs.feedback import environment
-from shortcutlab.grading.similarity import SimilarityReport
+from shortcutlab.grading.store.similarity import SimilarityReport
 
 SIMILARITY_COLUMNS = ("lesson", "student", "other", "score")
 
