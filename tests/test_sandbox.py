@@ -342,6 +342,7 @@ FETCHES = {
 
 
 @needs_bwrap
+@pytest.mark.heavy  # make test-slow (CI runs it with bubblewrap): six lesson-03 submissions in the sandbox
 def test_a_reference_fetched_at_run_time_earns_zero_in_the_sandbox(tmp_path):
     """Lesson 03 submissions that fetch shortcutlab.interpret.grad_cam while graded: by its text (inspect, the
     module's loader, its file, its cached bytecode) or its code object from memory. The library modules holding the
