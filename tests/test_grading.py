@@ -749,6 +749,35 @@ def test_the_reference_guard_knows_the_reference_rebuilt_from_its_code_or_its_fi
     assert guard.violation is not None and "calls the shortcutlab reference" in guard.violation
 
 
+def test_a_function_that_switches_the_profiler_off_to_call_the_reference_unseen_is_caught():
+    import threading
+
+    import shortcutlab.interpret
+    from shortcutlab.grading.engine.guard import ReferenceGuard
+
+    namespace = {"sys": sys, "library": shortcutlab.interpret, "threading": threading}
+    exec(compile("def grad_cam(*args):\n"  # noqa: S102 - the test's own code
+                 "    hook = sys.getprofile()\n"
+                 "    sys.setprofile(None)\n"
+                 "    try:\n"
+                 "        return library.grad_cam(*args)\n"
+                 "    finally:\n"
+                 "        sys.setprofile(hook)\n"
+                 "def in_a_thread(*args):\n"
+                 "    worker = threading.Thread(target=lambda: None)\n"
+                 "    worker.start()\n"
+                 "    worker.join()\n"
+                 "    return 0\n", "<cell 3, student>", "exec"), namespace)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(2 * 64, 3))
+    for name, caught in (("grad_cam", True), ("in_a_thread", False)):
+        guard = ReferenceGuard("grad_cam", shortcutlab.interpret.grad_cam, "shortcutlab.interpret.grad_cam",
+                               {"<cell 3, student>"})
+        with guard:
+            namespace[name](model, model[0], torch.rand(2, 3, 8, 8))
+        assert (guard.violation is not None and "sys.setprofile" in guard.violation) == caught, guard.violation
+        assert sys.setprofile.__module__ == "sys" and sys.getprofile() is None
+
+
 def test_a_decorator_the_reference_shares_with_student_code_is_not_the_reference():
     """SparseAutoencoder.normalize_decoder_ is a @torch.no_grad() method, as the stub's is: torch's wrapper code is
     everyone's, so a student's own decorated method, called from its own __init__, is neither the reference nor a

@@ -147,14 +147,28 @@ class ReferenceGuard:
                 and self._from_student(frame):
             self.violation = self.message("calls")
 
+    def _tampered(self, function: Any) -> None:
+        """``sys.setprofile`` while guarding: whoever turns the profiler off or over would hide a call (setting the
+        guard's own hook, as a thread started during the check does, hides nothing)."""
+        if self.violation is None and function != self._profile:
+            self.violation = (f"{self.function} changes the profiler (sys.setprofile) while it is checked, which hides "
+                              "calls from the check that the reference is not used; remove it")
+        self._setprofile(function)
+
     def __enter__(self) -> "ReferenceGuard":
         if self.codes:
             self._previous = sys.getprofile()
+            self._setprofile = sys.setprofile
             sys.setprofile(self._profile)
             threading.setprofile(self._profile)
+            sys.setprofile = self._tampered  # restored on exit; the check's own code never calls it
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.codes:
+            sys.setprofile = self._setprofile
+            if sys.getprofile() != self._profile and self.violation is None:  # switched off by other means
+                self.violation = (f"{self.function} switched the profiler off while it was checked, which hides calls "
+                                  "from the check that the reference is not used; remove that")
             sys.setprofile(self._previous)
             threading.setprofile(None)
