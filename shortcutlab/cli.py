@@ -107,11 +107,17 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if not_graded else 0
 
 
+SUMMARY_PAIRS = 30  # flagged pairs the terminal lists one per line; the files hold them all
+
+
 def similarity_summary(report, out: Path) -> str:  # noqa: ANN001 - a SimilarityReport, imported lazily
-    """The terminal's lines on a similarity report: each flagged pair, then where the files are."""
+    """The terminal's lines on a similarity report: the flagged pairs (the first ``SUMMARY_PAIRS``), then where the
+    files are."""
     lines = [f"similar graded code, {pair.lesson}: {pair.student.owner} and {pair.other.owner} ({pair.score:.2f})"
-             for pair in report.pairs]
+             for pair in report.pairs[:SUMMARY_PAIRS]]
     count = len(report.pairs)
+    if count > SUMMARY_PAIRS:
+        lines.append(f"... and {count - SUMMARY_PAIRS} more pairs")
     lines.append(f"{count} pair{'s' if count != 1 else ''} of similar submissions at or over "
                  f"{report.threshold:.2f} ({report.compared} compared, for the instructor only; no score changes): "
                  f"see {out / 'similarity.html'} and similarity.csv")

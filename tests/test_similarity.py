@@ -208,3 +208,15 @@ def test_scores_are_the_same_scored_in_forked_processes(monkeypatch):
     monkeypatch.setattr(similarity, "PARALLEL_PAIRS", 2)
     forked = compare(documents, COURSE, 0.0, jobs=2)
     assert forked == serial and len(serial.pairs) > 20
+
+
+def test_the_terminal_lists_the_first_pairs_and_counts_the_rest():
+    from shortcutlab.cli import SUMMARY_PAIRS, similarity_summary
+    from shortcutlab.grading.store.similarity import SimilarityReport, SimilarPair
+
+    others = [document("03_gradcam", f"b{i:02d}", "x = 1") for i in range(SUMMARY_PAIRS + 5)]
+    report = SimilarityReport(THRESHOLD, tuple(SimilarPair("03_gradcam", document("03_gradcam", "a", "x = 1"), other,
+                                                           0.9) for other in others), len(others), len(others) + 1)
+    lines = similarity_summary(report, Path("grades")).splitlines()
+    assert len(lines) == SUMMARY_PAIRS + 2 and lines[-2] == "... and 5 more pairs"
+    assert lines[-1].startswith(f"{SUMMARY_PAIRS + 5} pairs of similar submissions at or over 0.75")

@@ -1,8 +1,9 @@
 """Similar submissions: each student's graded code compared with every classmate's for the same lesson, with the
 course's reference implementations (and the library helpers they use) and with known outside solutions.
 
-The comparison is copydetect's (winnowed k-grams of the code after Pygments has replaced every name by one letter
-and dropped comments and layout), so renaming variables, rewording comments or reformatting keeps a copy a copy.
+The comparison is copydetect's (fingerprints of every k-gram of the code after Pygments has replaced every name by
+one letter and dropped comments and layout), so renaming variables, rewording comments or reformatting keeps a copy
+a copy.
 The released stub (signatures, docstrings, ``raise NotImplementedError``) is boilerplate: code it holds never
 counts. A pair's ``score`` is the larger of the two directions' shared fraction (how much of the smaller one the
 other holds), in [0, 1]. Flags are for the instructor to look at; they never change a score.
