@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import inspect
 import io
 import itertools
 import random
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.cli import main
-from shortcutlab.course import import_object, load_course
+from shortcutlab.course import load_course
 from shortcutlab.grading.outputs.similarity import SIMILARITY_COLUMNS, Span, similarity_csv, similarity_html, spans
 from shortcutlab.grading.store.similarity import (REFERENCE, CodeDocument, compare, file_code, folder_documents,
-                                            library_objects, reference_code, stub_code)
+                                            library_sources, reference_code, stub_code)
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = load_course(ROOT / "course.yml")
@@ -60,11 +59,11 @@ def renamed(source: str, rng: random.Random) -> str:
 
 
 def pasted(lesson: str) -> str:
-    """The lesson's graded functions pasted from the library: each reference's source and its helpers', as inspect
-    gives them (helpers first, so the paste runs)."""
-    objects = [obj for spec in COURSE.lesson(lesson).functions.values()
-               for obj in library_objects(import_object(spec.reference))]
-    return "\n\n".join(dict.fromkeys(inspect.getsource(obj) for obj in reversed(objects)))
+    """The lesson's graded functions pasted from the library: each reference's source and its helpers' (helpers
+    first)."""
+    sources = [source for spec in COURSE.lesson(lesson).functions.values()
+               for source in library_sources(spec.reference)]
+    return "\n\n".join(dict.fromkeys(reversed(sources)))
 
 
 def document(lesson: str, owner: str, code: str) -> CodeDocument:
@@ -220,3 +219,21 @@ def test_the_terminal_lists_the_first_pairs_and_counts_the_rest():
     lines = similarity_summary(report, Path("grades")).splitlines()
     assert len(lines) == SUMMARY_PAIRS + 2 and lines[-2] == "... and 5 more pairs"
     assert lines[-1].startswith(f"{SUMMARY_PAIRS + 5} pairs of similar submissions at or over 0.75")
+
+
+def test_the_answer_key_is_read_as_text_without_importing_the_library():
+    """The grader's parent process never imports torch: the references' code comes from their modules' text."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "from shortcutlab.course import load_course\n"
+        "from shortcutlab.grading.store.similarity import reference_code\n"
+        "course = load_course()\n"
+        "codes = [reference_code(course, lesson) for lesson in course.lesson_ids]\n"
+        "assert all('def ' in code for code in codes)\n"
+        "print(sorted(m for m in ('torch', 'shortcutlab.interpret', 'shortcutlab.data') if m in sys.modules))\n")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

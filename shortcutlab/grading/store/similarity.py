@@ -10,15 +10,16 @@ other holds), in [0, 1]. Flags are for the instructor to look at; they never cha
 """
 from __future__ import annotations
 
-import inspect
+import ast
+import functools
+import importlib.util
 import io
 import itertools
-import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shortcutlab.course import Course, import_object
+from shortcutlab.course import Course
 from shortcutlab.grading.engine.submission import Cell, SubmissionError, expand_paths, read_cells
 
 REFERENCE = "reference"  # the ``other`` of a pair whose other side is the course's reference code
@@ -107,51 +108,69 @@ def file_code(path: str | Path) -> str | None:
     return submission_code(path, data)
 
 
-def library_objects(reference: object, depth: int = 2) -> list[object]:
-    """``reference`` and the library functions and classes its code names (those of modules of shortcutlab), to
-    ``depth`` calls deep: a student pasting a helper copies the answer as surely as one pasting the reference."""
-    found: dict[int, object] = {}
-    frontier = [reference]
+@dataclass(frozen=True)
+class _ParsedModule:
+    """A library module read as text (never imported): its source, its top-level functions and classes by name, and
+    the names it imports from other library modules (local name -> (module, name))."""
+
+    text: str
+    definitions: dict[str, ast.AST]
+    imported: dict[str, tuple[str, str]]
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(module: str) -> _ParsedModule | None:
+    """``module`` of shortcutlab parsed from its file, found without importing it; None if it has no source."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    try:
+        text = Path(spec.origin).read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    definitions = {node.name: node for node in tree.body
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    imported = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shortcutlab") and not node.level:
+            for alias in node.names:
+                imported[alias.asname or alias.name] = (node.module, alias.name)
+    return _ParsedModule(text, definitions, imported)
+
+
+def library_sources(reference: str, depth: int = 2) -> list[str]:
+    """The source of ``reference`` (a dotted path into shortcutlab) and of the library functions and classes its
+    code names, to ``depth`` calls deep, decorators included: a student pasting a helper copies the answer as surely
+    as one pasting the reference. Read from the modules' text: nothing is imported (the grader's parent process
+    stays free of torch)."""
+    module, _, name = reference.rpartition(".")
+    found: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    frontier = [(module, name)]
     for _ in range(depth + 1):
         following = []
-        for obj in frontier:
-            if id(obj) in found or not str(getattr(obj, "__module__", "")).startswith("shortcutlab."):
+        for module, name in frontier:
+            parsed = _parsed(module) if module.startswith("shortcutlab") and (module, name) not in seen else None
+            seen.add((module, name))
+            if parsed is None:
                 continue
-            found[id(obj)] = obj
-            for function in _functions_of(obj):
-                names = set()
-                for code in _codes(function.__code__):
-                    names.update(code.co_names)
-                following.extend(function.__globals__[n] for n in sorted(names)
-                                 if _is_code(function.__globals__.get(n)))
+            if name not in parsed.definitions:
+                if name in parsed.imported:
+                    following.append(parsed.imported[name])
+                continue
+            node = parsed.definitions[name]
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            lines = parsed.text.splitlines()[first - 1:node.end_lineno]
+            found.append("\n".join(lines))
+            used = sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {name})
+            following += [(module, n) if n in parsed.definitions else parsed.imported[n] for n in used
+                          if n in parsed.definitions or n in parsed.imported]
         frontier = following
-    return list(found.values())
-
-
-def _is_code(obj: object) -> bool:
-    """A function or class, or a wrapper of a function (``functools.lru_cache``, ``functools.wraps``)."""
-    if isinstance(obj, (types.FunctionType, type)):
-        return True
-    try:
-        return callable(obj) and isinstance(inspect.unwrap(obj), types.FunctionType)
-    except ValueError:
-        return False
-
-
-def _functions_of(obj: object) -> list[types.FunctionType]:
-    if not isinstance(obj, type) and _is_code(obj):
-        return [inspect.unwrap(obj)]
-    if isinstance(obj, type):
-        return [inspect.unwrap(v.__func__ if isinstance(v, (staticmethod, classmethod)) else v)
-                for v in vars(obj).values() if isinstance(v, (types.FunctionType, staticmethod, classmethod))]
-    return []
-
-
-def _codes(code: types.CodeType) -> Iterable[types.CodeType]:
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _codes(const)
+    return found
 
 
 def reference_code(course: Course, lesson: str) -> str:
@@ -159,15 +178,7 @@ def reference_code(course: Course, lesson: str) -> str:
     then the solution notebook's solution cells."""
     parts: list[str] = []
     for spec in course.lesson(lesson).functions.values():
-        try:
-            objects = library_objects(import_object(spec.reference))
-        except Exception:  # noqa: BLE001 - a reference that cannot be imported has no code to compare with
-            continue
-        for obj in objects:
-            try:
-                source = inspect.getsource(obj)
-            except (OSError, TypeError):
-                continue
+        for source in library_sources(spec.reference):
             if source not in parts:
                 parts.append(source)
     notebook = course.solution_notebook(course.lesson(lesson))
