@@ -361,3 +361,21 @@ def test_a_reference_fetched_at_run_time_earns_zero_in_the_sandbox(tmp_path):
     report = grade([folder], lesson="03_gradcam", course=ROOT / "course.yml", jobs=2, seed=5, require_sandbox=True)
     scores = {Path(r.path).name.split("__")[0]: r.score for r in report.submissions}
     assert scores == pytest.approx({"correct": 5.0, **{name: 0.0 for name in FETCHES}}), scores
+
+
+def test_in_the_sandbox_the_server_imports_every_module_whose_files_it_hides(tmp_path):
+    """A course whose preload leaves out a reference's module: student code could not import it in the sandbox
+    (its file is the server's alone), so the server imports it before any submission runs."""
+    from shortcutlab.grading.engine.runner import _Servers
+
+    import re
+
+    course_file = tmp_path / "course.yml"
+    course_file.write_text(re.sub(r"  preload:[^\n]*\n(    - [^\n]*\n)+", "  preload: []\n",
+                                  (ROOT / "course.yml").read_text(), count=1))
+    course = load_course(course_file)
+    assert course.grading.preload == ()
+    server = _Servers(course, sandbox.BUBBLEWRAP, [])._new()
+    assert {"shortcutlab.data", "shortcutlab.interpret", "shortcutlab.sae"} <= set(server.preload)
+    assert {str(p.name) for p in server.answer_files} >= {"data.py", "interpret.py", "sae.py"}
+    assert _Servers(course, sandbox.NONE, [])._new().preload == []

@@ -228,7 +228,10 @@ class _Servers:
     def __init__(self, course: Course, mode: str, check_files: list[str]) -> None:
         answer_modules = [spec.reference.rpartition(".")[0] for lesson in course.lessons
                           for spec in lesson.functions.values()]
-        self._new = lambda: Server(list(course.grading.preload), mode, check_files, answer_modules)
+        preload = list(course.grading.preload)
+        if mode == sandbox.BUBBLEWRAP:  # student code cannot read their files there: the server imports them first
+            preload = list(dict.fromkeys([*preload, *(m for m in answer_modules if m.startswith("shortcutlab."))]))
+        self._new = lambda: Server(preload, mode, check_files, answer_modules)
         self._lock = threading.Lock()
         self._idle: list[Server] = []
         self._taken: set[Server] = set()
