@@ -77,6 +77,7 @@ def _normalized_all(codes: set[types.CodeType]) -> set[types.CodeType]:
 
 def is_reference(obj: Any, reference: Any, codes: set[types.CodeType]) -> bool:
     """``obj`` is the reference, wraps it, shares its code, or (for a class) derives from it."""
+    shapes: set[types.CodeType] | None = None  # the codes normalized, once, if a code is met at all
     for _ in range(16):
         if obj is None:
             return False
@@ -89,8 +90,10 @@ def is_reference(obj: Any, reference: Any, codes: set[types.CodeType]) -> bool:
             except TypeError:
                 pass
         code = getattr(obj, "__code__", None)
-        if code in codes or (isinstance(code, types.CodeType) and normalized(code) in _normalized_all(codes)):
-            return True
+        if isinstance(code, types.CodeType):
+            shapes = _normalized_all(codes) if shapes is None else shapes
+            if code in codes or normalized(code) in shapes:
+                return True
         if isinstance(obj, functools.partial):
             obj = obj.func
         elif isinstance(obj, types.MethodType):

@@ -226,11 +226,11 @@ class _Servers:
     gives it back; one that failed is closed and replaced. After two failed starts in a row no job tries again."""
 
     def __init__(self, course: Course, mode: str, check_files: list[str]) -> None:
-        answer_modules = [spec.reference.rpartition(".")[0] for lesson in course.lessons
-                          for spec in lesson.functions.values()]
+        answer_modules = list(dict.fromkeys(module for lesson in course.lessons for spec in lesson.functions.values()
+                                            if (module := spec.reference.rpartition(".")[0]).startswith("shortcutlab.")))
         preload = list(course.grading.preload)
         if mode == sandbox.BUBBLEWRAP:  # student code cannot read their files there: the server imports them first
-            preload = list(dict.fromkeys([*preload, *(m for m in answer_modules if m.startswith("shortcutlab."))]))
+            preload = list(dict.fromkeys([*preload, *answer_modules]))
         self._new = lambda: Server(preload, mode, check_files, answer_modules)
         self._lock = threading.Lock()
         self._idle: list[Server] = []

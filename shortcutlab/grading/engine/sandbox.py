@@ -62,14 +62,11 @@ def _system_binds() -> list[str]:
 
 
 def answer_files(package_root: str | Path, modules: Iterable[str]) -> list[Path]:
-    """The files of ``modules`` (the library modules holding the course's references and their helpers) under
+    """The files of ``modules`` (the shortcutlab modules holding the course's references and their helpers) under
     ``package_root``: each module's source and any bytecode cached for it."""
     found: list[Path] = []
     for module in dict.fromkeys(modules):
-        parts = module.split(".")
-        if parts[0] != "shortcutlab":
-            continue
-        base = Path(package_root).joinpath(*parts)
+        base = Path(package_root).joinpath(*module.split("."))
         for source in (base.with_suffix(".py"), base / "__init__.py"):
             if source.is_file():
                 found.append(source)

@@ -231,7 +231,7 @@ def fill_check_cells(notebook: nbformat.NotebookNode, result: SubmissionResult, 
             continue
         checks = tuple(c for c in result.checks if c.function == function)
         total = lesson.functions[function].points
-        earned = min(round(sum(c.score for c in checks), 6), float(total))
+        earned = min(round(result.function_scores().get(function, (0.0, 0.0))[0], 6), float(total))
         report = cell_report(function, CellRun(checks, 0.0, course.graded_names),
                              f"{points(earned)}/{points(total)} points", sep=", ")
         if result.load.failed:

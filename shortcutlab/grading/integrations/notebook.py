@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,14 +115,13 @@ def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: di
     checks = collect_checks(import_check_file(course.check_file(lesson)))
     context = CheckContext(dict(namespace))
     limit = course.grading.output_limit
-    check_files = {getattr(getattr(fn, "__code__", None), "co_filename", "") for fn in checks.values()}
-
-    def guard() -> ReferenceGuard | None:  # a fresh one per check, as in grading: one violation fails one check
-        if course.grading.allow_reference:
-            return None
+    guard: Callable[[], ReferenceGuard | None] = lambda: None
+    if not course.grading.allow_reference:  # resolved once; a fresh guard per check, as in grading
         dotted = lesson.functions[function].reference
-        return ReferenceGuard(function, import_object(dotted), dotted, defined_files(namespace, function),
-                              check_files)
+        reference = import_object(dotted)
+        codes, student_files = reference_codes(reference), defined_files(namespace, function)
+        check_files = {getattr(getattr(fn, "__code__", None), "co_filename", "") for fn in checks.values()}
+        guard = lambda: ReferenceGuard(function, reference, dotted, student_files, check_files, codes=codes)  # noqa: E731
 
     with one_thread():
         outcomes = {c.name: run_check(checks[c.name], context, check_seed(base_seed, lesson.id, c.name), c.timeout,

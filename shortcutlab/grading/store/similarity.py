@@ -212,28 +212,32 @@ def outside_documents(folder: str | Path, course: Course, lesson: str | None = N
 
 
 class _Fingerprints:
-    """copydetect fingerprints of documents, each computed once, with a lesson's stub as boilerplate."""
+    """copydetect fingerprints of a course's documents, each computed once, with its lesson's released stub as
+    boilerplate (each lesson's read once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, course: Course) -> None:
+        self.course = course
         self._boilerplate: dict[str, object] = {}
         self._prints: dict[tuple[str, str], object] = {}
 
-    def boilerplate(self, lesson: str, stub: str):  # noqa: ANN201 - a numpy array of hashes
+    def _stub(self, lesson: str):  # noqa: ANN202 - a numpy array of hashes
         import numpy as np
         from copydetect import CodeFingerprint
 
         if lesson not in self._boilerplate:
+            stub = stub_code(self.course, lesson)
             hashes = CodeFingerprint("stub.py", NOISE_CHARACTERS, 1, language=_LANGUAGE, fp=io.StringIO(stub)).hashes
             self._boilerplate[lesson] = np.array(sorted(hashes), dtype=np.int64)
         return self._boilerplate[lesson]
 
-    def of(self, document: CodeDocument, boilerplate):  # noqa: ANN001, ANN201 - copydetect's types
+    def of(self, document: CodeDocument):  # noqa: ANN201 - copydetect's CodeFingerprint
         from copydetect import CodeFingerprint
 
         key = (document.owner, document.lesson)
         if key not in self._prints:
-            self._prints[key] = CodeFingerprint(document.path or "code.py", NOISE_CHARACTERS, 1, boilerplate=boilerplate,
-                                                language=_LANGUAGE, fp=io.StringIO(document.code))
+            self._prints[key] = CodeFingerprint(document.path or "code.py", NOISE_CHARACTERS, 1,
+                                                boilerplate=self._stub(document.lesson), language=_LANGUAGE,
+                                                fp=io.StringIO(document.code))
         return self._prints[key]
 
 
@@ -285,7 +289,7 @@ def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
     (renamed copies) are compared once: their score is the same. ``jobs`` processes score the pairs."""
     from copydetect import compare_files
 
-    prints = _Fingerprints()
+    prints = _Fingerprints(course)
     compared = 0
     documents = len(students)
     unique: dict[str, int] = {}  # filtered code -> index in ``fingerprints``
@@ -293,7 +297,6 @@ def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
     candidates: list[tuple[str, CodeDocument, CodeDocument, tuple[int, int]]] = []
     for lesson in dict.fromkeys(d.lesson for d in students):
         mine = sorted((d for d in students if d.lesson == lesson), key=lambda d: d.owner)
-        boilerplate = prints.boilerplate(lesson, stub_code(course, lesson))
         known = [CodeDocument(lesson, REFERENCE, "", reference_code(course, lesson)),
                  *(d for d in outside if d.lesson == lesson)]
         documents += len(known)
@@ -301,7 +304,7 @@ def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
             if first.owner == second.owner:
                 continue
             compared += 1
-            left, right = prints.of(first, boilerplate), prints.of(second, boilerplate)
+            left, right = prints.of(first), prints.of(second)
             if not left.hashes or not right.hashes:
                 continue
             ids = []
@@ -318,8 +321,7 @@ def compare(students: Sequence[CodeDocument], course: Course, threshold: float,
     order = {lesson: index for index, lesson in enumerate(course.lesson_ids)}
     pairs.sort(key=lambda p: (-p.score, order.get(p.lesson, len(order)), p.student.owner, p.other.owner))
     for index, pair in enumerate(pairs[:shown]):
-        boilerplate = prints.boilerplate(pair.lesson, "")
-        _, _, (left, right) = compare_files(prints.of(pair.student, boilerplate), prints.of(pair.other, boilerplate))
+        _, _, (left, right) = compare_files(prints.of(pair.student), prints.of(pair.other))
         pairs[index] = SimilarPair(pair.lesson, pair.student, pair.other, pair.score, _regions(left), _regions(right))
     pairs.sort(key=lambda p: (order.get(p.lesson, len(order)), -p.score, p.student.owner, p.other.owner))
     return SimilarityReport(threshold, tuple(pairs), compared, documents, min(shown, len(pairs)))
