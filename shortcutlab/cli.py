@@ -206,11 +206,32 @@ def _gradescope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _student_edition(args: argparse.Namespace, course) -> int:
+    from shortcutlab.edition.build import build_student_edition
+
+    edition = build_student_edition(args.student_edition, course, through=args.through)
+    size = edition.wheel.stat().st_size / 1e6
+    print(f"wrote {edition.wheel} ({size:.1f} MB) and {len(edition.lessons)} lessons in "
+          f"{Path(args.student_edition) / 'lessons'}")
+    held = sorted({f"{a.lesson}.{a.function}" for a in edition.withheld})
+    print(("released through " + edition.released[-1] if edition.released else "no lesson released") + "; "
+          + (f"{len(edition.withheld)} library definitions withheld, the answers of {len(held)} graded functions"
+             if held else "nothing withheld"))
+    print("hand students the wheel and the lessons: `pip install " + edition.wheel.name + "` next to torch")
+    return 0
+
+
 def _release(args: argparse.Namespace) -> int:
     from shortcutlab.course import load_course
     from shortcutlab.release import check_release, points_problems, release, release_self_study
 
     course = load_course(args.course)  # the only source of each check cell's points
+    if args.through is not None and args.student_edition is None:
+        raise ShortcutlabError("--through says how far a student edition releases: give --student-edition OUT too")
+    if args.student_edition is not None:
+        if args.check or args.self_study is not None:
+            raise ShortcutlabError("--student-edition writes an edition of its own: leave out --check and --self-study")
+        return _student_edition(args, course)
     if args.self_study is not None:
         if args.check:
             raise ShortcutlabError("--self-study writes an edition and --check writes nothing: give one of them")
@@ -404,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "and solutions/ untouched): each lesson with every exercise's solution after its check cell "
                          "and every question's model answer after its answer cell, collapsed. Not for a graded "
                          "course: it is the answer key")
+    release.add_argument("--student-edition", metavar="OUT", help="write what a graded course hands to students "
+                         "into OUT instead: OUT/lessons/*.ipynb and one wheel of the library that holds no answer of "
+                         "a lesson not released (docs/integrity.md)")
+    release.add_argument("--through", metavar="LESSON", help="with --student-edition: release the answers of the "
+                         "lessons up to LESSON (a lesson id) as code; default: none")
     release.add_argument("--course", metavar="PATH", help="course.yml, the source of every check cell's points "
                          "(default: the repository's)")
     release.set_defaults(run=_release)

@@ -125,6 +125,12 @@ class StudentEditionSpec(_Strict):
 
     url: str | None = Field(default=None, description="the edition's wheel: a URL (https://...) or a path on the "
                             "students' machines; none: the first cell tells a student without shortcutlab what to do")
+    shared: list[str] = Field(default_factory=list, description="library definitions a reference uses that every "
+                              "edition ships all the same: the lessons' vocabulary (a result type, a device "
+                              "helper), which computes no answer ('module.name' or 'module:Class.method')")
+    same_computation: dict[str, str] = Field(default_factory=dict, description="library code holding a graded "
+                                             "function's computation inline ('module.name' -> '<lesson id>."
+                                             "<function>'): withheld from every edition that withholds that function")
 
 
 class PathsSpec(_Strict):
@@ -221,6 +227,15 @@ class Course(_Strict):
             if not normalize_timestamp(str(when)):
                 raise ValueError(f"grading.due for {lesson_id} is {when!r}, not a time; write e.g. '2025-03-01 "
                                  "23:59', '2025-03-01 23:59 +01:00' or '2025-03-01 23:59 Europe/Berlin'")
+        return self
+
+    @model_validator(mode="after")
+    def _same_computation_targets(self) -> "Course":
+        graded = {f"{lesson.id}.{name}" for lesson in self.lessons for name in lesson.functions}
+        for code, target in self.student_edition.same_computation.items():
+            if target not in graded:
+                raise ValueError(f"student_edition.same_computation maps {code!r} to {target!r}, which is no graded "
+                                 f"function; write '<lesson id>.<function>', e.g. {sorted(graded)[0]!r}")
         return self
 
     def due(self, lesson: LessonSpec | str) -> str:

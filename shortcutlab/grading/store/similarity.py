@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
 import io
 import itertools
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import Course
+from shortcutlab.edition.answer_code import LibraryText
 from shortcutlab.grading.engine.submission import Cell, SubmissionError, expand_paths, read_cells
 
 REFERENCE = "reference"  # the ``other`` of a pair whose other side is the course's reference code
@@ -108,69 +108,18 @@ def file_code(path: str | Path) -> str | None:
     return submission_code(path, data)
 
 
-@dataclass(frozen=True)
-class _ParsedModule:
-    """A library module read as text (never imported): its source, its top-level functions and classes by name, and
-    the names it imports from other library modules (local name -> (module, name))."""
-
-    text: str
-    definitions: dict[str, ast.AST]
-    imported: dict[str, tuple[str, str]]
-
-
-@functools.lru_cache(maxsize=64)
-def _parsed(module: str) -> _ParsedModule | None:
-    """``module`` of shortcutlab parsed from its file, found without importing it; None if it has no source."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    try:
-        text = Path(spec.origin).read_text(encoding="utf-8")
-        tree = ast.parse(text)
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return None
-    definitions = {node.name: node for node in tree.body
-                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    imported = {}
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shortcutlab") and not node.level:
-            for alias in node.names:
-                imported[alias.asname or alias.name] = (node.module, alias.name)
-    return _ParsedModule(text, definitions, imported)
-
-
 def library_sources(reference: str, depth: int = 2) -> list[str]:
     """The source of ``reference`` (a dotted path into shortcutlab) and of the library functions and classes its
     code names, to ``depth`` calls deep, decorators included: a student pasting a helper copies the answer as surely
     as one pasting the reference. Read from the modules' text: nothing is imported (the grader's parent process
     stays free of torch)."""
-    module, _, name = reference.rpartition(".")
-    found: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    frontier = [(module, name)]
-    for _ in range(depth + 1):
-        following = []
-        for module, name in frontier:
-            parsed = _parsed(module) if module.startswith("shortcutlab") and (module, name) not in seen else None
-            seen.add((module, name))
-            if parsed is None:
-                continue
-            if name not in parsed.definitions:
-                if name in parsed.imported:
-                    following.append(parsed.imported[name])
-                continue
-            node = parsed.definitions[name]
-            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-            lines = parsed.text.splitlines()[first - 1:node.end_lineno]
-            found.append("\n".join(lines))
-            used = sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {name})
-            following += [(module, n) if n in parsed.definitions else parsed.imported[n] for n in used
-                          if n in parsed.definitions or n in parsed.imported]
-        frontier = following
-    return found
+    library = _library()
+    return [library.source(module, qualname) for module, qualname in library.uses(reference, depth)]
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> LibraryText:
+    return LibraryText()
 
 
 def reference_code(course: Course, lesson: str) -> str:

@@ -1,0 +1,274 @@
+"""Does the student edition hand out the lessons without their answers? The answer key is found in the library's
+text; a module loses it definition by definition, each replaced by a stand-in that names the lesson; the edition is
+one wheel pip builds offline, installs next to the torch already there, and imports on its own."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from shortcutlab.course import CourseError, load_course, parse_course
+from shortcutlab.edition.answer_code import LibraryText, answer_definitions, normalized
+from shortcutlab.edition.build import EditionError, build_student_edition, edition_version, released_lessons
+from shortcutlab.edition.withhold import withhold
+from shortcutlab.edition.withheld import Withheld
+
+COURSE = load_course()
+ANSWERS = answer_definitions(COURSE)
+OWNER = {answer.name: (answer.lesson, answer.function) for answer in ANSWERS}
+LIBRARY = LibraryText()
+
+
+def test_every_reference_is_withheld_with_its_own_function():
+    for lesson in COURSE.lessons:
+        for function, spec in lesson.functions.items():
+            module, qualname = LIBRARY.locate(spec.reference)
+            owner = OWNER.get(f"{module}:{qualname}")
+            # grad_reverse is GRLNet's too, total_variation activation_maximization's: the first owner is kept
+            assert owner is not None and owner[0] == lesson.id, spec.reference
+
+
+@pytest.mark.parametrize("helper, owner", [
+    ("shortcutlab.data:texture_from_noise", ("00_colored_mnist", "smooth_texture")),
+    ("shortcutlab.data:colorize_rgb", ("00_colored_mnist", "colorize")),
+    ("shortcutlab.models:conv_block", ("01_cheater", "SimpleCNN")),
+    ("shortcutlab.debias:consistency_objective", ("04_debiasing", "consistency_loss")),
+    ("shortcutlab.debias:grl_objective", ("04_debiasing", "grl_loss")),
+    ("shortcutlab.models:GradReverse", ("04_debiasing", "grad_reverse")),
+])
+def test_the_helpers_a_reference_delegates_to_are_withheld_with_it(helper, owner):
+    assert OWNER[helper] == owner
+
+
+def test_a_helper_belongs_to_the_first_lesson_whose_answer_uses_it():
+    # class_logits serves grad_cam (lesson 03) too, but lesson 01 releases it first
+    assert OWNER["shortcutlab.models:class_logits"][0] == "01_cheater"
+
+
+def test_code_holding_an_answer_inline_is_withheld_with_that_answer():
+    assert OWNER["shortcutlab.train:fit"] == ("01_cheater", "train_one_epoch")
+    assert OWNER["shortcutlab.sae:sae_metrics"] == ("06_sparse_autoencoder", "fraction_variance_unexplained")
+
+
+def test_the_lessons_vocabulary_is_never_withheld():
+    assert "shortcutlab.attacks:AttackResult" not in OWNER
+    assert "shortcutlab.models:model_device" not in OWNER
+
+
+def _course_text(same_computation: str) -> str:
+    return textwrap.dedent(f"""\
+        version: 1
+        title: t
+        student_edition:
+          same_computation: {{{same_computation}}}
+        lessons:
+          - id: 00_a
+            title: A
+            notebook: a.ipynb
+            functions: {{f: {{points: 1, reference: shortcutlab.data.colorize}}}}
+        """)
+
+
+def test_course_yml_rejects_same_computation_for_no_graded_function():
+    parse_course(_course_text("shortcutlab.train.fit: 00_a.f"), where="course.yml")
+    with pytest.raises(CourseError, match="no graded function"):
+        parse_course(_course_text("shortcutlab.train.fit: 00_a.g"), where="course.yml")
+
+
+def test_a_name_the_library_lacks_is_a_clear_error():
+    with pytest.raises(CourseError, match="names no function or class"):
+        LIBRARY.locate("shortcutlab.data.no_such_function")
+
+
+def _package(tmp_path: Path, text: str) -> LibraryText:
+    package = tmp_path / "shortcutlab"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "toy.py").write_text(textwrap.dedent(text))
+    return LibraryText(package)
+
+
+TOY = '''\
+    """A toy module."""
+    from __future__ import annotations
+
+    import math
+
+
+    def _helper(x):
+        return x * 2
+
+
+    @staticmethod
+    def answer(x):
+        """The answer."""
+        return _helper(x) + 1
+
+
+    class Model:
+        def forward(self, x):
+            return answer(x)
+
+        def keep(self):
+            return math.pi
+
+
+    def other(x):
+        # stays as written
+        return x - 1
+    '''
+
+
+def _answer(qualname: str):
+    from shortcutlab.edition.answer_code import AnswerDefinition
+    return AnswerDefinition("shortcutlab.toy", qualname, "00_toy", "answer")
+
+
+def test_withhold_replaces_each_definition_by_a_stand_in_that_names_its_lesson(tmp_path):
+    library = _package(tmp_path, TOY)
+    parsed = library.module("shortcutlab.toy")
+    text = withhold(parsed, {name: _answer(name) for name in ("answer", "_helper", "Model.forward")})
+    assert "_helper(x) + 1" not in text and "x * 2" not in text
+    assert parsed.source(parsed.definition("other")) in text  # the rest, comment included, byte for byte
+    namespace: dict = {}
+    exec(compile(text, "toy.py", "exec"), namespace)
+    assert namespace["other"](3) == 2
+    assert namespace["Model"]().keep() == pytest.approx(3.14159, abs=1e-5)
+    for call in (lambda: namespace["answer"](1), lambda: namespace["_helper"](1), lambda: namespace["Model"]().forward(1)):
+        with pytest.raises(Withheld, match="exercise of lesson 00_toy") as raised:
+            call()
+        assert isinstance(raised.value, NotImplementedError)
+
+
+def test_a_withheld_class_cannot_be_instantiated(tmp_path):
+    library = _package(tmp_path, TOY)
+    text = withhold(library.module("shortcutlab.toy"), {"Model": _answer("Model")})
+    namespace: dict = {}
+    exec(compile(text, "toy.py", "exec"), namespace)
+    with pytest.raises(Withheld, match="shortcutlab.toy:Model"):
+        namespace["Model"]()
+
+
+def test_a_module_without_answers_is_left_unchanged(tmp_path):
+    parsed = _package(tmp_path, TOY).module("shortcutlab.toy")
+    assert withhold(parsed, {}) == parsed.text
+
+
+def test_normalized_code_ignores_names_docstrings_and_place():
+    first = ast.parse("def f(x):\n    'doc'\n    return x + 1\n").body[0]
+    second = ast.parse("\n\ndef g(x):\n    return x + 1\n").body[0]
+    third = ast.parse("def f(x):\n    return x + 2\n").body[0]
+    assert normalized(first) == normalized(second) != normalized(third)
+
+
+def test_through_names_a_lesson_of_the_course():
+    assert released_lessons(COURSE, None) == ()
+    assert released_lessons(COURSE, "01_cheater") == ("00_colored_mnist", "01_cheater")
+    with pytest.raises(EditionError, match="not a lesson"):
+        released_lessons(COURSE, "99_nothing")
+    assert edition_version("0.1.0", ("a", "b")) == "0.1.0+student.2"
+
+
+# ----------------------------------------------------------------------------- built editions
+
+
+def _wheel_modules(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {name: archive.read(name).decode() for name in archive.namelist() if name.endswith(".py")}
+
+
+def _definitions(text: str) -> list[ast.AST]:
+    return [node for node in ast.walk(ast.parse(text))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def _answer_code(released: tuple[str, ...]) -> dict[str, str]:
+    """normalized code -> answer name, for every answer of a lesson not in ``released``."""
+    found = {}
+    for answer in ANSWERS:
+        if answer.lesson not in released:
+            node = LIBRARY.module(answer.module).definition(answer.qualname)
+            found[normalized(node)] = answer.name
+    return found
+
+
+@pytest.fixture(scope="module")
+def default_edition(tmp_path_factory):
+    return build_student_edition(tmp_path_factory.mktemp("edition"), COURSE)
+
+
+def test_the_default_edition_is_one_wheel_and_the_released_lessons(default_edition):
+    out = default_edition.wheel.parent
+    assert [p.name for p in out.glob("*.whl")] == [default_edition.wheel.name]
+    assert sorted(p.name for p in (out / "lessons").iterdir()) == sorted(
+        COURSE.lesson_notebook(lesson).name for lesson in COURSE.lessons)
+    for lesson in COURSE.lessons:
+        assert (out / "lessons" / lesson.notebook).read_bytes() == COURSE.lesson_notebook(lesson).read_bytes()
+
+
+def test_the_default_edition_holds_no_answer_code(default_edition):
+    answers = _answer_code(())
+    modules = _wheel_modules(default_edition.wheel)
+    present = [f"{answers[normalized(node)]} in {name}" for name, text in modules.items()
+               for node in _definitions(text) if normalized(node) in answers]
+    assert present == []
+    assert not [name for name in modules if not name.startswith("shortcutlab/")]  # no check file, no solution
+    with zipfile.ZipFile(default_edition.wheel) as archive:
+        assert "shortcutlab/course.yml" in archive.namelist()
+
+
+def test_an_edition_through_a_lesson_holds_its_answers_and_withholds_the_later_ones(tmp_path):
+    edition = build_student_edition(tmp_path, COURSE, through="03_gradcam")
+    codes = {normalized(node) for text in _wheel_modules(edition.wheel).values() for node in _definitions(text)}
+    grad_cam = LIBRARY.module("shortcutlab.interpret").definition("grad_cam")
+    assert normalized(grad_cam) in codes
+    assert not codes & set(_answer_code(edition.released))
+    assert {a.lesson for a in edition.withheld} == {"04_debiasing", "05_adversarial", "06_sparse_autoencoder"}
+
+
+def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(default_edition, tmp_path):
+    environment = tmp_path / "env"
+    venv.create(environment, with_pip=False)
+    python = environment / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # torch & co. come from the test's own environment, the way a Colab or JupyterHub image already has them
+    Path(site, "already_there.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps",
+                    "--quiet", str(default_edition.wheel)], check=True)
+    probe = textwrap.dedent("""\
+        import shortcutlab, shortcutlab.data, shortcutlab.widgets, shortcutlab.plots, shortcutlab.metrics
+        from shortcutlab.course import load_course
+        from shortcutlab.edition.withheld import Withheld
+        print(shortcutlab.__file__)
+        print(load_course().file)
+        try:
+            shortcutlab.data.colorize(None, None, None)
+        except Withheld as error:
+            print(error)
+        """)
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    package, course, message = done.stdout.splitlines()[:3]
+    assert package.startswith(str(environment)) and course.startswith(str(environment))
+    assert "exercise of lesson 00_colored_mnist" in message and "Use your own colorize" in message
+
+
+def test_release_writes_the_student_edition_from_the_command_line(tmp_path, capsys):
+    from shortcutlab.cli import main
+
+    assert main(["release", "--student-edition", str(tmp_path / "out"), "--through", "00_colored_mnist"]) == 0
+    assert len(list((tmp_path / "out").glob("shortcutlab-*+student.1-*.whl"))) == 1
+    assert "released through 00_colored_mnist" in capsys.readouterr().out
+    assert main(["release", "--through", "00_colored_mnist"]) == 2
+    assert "give --student-edition OUT too" in capsys.readouterr().err
+    assert main(["release", "--student-edition", str(tmp_path / "o2"), "--through", "nope"]) == 2
+    assert "not a lesson of the course" in capsys.readouterr().err
