@@ -332,6 +332,33 @@ def _split_seed(seed: int, split: str) -> int:
     return int.from_bytes(hashlib.sha256(f"shortcutlab:{seed}:{split}".encode()).digest()[:8], "big") >> 1
 
 
+RENDERED_DIR = Path(__file__).resolve().parent / "rendered"  # in a student edition only (shortcutlab/edition)
+
+
+def prerendered_path(split: str, seed: int = 42, bias: float = DOMINANT_RATE) -> Path:
+    """Where a student edition keeps the embedded digits' ``split`` rendered with ``seed`` and ``bias``."""
+    bias = 0.0 if split == "hard_test" else bias  # as ColoredMNIST: the hard test never uses the dominant color
+    return RENDERED_DIR / f"embedded-{split}-seed{seed}-bias{bias:g}.pt"
+
+
+def _prerendered(split: str, seed: int, bias: float) -> dict[str, torch.Tensor] | None:
+    """The pre-rendered split (color_ids (N,), noise (N, 1, 7, 7), images (N, 3, 28, 28)); None if not shipped."""
+    path = prerendered_path(split, seed, bias)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: say which and what to do
+        raise DataError(f"cannot read the pre-rendered split {path} ({exc}); reinstall the course's wheel") from exc
+
+
+def prerender(split: str, seed: int = 42, bias: float = DOMINANT_RATE) -> dict[str, torch.Tensor]:
+    """The embedded digits' ``split`` rendered here, as a student edition ships it (see ``_prerendered``)."""
+    data = ColoredMNIST(split, root=EMBEDDED, bias=bias, seed=seed)
+    images, _, color_ids = data.tensors()
+    return {"color_ids": color_ids.contiguous(), "noise": data.noise().contiguous(), "images": images.contiguous()}
+
+
 class ColoredMNIST(Dataset):
     """A Colored MNIST split of (image (3, 28, 28) float32 in [0, 1], label, color_id).
 
@@ -361,8 +388,14 @@ class ColoredMNIST(Dataset):
             index = order[:n_val] if split == "val" else order[n_val:]
         generator = torch.Generator().manual_seed(_split_seed(seed, split))
         labels = source.labels[index]
-        color_ids = assign_colors(labels, self.bias, generator)
-        noise = torch.rand(len(index), 1, TEXTURE_GRID, TEXTURE_GRID, generator=generator)
+        # A student edition without lesson 00's answers ships the embedded digits' splits rendered instead.
+        rendered = _prerendered(split, seed, self.bias) if source.source == EMBEDDED and not grayscale else None
+        if rendered is not None and len(rendered["color_ids"]) == len(labels):
+            color_ids, noise = rendered["color_ids"], rendered["noise"]
+        else:
+            rendered = None
+            color_ids = assign_colors(labels, self.bias, generator)
+            noise = torch.rand(len(index), 1, TEXTURE_GRID, TEXTURE_GRID, generator=generator)
         keep = slice(None) if limit is None else slice(0, int(limit))
         # Everything random is drawn on the CPU above, so a split is the same samples on every device.
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -372,6 +405,7 @@ class ColoredMNIST(Dataset):
         self._noise = noise[keep].contiguous().to(self.device)
         self._digits = source.digits[self.index].to(self.device)
         self._rendered: torch.Tensor | None = None
+        self._prerendered = rendered["images"][keep].to(self.device) if rendered is not None else None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -386,6 +420,8 @@ class ColoredMNIST(Dataset):
 
     def render(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Images (k, 3, 28, 28) for the given sample positions, rendered in one vectorised pass."""
+        if self._prerendered is not None:
+            return self._prerendered[index].clone()
         digits = self._digits[index].float().mul_(1 / 255)
         background = texture_from_noise(self._noise[index])
         if self.grayscale:

@@ -29,7 +29,7 @@ STUDY_MODEL_NAMES = ("adversarial", "consistency", "augmentation", "grl", "unbia
 # worker waits for the other to finish; the rest follow in file order.
 SLOWEST_FIRST = ("test_mutants", "test_notebooks", "test_widgets", "test_cli", "test_grading", "test_readme",
                  "test_sandbox", "test_nbgrader_export", "test_grading_hostile", "test_time_budgets", "test_sweep",
-                 "test_seeds", "test_visible_checks", "test_dashboard_browser", "test_gradebook", "test_gradescope",
+                 "test_seeds", "test_visible_checks", "test_edition", "test_dashboard_browser", "test_gradebook", "test_gradescope",
                  "test_stub_gating", "test_class_report", "test_pytest_autograder", "test_roster")
 
 

@@ -4,6 +4,7 @@ one wheel pip builds offline, installs next to the torch already there, and impo
 from __future__ import annotations
 
 import ast
+import hashlib
 import subprocess
 import sys
 import sysconfig
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.course import CourseError, load_course, parse_course
+from shortcutlab.data import ColoredMNIST, prerendered_path
 from shortcutlab.edition.answer_code import LibraryText, answer_definitions, normalized
 from shortcutlab.edition.build import EditionError, build_student_edition, edition_version, released_lessons
 from shortcutlab.edition.withhold import withhold
@@ -253,13 +255,25 @@ def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(defa
             shortcutlab.data.colorize(None, None, None)
         except Withheld as error:
             print(error)
+        import hashlib
+        from shortcutlab.data import ColoredMNIST
+        images, _, colors = ColoredMNIST("hard_test", root="embedded").tensors()
+        print(hashlib.sha256(images.numpy().tobytes() + colors.numpy().tobytes()).hexdigest())
+        try:
+            shortcutlab.check("00_colored_mnist.colorize", lambda *args: None)
+        except Exception as error:
+            print(error)
         """)
     done = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    package, course, message = done.stdout.splitlines()[:3]
+    package, course, message, rendered, check = done.stdout.splitlines()[:5]
     assert package.startswith(str(environment)) and course.startswith(str(environment))
     assert "exercise of lesson 00_colored_mnist" in message and "Use your own colorize" in message
+    # lesson 00 is not released, so the splits come pre-rendered: the same images and colors as rendered here
+    images, _, colors = ColoredMNIST("hard_test", root="embedded").tensors()
+    assert rendered == hashlib.sha256(images.numpy().tobytes() + colors.numpy().tobytes()).hexdigest()
+    assert "holds no visible checks for lesson 00_colored_mnist yet" in check
 
 
 def test_release_writes_the_student_edition_from_the_command_line(tmp_path, capsys):
@@ -272,3 +286,12 @@ def test_release_writes_the_student_edition_from_the_command_line(tmp_path, caps
     assert "give --student-edition OUT too" in capsys.readouterr().err
     assert main(["release", "--student-edition", str(tmp_path / "o2"), "--through", "nope"]) == 2
     assert "not a lesson of the course" in capsys.readouterr().err
+
+
+def test_the_full_edition_renders_its_splits_itself():
+    assert not prerendered_path("val").exists()  # the repository never holds pre-rendered splits
+    assert prerendered_path("hard_test", bias=0.95) == prerendered_path("hard_test", bias=0.0)
+
+
+def test_a_reference_from_outside_the_library_has_nothing_to_withhold():
+    assert LIBRARY.uses("operator.add") == []

@@ -111,7 +111,10 @@ class LibraryText:
 
     def uses(self, dotted: str, depth: int | None = None) -> list[tuple[str, str]]:
         """``dotted`` and the library definitions its code names (a class's methods included), followed ``depth``
-        calls deep (None: to the end), as (module, qualname) in the order found."""
+        calls deep (None: to the end), as (module, qualname) in the order found; none for code outside the library
+        (a course may take a reference from elsewhere: no edition of the library holds it)."""
+        if dotted.replace(":", ".").split(".")[0] != PACKAGE:
+            return []
         found: list[tuple[str, str]] = []
         frontier = [self.locate(dotted)]
         level = 0

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import COURSE_FILE, Course
+from shortcutlab.edition import MANIFEST
 from shortcutlab.edition.answer_code import PACKAGE, PACKAGE_DIR, AnswerDefinition, LibraryText, answer_definitions
 from shortcutlab.edition.withhold import withhold
 from shortcutlab.errors import ShortcutlabError
 
-MANIFEST = "edition.json"  # in the wheel's package: which lessons it releases and what it withholds
-# Kept out of every student edition: build outputs, and the grading engine's own tests of nothing students run.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", MANIFEST, COURSE_FILE)
+# Never copied from the repository: build outputs, and what the builder writes itself.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "rendered", MANIFEST, COURSE_FILE)
 
 
 class EditionError(ShortcutlabError):
@@ -58,7 +58,7 @@ def _pyproject(repository: Path, version: str) -> str:
         raise EditionError("pyproject.toml has no version line to stamp the edition on")
     text = re.sub(r'(?m)^readme = .*\n', 'readme = "README.md"\n', text, count=1)
     section = '[tool.setuptools.package-data]\n'
-    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}"]\n'
+    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}", "rendered/*.pt"]\n'
     return text.replace(section, section + data) if section in text else text + "\n" + section + data
 
 
@@ -73,6 +73,8 @@ def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefin
         parsed = library.module(module)
         target = package / parsed.path.relative_to(library.package_dir)
         target.write_text(withhold(parsed, answers), encoding="utf-8")
+    if _renders_with(withheld, library):
+        _write_prerendered(package)
     shutil.copy2(course.file, package / COURSE_FILE)
     (package / MANIFEST).write_text(json.dumps({
         "edition": "student", "released": list(released), "withheld": [a.name for a in withheld],
@@ -84,6 +86,25 @@ def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefin
         f"# {course.title}: student edition\n\nThe shortcutlab library for the lessons you were given"
         + (f", released through lesson {released[-1]}" if released else "") + ". It holds no answer of a lesson "
         "still to do: those functions say so when called.\n", encoding="utf-8")
+
+
+def _renders_with(withheld: list[AnswerDefinition], library: LibraryText) -> bool:
+    """Whether rendering a Colored MNIST split needs a withheld answer (lesson 00's, until it is released)."""
+    needed = {f"{module}:{qualname}" for module, qualname in library.uses("shortcutlab.data:ColoredMNIST")}
+    return any(answer.name in needed for answer in withheld)
+
+
+def _write_prerendered(package: Path) -> None:
+    """The embedded digits' splits, rendered here by the full library, as the edition's data (``ColoredMNIST``
+    reads them instead of rendering)."""
+    import torch
+
+    from shortcutlab.data import RENDERED_DIR, SPLITS, prerender, prerendered_path
+
+    folder = package / RENDERED_DIR.name
+    folder.mkdir(exist_ok=True)
+    for split in SPLITS:
+        torch.save(prerender(split), folder / prerendered_path(split).name)
 
 
 def _version(library: LibraryText) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shortcutlab.course import Course, CourseError, LessonSpec, import_object, load_course
+from shortcutlab.edition import student_edition
 from shortcutlab.grading.engine.execute import CheckContext, run_check
 from shortcutlab.grading.engine.guard import ReferenceGuard, reference_codes
 from shortcutlab.grading.engine.protocol import CheckReport
@@ -111,6 +112,9 @@ class CellRun:
 def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: dict[str, Any],
                 base_seed: int) -> CellRun:
     """Run ``function``'s visible checks on the objects in ``namespace``, on one thread."""
+    if student_edition() is not None and not course.check_file(lesson).is_file():
+        raise CourseError(f"this student edition of shortcutlab holds no visible checks for lesson {lesson.id} yet: "
+                          f"run the lesson's 'Try it' cells to test {function}; your instructor's grading checks it")
     planned = [c for c in plan_checks(course, lesson) if c.function == function and not c.hidden]
     checks = collect_checks(import_check_file(course.check_file(lesson)))
     context = CheckContext(dict(namespace))
