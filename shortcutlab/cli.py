@@ -209,7 +209,9 @@ def _gradescope(args: argparse.Namespace) -> int:
 def _student_edition(args: argparse.Namespace, course) -> int:
     from shortcutlab.edition.build import build_student_edition
 
-    edition = build_student_edition(args.student_edition, course, through=args.through)
+    models = None if args.models is None else [name for name in args.models.split(",") if name.strip()]
+    edition = build_student_edition(args.student_edition, course, through=args.through, models=models,
+                                    artifacts=args.artifacts)
     size = edition.wheel.stat().st_size / 1e6
     print(f"wrote {edition.wheel} ({size:.1f} MB) and {len(edition.lessons)} lessons in "
           f"{Path(args.student_edition) / 'lessons'}")
@@ -430,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "a lesson not released (docs/integrity.md)")
     release.add_argument("--through", metavar="LESSON", help="with --student-edition: release the answers of the "
                          "lessons up to LESSON (a lesson id) as code; default: none")
+    release.add_argument("--models", metavar="NAMES", help="with --student-edition: the study models to ship, "
+                         "comma-separated (default: course.yml's student_edition.models; '' for none)")
+    release.add_argument("--artifacts", metavar="DIR", help="with --student-edition: the artifacts folder whose "
+                         "models the edition ships, trained there if missing (default: the one `shortcutlab reproduce` "
+                         "uses)")
     release.add_argument("--course", metavar="PATH", help="course.yml, the source of every check cell's points "
                          "(default: the repository's)")
     release.set_defaults(run=_release)

@@ -128,6 +128,9 @@ class StudentEditionSpec(_Strict):
     shared: list[str] = Field(default_factory=list, description="library definitions a reference uses that every "
                               "edition ships all the same: the lessons' vocabulary (a result type, a device "
                               "helper), which computes no answer ('module.name' or 'module:Class.method')")
+    models: list[str] = Field(default_factory=list, description="study models the lessons load with "
+                              "shortcutlab.pretrained: a student edition ships each, trained on the embedded digits, "
+                              "as an exported program (never its class's source)")
     same_computation: dict[str, str] = Field(default_factory=dict, description="library code holding a graded "
                                              "function's computation inline ('module.name' -> '<lesson id>."
                                              "<function>'): withheld from every edition that withholds that function")

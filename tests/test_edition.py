@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import subprocess
 import sys
 import sysconfig
@@ -14,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from shortcutlab.course import CourseError, load_course, parse_course
 from shortcutlab.data import ColoredMNIST, prerendered_path
@@ -21,11 +23,16 @@ from shortcutlab.edition.answer_code import LibraryText, answer_definitions, nor
 from shortcutlab.edition.build import EditionError, build_student_edition, edition_version, released_lessons
 from shortcutlab.edition.withhold import withhold
 from shortcutlab.edition.withheld import Withheld
+from shortcutlab.study import pretrained
+from shortcutlab.tolerance import tolerance_for
 
 COURSE = load_course()
 ANSWERS = answer_definitions(COURSE)
 OWNER = {answer.name: (answer.lesson, answer.function) for answer in ANSWERS}
 LIBRARY = LibraryText()
+# Roundings accumulated in one SimpleCNN logit: the three 3x3 convs (27, 144, 288 terms), the penultimate layer
+# (64 * 7 * 7) and the classifier (128).
+SIMPLE_CNN_OPS = 27 + 144 + 288 + 64 * 7 * 7 + 128
 
 
 def test_every_reference_is_withheld_with_its_own_function():
@@ -202,8 +209,9 @@ def _answer_code(released: tuple[str, ...]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def default_edition(tmp_path_factory):
-    return build_student_edition(tmp_path_factory.mktemp("edition"), COURSE)
+def default_edition(tmp_path_factory, study_artifacts):
+    return build_student_edition(tmp_path_factory.mktemp("edition"), COURSE, models=("cheater",),
+                                 artifacts=study_artifacts)
 
 
 def test_the_default_edition_is_one_wheel_and_the_released_lessons(default_edition):
@@ -227,7 +235,7 @@ def test_the_default_edition_holds_no_answer_code(default_edition):
 
 
 def test_an_edition_through_a_lesson_holds_its_answers_and_withholds_the_later_ones(tmp_path):
-    edition = build_student_edition(tmp_path, COURSE, through="03_gradcam")
+    edition = build_student_edition(tmp_path, COURSE, through="03_gradcam", models=())
     codes = {normalized(node) for text in _wheel_modules(edition.wheel).values() for node in _definitions(text)}
     grad_cam = LIBRARY.module("shortcutlab.interpret").definition("grad_cam")
     assert normalized(grad_cam) in codes
@@ -235,7 +243,8 @@ def test_an_edition_through_a_lesson_holds_its_answers_and_withholds_the_later_o
     assert {a.lesson for a in edition.withheld} == {"04_debiasing", "05_adversarial", "06_sparse_autoencoder"}
 
 
-def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(default_edition, tmp_path):
+def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(default_edition, tmp_path,
+                                                                             study_artifacts):
     environment = tmp_path / "env"
     venv.create(environment, with_pip=False)
     python = environment / "bin" / "python"
@@ -263,23 +272,35 @@ def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(defa
             shortcutlab.check("00_colored_mnist.colorize", lambda *args: None)
         except Exception as error:
             print(error)
+        cheater = shortcutlab.pretrained("cheater", device="cpu", quiet=True)
+        logits = cheater(images[:64])
+        print(type(cheater).__name__, logits.detach().flatten().tolist())
         """)
     done = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    package, course, message, rendered, check = done.stdout.splitlines()[:5]
+    package, course, message, rendered, check, model = done.stdout.splitlines()[:6]
     assert package.startswith(str(environment)) and course.startswith(str(environment))
     assert "exercise of lesson 00_colored_mnist" in message and "Use your own colorize" in message
     # lesson 00 is not released, so the splits come pre-rendered: the same images and colors as rendered here
     images, _, colors = ColoredMNIST("hard_test", root="embedded").tensors()
     assert rendered == hashlib.sha256(images.numpy().tobytes() + colors.numpy().tobytes()).hexdigest()
     assert "holds no visible checks for lesson 00_colored_mnist yet" in check
+    # SimpleCNN is withheld, so the cheater comes as an exported program that answers as the trained network does
+    kind, values = model.split(" ", 1)
+    with torch.no_grad():
+        logits = pretrained("cheater", data="embedded", out=study_artifacts, device="cpu", quiet=True)(images[:64])
+    assert kind == "ExportedModel"
+    # the same network, its weights stored contiguous instead of channels-last: the sums round in another order
+    torch.testing.assert_close(torch.tensor(json.loads(values)).view_as(logits), logits,
+                               **tolerance_for(logits, ops=SIMPLE_CNN_OPS))
 
 
 def test_release_writes_the_student_edition_from_the_command_line(tmp_path, capsys):
     from shortcutlab.cli import main
 
-    assert main(["release", "--student-edition", str(tmp_path / "out"), "--through", "00_colored_mnist"]) == 0
+    assert main(["release", "--student-edition", str(tmp_path / "out"), "--through", "00_colored_mnist",
+                 "--models", ""]) == 0
     assert len(list((tmp_path / "out").glob("shortcutlab-*+student.1-*.whl"))) == 1
     assert "released through 00_colored_mnist" in capsys.readouterr().out
     assert main(["release", "--through", "00_colored_mnist"]) == 2

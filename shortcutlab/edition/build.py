@@ -9,17 +9,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shortcutlab.course import COURSE_FILE, Course
+from shortcutlab.data import EMBEDDED
 from shortcutlab.edition import MANIFEST
 from shortcutlab.edition.answer_code import PACKAGE, PACKAGE_DIR, AnswerDefinition, LibraryText, answer_definitions
 from shortcutlab.edition.withhold import withhold
 from shortcutlab.errors import ShortcutlabError
 
 # Never copied from the repository: build outputs, and what the builder writes itself.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "rendered", MANIFEST, COURSE_FILE)
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "rendered", "pretrained", MANIFEST, COURSE_FILE)
 
 
 class EditionError(ShortcutlabError):
@@ -58,12 +60,12 @@ def _pyproject(repository: Path, version: str) -> str:
         raise EditionError("pyproject.toml has no version line to stamp the edition on")
     text = re.sub(r'(?m)^readme = .*\n', 'readme = "README.md"\n', text, count=1)
     section = '[tool.setuptools.package-data]\n'
-    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}", "rendered/*.pt"]\n'
+    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}", "rendered/*.pt", "pretrained/*.pt2"]\n'
     return text.replace(section, section + data) if section in text else text + "\n" + section + data
 
 
 def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefinition], stage: Path,
-           library: LibraryText) -> None:
+           library: LibraryText, models: Sequence[str], artifacts: Path | None) -> None:
     package = stage / PACKAGE
     shutil.copytree(library.package_dir, package, ignore=_IGNORED)
     by_module: dict[str, dict[str, AnswerDefinition]] = {}
@@ -75,6 +77,7 @@ def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefin
         target.write_text(withhold(parsed, answers), encoding="utf-8")
     if _renders_with(withheld, library):
         _write_prerendered(package)
+    _write_models(package, models, artifacts)
     shutil.copy2(course.file, package / COURSE_FILE)
     (package / MANIFEST).write_text(json.dumps({
         "edition": "student", "released": list(released), "withheld": [a.name for a in withheld],
@@ -107,6 +110,22 @@ def _write_prerendered(package: Path) -> None:
         torch.save(prerender(split), folder / prerendered_path(split).name)
 
 
+def _write_models(package: Path, names: Sequence[str], artifacts: Path | None) -> None:
+    """Each study model in ``names``, trained on the embedded digits (taken from ``artifacts``' cache, the
+    instructor's by default, trained there if missing), as the exported program ``shortcutlab.pretrained`` loads in
+    the edition."""
+    if not names:
+        return
+    from shortcutlab import pretrained
+    from shortcutlab.exported import SHIPPED_MODELS, export_model, shipped_model_path
+
+    folder = package / SHIPPED_MODELS.name
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        model = pretrained(name, data=EMBEDDED, out=artifacts, quiet=True, device="cpu")
+        export_model(model, folder / shipped_model_path(name).name)
+
+
 def _version(library: LibraryText) -> str:
     match = re.search(r'(?m)^__version__ = "([^"]+)"', library.module(PACKAGE).text)
     if not match:
@@ -128,8 +147,13 @@ def _build_wheel(stage: Path, out: Path) -> Path:
 
 
 def build_student_edition(out: str | Path, course: Course, through: str | None = None,
-                          package_dir: str | Path = PACKAGE_DIR) -> StudentEdition:
-    """Write OUT/lessons/*.ipynb and exactly one OUT/shortcutlab-*.whl; see the module's docstring."""
+                          package_dir: str | Path = PACKAGE_DIR, models: Sequence[str] | None = None,
+                          artifacts: str | Path | None = None) -> StudentEdition:
+    """Write OUT/lessons/*.ipynb and exactly one OUT/shortcutlab-*.whl; see the module's docstring. ``models``:
+    the study models to ship (default course.yml's ``student_edition.models``), from ``artifacts`` (default the
+    instructor's artifacts folder, see ``shortcutlab.pretrained``)."""
+    models = course.student_edition.models if models is None else list(models)
+    artifacts = Path(artifacts) if artifacts is not None else None
     out = Path(out)
     released = released_lessons(course, through)
     library = LibraryText(package_dir)
@@ -145,7 +169,7 @@ def build_student_edition(out: str | Path, course: Course, through: str | None =
     (out / "lessons").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shortcutlab-edition-") as tmp:
         stage = Path(tmp) / "stage"
-        _stage(course, released, withheld, stage, library)
+        _stage(course, released, withheld, stage, library, models, artifacts)
         wheel = _build_wheel(stage, out)
     lessons = []
     for lesson in course.lessons:

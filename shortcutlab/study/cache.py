@@ -16,6 +16,7 @@ from torch import nn
 from shortcutlab.data import DOMINANT_RATE, EMBEDDED, UNINFORMATIVE_RATE, ColoredMNIST
 from shortcutlab.devices import resolve_device
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.exported import load_exported, shipped_model_path
 from shortcutlab.models import GRLNet, SimpleCNN
 from shortcutlab.train import (AdversarialTraining, Consistency, GradientReversal, History, Recipe, RecolorAugmentation,
                                erm, fit, load_checkpoint, save_checkpoint)
@@ -264,6 +265,9 @@ def pretrained(name: str, data: str | None = None, out: str | Path | None = None
     """
     if name not in MODEL_SPECS:
         raise ShortcutlabError(f"no model {name!r}; choose one of {', '.join(MODEL_SPECS)}")
+    shipped = shipped_model_path(name)
+    if shipped.is_file() and data in (None, EMBEDDED) and out is None and seed == 42:
+        return load_exported(shipped, resolve_device(device))  # a student edition's: no training, no cache
     out = Path(out) if out else default_artifacts()
     data = data if data is not None else cached_data(out / "models" / f"{name}.pt")
     target = resolve_device(device)
