@@ -5,6 +5,8 @@ model it is given; results come back as plain floats, lists or CPU tensors.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -83,13 +85,14 @@ def curve_area(curve: torch.Tensor) -> float:
     return float(torch.trapezoid(curve.double(), dx=1 / (len(curve) - 1)))
 
 
-def cam_color_sensitivity(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+def cam_color_sensitivity(model: nn.Module, images: torch.Tensor, cam: Callable = grad_cam) -> dict[str, float]:
     """How much the prediction and the Grad-CAM map change when only the stroke color changes.
 
     Each image (N, 3, H, W) is repainted in all ten palette colors; the map is taken for the class predicted on
     the original. Returns ``prediction_kept`` (share of recolorings keeping the prediction, in [0, 1]) and
     ``map_correlation`` (mean Pearson correlation in [-1, 1] between the original's map and each recoloring's).
-    It is the sensitivity of an explanation (Yeh et al., 2019) under a perturbation that keeps the shape.
+    It is the sensitivity of an explanation (Yeh et al., 2019) under a perturbation that keeps the shape. ``cam``:
+    the Grad-CAM to measure (a lesson passes its own).
     """
     device = model_device(model)
     images = images.to(device)
@@ -98,8 +101,8 @@ def cam_color_sensitivity(model: nn.Module, images: torch.Tensor) -> dict[str, f
     repainted = recolor(images.repeat_interleave(NUM_CLASSES, dim=0), torch.arange(NUM_CLASSES).repeat(n))
     targets = classes.repeat_interleave(NUM_CLASSES)
     kept = (predict_logits(model, repainted).argmax(dim=1) == targets).double().mean()
-    original_maps = grad_cam(model, model.target_layer, images, classes).repeat_interleave(NUM_CLASSES, dim=0)
-    maps = grad_cam(model, model.target_layer, repainted, targets)
+    original_maps = cam(model, model.target_layer, images, classes).repeat_interleave(NUM_CLASSES, dim=0)
+    maps = cam(model, model.target_layer, repainted, targets)
     a = original_maps.flatten(1).double()
     b = maps.flatten(1).double()
     a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)

@@ -288,7 +288,8 @@ class PredictionPanels(LiveFigure):
 
     def update(self, image: torch.Tensor, probabilities: Mapping[str, torch.Tensor],
                cams: Mapping[str, torch.Tensor], title: str = "input") -> "PredictionPanels":
-        """image (3, H, W); per model name: probabilities (10,) and a Grad-CAM map (H, W) in [0, 1]."""
+        """image (3, H, W); per model name: probabilities (10,) and a Grad-CAM map (H, W) in [0, 1] (a model without
+        one shows the image alone)."""
         picture = to_hwc(image)
         self._input.set_data(picture)
         self._input_title.set_text(title)
@@ -297,7 +298,7 @@ class PredictionPanels(LiveFigure):
             predicted = int(p.argmax())
             base, heat = self._cams[name]
             base.set_data(picture)
-            heat.set_data(cams[name].detach().cpu().numpy())
+            heat.set_data(cams[name].detach().cpu().numpy() if name in cams else np.zeros(picture.shape[:2]))
             for k, bar in enumerate(self._bars[name]):
                 bar.set_height(float(p[k]))
                 bar.set_color(_BAR_HIGHLIGHT if k == predicted else _BAR_COLOR)

@@ -44,6 +44,7 @@ from shortcutlab.data import (COLOR_NAMES, IMAGE_SIZE, NUM_CLASSES, PALETTE, TEX
 from shortcutlab.devices import resolve_device
 from shortcutlab.interpret import activation_maximization, grad_cam
 from shortcutlab.metrics import palette_pixel_share
+from shortcutlab.edition.withheld import is_withheld
 from shortcutlab.models import class_logits, eval_mode, model_device
 from shortcutlab.train import predict_logits
 from shortcutlab.sae import top_activating
@@ -176,19 +177,30 @@ def cam_class(probabilities: torch.Tensor, target: str = "prediction", label: in
     return int(probabilities.argmax())
 
 
-def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Callable = grad_cam,
+def model_outputs(models: Mapping[str, nn.Module], image: torch.Tensor, cam: Callable | None = grad_cam,
                   target: str = "prediction", label: int | None = None, layer: str = "target_layer"
                   ) -> tuple[dict[str, torch.Tensor], dict[str, int], dict[str, torch.Tensor], dict[str, int]]:
     """Per model: probabilities (10,), prediction, Grad-CAM map (H, W) at ``layer`` (see ``cam_layer``) and the class
-    it explains (see ``cam_class``), for an image (3, H, W)."""
+    it explains (see ``cam_class``), for an image (3, H, W); no maps when ``cam`` is None."""
     probabilities, predictions, cams, explained = {}, {}, {}, {}
     for name, model in models.items():
         p = _probabilities(model, image[None])[0]
         probabilities[name], predictions[name] = p, int(p.argmax())
         explained[name] = cam_class(p, target, label)
+        if cam is None:
+            continue
         cams[name] = cam(model, cam_layer(model, layer), image[None].to(model_device(model)),
                          torch.tensor([explained[name]], device=model_device(model)))[0].detach().cpu()
     return probabilities, predictions, cams, explained
+
+
+# An explorer's note where this edition of the library withholds Grad-CAM (shortcutlab/edition): no maps are drawn.
+NO_CAM_NOTE = "no Grad-CAM map: grad_cam is lesson 03's exercise; pass yours as cam= to see maps"
+
+
+def usable(function: Callable | None) -> Callable | None:
+    """``function``, or None where it is a stand-in this edition withholds (an explorer then leaves its part out)."""
+    return None if function is None or is_withheld(function) else function
 
 
 def cam_note(cams: Mapping[str, torch.Tensor], explained: Mapping[str, int]) -> dict[str, str]:
@@ -336,7 +348,7 @@ class RecolorExplorer(Explorer):
 
     def __init__(self, models, images, labels=None, index: int = 0, color: int | None = None,
                  cam: Callable = grad_cam, device: str | torch.device | None = None) -> None:
-        self.models, self.images, self.cam = _check_models(models, device), _check_images(images), cam
+        self.models, self.images, self.cam = _check_models(models, device), _check_images(images), usable(cam)
         self.labels = None if labels is None else torch.as_tensor(labels).long().flatten()
         if not 0 <= index < len(self.images):
             raise ValueError(f"index must lie in [0, {len(self.images) - 1}], got {index}")
@@ -390,7 +402,8 @@ class RecolorExplorer(Explorer):
         return {"index": index, "label": None if self.labels is None else int(self.labels[index]),
                 "color": None if self._mode == "hue" else color, "hue": hue if self._mode == "hue" else None,
                 "stroke_rgb": rgb, "image": image, "probabilities": probabilities, "predictions": predictions,
-                "cams": cams, "explained": explained, "cam_notes": cam_note(cams, explained)}
+                "cams": cams, "explained": explained,
+                "cam_notes": cam_note(cams, explained) if self.cam else dict.fromkeys(self.models, NO_CAM_NOTE)}
 
     def describe(self, state: dict) -> str:
         stroke = COLOR_NAMES[state["color"]] if state["color"] is not None else f"hue {state['hue']:.0f}°"
@@ -582,7 +595,7 @@ class DrawDigit(Explorer):
                  cam: Callable = grad_cam, device: str | torch.device | None = None) -> None:
         from ipycanvas import Canvas
 
-        self.models, self.cam, self.size = _check_models(models, device), cam, int(size)
+        self.models, self.cam, self.size = _check_models(models, device), usable(cam), int(size)
         self.strokes: list[list[tuple[float, float]]] = []
         self._drawing = False
         self._noise = torch.rand(1, 1, TEXTURE_GRID, TEXTURE_GRID, generator=torch.Generator().manual_seed(seed))

@@ -57,8 +57,9 @@ def test_the_helpers_a_reference_delegates_to_are_withheld_with_it(helper, owner
 
 
 def test_a_helper_belongs_to_the_first_lesson_whose_answer_uses_it():
-    # class_logits serves grad_cam (lesson 03) too, but lesson 01 releases it first
-    assert OWNER["shortcutlab.models:class_logits"][0] == "01_cheater"
+    # GRLNet (lesson 04) is built on SimpleCNN and its conv blocks, which lesson 01 releases first
+    assert OWNER["shortcutlab.models:SimpleCNN"] == ("01_cheater", "SimpleCNN")
+    assert OWNER["shortcutlab.models:conv_block"] == ("01_cheater", "SimpleCNN")
 
 
 def test_code_holding_an_answer_inline_is_withheld_with_that_answer():
@@ -69,6 +70,7 @@ def test_code_holding_an_answer_inline_is_withheld_with_that_answer():
 def test_the_lessons_vocabulary_is_never_withheld():
     assert "shortcutlab.attacks:AttackResult" not in OWNER
     assert "shortcutlab.models:model_device" not in OWNER
+    assert "shortcutlab.models:eval_mode" not in OWNER and "shortcutlab.models:class_logits" not in OWNER
 
 
 def _course_text(same_computation: str) -> str:

@@ -188,6 +188,20 @@ def test_recoloring_flips_the_cheater_but_not_the_consistency_model(study_models
     assert sum(p == label for p in consistency) >= 9, f"digit {label}: the consistency model predicted {consistency}"
 
 
+def test_an_explorer_given_a_withheld_grad_cam_draws_no_maps_and_says_why():
+    from shortcutlab.edition.withheld import withheld
+    from shortcutlab.widgets import NO_CAM_NOTE
+
+    torch.manual_seed(0)
+    models = {"net": SimpleCNN().eval()}
+    images = torch.rand(3, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    stand_in = withheld("shortcutlab.interpret:grad_cam", "03_gradcam", "grad_cam")
+    w = recolor_explorer(models, images, torch.tensor([0, 1, 2]), cam=stand_in)
+    assert w.state["cams"] == {} and w.state["cam_notes"] == {"net": NO_CAM_NOTE}
+    assert NO_CAM_NOTE.split(":")[0] in w.readout.value
+    assert all(bytes(frame.value).startswith(b"\x89PNG") for frame in w.frames)
+
+
 def test_cam_class_picks_the_prediction_the_true_digit_or_the_runner_up():
     p = torch.tensor([0.1, 0.6, 0.3])
     assert cam_class(p) == 1 and cam_class(p, "runner-up") == 2 and cam_class(p, "true digit", label=0) == 0

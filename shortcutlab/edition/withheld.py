@@ -28,6 +28,7 @@ def withheld(name: str, lesson: str, function: str) -> Callable[..., NoReturn]:
         raise Withheld(name, lesson, function)
 
     stand_in.__name__ = stand_in.__qualname__ = name.rpartition(":")[2].rpartition(".")[2]
+    stand_in._withheld = (name, lesson, function)
     stand_in.__doc__ = f"Not in this edition: {name} holds the answer of lesson {lesson}'s {function}."
     return stand_in
 
@@ -39,3 +40,9 @@ class WithheldClass:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> NoReturn:
         raise Withheld(*cls._withheld)
+
+
+def is_withheld(obj: object) -> bool:
+    """Whether ``obj`` is a stand-in of this module (a withheld function or class)."""
+    return isinstance(obj, type) and issubclass(obj, WithheldClass) or isinstance(getattr(obj, "_withheld", None),
+                                                                                   tuple) and callable(obj)
