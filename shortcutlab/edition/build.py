@@ -17,11 +17,14 @@ from shortcutlab.course import COURSE_FILE, Course
 from shortcutlab.data import EMBEDDED
 from shortcutlab.edition import MANIFEST
 from shortcutlab.edition.answer_code import PACKAGE, PACKAGE_DIR, AnswerDefinition, LibraryText, answer_definitions
+from shortcutlab.edition.checks import write_edition_checks
 from shortcutlab.edition.withhold import withhold
 from shortcutlab.errors import ShortcutlabError
 
+EDITION_CHECKS = "checks"  # in the wheel's package: each lesson's visible checks and their recorded values
 # Never copied from the repository: build outputs, and what the builder writes itself.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "rendered", "pretrained", MANIFEST, COURSE_FILE)
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "rendered", "pretrained", EDITION_CHECKS, MANIFEST,
+                                  COURSE_FILE)
 
 
 class EditionError(ShortcutlabError):
@@ -60,7 +63,7 @@ def _pyproject(repository: Path, version: str) -> str:
         raise EditionError("pyproject.toml has no version line to stamp the edition on")
     text = re.sub(r'(?m)^readme = .*\n', 'readme = "README.md"\n', text, count=1)
     section = '[tool.setuptools.package-data]\n'
-    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}", "rendered/*.pt", "pretrained/*.pt2"]\n'
+    data = f'"{PACKAGE}" = ["{COURSE_FILE}", "{MANIFEST}", "rendered/*.pt", "pretrained/*.pt2", "checks/*"]\n'
     return text.replace(section, section + data) if section in text else text + "\n" + section + data
 
 
@@ -78,7 +81,9 @@ def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefin
     if _renders_with(withheld, library):
         _write_prerendered(package)
     _write_models(package, models, artifacts)
-    shutil.copy2(course.file, package / COURSE_FILE)
+    write_edition_checks(package / EDITION_CHECKS, course, withheld, library)
+    (package / COURSE_FILE).write_text(_edition_course_text(course.file.read_text(encoding="utf-8")),
+                                       encoding="utf-8")
     (package / MANIFEST).write_text(json.dumps({
         "edition": "student", "released": list(released), "withheld": [a.name for a in withheld],
     }, indent=1) + "\n", encoding="utf-8")
@@ -89,6 +94,15 @@ def _stage(course: Course, released: tuple[str, ...], withheld: list[AnswerDefin
         f"# {course.title}: student edition\n\nThe shortcutlab library for the lessons you were given"
         + (f", released through lesson {released[-1]}" if released else "") + ". It holds no answer of a lesson "
         "still to do: those functions say so when called.\n", encoding="utf-8")
+
+
+def _edition_course_text(text: str) -> str:
+    """course.yml as the edition ships it: its check files are the edition's (``EDITION_CHECKS``)."""
+    text, count = re.subn(r"(?m)^(\s+autograder:\s*)[^\s#]+", rf"\g<1>{EDITION_CHECKS}", text, count=1)
+    if not count:
+        text = text.replace("paths:\n", f"paths:\n  autograder: {EDITION_CHECKS}\n", 1) if "paths:\n" in text \
+            else f"paths:\n  autograder: {EDITION_CHECKS}\n" + text
+    return text
 
 
 def _renders_with(withheld: list[AnswerDefinition], library: LibraryText) -> bool:

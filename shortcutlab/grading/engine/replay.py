@@ -223,12 +223,16 @@ class Replayer:
                                      f"{self.count + 1} (it stopped early, or was tampered with)")
         call = self.calls[self.count]
         self.count += 1
+        if not isinstance(call, dict) or call.get("digest") != digest:
+            raise self._unverifiable(
+                f"{self.name} was called with other arguments in the process that ran it than in the grader's "
+                f"own re-run (call number {self.count}). Does your code reseed the random number generator, or "
+                "change the checks' inputs in a way it does not undo?")
+        return self._replay(call, encoder)
+
+    def _replay(self, call: dict, encoder: Any) -> Any:
+        """``call``'s recorded effects on this call's arguments (``encoder``'s leaves) and its answer."""
         try:
-            if not isinstance(call, dict) or call.get("digest") != digest:
-                raise self._unverifiable(
-                    f"{self.name} was called with other arguments in the process that ran it than in the grader's "
-                    f"own re-run (call number {self.count}). Does your code reseed the random number generator, or "
-                    "change the checks' inputs in a way it does not undo?")
             problem = f"{self.name} changed one of its arguments in place in a way the grader cannot replay"
             for change in call.get("changed") or []:
                 if not (isinstance(change, list) and len(change) == 2 and type(change[0]) is int
