@@ -48,7 +48,8 @@ class ParsedModule:
         return "\n".join(self.text.splitlines()[first - 1:node.end_lineno])
 
 
-def _module_path(package_dir: Path, module: str) -> Path | None:
+def module_path(package_dir: Path, module: str) -> Path | None:
+    """The source file of shortcutlab module ``module`` under ``package_dir``, found by path (nothing is imported)."""
     parts = module.split(".")
     if parts[0] != PACKAGE:
         return None
@@ -67,7 +68,7 @@ class LibraryText:
         self.module = functools.lru_cache(maxsize=None)(self._module)
 
     def _module(self, name: str) -> ParsedModule | None:
-        path = _module_path(self.package_dir, name)
+        path = module_path(self.package_dir, name)
         if path is None:
             return None
         try:

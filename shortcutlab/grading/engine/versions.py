@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shortcutlab import PACKAGE_DIR
 from shortcutlab.course import Course, LessonSpec
+from shortcutlab.edition.answer_code import module_path
 
 # Modules whose code decides whether a check passes, besides the check file and what it imports.
 ENGINE_MODULES = ("shortcutlab.grading.asserts", "shortcutlab.grading.engine.execute", "shortcutlab.grading.registry",
@@ -28,18 +29,6 @@ VERSIONED_DISTRIBUTIONS = ("torch", "numpy")
 def decides_grades(name: str) -> bool:
     """Whether module ``name`` can change a check's verdict (everything but ``NOT_GRADING`` and what is under it)."""
     return not any(name == other or name.startswith(other + ".") for other in NOT_GRADING)
-
-
-def _module_file(name: str) -> Path | None:
-    """The source file of a shortcutlab module, found by path (nothing is imported)."""
-    parts = name.split(".")
-    if parts[0] != "shortcutlab":
-        return None
-    base = PACKAGE_DIR.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _imported_modules(path: Path, module: str) -> set[str]:
@@ -85,7 +74,7 @@ def library_sources(start: set[str], roots: set[Path] = frozenset()) -> dict[str
         name = todo.pop()
         if name in sources or not name.startswith("shortcutlab") or not decides_grades(name):
             continue
-        path = _module_file(name)
+        path = module_path(PACKAGE_DIR, name)
         if path is None:
             continue
         sources[name] = path.read_bytes()
