@@ -2,7 +2,7 @@
 #   make reproduce   -> the whole study (`shortcutlab reproduce`) into ./artifacts
 #   make test        -> the test suite (about 4.5 minutes on 2 cores)
 #   make test-slow   -> the heavy proofs CI runs too (every mutant under ten seeds, an nbgrader round, every stub,
-#                       grading unsandboxed)
+#                       grading unsandboxed, lessons on their student editions)
 #   make test-pythons -> a smoke test on every Python pyenv has in the supported range (downloads torch for each)
 #   make dashboard   -> the explorers' dashboard (Voila) on http://localhost:8866/
 #   make lab         -> the lessons in JupyterLab, in work/ (a copy `shortcutlab release` never overwrites)
