@@ -19,12 +19,12 @@ import torch
 
 from shortcutlab.course import CourseError, load_course, parse_course
 from shortcutlab.data import ColoredMNIST, prerendered_path
-from shortcutlab.edition.answer_code import LibraryText, answer_definitions, normalized
+from shortcutlab.edition.answer_code import AnswerDefinition, LibraryText, answer_definitions, normalized
 from shortcutlab.edition.build import EditionError, build_student_edition, edition_version, released_lessons
 from shortcutlab.edition.checks import edition_check_text, withheld_bindings
 from shortcutlab.edition.withhold import withhold
 from shortcutlab.grading.engine.recorded import NotRecorded, RecordedReference, recording
-from shortcutlab.grading.engine.replay import Recorder
+from shortcutlab.grading.engine.replay import Recorder, Transcript
 from shortcutlab.grading.registry import plan_checks
 from shortcutlab.edition.withheld import Withheld
 from shortcutlab.study import pretrained
@@ -141,8 +141,7 @@ TOY = '''\
     '''
 
 
-def _answer(qualname: str):
-    from shortcutlab.edition.answer_code import AnswerDefinition
+def _answer(qualname: str) -> AnswerDefinition:
     return AnswerDefinition("shortcutlab.toy", qualname, "00_toy", "answer")
 
 
@@ -181,6 +180,14 @@ def test_normalized_code_ignores_names_docstrings_and_place():
     second = ast.parse("\n\ndef g(x):\n    return x + 1\n").body[0]
     third = ast.parse("def f(x):\n    return x + 2\n").body[0]
     assert normalized(first) == normalized(second) != normalized(third)
+
+
+def test_an_edition_refuses_a_course_whose_check_files_live_elsewhere(tmp_path):
+    text = _course_text("").replace("    notebook: a.ipynb\n", "    notebook: a.ipynb\n    checks: elsewhere/a.py\n")
+    course = parse_course(text, where="course.yml")
+    with pytest.raises(EditionError, match="set `checks:` in course.yml"):
+        build_student_edition(tmp_path, course)
+    assert not any(tmp_path.iterdir())
 
 
 def test_through_names_a_lesson_of_the_course():
@@ -376,10 +383,7 @@ def _recorded_square() -> RecordedReference:
     square = recording(recorder, "square", lambda x: (x ** 2).sum())
     x = torch.tensor([1.0, 2.0], requires_grad=True)
     square(x).backward()
-    transcript = recorder.transcript()
-    from shortcutlab.grading.engine.replay import Transcript
-
-    recorded = Transcript(transcript)
+    recorded = Transcript(recorder.transcript())
     return RecordedReference("square", recorded.calls["square"], recorded.blobs)
 
 

@@ -21,6 +21,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
+def first_line(node: ast.stmt) -> int:
+    """The 1-based line a statement starts on, its decorators included."""
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+
+
 @dataclass(frozen=True)
 class ParsedModule:
     """A library module read as text: its source, its top-level functions and classes by name, and the names it
@@ -44,8 +49,7 @@ class ParsedModule:
 
     def source(self, node: Definition) -> str:
         """The text of ``node``, decorators included."""
-        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        return "\n".join(self.text.splitlines()[first - 1:node.end_lineno])
+        return "\n".join(self.text.splitlines()[first_line(node) - 1:node.end_lineno])
 
 
 def module_path(package_dir: Path, module: str) -> Path | None:

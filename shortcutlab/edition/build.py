@@ -169,6 +169,10 @@ def build_student_edition(out: str | Path, course: Course, through: str | None =
     models = course.student_edition.models if models is None else list(models)
     artifacts = Path(artifacts) if artifacts is not None else None
     out = Path(out)
+    elsewhere = [lesson.id for lesson in course.lessons if lesson.checks]
+    if elsewhere:  # the edition's check files live in one folder of its package, which course.yml names
+        raise EditionError(f"lessons {', '.join(elsewhere)} set `checks:` in course.yml; a student edition ships every "
+                           f"check file in its own folder: move them to paths.autograder and remove `checks:`")
     released = released_lessons(course, through)
     library = LibraryText(package_dir)
     withheld = [answer for answer in answer_definitions(course, library) if answer.lesson not in released]

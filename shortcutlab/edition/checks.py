@@ -7,8 +7,8 @@ import ast
 import json
 from pathlib import Path
 
-from shortcutlab.course import Course
-from shortcutlab.edition.answer_code import PACKAGE, AnswerDefinition, LibraryText
+from shortcutlab.course import Course, CourseError
+from shortcutlab.edition.answer_code import PACKAGE, AnswerDefinition, LibraryText, first_line
 
 # One line, no import of its own: the edition's file keeps every line where the full one has it (tracebacks agree).
 _BINDING = "{name} = __import__({module!r}, fromlist=['recorded']).recorded(__file__, {name!r})"
@@ -25,7 +25,7 @@ def withheld_bindings(text: str, withheld: list[AnswerDefinition], library: Libr
             for alias in node.names:
                 try:
                     module, qualname = library.locate(f"{node.module}.{alias.name}")
-                except Exception:  # noqa: BLE001 - a constant or a module: no code of the answer key
+                except CourseError:  # a constant or a module: no code of the answer key
                     continue
                 if f"{module}:{qualname}" in names:
                     found[alias.asname or alias.name] = f"{module}:{qualname}"
@@ -37,7 +37,7 @@ def edition_check_text(text: str, hidden: set[str], bindings: dict[str, str]) ->
     ``bindings`` taken out of its import and bound to its recorded values there, every other line where it was."""
     lines = text.splitlines(keepends=True)
     for node in ast.parse(text).body:
-        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        first = first_line(node)
         span = node.end_lineno - first + 1
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in hidden:
             lines[first - 1:node.end_lineno] = ["\n"] * span

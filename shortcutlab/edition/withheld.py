@@ -44,5 +44,6 @@ class WithheldClass:
 
 def is_withheld(obj: object) -> bool:
     """Whether ``obj`` is a stand-in of this module (a withheld function or class)."""
-    return isinstance(obj, type) and issubclass(obj, WithheldClass) or isinstance(getattr(obj, "_withheld", None),
-                                                                                   tuple) and callable(obj)
+    if isinstance(obj, type):
+        return issubclass(obj, WithheldClass)
+    return callable(obj) and isinstance(getattr(obj, "_withheld", None), tuple)

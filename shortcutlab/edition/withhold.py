@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from shortcutlab.edition.answer_code import AnswerDefinition, ParsedModule
+from shortcutlab.edition.answer_code import AnswerDefinition, ParsedModule, first_line
 
 _IMPORT = "from shortcutlab.edition.withheld import WithheldClass as _WithheldClass, withheld as _withheld\n"
 
@@ -26,7 +26,7 @@ def _insertion_line(tree: ast.Module, end: int) -> int:
             continue
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             continue
-        return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+        return first_line(node) - 1
     return end
 
 
@@ -43,7 +43,7 @@ def withhold(parsed: ParsedModule, answers: Mapping[str, AnswerDefinition]) -> s
         node = parsed.definition(qualname)
         if node is None:
             raise ValueError(f"{parsed.name} has no definition {qualname!r} to withhold")
-        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        first = first_line(node)
         indent = " " * node.col_offset
         spans.append((first - 1, node.end_lineno, _stand_in(node, answer, indent)))
     for start, end, replacement in sorted(spans, reverse=True):

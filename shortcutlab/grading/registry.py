@@ -216,12 +216,13 @@ def check_seed(run_seed: int, lesson: str, name: str) -> int:
 CHECK_MODULE_PREFIX = "shortcutlab_checks_"  # the module name of every imported check file starts with it
 
 
-def import_check_file(path: str | Path) -> ModuleType:
-    """Import a check file as a module of its own (cached by path)."""
+def import_check_file(path: str | Path, fresh: bool = False) -> ModuleType:
+    """Import a check file as a module of its own (cached by path); ``fresh``: a new copy under a name of its own,
+    whatever was imported before, so changing its names touches no other copy."""
     path = Path(path).resolve()
-    module_name = CHECK_MODULE_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "_" + \
-        path.stem.replace("-", "_")
-    if module_name in sys.modules:
+    module_name = CHECK_MODULE_PREFIX + ("fresh_" if fresh else "") + \
+        hashlib.sha256(str(path).encode()).hexdigest()[:12] + "_" + path.stem.replace("-", "_")
+    if module_name in sys.modules and not fresh:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

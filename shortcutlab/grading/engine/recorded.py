@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,12 +110,12 @@ class RecordedReference(Replayer):
                 self.by_key.setdefault(call["key"], call)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        _, encoder = fingerprint(args, kwargs, strict=False)  # the arguments' leaves and gradient sources
         call = self.by_key.get(call_key(args, kwargs))
         if call is None:
             raise NotRecorded(f"this edition cannot check this: {self.name} was recorded on the checks' own inputs, "
                               f"and here it is asked about others (they depend on your function's answer, or on a "
                               f"seed the release did not record); grading checks it")
+        _, encoder = fingerprint(args, kwargs, strict=False)  # the arguments' leaves and gradient sources
         # a call may be replayed more than once: each replay consumes its own copy of the backward passes
         return self._replay({**call, "backward": list(call.get("backward") or [])}, encoder)
 
@@ -150,16 +149,6 @@ def recorded_seeds(check_file: str | Path) -> tuple[int, ...]:
     return _record(str(path))[1] if path.is_file() else ()
 
 
-def _fresh_module(path: Path) -> Any:
-    """``path`` imported as a new module (never the cached one grading uses), so wrapping its names touches nothing
-    else."""
-    name = f"{CHECK_MODULE_PREFIX}record_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def recording(recorder: Recorder, name: str, function: Any) -> Any:
     """``function`` with each call recorded by ``recorder`` under ``name``, its ``call_key`` taken before the call
     changes its arguments: what a ``RecordedReference`` answers from."""
@@ -182,10 +171,10 @@ def record_visible_checks(course: Any, lesson: Any, names: Sequence[str],
     bound to withheld library code) recorded; the record a ``RecordedReference`` reads."""
     from shortcutlab.course import import_object
     from shortcutlab.grading.engine.execute import CheckContext, run_check
-    from shortcutlab.grading.registry import check_seed, collect_checks, plan_checks
+    from shortcutlab.grading.registry import check_seed, collect_checks, import_check_file, plan_checks
     from shortcutlab.threads import one_thread
-    
-    module = _fresh_module(course.check_file(lesson))
+
+    module = import_check_file(course.check_file(lesson), fresh=True)  # never the copy grading uses
     recorder = Recorder(budget=RECORD_BUDGET)
     for name in names:
         setattr(module, name, recording(recorder, name, getattr(module, name)))

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from shortcutlab.edition.answer_code import PACKAGE, module_path
 from shortcutlab.grading.engine.environment import GRADING_ENV
 from shortcutlab.grading.engine.limits import SANDBOX_PROBE_TIMEOUT, SCRATCH_BYTES
 
@@ -66,11 +67,10 @@ def answer_files(package_root: str | Path, modules: Iterable[str]) -> list[Path]
     ``package_root``: each module's source and any bytecode cached for it."""
     found: list[Path] = []
     for module in dict.fromkeys(modules):
-        base = Path(package_root).joinpath(*module.split("."))
-        for source in (base.with_suffix(".py"), base / "__init__.py"):
-            if source.is_file():
-                found.append(source)
-                found.extend(sorted(source.parent.glob(f"__pycache__/{source.stem}.*.pyc")))
+        source = module_path(Path(package_root) / PACKAGE, module)
+        if source is not None:
+            found.append(source)
+            found.extend(sorted(source.parent.glob(f"__pycache__/{source.stem}.*.pyc")))
     return found
 
 

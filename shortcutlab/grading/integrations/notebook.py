@@ -18,7 +18,6 @@ from typing import Any
 
 from shortcutlab.course import Course, CourseError, LessonSpec, import_object, load_course
 from shortcutlab.edition import student_edition
-from shortcutlab.threads import one_thread
 from shortcutlab.grading.engine.execute import CheckContext, run_check
 from shortcutlab.grading.engine.guard import ReferenceGuard, reference_codes
 from shortcutlab.grading.engine.recorded import recorded_seeds
@@ -29,6 +28,7 @@ from shortcutlab.grading.results import CheckResult
 from shortcutlab.grading.engine.gating import PENDING_EXPLANATION
 from shortcutlab.grading.status import PENDING_SYMBOL, SYMBOLS, Status
 from shortcutlab.grading.wording import check_title
+from shortcutlab.threads import one_thread
 
 _MISSING = object()
 SEED_ENV = "SHORTCUTLAB_SEED"  # the base seed of nbgrader autograde's grading (set by the course root's config)
@@ -101,8 +101,8 @@ def _run_checks(course: Course, lesson: LessonSpec, function: str, namespace: di
                 base_seed: int) -> CellRun:
     """Run ``function``'s visible checks on the objects in ``namespace``, on one thread."""
     if student_edition() is not None and not course.check_file(lesson).is_file():
-        raise CourseError(f"this student edition of shortcutlab holds no visible checks for lesson {lesson.id} yet: "
-                          f"run the lesson's 'Try it' cells to test {function}; your instructor's grading checks it")
+        raise CourseError(f"this student edition of shortcutlab lacks the visible checks of lesson {lesson.id}, which "
+                          f"every edition ships: reinstall the course's wheel, or ask your instructor for it again")
     planned = [c for c in plan_checks(course, lesson) if c.function == function and not c.hidden]
     checks = collect_checks(import_check_file(course.check_file(lesson)))
     context = CheckContext(dict(namespace))
